@@ -1,0 +1,350 @@
+"""The geometry engine: one forward pass over a :class:`~rfmap.graph.Graph`.
+
+Coordinates follow the pixel-index convention (see :mod:`rfmap.result`): input pixel ``i``
+is the point ``i``; boxes are inclusive, starts first, axes in (H, W) order.
+
+Cost: O(layers + edges) times the period of each map (1 for plain convolutional nets,
+the upsampling factor after upsampling), independent of the input size.  Per-cell
+queries are exact: :meth:`Analysis.rf_box` in O(1), :meth:`Analysis.support` by
+propagating index sets back through the real maps.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Sequence
+
+import numpy as np
+
+from .axis import AxisMap
+from .errors import RFMapError, RFMapWarning, at_layer
+from .graph import Graph
+from .periodic import Boxes, combine, hull_at, max_size
+from .result import AxisGeometry, LayerGeometry, axis_names, json_number
+
+
+@dataclass(frozen=True)
+class _NodeState:
+    sizes: tuple[int, ...]
+    maps: tuple[AxisMap, ...] | None  # None for the input and merges
+    families: tuple[tuple[Boxes, ...], ...]  # per axis
+    is_global: bool  # every path through this node went through a global op
+
+
+def _normalize_size(input_size, ndim_hint: int | None = None) -> tuple[int, ...]:
+    if input_size is None:
+        raise RFMapError("an input size is needed (for example input_size=224 or (H, W))")
+    if isinstance(input_size, (int, np.integer)):
+        input_size = (int(input_size),) * (ndim_hint or 2)
+    try:
+        sizes = tuple(int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise RFMapError(f"input size must be an int or a tuple of ints, got {input_size!r}") from None
+    if not 1 <= len(sizes) <= 3 or any(v < 1 for v in sizes):
+        raise RFMapError(f"input size must have 1 to 3 positive entries, got {input_size!r}")
+    return sizes
+
+
+class Analysis:
+    """Receptive-field geometry of every layer of a network, and exact per-cell queries.
+
+    Build it with :func:`rfmap.analyze`.  ``layers`` holds one immutable
+    :class:`~rfmap.result.LayerGeometry` per layer, the network's output last.
+    """
+
+    def __init__(self, graph: Graph, input_size, *, strict: bool = False, exclude_global: bool = False):
+        self.graph = graph
+        self.input_size = _normalize_size(input_size)
+        self.strict = strict
+        self.exclude_global = exclude_global
+        self._index = {node.name: i for i, node in enumerate(graph.nodes)}
+        messages: list[str] = []
+        self._states, self.layers = self._run(messages)
+        self.messages = tuple(messages)
+        for msg in messages:
+            warnings.warn(msg, RFMapWarning, stacklevel=3)
+
+    # -- the forward pass -------------------------------------------------------------
+
+    def _run(self, messages: list[str]):
+        ndim = len(self.input_size)
+        names = axis_names(ndim)
+        states: list[_NodeState] = []
+        rows: list[LayerGeometry] = []
+        aligned_of: list[bool] = []
+        for k, node in enumerate(self.graph.nodes):
+            global_context = False
+            aligned = True
+            if node.layer is None:
+                sizes = self.input_size
+                maps = None
+                families = tuple((Boxes.identity(),) for _ in range(ndim))
+                is_global = False
+            elif node.layer.merge:
+                parents = [self._index[p] for p in node.inputs]
+                sizes = states[parents[0]].sizes
+                for p in parents[1:]:
+                    if states[p].sizes != sizes:
+                        raise at_layer(
+                            node.name,
+                            node.op,
+                            f"inputs '{self.graph.nodes[parents[0]].name}' {list(sizes)} and "
+                            f"'{self.graph.nodes[p].name}' {list(states[p].sizes)} differ in size",
+                        )
+                used = parents
+                if self.exclude_global and not all(states[p].is_global for p in parents):
+                    used = [p for p in parents if not states[p].is_global]
+                maps = None
+                families = tuple(
+                    tuple(combine([f for p in used for f in states[p].families[a]])) for a in range(ndim)
+                )
+                is_global = all(states[p].is_global for p in parents)
+                global_context = any(rows[p].global_context for p in parents)
+                aligned = all(aligned_of[p] for p in parents)
+                msg = self._alignment(node, used, rows, names)
+                if msg:
+                    aligned = False
+                    if self.strict:
+                        raise RFMapError(msg)
+                    messages.append(msg)
+            else:
+                parent = self._index[node.inputs[0]]
+                in_sizes = states[parent].sizes
+                try:
+                    maps = node.layer.axis_maps(in_sizes)
+                except RFMapError as exc:
+                    raise at_layer(node.name, node.op, f"{exc} (input size {list(in_sizes)})") from None
+                sizes = tuple(m.n_out for m in maps)
+                families = tuple(
+                    tuple(combine([f.through(m) for f in fams])) for m, fams in zip(maps, states[parent].families)
+                )
+                is_global = states[parent].is_global or node.layer.global_context
+                global_context = rows[parent].global_context or node.layer.global_context
+                aligned = aligned_of[parent]
+            states.append(_NodeState(sizes, maps, families, is_global))
+            aligned_of.append(aligned)
+            rows.append(
+                LayerGeometry(
+                    node.name,
+                    node.op,
+                    node.inputs,
+                    tuple(_axis_geometry(n, fams) for n, fams in zip(sizes, families)),
+                    aligned,
+                    global_context,
+                )
+            )
+        return tuple(states), tuple(rows)
+
+    def _alignment(self, node, parents: Sequence[int], rows, names) -> str | None:
+        """Paths meeting at a merge are aligned iff strides and cell-0 centers agree."""
+        local = [p for p in parents if not all(a.stride == 0 for a in rows[p].axes)]
+        for axis, axis_name in enumerate(names):
+            for p in local[1:]:
+                a, b = rows[local[0]].axes[axis], rows[p].axes[axis]
+                if a.stride != b.stride or a.center0 != b.center0:
+                    return (
+                        f"layer '{node.name}' ({node.op}): paths '{rows[local[0]].name}' and '{rows[p].name}' "
+                        f"are misaligned on axis {axis_name}: stride {_fmt(a.stride)} vs {_fmt(b.stride)}, "
+                        f"center of cell 0 {_fmt(a.center0)} vs {_fmt(b.center0)}"
+                    )
+        return None
+
+    # -- lookup -----------------------------------------------------------------------
+
+    @property
+    def ndim(self) -> int:
+        return len(self.input_size)
+
+    @property
+    def output(self) -> LayerGeometry:
+        """The network's output (the last layer)."""
+        return self.layers[-1]
+
+    def layer(self, name: str | int) -> LayerGeometry:
+        return self.layers[self._resolve(name)]
+
+    def _resolve(self, name: str | int) -> int:
+        if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
+            if not -len(self.layers) <= name < len(self.layers):
+                raise RFMapError(f"layer index {name} is out of range (0..{len(self.layers) - 1})")
+            return int(name) % len(self.layers)
+        if name not in self._index:
+            raise RFMapError(f"no layer named '{name}'")
+        return self._index[name]
+
+    def _cell(self, k: int, index) -> tuple[int, ...]:
+        sizes = self._states[k].sizes
+        idx = (index,) * 1 if isinstance(index, (int, np.integer)) else tuple(index)
+        if len(idx) == 1 and len(sizes) > 1 and isinstance(index, (int, np.integer)):
+            raise RFMapError(f"cell index {index!r} needs {len(sizes)} entries for layer '{self.layers[k].name}'")
+        if len(idx) != len(sizes):
+            raise RFMapError(f"cell index {list(idx)} has {len(idx)} entries, layer '{self.layers[k].name}' has {len(sizes)} axes")
+        out = []
+        for i, n in zip(idx, sizes):
+            if isinstance(i, bool) or int(i) != i or not 0 <= int(i) < n:
+                raise RFMapError(
+                    f"cell {list(idx)} is outside layer '{self.layers[k].name}' of size {list(sizes)}"
+                )
+            out.append(int(i))
+        return tuple(out)
+
+    # -- per-cell queries -------------------------------------------------------------
+
+    def rf_box(self, layer: str | int, index) -> tuple[int, ...]:
+        """Theoretical RF box of a cell, unclipped (it may reach into padding): ``(y0, x0, y1, x1)``."""
+        k = self._resolve(layer)
+        cell = self._cell(k, index)
+        starts, ends = [], []
+        for fams, i in zip(self._states[k].families, cell):
+            lo, hi = hull_at(list(fams), np.array([i], dtype=np.int64))
+            starts.append(int(lo[0]))
+            ends.append(int(hi[0]))
+        return tuple(starts + ends)
+
+    def center(self, layer: str | int, index) -> tuple[Fraction, ...]:
+        """Center of the theoretical RF box of a cell, per axis (exact)."""
+        box = self.rf_box(layer, index)
+        d = len(box) // 2
+        return tuple(Fraction(box[a] + box[a + d], 2) for a in range(d))
+
+    def support(self, layer: str | int, index) -> tuple[np.ndarray, ...]:
+        """Input pixels that influence a cell, per axis (sorted index arrays).
+
+        Exact: positions in an intermediate map's padding, pixels dropped by a floor in an
+        output size and dilation holes are not in it.  It equals the support of the
+        input gradient of the cell (with positive weights and average instead of max
+        pooling); the per-axis sets are the projections of that 2-D support.
+        """
+        k = self._resolve(layer)
+        cell = self._cell(k, index)
+        nodes = self.graph.nodes
+        pending: dict[int, list[tuple[np.ndarray, ...]]] = {}
+        start = []
+        for n, i in zip(self._states[k].sizes, cell):
+            m = np.zeros(n, dtype=bool)
+            m[i] = True
+            start.append(m)
+        pending[k] = [tuple(start)]
+        for j in range(k, 0, -1):
+            products = pending.pop(j, None)
+            if not products:
+                continue
+            node, state = nodes[j], self._states[j]
+            parents = [self._index[p] for p in node.inputs]
+            if self.exclude_global and state.maps is None and not all(self._states[p].is_global for p in parents):
+                parents = [p for p in parents if not self._states[p].is_global]
+            if state.maps is None:
+                moved = products
+            else:
+                moved = []
+                for prod in products:
+                    masks = tuple(m.support(mask) for m, mask in zip(state.maps, prod))
+                    if all(mask.any() for mask in masks):
+                        moved.append(masks)
+            for p in parents:
+                pending[p] = _prune(pending.get(p, []) + moved)
+        products = pending.get(0, [])
+        return tuple(
+            np.flatnonzero(np.logical_or.reduce([prod[a] for prod in products])) if products else np.zeros(0, dtype=np.int64)
+            for a in range(self.ndim)
+        )
+
+    def support_box(self, layer: str | int, index) -> tuple[int, ...] | None:
+        """Bounding box of :meth:`support`, ``(y0, x0, y1, x1)``; ``None`` when the cell sees only padding."""
+        sets = self.support(layer, index)
+        if any(s.size == 0 for s in sets):
+            return None
+        return tuple(int(s[0]) for s in sets) + tuple(int(s[-1]) for s in sets)
+
+    def cells_containing(self, layer: str | int, point) -> tuple[range, ...]:
+        """Per axis, the cells whose theoretical RF box contains the input pixel ``point``."""
+        k = self._resolve(layer)
+        point = self._point(point)
+        out = []
+        for fams, n, p in zip(self._states[k].families, self._states[k].sizes, point):
+            lo, hi = hull_at(list(fams), np.arange(n, dtype=np.int64))
+            hits = np.flatnonzero((lo <= p) & (p <= hi))
+            out.append(range(int(hits[0]), int(hits[-1]) + 1) if hits.size else range(0))
+        return tuple(out)
+
+    def nearest_cell(self, layer: str | int, point) -> tuple[int, ...]:
+        """The cell whose RF center is nearest to the input point (ties: the lower index)."""
+        k = self._resolve(layer)
+        point = self._point(point)
+        out = []
+        for fams, n, p in zip(self._states[k].families, self._states[k].sizes, point):
+            lo, hi = hull_at(list(fams), np.arange(n, dtype=np.int64))
+            out.append(int(np.argmin(np.abs((lo + hi) - 2 * float(p)))))
+        return tuple(out)
+
+    def _point(self, point) -> tuple:
+        pt = (point,) if np.isscalar(point) else tuple(point)
+        if len(pt) != self.ndim:
+            raise RFMapError(f"point {list(pt)} has {len(pt)} coordinates, the input has {self.ndim} axes")
+        for v in pt:
+            if not np.isfinite(float(v)):
+                raise RFMapError(f"point {list(pt)} has a coordinate that is not finite")
+        return pt
+
+    # -- serialization ----------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """The stable JSON contract (see the README)."""
+        return {"input_size": list(self.input_size), "layers": [row.to_dict() for row in self.layers[1:]]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def cell_dict(self, layer: str | int, index) -> dict:
+        """``{"box", "support", "center"}`` of one cell, as in ``rfmap cell --format json``."""
+        return {
+            "box": list(self.rf_box(layer, index)),
+            "support": None if (b := self.support_box(layer, index)) is None else list(b),
+            "center": [json_number(c) for c in self.center(layer, index)],
+        }
+
+    def __repr__(self) -> str:
+        out = self.output
+        return (
+            f"<Analysis of '{self.graph.name}' at {list(self.input_size)}: {len(self.layers) - 1} layers, "
+            f"output {list(out.output_size)}, rf {list(out.rf)}, stride {[_fmt(s) for s in out.stride]}>"
+        )
+
+
+def _axis_geometry(n: int, families: Sequence[Boxes]) -> AxisGeometry:
+    fams = list(families)
+    lo, hi = hull_at(fams, np.zeros(1, dtype=np.int64))
+    jump = max((f.jump for f in fams), default=Fraction(1))
+    return AxisGeometry(
+        size=n,
+        stride=jump,
+        rf=max_size(fams, n),
+        padding=-int(lo[0]),
+        center0=Fraction(int(lo[0]) + int(hi[0]), 2),
+        shift_invariant=len(fams) == 1 and fams[0].is_shift_invariant(n),
+    )
+
+
+def _prune(products: list[tuple[np.ndarray, ...]]) -> list[tuple[np.ndarray, ...]]:
+    """Drop products contained in another one (the union stays the same)."""
+    kept: list[tuple[np.ndarray, ...]] = []
+    for i, p in enumerate(products):
+        subsumed = False
+        for j, q in enumerate(products):
+            if i == j:
+                continue
+            inside = all(not (pa & ~qa).any() for pa, qa in zip(p, q))
+            if inside and (j < i or not all(not (qa & ~pa).any() for pa, qa in zip(p, q))):
+                subsumed = True
+                break
+        if not subsumed:
+            kept.append(p)
+    return kept
+
+
+def _fmt(value) -> str:
+    value = Fraction(value)
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"

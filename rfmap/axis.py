@@ -1,0 +1,292 @@
+"""Per-axis rules: how one layer connects output cells to input cells along one axis.
+
+Coordinate convention (pixel-index, as in Araujo et al., "Computing Receptive Fields of
+CNNs", Distill 2019): cells of a map are indexed ``0..n-1`` and cell ``i`` is the point ``i``.
+
+Every rule is resolved for a known input size ``n_in`` and answers two questions:
+
+* :meth:`AxisMap.window` -- the *theoretical* window: for output cells ``o`` (any integers,
+  also outside ``0..n_out-1``), the first and last input index with a non-zero weight,
+  computed as if the input extended forever (so it may reach into padding, index < 0 or
+  >= n_in).  Windows are monotone in ``o``.
+* :meth:`AxisMap.taps` -- the *real* taps: the input indices ``0..n_in-1`` that influence
+  each output cell, after the layer's own border handling (zero padding drops positions,
+  replicate/reflect padding and interpolation clamp them).  The support of a cell is
+  built from these.
+
+A rule is also periodic: ``window(o + period) == window(o) + shift``.  ``shift/period`` is
+the layer's stride in input cells per output cell (a fraction after upsampling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import gcd
+
+import numpy as np
+
+BIG = np.iinfo(np.int64).max // 4
+
+
+def _window_from_taps(idx: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.where(valid, idx, BIG).min(axis=1)
+    hi = np.where(valid, idx, -BIG).max(axis=1)
+    return lo, hi
+
+
+class AxisMap:
+    """Base class of the per-axis rules (see the module docstring)."""
+
+    n_in: int
+    n_out: int
+    period: int = 1
+    shift: int = 1
+
+    @property
+    def stride(self) -> Fraction:
+        """Input cells per output cell."""
+        return Fraction(self.shift, self.period)
+
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unclipped taps ``(idx[len(o), K], valid[len(o), K])`` with non-zero weight."""
+        raise NotImplementedError
+
+    def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First and last input index (unclipped) seen by each output cell in ``o``."""
+        return _window_from_taps(*self.virtual_taps(o))
+
+    def taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Real input indices (in ``0..n_in-1``) that influence each output cell in ``o``."""
+        idx, valid = self.virtual_taps(o)
+        return idx, valid & (idx >= 0) & (idx < self.n_in)
+
+    def support(self, mask_out: np.ndarray) -> np.ndarray:
+        """Input cells that influence any output cell selected by the boolean ``mask_out``."""
+        o = np.flatnonzero(mask_out)
+        mask_in = np.zeros(self.n_in, dtype=bool)
+        if o.size:
+            idx, valid = self.taps(o)
+            mask_in[idx[valid]] = True
+        return mask_in
+
+
+@dataclass(frozen=True)
+class Window(AxisMap):
+    """A sliding window: convolution, pooling, padding and cropping (``k = 1``), slicing.
+
+    Output cell ``o`` sees input ``o*s - pad_left + d*t`` for ``t = 0..k-1``.
+    """
+
+    n_in: int
+    n_out: int
+    kernel: int
+    stride_: int
+    dilation: int
+    pad_left: int
+    pad_mode: str = "zeros"  # zeros | reflect | replicate | circular
+
+    @property
+    def period(self) -> int:  # type: ignore[override]
+        return 1
+
+    @property
+    def shift(self) -> int:  # type: ignore[override]
+        return self.stride_
+
+    def window(self, o):
+        lo = o * self.stride_ - self.pad_left
+        return lo, lo + self.dilation * (self.kernel - 1)
+
+    def virtual_taps(self, o):
+        idx = (o * self.stride_ - self.pad_left)[:, None] + self.dilation * np.arange(self.kernel)
+        return idx, np.ones(idx.shape, dtype=bool)
+
+    def taps(self, o):
+        idx, valid = self.virtual_taps(o)
+        n = self.n_in
+        if self.pad_mode == "zeros":
+            return idx, (idx >= 0) & (idx < n)
+        if self.pad_mode == "replicate":
+            return np.clip(idx, 0, n - 1), valid
+        if self.pad_mode == "circular":
+            return np.mod(idx, n), valid
+        # reflect (mirror without repeating the edge), valid while pad < n
+        period = 2 * (n - 1) if n > 1 else 1
+        m = np.mod(idx, period)
+        return np.where(m < n, m, period - m), valid
+
+
+@dataclass(frozen=True)
+class Transposed(AxisMap):
+    """Transposed convolution: input ``i`` feeds output ``i*s - pad_left + d*t``."""
+
+    n_in: int
+    n_out: int
+    kernel: int
+    stride_: int
+    dilation: int
+    pad_left: int
+
+    @property
+    def period(self) -> int:  # type: ignore[override]
+        return self.stride_
+
+    @property
+    def shift(self) -> int:  # type: ignore[override]
+        return 1
+
+    def virtual_taps(self, o):
+        num = (o + self.pad_left)[:, None] - self.dilation * np.arange(self.kernel)
+        return np.floor_divide(num, self.stride_), np.mod(num, self.stride_) == 0
+
+
+@dataclass(frozen=True)
+class Resample(AxisMap):
+    """Upsampling or downsampling by interpolation, with PyTorch's ``F.interpolate`` rules.
+
+    ``ratio = p/q`` is input cells per output cell (``1/scale_factor``, or ``n_in/n_out``);
+    it is exact here, where PyTorch computes it in floating point (see docs/semantics).
+    ``mode`` is ``nearest``, ``nearest-exact``, ``linear`` or ``cubic``.  With
+    ``align_corners`` the ratio is ``(n_in-1)/(n_out-1)``.
+    """
+
+    n_in: int
+    n_out: int
+    mode: str
+    ratio: Fraction
+    align_corners: bool = False
+
+    @property
+    def period(self) -> int:  # type: ignore[override]
+        return self.ratio.denominator if self.ratio else 1
+
+    @property
+    def shift(self) -> int:  # type: ignore[override]
+        return self.ratio.numerator
+
+    def _source(self, o):
+        """Source coordinate ``num/den`` of output ``o`` (exact), unclamped."""
+        p, q = self.ratio.numerator, self.ratio.denominator
+        if self.mode == "nearest":
+            return o * p, np.full_like(o, q)
+        if self.align_corners:
+            return o * p, np.full_like(o, q)
+        # half-pixel: (o + 0.5) * p/q - 0.5
+        return (2 * o + 1) * p - q, np.full_like(o, 2 * q)
+
+    def _floor_frac(self, o):
+        num, den = self._source(o)
+        if self.mode == "nearest-exact":
+            num, den = (2 * o + 1) * self.ratio.numerator, np.full_like(o, 2 * self.ratio.denominator)
+        return np.floor_divide(num, den), np.mod(num, den) != 0, num, den
+
+    def virtual_taps(self, o):
+        i0, frac, _, _ = self._floor_frac(o)
+        if self.mode in ("nearest", "nearest-exact"):
+            return i0[:, None], np.ones((o.size, 1), dtype=bool)
+        if self.mode == "linear":
+            idx = i0[:, None] + np.arange(2)
+            valid = np.stack([np.ones_like(frac), frac], axis=1)
+            return idx, valid
+        # cubic: four taps around the source, one when it falls on a pixel
+        idx = i0[:, None] + np.arange(-1, 3)
+        valid = np.stack([frac, np.ones_like(frac), frac, frac], axis=1)
+        return idx, valid
+
+    def taps(self, o):
+        n = self.n_in
+        if self.mode in ("nearest", "nearest-exact"):
+            i0, _, _, _ = self._floor_frac(o)
+            return np.minimum(i0, n - 1)[:, None], np.ones((o.size, 1), dtype=bool)
+        if self.mode == "linear":
+            i0, frac, num, _ = self._floor_frac(o)
+            # PyTorch clamps a negative source coordinate to 0 (align_corners=False)
+            negative = num < 0
+            i0 = np.where(negative, 0, i0)
+            frac = frac & ~negative
+            i1 = np.minimum(i0 + 1, n - 1)
+            return np.stack([np.minimum(i0, n - 1), i1], axis=1), np.stack(
+                [np.ones_like(frac), frac & (i1 != i0)], axis=1
+            )
+        idx, valid = self.virtual_taps(o)
+        return np.clip(idx, 0, n - 1), valid
+
+
+@dataclass(frozen=True)
+class Shuffle(AxisMap):
+    """Pixel shuffle by ``r``: output ``o`` comes from input ``o // r``."""
+
+    n_in: int
+    n_out: int
+    factor: int
+
+    @property
+    def period(self) -> int:  # type: ignore[override]
+        return self.factor
+
+    @property
+    def shift(self) -> int:  # type: ignore[override]
+        return 1
+
+    def virtual_taps(self, o):
+        return np.floor_divide(o, self.factor)[:, None], np.ones((o.size, 1), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Adaptive(AxisMap):
+    """Adaptive pooling: output ``o`` pools ``[floor(o*n/m), ceil((o+1)*n/m))``."""
+
+    n_in: int
+    n_out: int
+
+    @property
+    def period(self) -> int:  # type: ignore[override]
+        return self.n_out // gcd(self.n_in, self.n_out)
+
+    @property
+    def shift(self) -> int:  # type: ignore[override]
+        return self.n_in // gcd(self.n_in, self.n_out)
+
+    def window(self, o):
+        n, m = self.n_in, self.n_out
+        return np.floor_divide(o * n, m), -np.floor_divide(-(o + 1) * n, m) - 1
+
+    def virtual_taps(self, o):
+        lo, hi = self.window(o)
+        width = int((hi - lo).max()) + 1 if o.size else 1
+        idx = lo[:, None] + np.arange(width)
+        return idx, idx <= hi[:, None]
+
+
+@dataclass(frozen=True)
+class Global(AxisMap):
+    """A global op (flatten + linear, global pooling): every output sees the whole input."""
+
+    n_in: int
+    n_out: int
+
+    @property
+    def shift(self) -> int:  # type: ignore[override]
+        return 0
+
+    def window(self, o):
+        return np.zeros_like(o), np.full_like(o, self.n_in - 1)
+
+    def virtual_taps(self, o):
+        idx = np.broadcast_to(np.arange(self.n_in), (o.size, self.n_in))
+        return idx, np.ones(idx.shape, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Identity(AxisMap):
+    """A pointwise op (activation, normalization, 1x1 convolution along this axis)."""
+
+    n_in: int
+    n_out: int
+
+    def window(self, o):
+        return o, o
+
+    def virtual_taps(self, o):
+        return o[:, None], np.ones((o.size, 1), dtype=bool)

@@ -1,0 +1,129 @@
+"""A network as a DAG of named layers: the one form every source is turned into.
+
+Nodes are kept in a topological order; the first node is the input.  A node lists the
+names of the nodes it reads; merges (add, mul, concat) read two or more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from .errors import RFMapError
+from .layers import Layer, Merge, make_layer
+
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    layer: Layer | None  # None for the input
+    inputs: tuple[str, ...] = ()
+
+    @property
+    def op(self) -> str:
+        return "input" if self.layer is None else self.layer.op
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An immutable DAG of layers in topological order; ``nodes[0]`` is the input.
+
+    ``input_size`` is the default spatial input size, ``(H, W)`` in 2-D, or ``None``.
+    ``module_path`` optionally maps node names to the module that produced them.
+    """
+
+    nodes: tuple[Node, ...]
+    name: str = "network"
+    input_size: tuple[int, ...] | None = None
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        seen: set[str] = set()
+        for i, node in enumerate(self.nodes):
+            if node.name in seen:
+                raise RFMapError(f"layer name '{node.name}' is used twice")
+            if i == 0:
+                if node.layer is not None:
+                    raise RFMapError("the first node must be the input")
+            else:
+                if node.layer is None:
+                    raise RFMapError(f"layer '{node.name}' has no op")
+                if not node.inputs:
+                    raise RFMapError(f"layer '{node.name}' ({node.op}) has no input")
+                for src in node.inputs:
+                    if src not in seen:
+                        raise RFMapError(
+                            f"layer '{node.name}' ({node.op}) reads '{src}', which is not defined before it"
+                        )
+                if node.layer.merge and len(node.inputs) < 2:
+                    raise RFMapError(f"layer '{node.name}' ({node.op}) merges paths but has one input")
+                if not node.layer.merge and len(node.inputs) != 1:
+                    raise RFMapError(f"layer '{node.name}' ({node.op}) takes one input, got {len(node.inputs)}")
+            seen.add(node.name)
+        if not self.nodes:
+            raise RFMapError("the network has no input")
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise RFMapError(f"no layer named '{name}'")
+
+    def index(self, name: str) -> int:
+        for i, node in enumerate(self.nodes):
+            if node.name == name:
+                return i
+        raise RFMapError(f"no layer named '{name}'")
+
+    @classmethod
+    def chain(
+        cls,
+        layers: Iterable[tuple[str, Layer]],
+        name: str = "network",
+        input_size: Sequence[int] | None = None,
+    ) -> "Graph":
+        """A plain chain of ``(name, layer)`` pairs."""
+        b = GraphBuilder(name, input_size)
+        x = b.input
+        for layer_name, layer in layers:
+            x = b.add(layer_name, layer, x)
+        return b.build()
+
+
+class GraphBuilder:
+    """Builds a :class:`Graph` step by step::
+
+        b = GraphBuilder("tiny", input_size=(32, 32))
+        x = b.add("conv1", conv(3, padding=1), b.input)
+        y = b.add("conv2", conv(3, padding=1), x)
+        z = b.add("sum", Merge("add"), x, y)
+        graph = b.build()
+    """
+
+    def __init__(self, name: str = "network", input_size: Sequence[int] | int | None = None):
+        self.name = name
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
+        self.input_size = None if input_size is None else tuple(int(v) for v in input_size)
+        self.nodes: list[Node] = [Node(INPUT, None)]
+        self.input = INPUT
+
+    def add(self, name: str, layer: Layer, *inputs: str) -> str:
+        self.nodes.append(Node(name, layer, tuple(inputs)))
+        return name
+
+    def layer(self, name: str, op: str, *inputs: str, **params) -> str:
+        """Add a layer by op name: ``b.layer("conv1", "conv", x, kernel=3, padding=1)``."""
+        return self.add(name, make_layer(op, **params), *inputs)
+
+    def merge(self, name: str, op: str, *inputs: str) -> str:
+        return self.add(name, Merge(op), *inputs)
+
+    def build(self) -> Graph:
+        return Graph(tuple(self.nodes), self.name, self.input_size)

@@ -1,0 +1,100 @@
+"""Exact receptive-field boxes of every cell of a map, in O(period) storage.
+
+For one path family with effective stride (jump) ``J`` the theoretical box of cell ``i``
+is periodic: ``box(i + T) = box(i) + T*J`` with ``T*J`` an integer.  Plain
+convolutional chains have ``T = 1`` (``box(i) = [-P + i*J, -P + i*J + r - 1]``);
+upsampling by ``p/q`` and transposed convolution by ``s`` make ``T > 1``.  Storing the
+boxes of cells ``0..T-1`` gives the box of any cell, also of virtual cells outside the map,
+which is what the next layer's window reads when it reaches into padding.
+
+Coordinates: pixel-index convention (input pixel ``i`` is the point ``i``); boxes are
+inclusive ``[lo, hi]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import gcd, lcm
+
+import numpy as np
+
+from .axis import AxisMap
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """Boxes ``[lo(i), hi(i)]`` of the cells of one map along one axis, for one jump."""
+
+    period: int
+    jump: Fraction
+    lo: np.ndarray  # boxes of cells 0..period-1
+    hi: np.ndarray
+
+    @property
+    def step(self) -> int:
+        """Input pixels the box moves when the cell index moves by one period."""
+        return int(self.period * self.jump)
+
+    def at(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q, r = np.divmod(i, self.period)
+        move = q * self.step
+        return self.lo[r] + move, self.hi[r] + move
+
+    @classmethod
+    def identity(cls) -> "Boxes":
+        zero = np.zeros(1, dtype=np.int64)
+        return cls(1, Fraction(1), zero, zero)
+
+    def through(self, rule: AxisMap) -> "Boxes":
+        """The boxes of the output cells of ``rule`` applied to this map."""
+        shift = rule.shift
+        period = rule.period * self.period // gcd(self.period, shift)
+        o = np.arange(period, dtype=np.int64)
+        w_lo, w_hi = rule.window(o)
+        lo, _ = self.at(w_lo)
+        _, hi = self.at(w_hi)
+        return Boxes(period, self.jump * rule.stride, lo, hi)
+
+    def union(self, other: "Boxes") -> "Boxes":
+        """Hull of two box layouts with the same jump."""
+        period = lcm(self.period, other.period)
+        o = np.arange(period, dtype=np.int64)
+        a_lo, a_hi = self.at(o)
+        b_lo, b_hi = other.at(o)
+        return Boxes(period, self.jump, np.minimum(a_lo, b_lo), np.maximum(a_hi, b_hi))
+
+    def is_shift_invariant(self, n: int) -> bool:
+        """``box(i) = box(0) + i*J`` for every real cell."""
+        if self.jump.denominator != 1:
+            return n == 1
+        m = min(self.period, n)
+        expected = self.lo[0] + np.arange(m) * int(self.jump)
+        return bool(np.array_equal(self.lo[:m], expected) and np.array_equal(self.hi[:m], expected + self.hi[0] - self.lo[0]))
+
+
+def combine(families: list[Boxes]) -> list[Boxes]:
+    """Merge path families: equal jumps fold into one layout, others stay apart."""
+    by_jump: dict[Fraction, Boxes] = {}
+    for fam in families:
+        prev = by_jump.get(fam.jump)
+        by_jump[fam.jump] = fam if prev is None else prev.union(fam)
+    return list(by_jump.values())
+
+
+def hull_at(families: list[Boxes], i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Box of cells ``i``: the hull over all path families."""
+    lo, hi = families[0].at(i)
+    for fam in families[1:]:
+        f_lo, f_hi = fam.at(i)
+        lo, hi = np.minimum(lo, f_lo), np.maximum(hi, f_hi)
+    return lo, hi
+
+
+def max_size(families: list[Boxes], n: int) -> int:
+    """Largest box over the real cells ``0..n-1``; O(period) for one family."""
+    if len(families) == 1:
+        m = min(families[0].period, n)
+        return int((families[0].hi[:m] - families[0].lo[:m]).max()) + 1
+    lo, hi = hull_at(families, np.arange(n, dtype=np.int64))
+    return int((hi - lo).max()) + 1

@@ -21,7 +21,8 @@ import numpy as np
 
 from .axis import AxisMap
 from .errors import RFMapError, RFMapWarning, at_layer
-from .graph import Graph
+from .graph import Graph, Node
+from .layers import Pointwise
 from .periodic import Boxes, combine, hull_at, max_size
 from .result import AxisGeometry, LayerGeometry, axis_names, json_number
 
@@ -288,6 +289,36 @@ class Analysis:
             if not np.isfinite(float(v)):
                 raise RFMapError(f"point {list(pt)} has a coordinate that is not finite")
         return pt
+
+    def between(self, source: str | int, target: str | int) -> "Analysis":
+        """The geometry of ``target`` measured on the map of ``source`` (as if it were the input).
+
+        For example the region of a C3 map that a C5 cell sees in an FPN.  Paths into
+        ``target`` that do not pass through ``source`` are left out.
+        """
+        s, t = self._resolve(source), self._resolve(target)
+        nodes = self.graph.nodes
+        below = {s}
+        for k in range(s + 1, t + 1):
+            if any(self._index[p] in below for p in nodes[k].inputs):
+                below.add(k)
+        if t not in below:
+            raise RFMapError(f"layer '{nodes[t].name}' does not depend on layer '{nodes[s].name}'")
+        above = {t}
+        for k in range(t, s, -1):
+            if k in above:
+                above.update(self._index[p] for p in nodes[k].inputs)
+        keep = sorted(below & above)
+        sub = [Node(nodes[s].name, None)]
+        for k in keep[1:]:
+            node = nodes[k]
+            inputs = tuple(p for p in node.inputs if self._index[p] in below)
+            layer = node.layer
+            if layer is not None and layer.merge and len(inputs) == 1:
+                layer = Pointwise(op=node.op)
+            sub.append(Node(node.name, layer, inputs))
+        graph = Graph(tuple(sub), f"{self.graph.name}[{nodes[s].name}->{nodes[t].name}]")
+        return Analysis(graph, self._states[s].sizes, strict=self.strict, exclude_global=self.exclude_global)
 
     # -- serialization ----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ inclusive ``[lo, hi]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from math import gcd, lcm
 
@@ -30,13 +30,18 @@ class Boxes:
     jump: Fraction
     lo: np.ndarray  # boxes of cells 0..period-1
     hi: np.ndarray
+    #: input pixels the box moves when the cell index moves by one period (``period * jump``)
+    step: int = field(init=False)
 
-    @property
-    def step(self) -> int:
-        """Input pixels the box moves when the cell index moves by one period."""
-        return int(self.period * self.jump)
+    def __post_init__(self):
+        step = self.period * self.jump
+        assert step.denominator == 1, "a period must move the box by whole pixels"
+        object.__setattr__(self, "step", int(step))
 
     def at(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.period == 1:
+            move = i * self.step
+            return self.lo[0] + move, self.hi[0] + move
         q, r = np.divmod(i, self.period)
         move = q * self.step
         return self.lo[r] + move, self.hi[r] + move
@@ -66,6 +71,8 @@ class Boxes:
 
     def is_shift_invariant(self, n: int) -> bool:
         """``box(i) = box(0) + i*J`` for every real cell."""
+        if self.period == 1:
+            return True
         if self.jump.denominator != 1:
             return n == 1
         m = min(self.period, n)

@@ -1,0 +1,271 @@
+"""Coordinate mapping between the image and feature maps, and RoI projection rules.
+
+Conventions.  Image points and cell indices use the pixel-index convention (pixel ``i`` is
+the point ``i``, see :mod:`rfmap.result`), except the ``align`` rule, which uses the
+continuous convention of RoIAlign ``aligned=True`` (pixel ``i`` covers ``[i, i+1)``, its
+center is ``i + 0.5``).  Boxes are ``(x1, y1, x2, y2)`` arrays of shape ``[N, 4]`` -- the
+detection order, x first -- while cells and points are ``(y, x)`` in (H, W) order like
+the rest of rfmap.  Every function is vectorized over ``N`` and takes numpy arrays or
+torch tensors (returned as the same type, on the same device).
+
+Rules of :func:`project_boxes` (feature window ``[i1, i2]`` inclusive, per axis):
+
+``spp``         SPP-net (He et al. 2014, appendix): each corner goes to the cell whose RF
+                center is nearest to it, ``i = round((x - c0) / S)`` with the network's
+                real center offset ``c0`` (half up), clipped to the map.
+``spp-simple``  The formula as the SPP-net paper writes it, assuming ``floor(p/2)`` padding
+                everywhere (cell ``x'`` centered at ``S*x'``): ``i1 = floor(x1/S) + 1``,
+                ``i2 = ceil(x2/S) - 1``.
+``fast-rcnn``   Caffe's ROIPooling: ``i = round(x * scale)`` half away from zero, inclusive
+                end, ``scale = 1/S`` (Girshick 2015).
+``align``       RoIAlign ``aligned=True`` (He et al. 2017; detectron2 ROIAlignV2): the
+                continuous window ``x * scale - 0.5``, no rounding.
+``contain``     The cells whose RF center lies inside the box ("R-CNN minus R", Lenc &
+                Vedaldi 2015).
+``cover``       The cells whose RF box intersects the box.
+
+The quantization error of a rule is measured by back-projecting its window to the image
+(window corners to their cells' RF centers; ``i / scale`` for the scale-only rules; exact for
+``align``) and taking the IoU with the original box (areas as ``(x2-x1)*(y2-y1)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .errors import RFMapError
+
+RULES = ("spp", "spp-simple", "fast-rcnn", "align", "contain", "cover")
+
+
+@dataclass(frozen=True)
+class AffineAxis:
+    """Cell ``i`` of a shift-invariant layer along one axis: center ``c0 + i*S``, box ``[c0 - (r-1)/2 + i*S, ...]``."""
+
+    stride: Fraction
+    center0: Fraction
+    rf: int
+    size: int
+
+
+class Projection:
+    """Feature windows of N boxes under one rule, and their quantization error.
+
+    ``window``: ``[N, 4]`` as ``(x1, y1, x2, y2)`` in feature cells (inclusive ints; floats
+    for ``align``); ``empty``: ``[N]`` bool, no cell satisfies the rule.  ``back`` (the window
+    back-projected to the image, ``[N, 4]``) and ``iou`` (``[N]``) are computed on first use.
+    """
+
+    def __init__(self, rule, boxes, window, empty, back_fn, convert):
+        self.rule = rule
+        self._boxes, self._window, self._empty = boxes, window, empty
+        self._back_fn, self._convert = back_fn, convert
+
+    @cached_property
+    def window(self):
+        return self._convert(self._window, like_dtype=self.rule == "align")
+
+    @cached_property
+    def empty(self):
+        return self._convert(self._empty, like_dtype=False)
+
+    @cached_property
+    def _back(self) -> np.ndarray:
+        return self._back_fn(self._window)
+
+    @cached_property
+    def back(self):
+        return self._convert(self._back)
+
+    @cached_property
+    def iou(self):
+        return self._convert(np.where(self._empty, 0.0, _iou(self._boxes, self._back)))
+
+
+def _as_numpy(x) -> tuple[np.ndarray, Any]:
+    """A float64 numpy view of ``x`` and a function that converts results back."""
+    if type(x).__module__.startswith("torch"):
+        device, dtype = x.device, x.dtype
+
+        def back(a, like_dtype=True):
+            import torch
+
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            if like_dtype and t.is_floating_point() and dtype.is_floating_point:
+                t = t.to(dtype)
+            return t.to(device)
+
+        return x.detach().cpu().double().numpy(), back
+    return np.asarray(x, dtype=np.float64), lambda a, like_dtype=True: a
+
+
+def _boxes(boxes) -> tuple[np.ndarray, Any]:
+    b, back = _as_numpy(boxes)
+    if b.ndim == 1 and b.shape[0] == 4:
+        b = b[None]
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise RFMapError(f"boxes must have shape [N, 4] as (x1, y1, x2, y2), got {list(b.shape)}")
+    bad = ~np.isfinite(b).all(axis=1)
+    if bad.any():
+        raise RFMapError(f"box {int(np.flatnonzero(bad)[0])} has a coordinate that is not finite")
+    flipped = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+    if flipped.any():
+        i = int(np.flatnonzero(flipped)[0])
+        raise RFMapError(f"box {i} {b[i].tolist()} has x2 < x1 or y2 < y1")
+    return b, back
+
+
+def _round_half_away(v: np.ndarray) -> np.ndarray:
+    return np.copysign(np.floor(np.abs(v) + 0.5), v)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a + area_b - inter
+    same = np.all(a == b, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), same.astype(float))
+
+
+class Mapper:
+    """Maps between the image and one shift-invariant layer (per axis, H then W).
+
+    Build it with :meth:`from_analysis`.  ``cell_to_point``/``point_to_cell`` are exact
+    inverses: ``point_to_cell(cell_to_point(i)) == i``.
+    """
+
+    def __init__(self, axes: tuple[AffineAxis, AffineAxis], name: str = "layer"):
+        self.axes = axes
+        self.name = name
+
+    @classmethod
+    def from_analysis(cls, analysis, layer) -> "Mapper":
+        row = analysis.layer(layer)
+        if row.global_context or any(s == 0 for s in row.stride):
+            raise RFMapError(f"layer '{row.name}' sees the whole input: no coordinate mapping")
+        if not row.shift_invariant:
+            raise RFMapError(
+                f"layer '{row.name}' is not shift-invariant (its RF varies from cell to cell): "
+                "use Analysis.rf_box per cell"
+            )
+        if len(row.axes) != 2:
+            raise RFMapError(f"box mapping needs a 2-D layer, '{row.name}' has {len(row.axes)} axes")
+        axes = tuple(AffineAxis(a.stride, a.center0, a.rf, a.size) for a in row.axes)
+        return cls(axes, row.name)  # type: ignore[arg-type]
+
+    # -- points and cells, (y, x) ------------------------------------------------------
+
+    def cell_to_point(self, cells):
+        """RF centers of cells ``[N, 2]`` (y, x) in image pixels."""
+        c, back = _as_numpy(cells)
+        c = c.reshape(-1, 2)
+        out = np.stack([float(a.center0) + c[:, k] * float(a.stride) for k, a in enumerate(self.axes)], axis=1)
+        return back(out)
+
+    def point_to_cell(self, points, *, continuous: bool = False):
+        """Cells ``[N, 2]`` whose RF center is nearest to image points (ties: the lower cell),
+        clipped to the map; with ``continuous`` the exact fractional cell coordinate."""
+        p, back = _as_numpy(points)
+        p = p.reshape(-1, 2)
+        cols = []
+        for k, a in enumerate(self.axes):
+            f = (p[:, k] - float(a.center0)) / float(a.stride)
+            cols.append(f if continuous else np.clip(np.ceil(f - 0.5), 0, a.size - 1))
+        out = np.stack(cols, axis=1)
+        return back(out if continuous else out.astype(np.int64), like_dtype=continuous)
+
+    def cell_to_box(self, cells):
+        """Theoretical RF boxes ``[N, 4]`` (x1, y1, x2, y2, inclusive pixels) of cells ``[N, 2]`` (y, x)."""
+        c, back = _as_numpy(cells)
+        c = c.reshape(-1, 2)
+        ay, ax = self.axes
+        lo = [float(a.center0 - Fraction(a.rf - 1, 2)) + c[:, k] * float(a.stride) for k, a in enumerate(self.axes)]
+        out = np.stack([lo[1], lo[0], lo[1] + ax.rf - 1, lo[0] + ay.rf - 1], axis=1)
+        return back(out.astype(np.int64), like_dtype=False)
+
+    # -- RoI projection -----------------------------------------------------------------
+
+    def project(self, boxes, rule: str = "spp") -> Projection:
+        """Feature windows of image boxes ``[N, 4]`` (x1, y1, x2, y2) under ``rule`` (see the module docstring)."""
+        if rule not in RULES:
+            raise RFMapError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}")
+        b, convert = _boxes(boxes)
+        ay, ax = self.axes
+        cols = b.T  # (4, N): x1, y1, x2, y2
+        win = np.empty((4, b.shape[0]))
+        origin = {}
+        for a, lo, hi in ((ax, 0, 2), (ay, 1, 3)):
+            inv, c0, n = 1.0 / float(a.stride), float(a.center0), a.size
+            i1, i2 = win[lo], win[hi]
+            if rule == "align":
+                np.multiply(cols[lo], inv, out=i1)
+                np.multiply(cols[hi], inv, out=i2)
+                i1 -= 0.5
+                i2 -= 0.5
+                continue
+            if rule in ("fast-rcnn", "spp-simple"):
+                np.multiply(cols[lo], inv, out=i1)
+                np.multiply(cols[hi], inv, out=i2)
+                origin[lo] = 0.0
+                if rule == "fast-rcnn":  # half away from zero
+                    for v in (i1, i2):
+                        neg = v < 0
+                        np.abs(v, out=v)
+                        v += 0.5
+                        np.floor(v, out=v)
+                        np.negative(v, out=v, where=neg)
+                else:
+                    np.floor(i1, out=i1)
+                    i1 += 1
+                    np.ceil(i2, out=i2)
+                    i2 -= 1
+            else:
+                origin[lo] = c0
+                h = (a.rf - 1) / 2 if rule == "cover" else 0.0
+                np.multiply(cols[lo], inv, out=i1)
+                np.multiply(cols[hi], inv, out=i2)
+                if rule == "spp":  # nearest center, half up
+                    i1 += 0.5 - c0 * inv
+                    i2 += 0.5 - c0 * inv
+                    np.floor(i1, out=i1)
+                    np.floor(i2, out=i2)
+                else:  # contain (h = 0) or cover
+                    i1 -= (h + c0) * inv
+                    i2 += (h - c0) * inv
+                    np.ceil(i1, out=i1)
+                    np.floor(i2, out=i2)
+            np.clip(i1, 0, n - 1, out=i1)
+            np.clip(i2, 0, n - 1, out=i2)
+        empty = (win[2] < win[0]) | (win[3] < win[1])
+        steps = {0: float(ax.stride), 1: float(ay.stride)}
+
+        def back_project(window: np.ndarray) -> np.ndarray:
+            out = np.empty_like(window, dtype=np.float64)
+            for k in range(4):
+                axis = k % 2
+                if rule == "align":
+                    out[:, k] = (window[:, k] + 0.5) * steps[axis]
+                else:
+                    out[:, k] = origin[axis] + window[:, k] * steps[axis]
+            return out
+
+        window = win.T if rule == "align" else win.T.astype(np.int64)
+        return Projection(rule, b, window, empty, back_project, convert)
+
+
+def mapper(source, layer, input_size=None) -> Mapper:
+    """A :class:`Mapper` for ``layer`` of ``source`` (anything :func:`rfmap.analyze` takes)."""
+    from . import analyze
+    from .analysis import Analysis
+
+    analysis = source if isinstance(source, Analysis) else analyze(source, input_size)
+    return Mapper.from_analysis(analysis, layer)

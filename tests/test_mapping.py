@@ -1,0 +1,164 @@
+"""Coordinate mapping and RoI projection rules, checked against per-cell brute force."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rfmap
+from rfmap import RFMapError
+from rfmap.mapping import RULES, mapper
+
+NET = [[7, 2, 3], [3, 2, 1], [5, 2, 2], [3, 2, 1], [3, 1, 1], [3, 1, 1], [3, 1, 1]]  # ZF-5, seed 000
+
+
+@pytest.fixture(scope="module")
+def zf5():
+    return rfmap.analyze(NET, (224, 288))
+
+
+def test_seed_002_fast_rcnn_example():
+    # seed 002: box (30, 40, 200, 400) at spatial scale 1/16 -> [2, 3, 13, 25]
+    # (12.5 rounds half away from zero to 13; 40/16 = 2.5 -> 3)
+    m = mapper([[2, 2, 0]] * 4, "layer4", 1024)
+    p = m.project(np.array([[30, 40, 200, 400]]), "fast-rcnn")
+    assert p.window.tolist() == [[2, 3, 13, 25]]
+
+
+def test_round_trip_cells_points(zf5):
+    m = mapper(zf5, "layer7")
+    ys, xs = np.meshgrid(np.arange(14), np.arange(18), indexing="ij")
+    cells = np.stack([ys.ravel(), xs.ravel()], axis=1)
+    assert np.array_equal(m.point_to_cell(m.cell_to_point(cells)), cells)
+    # the centers agree with the per-cell query of the analysis
+    for y, x in [(0, 0), (3, 7), (13, 17)]:
+        assert tuple(m.cell_to_point(np.array([[y, x]]))[0]) == tuple(float(c) for c in zf5.center("layer7", (y, x)))
+        box = m.cell_to_box(np.array([[y, x]]))[0]
+        y0, x0, y1, x1 = zf5.rf_box("layer7", (y, x))
+        assert box.tolist() == [x0, y0, x1, y1]
+
+
+def test_point_to_cell_matches_nearest_cell(zf5):
+    m = mapper(zf5, "layer7")
+    rng = np.random.default_rng(0)
+    pts = rng.integers(-50, 300, size=(200, 2))
+    got = m.point_to_cell(pts)
+    for p, g in zip(pts, got):
+        assert tuple(g) == zf5.nearest_cell("layer7", tuple(p))
+
+
+def brute_window(analysis, layer, box, rule):
+    """The window by definition, scanning every cell's RF box (pixel-index convention)."""
+    row = analysis.layer(layer)
+    h, w = row.output_size
+    x1, y1, x2, y2 = box
+    picks = []
+    for k, (n, lo, hi) in enumerate(((w, x1, x2), (h, y1, y2))):
+        cells = []
+        for i in range(n):
+            idx = (0, i) if k == 0 else (i, 0)
+            b = analysis.rf_box(layer, idx)
+            c = float(analysis.center(layer, idx)[1 - k])
+            if rule == "contain":
+                ok = lo <= c <= hi
+            else:  # cover
+                ok = b[3 - k] >= lo and b[1 - k] <= hi
+            if ok:
+                cells.append(i)
+        picks.append(cells)
+    return picks
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x1=st.integers(-20, 260),
+    y1=st.integers(-20, 200),
+    w=st.integers(0, 120),
+    h=st.integers(0, 120),
+    rule=st.sampled_from(["contain", "cover"]),
+)
+def test_contain_and_cover_match_brute_force(x1, y1, w, h, rule):
+    a = rfmap.analyze(NET, (224, 288))
+    m = mapper(a, "layer7")
+    box = (x1, y1, x1 + w, y1 + h)
+    p = m.project(np.array([box], dtype=float), rule)
+    xs, ys = brute_window(a, "layer7", box, rule)
+    win = p.window[0].tolist()
+    if not xs or not ys:
+        assert p.empty[0]
+    else:
+        assert not p.empty[0]
+        assert win == [xs[0], ys[0], xs[-1], ys[-1]]
+
+
+def test_spp_uses_real_offsets():
+    # four 2x2/2 pools (as in VGG16's pool4): c0 = 7.5, not 0, and S = 16; a corner at
+    # pixel 7 is nearest to cell 0, at 16 nearest to cell 1 (center 23.5 is 7.5 away, cell 0's 8.5)
+    m = mapper([[2, 2, 0]] * 4, "layer4", 224)
+    assert float(m.axes[0].center0) == 7.5
+    p = m.project(np.array([[7, 7, 16, 16]]), "spp")
+    assert p.window.tolist() == [[0, 0, 1, 1]]
+    # spp-simple ignores the offset: floor(7/16)+1 = 1, ceil(16/16)-1 = 0 -> empty
+    assert m.project(np.array([[7, 7, 16, 16]]), "spp-simple").empty.tolist() == [True]
+
+
+def test_align_is_exact_and_continuous():
+    m = mapper([[2, 2, 0]] * 4, "layer4", 256)
+    p = m.project(np.array([[8.0, 16.0, 40.0, 48.0]]), "align")
+    assert p.window.tolist() == [[0.0, 0.5, 2.0, 2.5]]
+    assert p.iou.tolist() == [1.0]
+
+
+def test_all_rules_vectorized_and_torch():
+    torch = pytest.importorskip("torch")
+    m = mapper(NET, "layer7", 224)
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 200, size=(1000, 2))
+    wh = rng.uniform(1, 100, size=(1000, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    for rule in RULES:
+        p = m.project(boxes, rule)
+        assert p.window.shape == (1000, 4) and p.iou.shape == (1000,)
+        assert ((p.iou >= 0) & (p.iou <= 1)).all()
+        pt = m.project(torch.from_numpy(boxes).float(), rule)
+        assert isinstance(pt.window, torch.Tensor)
+        assert np.allclose(pt.window.numpy(), p.window, atol=1e-4 if rule == "align" else 0)
+
+
+@pytest.mark.parametrize(
+    "boxes, message",
+    [
+        ([[0, 0, np.nan, 4]], "box 0 has a coordinate that is not finite"),
+        ([[0, 0, 4, 4], [5, 0, 4, 4]], r"box 1 \[5.0, 0.0, 4.0, 4.0\] has x2 < x1"),
+        ([[0, 0, 4]], r"shape \[N, 4\]"),
+    ],
+)
+def test_bad_boxes(boxes, message):
+    m = mapper(NET, "layer7", 224)
+    with pytest.raises(RFMapError, match=message):
+        m.project(np.array(boxes, dtype=float), "spp")
+
+
+def test_unknown_rule_and_non_invariant_layer():
+    m = mapper(NET, "layer7", 224)
+    with pytest.raises(RFMapError, match="unknown rule 'nearest'"):
+        m.project(np.zeros((1, 4)), "nearest")
+    spec = [{"op": "conv", "kernel": 3, "stride": 2, "padding": 1}, {"op": "upsample", "scale_factor": 2}]
+    with pytest.raises(RFMapError, match="not shift-invariant"):
+        mapper(spec, "layer2", 32)
+
+
+def test_between_layers_fpn_style():
+    # C3 (stride 8) -> C5 (stride 32): the C5 cell's region on C3, measured in C3 cells
+    b = rfmap.GraphBuilder("fpn", 256)
+    x = b.layer("c2", "conv", b.input, kernel=3, stride=4, padding=1)
+    c3 = b.layer("c3", "conv", x, kernel=3, stride=2, padding=1)
+    c4 = b.layer("c4", "conv", c3, kernel=3, stride=2, padding=1)
+    c5 = b.layer("c5", "conv", c4, kernel=3, stride=2, padding=1)
+    a = rfmap.analyze(b.build())
+    sub = a.between("c3", "c5")
+    assert sub.output.stride == (4, 4)
+    assert sub.output.rf == (7, 7)  # 3 + 2*2 on c3 cells
+    assert sub.rf_box("c5", (1, 1)) == (1, 1, 7, 7)
+    with pytest.raises(RFMapError, match="does not depend"):
+        a.between("c5", "c3")

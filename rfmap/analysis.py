@@ -140,17 +140,25 @@ class Analysis:
         return tuple(states), tuple(rows)
 
     def _alignment(self, node, parents: Sequence[int], rows, names) -> str | None:
-        """Paths meeting at a merge are aligned iff strides and cell-0 centers agree."""
+        """Paths meeting at a merge are aligned iff strides and cell-0 centers agree (per axis)."""
         local = [p for p in parents if not all(a.stride == 0 for a in rows[p].axes)]
-        for axis, axis_name in enumerate(names):
-            for p in local[1:]:
-                a, b = rows[local[0]].axes[axis], rows[p].axes[axis]
-                if a.stride != b.stride or a.center0 != b.center0:
-                    return (
-                        f"layer '{node.name}' ({node.op}): paths '{rows[local[0]].name}' and '{rows[p].name}' "
-                        f"are misaligned on axis {axis_name}: stride {_fmt(a.stride)} vs {_fmt(b.stride)}, "
-                        f"center of cell 0 {_fmt(a.center0)} vs {_fmt(b.center0)}"
-                    )
+        for p in local[1:]:
+            first, other = rows[local[0]], rows[p]
+            diffs = []
+            for axis_name, a, b in zip(names, first.axes, other.axes):
+                parts = []
+                if a.stride != b.stride:
+                    parts.append(f"stride {_fmt(a.stride)} vs {_fmt(b.stride)}")
+                if a.center0 != b.center0:
+                    parts.append(f"center of cell 0 {_fmt(a.center0)} vs {_fmt(b.center0)}")
+                if parts:
+                    diffs.append((axis_name, ", ".join(parts)))
+            if diffs:
+                if len(diffs) == 1:
+                    where = f"axis {diffs[0][0]}: {diffs[0][1]}"
+                else:
+                    where = "axes " + " and ".join(d[0] for d in diffs) + ": " + "; ".join(f"{n} {t}" for n, t in diffs)
+                return f"layer '{node.name}' ({node.op}): paths '{first.name}' and '{other.name}' are misaligned on {where}"
         return None
 
     # -- lookup -----------------------------------------------------------------------

@@ -120,10 +120,6 @@ def _boxes(boxes) -> tuple[np.ndarray, Any]:
     return b, back
 
 
-def _round_half_away(v: np.ndarray) -> np.ndarray:
-    return np.copysign(np.floor(np.abs(v) + 0.5), v)
-
-
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
     ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
@@ -200,66 +196,69 @@ class Mapper:
             raise RFMapError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}")
         b, convert = _boxes(boxes)
         ay, ax = self.axes
-        cols = b.T  # (4, N): x1, y1, x2, y2
-        win = np.empty((4, b.shape[0]))
-        origin = {}
-        for a, lo, hi in ((ax, 0, 2), (ay, 1, 3)):
-            inv, c0, n = 1.0 / float(a.stride), float(a.center0), a.size
-            i1, i2 = win[lo], win[hi]
-            if rule == "align":
-                np.multiply(cols[lo], inv, out=i1)
-                np.multiply(cols[hi], inv, out=i2)
-                i1 -= 0.5
-                i2 -= 0.5
-                continue
-            if rule in ("fast-rcnn", "spp-simple"):
-                np.multiply(cols[lo], inv, out=i1)
-                np.multiply(cols[hi], inv, out=i2)
-                origin[lo] = 0.0
-                if rule == "fast-rcnn":  # half away from zero
-                    for v in (i1, i2):
-                        neg = v < 0
-                        np.abs(v, out=v)
-                        v += 0.5
-                        np.floor(v, out=v)
-                        np.negative(v, out=v, where=neg)
-                else:
-                    np.floor(i1, out=i1)
-                    i1 += 1
-                    np.ceil(i2, out=i2)
-                    i2 -= 1
-            else:
-                origin[lo] = c0
-                h = (a.rf - 1) / 2 if rule == "cover" else 0.0
-                np.multiply(cols[lo], inv, out=i1)
-                np.multiply(cols[hi], inv, out=i2)
-                if rule == "spp":  # nearest center, half up
-                    i1 += 0.5 - c0 * inv
-                    i2 += 0.5 - c0 * inv
-                    np.floor(i1, out=i1)
-                    np.floor(i2, out=i2)
-                else:  # contain (h = 0) or cover
-                    i1 -= (h + c0) * inv
-                    i2 += (h - c0) * inv
-                    np.ceil(i1, out=i1)
-                    np.floor(i2, out=i2)
-            np.clip(i1, 0, n - 1, out=i1)
-            np.clip(i2, 0, n - 1, out=i2)
-        empty = (win[2] < win[0]) | (win[3] < win[1])
-        steps = {0: float(ax.stride), 1: float(ay.stride)}
+        # per column (x1, y1, x2, y2): window = op((coord - offset) / stride) + add, clipped
+        plans = []
+        for a, side in ((ax, 0), (ay, 0), (ax, 1), (ay, 1)):
+            s, c0, h = a.stride, a.center0, Fraction(a.rf - 1, 2)
+            offset, op, add = {
+                "align": (Fraction(0), None, Fraction(-1, 2)),
+                "fast-rcnn": (Fraction(0), "round", 0),
+                "spp-simple": (Fraction(0), ("floor", "ceil")[side], (1, -1)[side]),
+                "spp": (c0 - s / 2, "floor", 0),  # nearest center, half up: floor((x - c0)/s + 1/2)
+                "contain": (c0, ("ceil", "floor")[side], 0),
+                "cover": ((c0 + h, c0 - h)[side], ("ceil", "floor")[side], 0),
+            }[rule]
+            plans.append((float(offset), s, op, float(add), a.size))
+        n = b.shape[0]
+        window = np.empty((n, 4), dtype=np.float64 if rule == "align" else np.int64)
+        empty = np.zeros(n, dtype=bool)
+        chunk = 1 << 15
+        for start in range(0, n, chunk):
+            cols = b[start : start + chunk].T.copy()  # (4, m), cache-sized
+            for k, (offset, s, op, add, size) in enumerate(plans):
+                v = cols[k]
+                if offset:
+                    v -= offset
+                _divide(v, s)
+                if op == "floor":
+                    np.floor(v, out=v)
+                elif op == "ceil":
+                    np.ceil(v, out=v)
+                elif op == "round":  # half away from zero, as C round()
+                    v += np.copysign(0.5, v)
+                    np.trunc(v, out=v)
+                if add:
+                    v += add
+            if rule != "align":
+                # empty: no cell between the ends, or the window misses the map
+                empty[start : start + chunk] = (
+                    (cols[2] < cols[0]) | (cols[3] < cols[1]) | (cols[2] < 0) | (cols[3] < 0)
+                    | (cols[0] > ax.size - 1) | (cols[1] > ay.size - 1)
+                )
+                for k, (_, _, _, _, size) in enumerate(plans):
+                    np.clip(cols[k], 0, size - 1, out=cols[k])
+            window[start : start + chunk] = cols.T
 
-        def back_project(window: np.ndarray) -> np.ndarray:
-            out = np.empty_like(window, dtype=np.float64)
-            for k in range(4):
-                axis = k % 2
+        def back_project(win: np.ndarray) -> np.ndarray:
+            out = np.empty(win.shape, dtype=np.float64)
+            for k, (offset, s, op, add, size) in enumerate(plans):
                 if rule == "align":
-                    out[:, k] = (window[:, k] + 0.5) * steps[axis]
+                    out[:, k] = (win[:, k] + 0.5) * float(s)
+                elif rule in ("fast-rcnn", "spp-simple"):
+                    out[:, k] = win[:, k] * float(s)  # the rule's own model: cell i centered at i*S
                 else:
-                    out[:, k] = origin[axis] + window[:, k] * steps[axis]
+                    out[:, k] = float(self.axes[1 - k % 2].center0) + win[:, k] * float(s)
             return out
 
-        window = win.T if rule == "align" else win.T.astype(np.int64)
         return Projection(rule, b, window, empty, back_project, convert)
+
+
+def _divide(v: np.ndarray, s: Fraction) -> None:
+    """``v /= s`` in place, exactly rounded (a multiply where ``1/s`` is exact in binary)."""
+    if s.numerator & (s.numerator - 1) == 0:  # power of two (or 1/q with q a power of two)
+        v *= float(1 / s)
+    else:
+        v /= float(s)
 
 
 def mapper(source, layer, input_size=None) -> Mapper:

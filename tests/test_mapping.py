@@ -162,3 +162,18 @@ def test_between_layers_fpn_style():
     assert sub.rf_box("c5", (1, 1)) == (1, 1, 7, 7)
     with pytest.raises(RFMapError, match="does not depend"):
         a.between("c5", "c3")
+
+
+def test_cli_map_json_and_errors(capsys):
+    import json
+
+    from rfmap.cli import main
+
+    assert main(["map", "vgg16", "conv5_3", "--box", "30,40,200,400", "--rule", "fast-rcnn", "--input", "1024", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["results"][0]["window"] == [2, 3, 13, 25]  # seed 002's example
+    assert main(["map", "vgg16", "conv5_3", "--box", "30,40,20,400"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["rfmap: error: box 0 [30.0, 40.0, 20.0, 400.0] has x2 < x1 or y2 < y1"]
+    assert main(["map", "vgg16", "conv5_3", "--box", "1,2,3"]) == 2
+    assert "expected 4 numbers" in capsys.readouterr().err

@@ -321,6 +321,19 @@ COMMANDS: list[Command] = [
 ]
 
 
+def _register_consumers() -> None:
+    """Subcommands of the consumer packages (pictures, report), wired here in one place."""
+    from .viz.cli_commands import PLOT_HELP, REPORT_HELP, configure_plot, configure_report, run_plot, run_report
+
+    COMMANDS.extend([
+        Command("plot", PLOT_HELP, configure_plot, run_plot),
+        Command("report", REPORT_HELP, configure_report, run_report),
+    ])
+
+
+_register_consumers()
+
+
 # -- entry point ------------------------------------------------------------------------
 
 

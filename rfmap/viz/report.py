@@ -1,0 +1,265 @@
+"""One self-contained HTML report of an analysis: the per-layer table and a cell explorer.
+
+:func:`write_report` writes a single file with its script, styles, data and image inlined:
+it makes no network request (a Content-Security-Policy forbids them) and opens offline in
+any modern browser.  The explorer shows, for the cell under the pointer, its theoretical RF
+box (also where it reaches into padding, drawn in the margin around the image), the bounding
+box of its support, its center and, where an ERF was computed, the ERF as an overlay.
+
+Exactness: the page does no geometry of its own.  It embeds, per layer and axis, the box of
+every cell (``lo``/``hi``, from :meth:`Analysis.rf_box`; boxes are separable per axis) and the
+support's bounding box per axis (from :meth:`Analysis.support`, exact for chains, see
+:mod:`rfmap.viz._data`); the cell under the pointer is the one whose RF center is nearest
+(the rule of :meth:`Analysis.nearest_cell`, ties to the lower index).  Coordinates follow the
+pixel-index convention: pixel ``i`` is the point ``i``; boxes are inclusive ``(y0, x0, y1, x1)``.
+
+Names that come from models are data, never markup: the data travels as JSON in a
+``<script type="application/json">`` block with ``<``, ``>`` and ``&`` escaped, and the page
+builds its DOM with ``textContent``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from ..errors import RFMapError
+from ._data import axis_cells, embed_image, require_2d
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..analysis import Analysis
+
+__all__ = ["write_report", "render_report", "report_data"]
+
+TEMPLATE = "report_template.html"
+FLAG_TEXT = {
+    "*": "rf varies by cell (largest shown)",
+    "!": "misaligned paths",
+    "g": "global context",
+}
+
+
+def _table_cells(row) -> list[str]:
+    """The columns of the CLI table (``rfmap summary``): layer, op, output, stride, rf, padding, center0, flags."""
+    from ..render import COLUMNS, fmt_axes, fmt_size, flags
+
+    cells = [row.name, row.op, fmt_size(row.output_size), fmt_axes(row.stride), fmt_axes(row.rf), fmt_axes(row.padding), fmt_axes(row.center0), flags(row)]
+    assert len(cells) == len(COLUMNS)
+    return cells
+
+
+def _columns() -> list[str]:
+    from ..render import COLUMNS
+
+    return list(COLUMNS)
+
+
+def _erf_entries(analysis: "Analysis", erf: Any, default_layer: Any = None) -> list[dict]:
+    """ERF inputs as ``{"layer", "cell", "h", "w", "data" (base64 uint8), "max", "sigma", "center"}``.
+
+    ``erf``: a 2-D array (an ERF of the output layer), an object or mapping with ``map`` (and
+    maybe ``layer``, ``cell``/``index``, ``sigma``, ``center``/``mean``) such as an
+    :class:`rfmap.erf.ERF`, a mapping ``{layer: erf}``, or a list of those.
+    """
+    if erf is None:
+        return []
+    if isinstance(erf, (list, tuple)):
+        items = list(erf)
+        if items and all(np.ndim(v) == 1 for v in items):  # nested lists: one 2-D array
+            return _erf_entries(analysis, np.asarray(items, dtype=float))
+        return [entry for item in items for entry in _erf_entries(analysis, item, default_layer)]
+    if isinstance(erf, Mapping) and "map" not in erf and all(isinstance(k, (str, int)) for k in erf):
+        return [entry for key, value in erf.items() for entry in _erf_entries(analysis, value, default_layer=key)]
+
+    plain = not (isinstance(erf, Mapping) or hasattr(erf, "map"))  # a bare array
+
+    def get(key: str, default: Any = None) -> Any:
+        if plain:
+            return default
+        if isinstance(erf, Mapping):
+            return erf.get(key, default)
+        return getattr(erf, key, default)
+
+    raw = erf if plain else get("map")
+    arr = np.abs(np.nan_to_num(np.asarray(raw, dtype=float)))
+    if arr.ndim != 2:
+        raise RFMapError(f"an ERF map must be 2-D (H x W), got shape {list(arr.shape)}")
+    if tuple(arr.shape) != tuple(analysis.input_size):
+        raise RFMapError(f"the ERF map is {arr.shape[0]}x{arr.shape[1]}, the input is {analysis.input_size[0]}x{analysis.input_size[1]}: they must match")
+    layer = get("layer")
+    if layer is None:
+        layer = default_layer
+    if layer is None:
+        layer = analysis.output.name
+    else:
+        try:
+            layer = analysis.layer(layer).name
+        except RFMapError:
+            raise RFMapError(f"the ERF is of layer '{layer}', which is not a layer of '{analysis.graph.name}'") from None
+    cell = get("cell", None)
+    if cell is None:
+        cell = get("index", None)
+    if cell is not None:
+        cell = [int(v) for v in cell]
+        sizes = analysis.layer(layer).output_size
+        if len(cell) != len(sizes) or not all(0 <= c < n for c, n in zip(cell, sizes)):
+            raise RFMapError(f"the ERF's cell {cell} is outside layer '{layer}' of size {list(sizes)}")
+    vmax = float(arr.max())
+    data = np.round(255 * arr / vmax).astype(np.uint8) if vmax > 0 else np.zeros(arr.shape, np.uint8)
+    sigma = get("sigma")
+    center = get("center")
+    if center is None:
+        center = get("mean")  # rfmap.erf.ERF: the center of mass of its Gaussian fit
+
+    def floats(v: Any) -> list[float] | None:
+        if v is None:
+            return None
+        a = np.asarray(v, dtype=float).ravel()
+        if a.size == 1:
+            a = np.repeat(a, 2)
+        if a.size < 2 or not np.isfinite(a[:2]).all():
+            return None
+        return [float(x) for x in a[:2]]
+
+    return [
+        {
+            "layer": layer,
+            "cell": None if cell is None else [int(v) for v in cell],
+            "h": int(arr.shape[0]),
+            "w": int(arr.shape[1]),
+            "data": base64.b64encode(data.tobytes()).decode("ascii"),
+            "max": vmax,
+            "sigma": floats(sigma),
+            "center": floats(center),
+        }
+    ]
+
+
+def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, title: str | None = None) -> dict:
+    """Everything the page shows, as plain JSON-able data (see the module docstring)."""
+    require_2d(analysis, "the HTML report")
+    h, w = analysis.input_size
+    embedded = embed_image(image)
+    layers = []
+    over = [0, 0, 0, 0]  # how far boxes reach past the top, left, bottom, right edges
+    for row in analysis.layers[1:]:
+        ay, ax = axis_cells(analysis, row.name, support=True)
+        axes = []
+        for cells, n in ((ay, h), (ax, w)):
+            empty = cells.support_empty
+            axes.append(
+                {
+                    "lo": cells.lo.tolist(),
+                    "hi": cells.hi.tolist(),
+                    "slo": [None if e else int(v) for v, e in zip(cells.support_lo, empty)],  # type: ignore[arg-type]
+                    "shi": [None if e else int(v) for v, e in zip(cells.support_hi, empty)],  # type: ignore[arg-type]
+                }
+            )
+        over = [
+            max(over[0], -int(ay.lo.min())),
+            max(over[1], -int(ax.lo.min())),
+            max(over[2], int(ay.hi.max()) - (h - 1)),
+            max(over[3], int(ax.hi.max()) - (w - 1)),
+        ]
+        cells = _table_cells(row)
+        layers.append(
+            {
+                "name": row.name,
+                "op": row.op,
+                "inputs": list(row.inputs),
+                "cells": cells,
+                "output": list(row.output_size),
+                "flags": cells[-1],
+                "aligned": row.aligned,
+                "global": row.global_context,
+                "shift_invariant": row.shift_invariant,
+                "axes": axes,
+            }
+        )
+    # the margin around the image shows padding; at most the image's larger side on each edge
+    cap = max(h, w)
+    floor = max(2, round(0.03 * max(h, w)))
+    margin = [min(max(v, floor), cap) for v in over]
+    out = analysis.output
+    from ..render import fmt_axes, fmt_size
+
+    summary = (
+        f"output '{out.name}' {fmt_size(out.output_size)}: rf {fmt_axes(out.rf)}, stride {fmt_axes(out.stride)}, "
+        f"padding {fmt_axes(out.padding)}, center0 {fmt_axes(out.center0)}"
+    )
+    default = next((k for k in range(len(layers) - 1, -1, -1) if not layers[k]["global"] and all(n > 1 for n in layers[k]["output"])), len(layers) - 1)
+    used = "".join(layer["flags"] for layer in layers)
+    return {
+        "format": "rfmap-report/1",
+        "version": _version(),
+        "title": title or f"{analysis.graph.name} — receptive fields",
+        "name": analysis.graph.name,
+        "input": [h, w],
+        "columns": _columns(),
+        "layers": layers,
+        "default_layer": default,
+        "messages": list(analysis.messages),
+        "summary": summary,
+        "flags": {f: text for f, text in FLAG_TEXT.items() if f in used},
+        "margin": {"top": margin[0], "left": margin[1], "bottom": margin[2], "right": margin[3]},
+        "image": None if embedded is None else {"uri": embedded.uri, "h": embedded.size[0], "w": embedded.size[1]},
+        "erf": _erf_entries(analysis, erf),
+    }
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _json_for_script(data: Any) -> str:
+    """JSON safe inside ``<script>``: no ``<``, ``>`` or ``&`` (escaped as ``\\u003c`` ...), so no
+    ``</script>`` or ``<!--`` can end or confuse the block."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (
+        text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    )
+
+
+def _template() -> str:
+    return resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
+
+
+def render_report(analysis: "Analysis", image: Any = None, erf: Any = None, *, title: str | None = None) -> str:
+    """The report as one HTML string (see :func:`write_report`)."""
+    data = report_data(analysis, image=image, erf=erf, title=title)
+    page = _template()
+    for key, value in (("{{TITLE}}", html.escape(data["title"])), ("{{DATA}}", _json_for_script(data))):
+        if key not in page:  # pragma: no cover - the template is ours
+            raise RFMapError(f"report template lacks {key}")
+        page = page.replace(key, value, 1)
+    return page
+
+
+def write_report(analysis: "Analysis", path: str | os.PathLike, image: Any = None, erf: Any = None, *, title: str | None = None) -> str:
+    """Write the interactive report of ``analysis`` to ``path`` (one self-contained HTML file).
+
+    ``image``: a file path (PNG, JPEG, GIF, BMP are embedded as they are; other formats are
+    decoded with Pillow) or an array ``H x W [x 3|4]``; shown stretched to the input size.
+    Without one the page draws a neutral checkerboard of the input size.
+    ``erf``: an ERF to overlay: a 2-D array of the input size (then taken as the output
+    layer's), an object or mapping with ``map`` (and optionally ``layer``, ``cell``, ``sigma``,
+    ``center``/``mean``) such as an :class:`rfmap.erf.ERF`, ``{layer: erf}``, or a list of
+    those.  The page shows it over the image when its layer is selected, its cell first.
+    Returns the path written.
+    """
+    text = render_report(analysis, image=image, erf=erf, title=title)
+    path = os.fspath(path)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise RFMapError(f"cannot write '{path}': {exc.strerror or exc}") from None
+    return path

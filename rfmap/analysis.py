@@ -354,6 +354,9 @@ class Analysis:
 
 
 def _axis_geometry(n: int, families: Sequence[Boxes]) -> AxisGeometry:
+    if len(families) == 1 and families[0].period == 1:  # shift-invariant: plain integers
+        lo0, hi0 = int(families[0].lo[0]), int(families[0].hi[0])
+        return AxisGeometry(n, families[0].jump, hi0 - lo0 + 1, -lo0, Fraction(lo0 + hi0, 2), True)
     fams = list(families)
     lo, hi = hull_at(fams, np.zeros(1, dtype=np.int64))
     jump = max((f.jump for f in fams), default=Fraction(1))

@@ -19,7 +19,7 @@ from math import gcd, lcm
 
 import numpy as np
 
-from .axis import AxisMap
+from .axis import AxisMap, Identity, Window
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,13 @@ class Boxes:
     lo: np.ndarray  # boxes of cells 0..period-1
     hi: np.ndarray
     #: input pixels the box moves when the cell index moves by one period (``period * jump``)
-    step: int = field(init=False)
+    step: int = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
-        step = self.period * self.jump
-        assert step.denominator == 1, "a period must move the box by whole pixels"
-        object.__setattr__(self, "step", int(step))
+        if self.step is None:
+            step = self.period * self.jump
+            assert step.denominator == 1, "a period must move the box by whole pixels"
+            object.__setattr__(self, "step", int(step))
 
     def at(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.period == 1:
@@ -53,6 +54,17 @@ class Boxes:
 
     def through(self, rule: AxisMap) -> "Boxes":
         """The boxes of the output cells of ``rule`` applied to this map."""
+        if self.period == 1 and type(rule) in (Window, Identity):
+            # the common case in plain Python: box(0) of a window over a shift-invariant map
+            if type(rule) is Window:
+                w_lo, shift = -rule.pad_left, rule.stride_
+                w_hi = w_lo + rule.dilation * (rule.kernel - 1)
+            else:
+                w_lo = w_hi = 0
+                shift = 1
+            lo = np.array([int(self.lo[0]) + w_lo * self.step], dtype=np.int64)
+            hi = np.array([int(self.hi[0]) + w_hi * self.step], dtype=np.int64)
+            return Boxes(1, self.jump * shift, lo, hi, self.step * shift)
         shift = rule.shift
         period = rule.period * self.period // gcd(self.period, shift)
         o = np.arange(period, dtype=np.int64)
@@ -82,6 +94,8 @@ class Boxes:
 
 def combine(families: list[Boxes]) -> list[Boxes]:
     """Merge path families: equal jumps fold into one layout, others stay apart."""
+    if len(families) == 1:
+        return families
     by_jump: dict[Fraction, Boxes] = {}
     for fam in families:
         prev = by_jump.get(fam.jump)

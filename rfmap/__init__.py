@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from .analysis import Analysis
+from .erf import ERF, closed_form_sigma, erf
 from .errors import RFMapError, RFMapWarning
 from .graph import Graph, GraphBuilder, Node
 from .layers import OPS, Layer, make_layer, register_op
+from .mapping import Mapper, mapper
 from .result import AxisGeometry, LayerGeometry
 
 __version__ = "0.1.0"
@@ -23,16 +25,21 @@ __version__ = "0.1.0"
 __all__ = [
     "Analysis",
     "AxisGeometry",
+    "ERF",
     "Graph",
     "GraphBuilder",
     "Layer",
     "LayerGeometry",
     "Node",
+    "Mapper",
     "OPS",
     "RFMapError",
     "RFMapWarning",
     "analyze",
+    "closed_form_sigma",
+    "erf",
     "make_layer",
+    "mapper",
     "register_op",
 ]
 

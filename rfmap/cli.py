@@ -323,9 +323,12 @@ COMMANDS: list[Command] = [
 
 def _register_consumers() -> None:
     """Subcommands of the consumer packages (pictures, report), wired here in one place."""
+    from .erf_cli import add_anchors_parser, add_erf_parser, run_anchors, run_erf
     from .viz.cli_commands import PLOT_HELP, REPORT_HELP, configure_plot, configure_report, run_plot, run_report
 
     COMMANDS.extend([
+        Command("erf", "effective receptive field of a cell: map (.npy), statistics (.json), heatmap (.png)", add_erf_parser, run_erf),
+        Command("anchors", "anchor design against receptive fields (S3FD, SSD, RPN configs)", add_anchors_parser, run_anchors),
         Command("plot", PLOT_HELP, configure_plot, run_plot),
         Command("report", REPORT_HELP, configure_report, run_report),
     ])

@@ -1,0 +1,225 @@
+"""The ``rfmap erf`` and ``rfmap anchors`` subcommands (wired into :mod:`rfmap.cli`).
+
+::
+
+    rfmap erf vgg16 --layer conv4_3 --n 64 -o out/        # map (.npy), statistics (.json), heatmap (.png)
+    rfmap erf net.yaml --weights uniform --aggregate square --input 128 -o out/
+    rfmap anchors s3fd                                    # a bundled config (rfmap/data/s3fd.yaml)
+    rfmap anchors my_detector.yaml --format json
+
+Each subcommand is a pair ``add_*_parser(parser)`` / ``run_*(args) -> str`` with the
+signature of :class:`rfmap.cli.Command`.  Nothing here imports torch or matplotlib until
+a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .errors import RFMapError
+
+# -- rfmap erf -------------------------------------------------------------------------------
+
+
+def add_erf_parser(p: argparse.ArgumentParser) -> None:
+    from .erf import AGGREGATES, WEIGHTS
+
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a zoo name, a spec file (.yaml/.toml/.json), an .onnx file or 'pkg.module:factory'; "
+        "built as a linear PyTorch twin of the network",
+    )
+    p.add_argument("--layer", metavar="L", help="the layer whose cell is measured (default: the network's output)")
+    p.add_argument("--at", metavar="I,J", help="the cell, (row, column) in the layer's output (default: the center)")
+    p.add_argument("--input", metavar="H[,W]", help="input size (default: the source's own)")
+    p.add_argument("--n", type=int, default=64, help="number of inputs averaged (default: 64)")
+    p.add_argument("--inputs", metavar="DIR", help="a folder of PNG/JPEG images instead of noise")
+    p.add_argument("--weights", choices=WEIGHTS, default="uniform", help="weights of the twin (default: uniform)")
+    p.add_argument("--aggregate", choices=AGGREGATES, default="abs", help="per-pixel gradient aggregate (default: abs)")
+    p.add_argument("--channels", type=int, default=3, help="channels of the twin's input and convolutions (default: 3)")
+    p.add_argument("--batch-size", type=int, default=16, help="inputs per backward pass (default: 16)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and weight draws (default: 0)")
+    p.add_argument("-o", "--output", metavar="DIR", help="write erf.npy, erf.json and erf.png into DIR")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="what to print (default: text)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_erf(args: argparse.Namespace) -> str:
+    from .erf import erf
+
+    size = None
+    if args.input:
+        from .cli import parse_input_size
+
+        size = parse_input_size(args.input)
+    cell = None
+    if args.at:
+        from .cli import parse_cell_index
+
+        cell = parse_cell_index(args.at)
+    if args.n < 1:
+        raise RFMapError(f"--n must be at least 1, got {args.n}")
+    result = erf(
+        args.source,
+        layer=args.layer,
+        input_size=size,
+        inputs=args.inputs,
+        n=args.n,
+        weights=args.weights,
+        aggregate=args.aggregate,
+        cell=cell,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
+        seed=args.seed,
+        channels=args.channels,
+    )
+    written = []
+    if args.output:
+        written = write_erf(result, args.output)
+    if args.format == "json":
+        data = result.to_dict()
+        data["files"] = written
+        return json.dumps(data, indent=2)
+    return erf_text(result, written)
+
+
+def write_erf(result, directory: str | Path, stem: str = "erf") -> list[str]:
+    """Write ``<stem>.npy`` (the map), ``<stem>.json`` (the statistics) and ``<stem>.png`` (the
+    heatmap with the TRF box and the 1 and 2 sigma ellipses) into ``directory``; returns the paths."""
+    import numpy as np
+
+    out = Path(directory)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RFMapError(f"cannot create '{out}': {exc.strerror or exc}") from None
+    paths = [out / f"{stem}.npy", out / f"{stem}.json", out / f"{stem}.png"]
+    np.save(paths[0], np.asarray(result.map))
+    paths[1].write_text(result.to_json() + "\n", encoding="utf-8")
+    _heatmap(result, paths[2])
+    return [str(p) for p in paths]
+
+
+def _heatmap(result, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    try:
+        from .viz.figures import plot_erf, save
+    except ImportError:  # the figures module is optional: a plain heatmap instead
+        plot_erf = save = None
+    if plot_erf is not None:
+        title = f"ERF of {result.model} {result.layer or 'output'} {list(result.cell)} ({result.aggregate}, {result.weights}, n={result.n})"
+        fig = plot_erf(result.map, result.trf_box, result.sigma, result.mean, title=title)
+        save(fig, path)
+        return
+    _plain_heatmap(result, path)
+
+
+def _plain_heatmap(result, path: Path) -> None:
+    """A heatmap with the TRF box and the 1/2 sigma ellipses, matplotlib only."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Ellipse, Rectangle
+
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    h, w = result.map.shape
+    im = ax.imshow(result.map, cmap="magma", extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    if result.trf_box is not None:
+        y0, x0, y1, x1 = result.trf_box
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor="#56B4E9", linewidth=2, linestyle="--"))
+    cy, cx = result.mean
+    sy, sx = result.sigma
+    for k in (1, 2):
+        ax.add_patch(Ellipse((cx, cy), 2 * k * sx, 2 * k * sy, fill=False, edgecolor="white", linestyle="-" if k == 1 else "--"))
+    ax.set_title(f"ERF {result.layer or 'output'}: sigma {sy:.2f} x {sx:.2f} px", fontsize=10)
+    fig.savefig(path, dpi=120)
+
+
+def erf_text(result, written=()) -> str:
+    def axes(values, digits=2) -> str:
+        vals = [f"{v:.{digits}f}" for v in values]
+        return vals[0] if len(set(vals)) == 1 else " x ".join(vals)
+
+    lines = [
+        f"ERF of {result.model}, layer '{result.layer or 'output'}', cell {tuple(result.cell)}, "
+        f"input {'x'.join(str(v) for v in result.input_size)}",
+        f"  {result.n} inputs, weights {result.weights}, aggregate {result.aggregate}",
+        f"  sigma       {axes(result.sigma)} px  (center of mass {axes(result.mean)})",
+    ]
+    if result.closed_form is not None:
+        lines.append(f"  closed form {axes(result.closed_form)} px  (linear network, uniform weights)")
+    if result.trf_size is not None:
+        lines.append(f"  TRF         {axes(result.trf_size, 0)} px, box {tuple(result.trf_box)}")
+        lines.append(f"  4 sigma/TRF {axes(result.trf_ratio, 3)}")
+    lines.append("  mass t   square side   area ratio   (log10(x+1) of the max-normalized map)")
+    for t in (0.2, 0.3, 0.5, 0.9, 0.9545, 0.99):
+        lines.append(
+            f"  {t:<7g}  {result.square_side(t):>11d}   {result.area_ratio(t):>10.4%}   ({result.area_ratio(t, transform='log'):.4%})"
+        )
+    for path in written:
+        lines.append(f"wrote {path}")
+    return "\n".join(lines)
+
+
+# -- rfmap anchors ---------------------------------------------------------------------------
+
+
+def add_anchors_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "config",
+        metavar="CONFIG",
+        help="an anchor configuration (.yaml/.toml/.json) or a bundled one: s3fd, ssd300, rpn-vgg16",
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    p.add_argument("--input", metavar="H[,W]", help="input size (default: the config's)")
+    p.add_argument("--method", choices=("exact", "sampled"), default="exact", help="expected matches: closed form or dense sampling")
+    p.add_argument("--measure-erf", action="store_true", help="measure each level's ERF (uniform weights) instead of the closed form")
+    p.add_argument("--plot", metavar="FILE", help="also draw anchors against TRF and ERF (.png/.svg/.pdf)")
+    p.add_argument("--no-color", action="store_true", help="plain text, no colour")
+
+
+def run_anchors(args: argparse.Namespace) -> str:
+    from .anchors import analyze_anchors, render_anchors
+
+    overrides = {}
+    if args.input:
+        from .cli import parse_input_size
+
+        size = parse_input_size(args.input)
+        overrides["input"] = [size, size] if isinstance(size, int) else list(size)
+    if args.measure_erf:
+        overrides["erf"] = {"measure": True}
+    report = analyze_anchors(args.config, method=args.method, **overrides)
+    if args.plot:
+        plot_anchor_report(report, args.plot)
+    return render_anchors(report, args.format, color=False if args.no_color else None)
+
+
+def plot_anchor_report(report, path: str) -> str:
+    """``plot_anchors`` of :mod:`rfmap.viz.figures` for a report: anchors, TRF (with head) and ERF span."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from .viz.figures import plot_anchors, save
+
+    levels = [
+        {
+            "name": lv.name,
+            "stride": math.sqrt(lv.step[0] * lv.step[1]),
+            "anchors": [tuple(b) for b in lv.boxes],
+            "trf": tuple(lv.trf_head),
+            "erf": None if lv.erf_span is None else tuple(lv.erf_span),
+        }
+        for lv in report.levels
+    ]
+    return save(plot_anchors(levels), path)
+

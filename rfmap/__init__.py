@@ -41,6 +41,7 @@ __all__ = [
     "make_layer",
     "mapper",
     "register_op",
+    "register_torch_op",
 ]
 
 
@@ -64,20 +65,20 @@ def analyze(
     """
     from .sources import load
 
-    graph = load(source) if not _is_torch_module(source) else _load_module(source, input_size)
+    graph = load(source, input_size, strict=strict)
     size = graph.input_size if input_size is None else input_size
     if isinstance(size, int) and graph.input_size is not None:
         size = (size,) * len(graph.input_size)
     return Analysis(graph, size, strict=strict, exclude_global=exclude_global)
 
 
-def _is_torch_module(obj: Any) -> bool:
-    from .sources import _is_torch_module as check
+def register_torch_op(target: Any, converter: Any = None, **kwargs: Any) -> Any:
+    """Teach the PyTorch front end an op: see :func:`rfmap.sources.torch_rules.register`.
 
-    return check(obj)
+    ``target`` is a module class, a function or a method name; ``converter`` a callable
+    returning an rfmap :class:`Layer`, a Layer, or one of ``"pointwise"``, ``"global"``,
+    ``"add"``, ``"mul"``, ``"concat"``, ``"same"``.  Usable as a decorator.
+    """
+    from .sources.torch_rules import register
 
-
-def _load_module(module: Any, input_size: Any) -> Graph:
-    from .sources.torch_fx import from_module  # type: ignore[import-not-found]
-
-    return from_module(module, input_size=input_size)
+    return register(target, converter, **kwargs)

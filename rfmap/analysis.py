@@ -105,7 +105,7 @@ class Analysis:
                 is_global = all(states[p].is_global for p in parents)
                 global_context = any(rows[p].global_context for p in parents)
                 aligned = all(aligned_of[p] for p in parents)
-                msg = self._alignment(node, used, rows, names)
+                msg = self._alignment(node, used, states, names)
                 if msg:
                     aligned = False
                     if self.strict:
@@ -139,27 +139,48 @@ class Analysis:
             )
         return tuple(states), tuple(rows)
 
-    def _alignment(self, node, parents: Sequence[int], rows, names) -> str | None:
-        """Paths meeting at a merge are aligned iff strides and cell-0 centers agree (per axis)."""
-        local = [p for p in parents if not all(a.stride == 0 for a in rows[p].axes)]
-        for p in local[1:]:
-            first, other = rows[local[0]], rows[p]
-            diffs = []
-            for axis_name, a, b in zip(names, first.axes, other.axes):
+    def _alignment(self, node, parents: Sequence[int], states, names) -> str | None:
+        """Paths meeting at a merge are aligned iff, per axis, their local path families
+        (global ones, of stride 0, excepted) agree in stride and cell-0 center."""
+        nodes = self.graph.nodes
+        for axis, axis_name in enumerate(names):
+            seen: list[tuple[int, Fraction, Fraction]] = []
+            for p in parents:
+                local = [f for f in states[p].families[axis] if f.jump != 0]
+                if not local:
+                    continue
+                lo, hi = hull_at(local, np.zeros(1, dtype=np.int64))
+                seen.append((p, max(f.jump for f in local), Fraction(int(lo[0]) + int(hi[0]), 2)))
+            for p, jump, center in seen[1:]:
+                q, jump0, center0 = seen[0]
                 parts = []
-                if a.stride != b.stride:
-                    parts.append(f"stride {_fmt(a.stride)} vs {_fmt(b.stride)}")
-                if a.center0 != b.center0:
-                    parts.append(f"center of cell 0 {_fmt(a.center0)} vs {_fmt(b.center0)}")
+                if jump != jump0:
+                    parts.append(f"stride {_fmt(jump0)} vs {_fmt(jump)}")
+                if center != center0:
+                    parts.append(f"center of cell 0 {_fmt(center0)} vs {_fmt(center)}")
                 if parts:
-                    diffs.append((axis_name, ", ".join(parts)))
-            if diffs:
-                if len(diffs) == 1:
-                    where = f"axis {diffs[0][0]}: {diffs[0][1]}"
-                else:
-                    where = "axes " + " and ".join(d[0] for d in diffs) + ": " + "; ".join(f"{n} {t}" for n, t in diffs)
-                return f"layer '{node.name}' ({node.op}): paths '{first.name}' and '{other.name}' are misaligned on {where}"
+                    others = [
+                        n for n in names
+                        if n != axis_name and self._axis_differs(states, q, p, names.index(n))
+                    ]
+                    where = f"axis {axis_name}" if not others else "axes " + " and ".join([axis_name, *others])
+                    return (
+                        f"layer '{node.name}' ({node.op}): paths '{nodes[q].name}' and '{nodes[p].name}' "
+                        f"are misaligned on {where}: {axis_name} " + ", ".join(parts)
+                    )
         return None
+
+    @staticmethod
+    def _axis_differs(states, q: int, p: int, axis: int) -> bool:
+        def key(k):
+            local = [f for f in states[k].families[axis] if f.jump != 0]
+            if not local:
+                return None
+            lo, hi = hull_at(local, np.zeros(1, dtype=np.int64))
+            return max(f.jump for f in local), int(lo[0]) + int(hi[0])
+
+        a, b = key(q), key(p)
+        return a is not None and b is not None and a != b
 
     # -- lookup -----------------------------------------------------------------------
 

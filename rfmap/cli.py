@@ -101,13 +101,16 @@ def load_analysis(args: argparse.Namespace):
     from . import analyze
     from .sources import load
 
-    graph = load(args.source)
+    strict = getattr(args, "strict", False)
+    text = getattr(args, "input", None)
+    # traced sources (PyTorch factories) are captured at the size asked for
+    graph = load(args.source, parse_input_size(text) if text is not None else None, strict=strict)
     size = None
-    if getattr(args, "input", None) is not None:
-        size = parse_input_size(args.input, len(graph.input_size) if graph.input_size else None)
+    if text is not None:
+        size = parse_input_size(text, len(graph.input_size) if graph.input_size else None)
     elif graph.input_size is None:
         raise RFMapError(f"'{args.source}' has no default input size: give one with --input H[,W]")
-    return analyze(graph, size, strict=getattr(args, "strict", False))
+    return analyze(graph, size, strict=strict)
 
 
 # -- subcommands ------------------------------------------------------------------------
@@ -120,6 +123,8 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
     add_input(p)
     p.add_argument("--layers", metavar="PATTERN", help="only these layers: comma-separated globs such as 'conv5*,pool5'")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("--depth", type=int, metavar="N",
+                   help="PyTorch sources: one row per module, collapsed to blocks N levels deep (torchinfo style)")
     add_strict(p)
     p.add_argument("--no-color", action="store_true", help="plain text, no colour (also when stdout is not a terminal)")
 
@@ -127,8 +132,26 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
 def _summary(args: argparse.Namespace) -> str:
     from .render import render
 
+    if args.depth is not None:
+        return _module_summary(args)
     analysis = load_analysis(args)
     return render(analysis, args.format, layers=args.layers, color=False if args.no_color else None)
+
+
+def _module_summary(args: argparse.Namespace) -> str:
+    """``summary --depth N`` of a PyTorch factory: the module table."""
+    from .render import render_modules
+    from .sources.factory import load_factory
+    from .sources.torch_fx import module_table
+
+    if ":" not in args.source or os.path.exists(args.source):
+        raise RFMapError("--depth applies to PyTorch sources given as pkg.module:factory")
+    if args.depth < 0:
+        raise RFMapError(f"--depth must be >= 0, got {args.depth}")
+    model = load_factory(args.source)
+    size = parse_input_size(args.input) if args.input is not None else None
+    rows = module_table(model, size, depth=args.depth or None, strict=args.strict)
+    return render_modules(rows, args.format, title=args.source, color=False if args.no_color else None)
 
 
 def _cell_args(p: argparse.ArgumentParser) -> None:

@@ -32,7 +32,7 @@ import sys
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from fractions import Fraction
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import RFMapError
 from .result import LayerGeometry, axis_names, json_number
@@ -44,7 +44,7 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 COLUMNS = ("layer", "op", "output", "stride", "rf", "padding", "center0", "flags")
 #: Columns whose values are numbers (right-aligned).
-NUMERIC = frozenset({"output", "stride", "rf", "padding", "center0"})
+NUMERIC = frozenset({"output", "stride", "rf", "padding", "center0", "params", "output shape"})
 
 FLAG_LEGEND = {
     "*": "rf varies by cell (largest shown)",
@@ -112,6 +112,7 @@ class _Table:
     output_row: int | None  # index in rows of the network's output, if shown
     footer: tuple[str, ...]
     warnings: tuple[str, ...]
+    columns: tuple[str, ...] = COLUMNS
 
 
 def _cells(row: LayerGeometry) -> tuple[str, ...]:
@@ -230,16 +231,16 @@ def render_csv(analysis: "Analysis", layers: str | Iterable[str] | None = None) 
 
 def _plain_table(model: _Table) -> str:
     """Aligned text; the output row sits below a rule of its own."""
-    widths = [len(c) for c in COLUMNS]
+    widths = [len(c) for c in model.columns]
     for cells in model.rows:
         widths = [max(w, len(c)) for w, c in zip(widths, cells)]
 
     def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if col in NUMERIC else c.ljust(w) for col, c, w in zip(COLUMNS, cells, widths)]
+        parts = [c.rjust(w) if col in NUMERIC else c.ljust(w) for col, c, w in zip(model.columns, cells, widths)]
         return "  ".join(parts).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    lines = [model.title, "", line(COLUMNS), rule]
+    lines = [model.title, "", line(model.columns), rule]
     for i, cells in enumerate(model.rows):
         if i == model.output_row and i > 0:
             lines.append(rule)
@@ -278,7 +279,7 @@ def _rich_table(model: _Table) -> str:
         show_footer=foot is not None,
         footer_style="bold",
     )
-    for k, col in enumerate(COLUMNS):
+    for k, col in enumerate(model.columns):
         footer = "" if foot is None else (flag_text(foot[k]) if col == "flags" else foot[k])
         table.add_column(col, footer=footer, justify="right" if col in NUMERIC else "left", no_wrap=True)
     for cells in body:
@@ -303,8 +304,8 @@ def _md_escape(text: str) -> str:
 def _markdown(model: _Table) -> str:
     align = {True: "--:", False: ":--"}
     lines = [f"**{_md_escape(model.title)}**", ""]
-    lines.append("| " + " | ".join(COLUMNS) + " |")
-    lines.append("|" + "|".join(align[col in NUMERIC] for col in COLUMNS) + "|")
+    lines.append("| " + " | ".join(model.columns) + " |")
+    lines.append("|" + "|".join(align[col in NUMERIC] for col in model.columns) + "|")
     for i, cells in enumerate(model.rows):
         texts = [_md_escape(c) for c in cells]
         if i == model.output_row:
@@ -314,3 +315,46 @@ def _markdown(model: _Table) -> str:
     lines.extend(f"- {_md_escape(text)}" for text in model.footer)
     lines.extend(f"- **warning:** {_md_escape(msg)}" for msg in model.warnings)
     return "\n".join(line.rstrip() for line in lines)
+
+
+# -- the module table of a PyTorch model ---------------------------------------------------
+
+MODULE_COLUMNS = ("module", "type", "output shape", "params", "output", "stride", "rf", "padding", "flags")
+
+
+def render_modules(rows: Sequence[Any], fmt: str = "table", title: str = "model", color: bool | None = None) -> str:
+    """A torchinfo-style table of :func:`rfmap.sources.torch_fx.module_table` rows (one per
+    module, or per block at a given depth; the last row is the model's output)."""
+    if fmt == "json":
+        return json.dumps({"modules": [row.to_dict() for row in rows]}, indent=2)
+    cells = tuple(
+        (
+            row.name,
+            row.type,
+            "x".join(str(v) for v in row.output_shape) if row.output_shape else "-",
+            f"{row.params:,}",
+            fmt_size(row.output_size),
+            fmt_axes(row.stride),
+            fmt_axes(row.rf),
+            fmt_axes(row.padding),
+            flags(row.geometry),
+        )
+        for row in rows
+    )
+    total = sum(row.params for row in rows)
+    model = _Table(
+        f"{title} ({len(rows)} rows)", cells, len(cells) - 1 if cells else None,
+        (f"parameters in the rows shown: {total:,}",), (), MODULE_COLUMNS,
+    )
+    if fmt == "markdown":
+        return _markdown(model)
+    if fmt == "csv":
+        raise RFMapError("--depth tables come as table, json or markdown")
+    if color is None:
+        color = _stdout_is_color_terminal()
+    if color:
+        try:
+            return _rich_table(model)
+        except ImportError:
+            pass
+    return _plain_table(model)

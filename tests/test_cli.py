@@ -325,13 +325,13 @@ def test_unknown_layer_pattern(capsys, vgg16_spec):
 def test_os_error_and_interrupt_are_one_line(capsys, monkeypatch, vgg16_spec):
     import rfmap.sources
 
-    def denied(source):
+    def denied(source, *args, **kwargs):
         raise PermissionError(13, "Permission denied", source)
 
     monkeypatch.setattr(rfmap.sources, "load", denied)
     assert_one_error(*run(capsys, "summary", vgg16_spec), "Permission denied", "vgg16.yaml")
 
-    def interrupted(source):
+    def interrupted(source, *args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(rfmap.sources, "load", interrupted)
@@ -374,7 +374,7 @@ def test_a_new_subcommand_is_one_table_entry(capsys, monkeypatch):
 def test_bugs_are_not_swallowed(monkeypatch, vgg16_spec):
     import rfmap.sources
 
-    def broken(source):
+    def broken(source, *args, **kwargs):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(rfmap.sources, "load", broken)

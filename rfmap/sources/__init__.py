@@ -17,8 +17,13 @@ from ..graph import Graph
 SPEC_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 
 
-def load(source: Any) -> Graph:
-    """Turn any supported source into a :class:`Graph` (see the module docstring)."""
+def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
+    """Turn any supported source into a :class:`Graph` (see the module docstring).
+
+    ``input_size`` and ``strict`` matter to the sources that are traced at a size (PyTorch
+    modules and factories: shape-dependent values are fixed at that size) and to ONNX
+    files (unsupported ops raise with ``strict``); the other sources ignore them.
+    """
     if isinstance(source, Graph):
         return source
     if isinstance(source, (list, tuple)):
@@ -33,24 +38,24 @@ def load(source: Any) -> Graph:
 
             return load_spec(text)
         if lower.endswith(".onnx"):
-            from .onnx import from_onnx  # type: ignore[import-not-found]
+            from .onnx import from_onnx
 
-            return from_onnx(text)
+            return from_onnx(text, input_size, strict=strict)
         from .. import zoo
 
         if zoo.has(text):
             return zoo.get(text)
         if ":" in text and not os.path.exists(text):
-            from .factory import from_factory  # type: ignore[import-not-found]
+            from .factory import from_factory
 
-            return from_factory(text)
+            return from_factory(text, input_size, strict=strict)
         if os.path.exists(text):
             raise RFMapError(f"'{text}': unknown file type (expected {', '.join(SPEC_SUFFIXES)} or .onnx)")
         raise RFMapError(f"'{text}' is neither a zoo name (see `rfmap zoo`) nor an existing file")
     if _is_torch_module(source):
-        from .torch_fx import from_module  # type: ignore[import-not-found]
+        from .torch_fx import from_module
 
-        return from_module(source)
+        return from_module(source, input_size, strict=strict)
     raise RFMapError(f"cannot analyze a {type(source).__name__}: give a layer list, a zoo name, a file or a torch module")
 
 

@@ -62,6 +62,7 @@ class Analysis:
         self.strict = strict
         self.exclude_global = exclude_global
         self._index = {node.name: i for i, node in enumerate(graph.nodes)}
+        self._aliases = dict(graph.aliases)
         messages: list[str] = []
         self._states, self.layers = self._run(messages)
         self.messages = tuple(messages)
@@ -202,6 +203,8 @@ class Analysis:
                 raise RFMapError(f"layer index {name} is out of range (0..{len(self.layers) - 1})")
             return int(name) % len(self.layers)
         if name not in self._index:
+            if name in self._aliases:
+                return self._index[self._aliases[name]]
             raise RFMapError(f"no layer named '{name}'")
         return self._index[name]
 

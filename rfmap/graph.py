@@ -31,13 +31,16 @@ class Graph:
     """An immutable DAG of layers in topological order; ``nodes[0]`` is the input.
 
     ``input_size`` is the default spatial input size, ``(H, W)`` in 2-D, or ``None``.
-    ``module_path`` optionally maps node names to the module that produced them.
+    ``notes`` says what a front end approximated.  ``aliases`` names other than the nodes'
+    own that refer to a node, as ``(alias, node name)`` pairs: a PyTorch container module
+    (``layer3``) refers to the last node it produced.
     """
 
     nodes: tuple[Node, ...]
     name: str = "network"
     input_size: tuple[int, ...] | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
+    aliases: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         seen: set[str] = set()

@@ -85,21 +85,30 @@ def select_layers(analysis: "Analysis", layers: str | Iterable[str] | None = Non
 
     ``layers``: ``None`` for all, or fnmatch-style patterns, comma-separated in one string
     (``"conv5*,pool5"``) or given as a list.  Matching is case-sensitive; rows stay in
-    network order.  A pattern that matches no layer raises :class:`RFMapError`.
+    network order.  A pattern may also match an alias of a layer (a PyTorch container
+    module such as ``layer4`` names its last node).  A pattern that matches no layer raises
+    :class:`RFMapError`.
     """
     rows = list(analysis.layers[1:])
     if layers is None:
         return rows
+    known: dict[str, list[str]] = {row.name: [row.name] for row in rows}
+    for alias, target in analysis.graph.aliases:
+        known.setdefault(target, []).append(alias)
+
+    def matches(row: LayerGeometry, pattern: str) -> bool:
+        return any(fnmatchcase(name, pattern) for name in known.get(row.name, [row.name]))
+
     parts = layers.split(",") if isinstance(layers, str) else list(layers)
     patterns = [p.strip() for p in parts if p and p.strip()]
     if not patterns:
         raise RFMapError(f"--layers: no pattern given in {layers!r}")
     for pattern in patterns:
-        if not any(fnmatchcase(row.name, pattern) for row in rows):
+        if not any(matches(row, pattern) for row in rows):
             names = [row.name for row in rows]
             shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
             raise RFMapError(f"layer pattern '{pattern}' matches no layer of '{analysis.graph.name}' (layers: {shown})")
-    return [row for row in rows if any(fnmatchcase(row.name, p) for p in patterns)]
+    return [row for row in rows if any(matches(row, p) for p in patterns)]
 
 
 # -- the table model --------------------------------------------------------------------

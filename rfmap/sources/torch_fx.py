@@ -44,6 +44,8 @@ Coordinates: pixel-index convention (pixel ``i`` is the point ``i``), axes in (H
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import inspect
 import operator
@@ -158,7 +160,7 @@ def trace_module(
                 raise RFMapError(f"torch.fx cannot trace {type(module).__name__}: {_one_line(exc)}") from None
         else:
             spec = _InputSpec.from_fx(module, gm, input_size, in_channels)
-            return _FxRun(module, gm, spec, strict).run()
+            return _with_module_aliases(_FxRun(module, gm, spec, strict).run())
     spec = _InputSpec.from_modules(module, input_size, in_channels)
     try:
         ep = _export(module, spec)
@@ -170,7 +172,23 @@ def trace_module(
     run = _ExportRun(module, ep, spec, strict)
     if fx_error is not None:
         run.front.notes.append(f"torch.fx could not trace the model ({_one_line(fx_error)}); captured with torch.export")
-    return run.run()
+    return _with_module_aliases(run.run())
+
+
+def _with_module_aliases(traced: TracedModel) -> TracedModel:
+    """Name container modules (``layer3``, ``layer3.5``) after the last node they produced,
+    so that ``analysis.layer("layer3")`` works as it does for the zoo."""
+    names = {n.name for n in traced.graph.nodes}
+    last: dict[str, str] = {}
+    for info in traced.infos:  # in graph order: later nodes overwrite
+        parts = info.path.split(".") if info.path else []
+        for k in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:k])
+            if prefix not in names:
+                last[prefix] = info.name
+    g = traced.graph
+    graph = Graph(g.nodes, g.name, g.input_size, g.notes, tuple(sorted(last.items())))
+    return dataclasses.replace(traced, graph=graph)
 
 
 # ---------------------------------------------------------------------------------------

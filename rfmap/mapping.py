@@ -224,9 +224,10 @@ class Mapper:
                     np.floor(v, out=v)
                 elif op == "ceil":
                     np.ceil(v, out=v)
-                elif op == "round":  # half away from zero, as C round()
-                    v += np.copysign(0.5, v)
-                    np.trunc(v, out=v)
+                elif op == "round":  # half away from zero, exactly as C round()
+                    t = np.trunc(v)
+                    half = np.abs(v - t) >= 0.5  # v - trunc(v) is exact
+                    np.add(t, np.copysign(half, v), out=v)
                 if add:
                     v += add
             if rule != "align":

@@ -177,3 +177,11 @@ def test_cli_map_json_and_errors(capsys):
     assert err == ["rfmap: error: box 0 [30.0, 40.0, 20.0, 400.0] has x2 < x1 or y2 < y1"]
     assert main(["map", "vgg16", "conv5_3", "--box", "1,2,3"]) == 2
     assert "expected 4 numbers" in capsys.readouterr().err
+
+
+def test_fast_rcnn_rounding_is_c_round():
+    # C round(): half away from zero, and the largest double below 0.5 rounds to 0
+    m = mapper([[1, 1, 0]], "layer1", 64)
+    below_half = np.nextafter(0.5, 0)
+    p = m.project(np.array([[below_half, 0.5, 1.5, 2.5]]), "fast-rcnn")
+    assert p.window.tolist() == [[0, 1, 2, 3]]

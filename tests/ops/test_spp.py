@@ -1,0 +1,105 @@
+"""spp_pool against the loop reference, torch's adaptive pooling and the SPP-net paper's windows."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rfmap.ops import SpatialPyramidPool, spp_pool
+from rfmap.ops._reference import spp_reference
+from rfmap.ops.spp import level_bins
+
+
+def paper_bins(n: int, a: int) -> list[tuple[int, int]]:
+    """SPP-net section 2.3: window ceil(a/n), stride floor(a/n)."""
+    win, stride = math.ceil(a / n), a // n
+    return [(i * stride, i * stride + win) for i in range(n)]
+
+
+def bins(n: int, a: int) -> list[tuple[int, int]]:
+    start, end = level_bins(n, a)
+    return list(zip(start.tolist(), end.tolist()))
+
+
+def test_paper_windows_where_they_tile_the_map():
+    # the paper's 13x13 conv5 with its pyramids {6, 3, 2, 1} and {4, 2, 1}
+    for n in (6, 4, 3, 2, 1):
+        assert bins(n, 13) == paper_bins(n, 13)
+    # where the paper's windows miss the end of the map, every pixel is still covered
+    assert paper_bins(4, 10)[-1][1] == 9 and bins(4, 10) == [(0, 3), (2, 5), (5, 8), (7, 10)]
+    # maps smaller than the level: overlapping one-pixel bins, never empty (paper: stride 0)
+    assert bins(4, 3) == [(0, 1), (0, 2), (1, 3), (2, 3)]
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("size", [(13, 13), (10, 7), (3, 2), (1, 1), (6, 17)])
+def test_against_reference_and_adaptive_pooling(mode, size):
+    rng = np.random.default_rng(size[0] * 100 + size[1])
+    x = torch.from_numpy(rng.standard_normal((2, 3, *size)))
+    levels = (4, 2, 1)
+    out = spp_pool(x, levels, mode)
+    assert out.shape == (2, 3 * 21)
+    np.testing.assert_allclose(out.numpy(), spp_reference(x, levels, mode), rtol=1e-12, atol=1e-12)
+    pool = F.adaptive_max_pool2d if mode == "max" else F.adaptive_avg_pool2d
+    torch_spp = torch.cat([pool(x, n).flatten(1) for n in levels], dim=1)
+    np.testing.assert_allclose(out.numpy(), torch_spp.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_flatten_order_is_level_then_channel_then_bin():
+    x = torch.arange(2 * 4 * 4, dtype=torch.float32).view(1, 2, 4, 4)
+    out = spp_pool(x, (2, 1))
+    # level 2: channel 0 bins, channel 1 bins; then level 1: channel 0, channel 1
+    assert out.tolist() == [[5, 7, 13, 15, 21, 23, 29, 31, 15, 31]]
+
+
+def test_ties_and_nan_in_max_mode():
+    x = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    x[0, 0, 3, 3] = float("nan")
+    xg = x.clone().requires_grad_()
+    out = spp_pool(xg, (2, 1))
+    assert torch.isnan(out[0, 3]) and torch.isnan(out[0, 4]) and out[0, :3].tolist() == [0, 0, 0]
+    out.backward(torch.ones_like(out))
+    # ties: the first cell of each bin; NaN: the NaN's cell (for both levels)
+    assert xg.grad[0, 0].nonzero().tolist() == [[0, 0], [0, 2], [2, 0], [3, 3]]
+    assert xg.grad[0, 0, 3, 3] == 2
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_gradcheck(mode):
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.permutation(2 * 5 * 7).reshape(1, 2, 5, 7) * 0.01).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: spp_pool(t, (3, 2, 1), mode), (x,))
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_dtypes(mode, dtype):
+    x = torch.randn(2, 3, 9, 11).to(dtype)
+    out = spp_pool(x, (4, 2, 1), mode)
+    assert out.dtype == dtype
+    expected = spp_pool(x.double(), (4, 2, 1), mode).to(dtype)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert torch.allclose(out.double(), expected.double(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_backward_is_deterministic(mode):
+    x = torch.randint(0, 3, (4, 8, 13, 13)).float()  # many ties
+    grads = []
+    for _ in range(2):
+        xg = x.clone().requires_grad_()
+        spp_pool(xg, (6, 3, 2, 1), mode).backward(torch.linspace(-1, 1, 4 * 8 * 50).view(4, -1))
+        grads.append(xg.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_empty_batch_and_module():
+    assert spp_pool(torch.zeros(0, 3, 5, 5)).shape == (0, 63)
+    assert spp_pool(torch.zeros(0, 3, 5, 5), mode="avg").shape == (0, 63)
+    m = SpatialPyramidPool((6, 3, 2, 1), "avg")
+    assert repr(m) == "SpatialPyramidPool(levels=(6, 3, 2, 1), mode='avg')"
+    x = torch.randn(2, 4, 13, 13)
+    assert torch.equal(m(x), spp_pool(x, (6, 3, 2, 1), "avg"))
+    assert SpatialPyramidPool().levels == (4, 2, 1)

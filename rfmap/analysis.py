@@ -292,15 +292,15 @@ class Analysis:
             return None
         return tuple(int(s[0]) for s in sets) + tuple(int(s[-1]) for s in sets)
 
-    def cells_containing(self, layer: str | int, point) -> tuple[range, ...]:
-        """Per axis, the cells whose theoretical RF box contains the input pixel ``point``."""
+    def cells_containing(self, layer: str | int, point) -> tuple[np.ndarray, ...]:
+        """Per axis, the sorted indices of the cells whose theoretical RF box contains the
+        input pixel ``point`` (contiguous except after interleaving transposed convolutions)."""
         k = self._resolve(layer)
         point = self._point(point)
         out = []
         for fams, n, p in zip(self._states[k].families, self._states[k].sizes, point):
             lo, hi = hull_at(list(fams), np.arange(n, dtype=np.int64))
-            hits = np.flatnonzero((lo <= p) & (p <= hi))
-            out.append(range(int(hits[0]), int(hits[-1]) + 1) if hits.size else range(0))
+            out.append(np.flatnonzero((lo <= p) & (p <= hi)))
         return tuple(out)
 
     def nearest_cell(self, layer: str | int, point) -> tuple[int, ...]:

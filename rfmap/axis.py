@@ -75,7 +75,10 @@ class AxisMap:
 class Window(AxisMap):
     """A sliding window: convolution, pooling, padding and cropping (``k = 1``), slicing.
 
-    Output cell ``o`` sees input ``o*s - pad_left + d*t`` for ``t = 0..k-1``.
+    Output cell ``o`` sees input ``o*s - pad_left + d*t`` for ``t = 0..k-1``.  With
+    ``pad_mode="circular"`` positions outside the input wrap around the kept range
+    ``wrap = (a, b)`` (default the whole input): PyTorch's ``F.pad`` crops a negative side
+    first and then wraps around what is left.
     """
 
     n_in: int
@@ -85,6 +88,7 @@ class Window(AxisMap):
     dilation: int
     pad_left: int
     pad_mode: str = "zeros"  # zeros | reflect | replicate | circular
+    wrap: tuple[int, int] | None = None  # circular: the input range [a, b) positions wrap around
 
     @property
     def period(self) -> int:  # type: ignore[override]
@@ -110,7 +114,8 @@ class Window(AxisMap):
         if self.pad_mode == "replicate":
             return np.clip(idx, 0, n - 1), valid
         if self.pad_mode == "circular":
-            return np.mod(idx, n), valid
+            a, b = self.wrap or (0, n)
+            return a + np.mod(idx - a, b - a), valid
         # reflect (mirror without repeating the edge), valid while pad < n
         period = 2 * (n - 1) if n > 1 else 1
         m = np.mod(idx, period)

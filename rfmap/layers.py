@@ -70,6 +70,24 @@ def _pad_pair(p: Any, what: str) -> tuple[int, int]:
     return (v, v)
 
 
+def _border(mode: str, n: int, pl: int, pr: int) -> tuple[int, int] | None:
+    """Check padding ``(pl, pr)`` of an input of size ``n`` in ``mode`` as ``F.pad`` does.
+
+    reflect needs each pad below ``n``; circular crops negative sides first, then wraps
+    at most once around what is left: returns that kept range for :class:`Window`.
+    """
+    if mode == "reflect" and max(pl, pr) >= n:
+        raise RFMapError(f"reflect padding ({pl}, {pr}) needs an input larger than {max(pl, pr)}, got {n}")
+    if mode == "circular":
+        a, b = max(-pl, 0), n - max(-pr, 0)
+        if max(pl, pr, 0) > b - a or b <= a:
+            raise RFMapError(
+                f"circular padding ({pl}, {pr}) wraps more than once around the {max(b - a, 0)} kept input cells"
+            )
+        return (a, b) if (a, b) != (0, n) else None
+    return None
+
+
 def _check_out(n_out: int, n_in: int, detail: str) -> int:
     if n_out < 1:
         raise RFMapError(f"output size {n_out} < 1 for input size {n_in} ({detail})")
@@ -141,15 +159,18 @@ class Conv(Layer):
                 pl, pr = _pad_pair(p, "padding")
             span = n + pl + pr - k_eff
             detail = f"kernel {k}, dilation {d}, stride {s}, padding ({pl}, {pr})"
-            if span < 0:
-                raise RFMapError(f"kernel larger than the padded input: {n} + {pl} + {pr} < {k_eff} ({detail})")
             if self.ceil_mode:
+                # PyTorch: ceil(span / s) + 1, also for a window longer than the padded
+                # input (-s < span < 0), minus a last window starting in the right padding
                 n_out = -(-span // s) + 1
                 if (n_out - 1) * s >= n + pl:
                     n_out -= 1
             else:
                 n_out = span // s + 1
-            maps.append(Window(n, _check_out(n_out, n, detail), k, s, d, pl, self.pad_mode))
+            if n_out < 1:
+                raise RFMapError(f"kernel larger than the padded input: {n} + {pl} + {pr} < {k_eff} ({detail})")
+            wrap = _border(self.pad_mode, n, pl, pr)
+            maps.append(Window(n, n_out, k, s, d, pl, self.pad_mode, wrap))
         return tuple(maps)
 
 
@@ -236,6 +257,10 @@ class Upsample(Layer):
                 ratio = 1 / scale
             if self.align_corners:
                 ratio = Fraction(n - 1, n_out - 1) if n_out > 1 else Fraction(0)
+            if mode == "linear" and n_out == n:
+                # PyTorch's linear kernels copy an axis whose size does not change, whatever
+                # the scale factor (e.g. 1.3 on 3 cells): the identity, not a 1/1.3 ratio
+                ratio = Fraction(1)
             maps.append(Resample(n, n_out, mode, ratio, bool(self.align_corners)))
         return tuple(maps)
 
@@ -258,10 +283,8 @@ class Pad(Layer):
         maps = []
         for n, p in zip(sizes, per_axis(self.padding, len(sizes), "padding")):
             pl, pr = _pad_pair(p, "padding")
-            if mode == "reflect" and max(pl, pr) >= n:
-                raise RFMapError(f"reflect padding ({pl}, {pr}) needs an input larger than {max(pl, pr)}, got {n}")
             n_out = _check_out(n + pl + pr, n, f"padding ({pl}, {pr})")
-            maps.append(Window(n, n_out, 1, 1, 1, pl, mode))
+            maps.append(Window(n, n_out, 1, 1, 1, pl, mode, _border(mode, n, pl, pr)))
         return tuple(maps)
 
 

@@ -19,7 +19,7 @@ from math import gcd, lcm
 
 import numpy as np
 
-from .axis import AxisMap, Identity, Window
+from .axis import BIG, AxisMap, Identity, Window
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,21 @@ class Boxes:
         zero = np.zeros(1, dtype=np.int64)
         return cls(1, Fraction(1), zero, zero)
 
+    def is_monotone(self) -> bool:
+        """``lo`` and ``hi`` never decrease from a cell to the next.  True unless a
+        transposed convolution's dilation interleaves its taps (kernel 2, stride 2,
+        dilation 3: output 1 reads input -1, output 2 reads input 1)."""
+        if self.period == 1:
+            return self.step >= 0
+        lo, hi = self.at(np.arange(self.period + 1, dtype=np.int64))
+        return bool((np.diff(lo) >= 0).all() and (np.diff(hi) >= 0).all())
+
     def through(self, rule: AxisMap) -> "Boxes":
-        """The boxes of the output cells of ``rule`` applied to this map."""
+        """The boxes of the output cells of ``rule`` applied to this map.
+
+        The box of an output cell is the hull of the boxes of its (virtual) taps: over
+        monotone boxes ``[lo(first tap), hi(last tap)]``, otherwise over every tap.
+        """
         if self.period == 1 and type(rule) in (Window, Identity):
             # the common case in plain Python: box(0) of a window over a shift-invariant map
             if type(rule) is Window:
@@ -68,9 +81,15 @@ class Boxes:
         shift = rule.shift
         period = rule.period * self.period // gcd(self.period, shift)
         o = np.arange(period, dtype=np.int64)
-        w_lo, w_hi = rule.window(o)
-        lo, _ = self.at(w_lo)
-        _, hi = self.at(w_hi)
+        if self.is_monotone():
+            w_lo, w_hi = rule.window(o)
+            lo, _ = self.at(w_lo)
+            _, hi = self.at(w_hi)
+        else:
+            idx, valid = rule.virtual_taps(o)
+            t_lo, t_hi = self.at(idx)
+            lo = np.where(valid, t_lo, BIG).min(axis=1)
+            hi = np.where(valid, t_hi, -BIG).max(axis=1)
         return Boxes(period, self.jump * rule.stride, lo, hi)
 
     def union(self, other: "Boxes") -> "Boxes":

@@ -227,7 +227,7 @@ def test_cell_queries_check_indices():
 def test_inverse_queries():
     a = rfmap.analyze([[3, 2, 1], [3, 2, 1]], (32, 32))  # r 7, S 4, P 3
     # cell i sees -3 + 4i .. 3 + 4i: pixel 5 is in cells 1 (1..7) and 2 (5..11)
-    assert a.cells_containing(-1, (5, 5)) == (range(1, 3), range(1, 3))
+    assert [c.tolist() for c in a.cells_containing(-1, (5, 5))] == [[1, 2], [1, 2]]
     # centers at 4i: pixel 5 is nearest to cell 1 (4), pixel 6 ties 4 and 8 -> lower
     assert a.nearest_cell(-1, (5, 6)) == (1, 1)
     assert a.nearest_cell(-1, (7, 100)) == (2, 7)
@@ -307,3 +307,10 @@ def test_numpy_boxes_are_plain_ints():
     a = rfmap.analyze([[3, 1, 1]], 8)
     assert all(type(v) is int for v in a.rf_box(-1, (1, 1)))
     assert isinstance(a.support(-1, (1, 1))[0], np.ndarray)
+
+
+def test_cells_containing_after_interleaving_transposed_convolution():
+    # kernel 2, stride 2, dilation 3: output o reads (o - 3t)/2 -> cells 1 and 2 see -1 and 1
+    a = rfmap.analyze(Graph.chain([("t", ConvTranspose(2, 2, 0, 0, 3))]), (9,))
+    assert [a.rf_box("t", (o,)) for o in range(4)] == [(0, 0), (-1, -1), (1, 1), (0, 0)]
+    assert a.cells_containing("t", (0,))[0].tolist() == [0, 3]

@@ -105,19 +105,28 @@ def _as_numpy(x) -> tuple[np.ndarray, Any]:
 
 
 def _boxes(boxes) -> tuple[np.ndarray, Any]:
+    """``[N, 4]`` float64 boxes (shape checked; values are checked chunk by chunk by
+    :func:`_check_chunk` where they are read) and the converter back to the input's type."""
     b, back = _as_numpy(boxes)
     if b.ndim == 1 and b.shape[0] == 4:
         b = b[None]
     if b.ndim != 2 or b.shape[1] != 4:
         raise RFMapError(f"boxes must have shape [N, 4] as (x1, y1, x2, y2), got {list(b.shape)}")
-    bad = ~np.isfinite(b).all(axis=1)
-    if bad.any():
-        raise RFMapError(f"box {int(np.flatnonzero(bad)[0])} has a coordinate that is not finite")
-    flipped = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
-    if flipped.any():
-        i = int(np.flatnonzero(flipped)[0])
-        raise RFMapError(f"box {i} {b[i].tolist()} has x2 < x1 or y2 < y1")
     return b, back
+
+
+def _check_chunk(cols: np.ndarray, boxes: np.ndarray, start: int) -> None:
+    """Reject non-finite coordinates and flipped boxes, naming the first bad box."""
+    finite = np.isfinite(cols).all(axis=0)
+    flipped = (cols[2] < cols[0]) | (cols[3] < cols[1])
+    if finite.all() and not flipped.any():
+        return
+    bad = np.flatnonzero(~finite)
+    i = int(bad[0]) if bad.size else None
+    j = int(np.flatnonzero(flipped & finite)[0]) if (flipped & finite).any() else None
+    if i is not None and (j is None or i <= j):
+        raise RFMapError(f"box {start + i} has a coordinate that is not finite")
+    raise RFMapError(f"box {start + j} {boxes[start + j].tolist()} has x2 < x1 or y2 < y1")
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -215,6 +224,7 @@ class Mapper:
         chunk = 1 << 15
         for start in range(0, n, chunk):
             cols = b[start : start + chunk].T.copy()  # (4, m), cache-sized
+            _check_chunk(cols, b, start)
             for k, (offset, s, op, add, size) in enumerate(plans):
                 v = cols[k]
                 if offset:

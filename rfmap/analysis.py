@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .axis import AxisMap
+from .axis import AxisMap, Global
 from .errors import RFMapError, RFMapWarning, at_layer
 from .graph import Graph, Node
 from .layers import Pointwise
@@ -87,21 +87,14 @@ class Analysis:
                 is_global = False
             elif node.layer.merge:
                 parents = [self._index[p] for p in node.inputs]
-                sizes = states[parents[0]].sizes
-                for p in parents[1:]:
-                    if states[p].sizes != sizes:
-                        raise at_layer(
-                            node.name,
-                            node.op,
-                            f"inputs '{self.graph.nodes[parents[0]].name}' {list(sizes)} and "
-                            f"'{self.graph.nodes[p].name}' {list(states[p].sizes)} differ in size",
-                        )
+                sizes = self._merged_sizes(node, parents, states)
                 used = parents
                 if self.exclude_global and not all(states[p].is_global for p in parents):
                     used = [p for p in parents if not states[p].is_global]
                 maps = None
                 families = tuple(
-                    tuple(combine([f for p in used for f in states[p].families[a]])) for a in range(ndim)
+                    tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a]) for p in used for f in states[p].families[a]]))
+                    for a in range(ndim)
                 )
                 is_global = all(states[p].is_global for p in parents)
                 global_context = any(rows[p].global_context for p in parents)
@@ -139,6 +132,22 @@ class Analysis:
                 )
             )
         return tuple(states), tuple(rows)
+
+    def _merged_sizes(self, node, parents: Sequence[int], states) -> tuple[int, ...]:
+        """Inputs of a merge agree in size; add and mul also broadcast a size-1 axis (numpy rules)."""
+        first = states[parents[0]].sizes
+        broadcasts = node.op in ("add", "mul")
+        sizes = tuple(max(states[p].sizes[a] for p in parents) for a in range(len(first))) if broadcasts else first
+        for p in parents:
+            if any(m != n and not (broadcasts and m == 1) for m, n in zip(states[p].sizes, sizes)):
+                q = parents[0] if p != parents[0] else parents[1]
+                raise at_layer(
+                    node.name,
+                    node.op,
+                    f"inputs '{self.graph.nodes[q].name}' {list(states[q].sizes)} and "
+                    f"'{self.graph.nodes[p].name}' {list(states[p].sizes)} differ in size",
+                )
+        return sizes
 
     def _alignment(self, node, parents: Sequence[int], states, names) -> str | None:
         """Paths meeting at a merge are aligned iff, per axis, their local path families
@@ -271,6 +280,14 @@ class Analysis:
                 parents = [p for p in parents if not self._states[p].is_global]
             if state.maps is None:
                 moved = products
+                for p in parents:  # a broadcast (size-1) axis of a merge input: its one cell
+                    sizes = self._states[p].sizes
+                    if sizes != state.sizes:
+                        narrowed = [
+                            tuple(m if n == len(m) else np.array([m.any()]) for m, n in zip(prod, sizes)) for prod in products
+                        ]
+                        pending[p] = _prune(pending.get(p, []) + narrowed)
+                parents = [p for p in parents if self._states[p].sizes == state.sizes]
             else:
                 moved = []
                 for prod in products:
@@ -392,6 +409,11 @@ def _axis_geometry(n: int, families: Sequence[Boxes]) -> AxisGeometry:
         center0=Fraction(int(lo[0]) + int(hi[0]), 2),
         shift_invariant=len(fams) == 1 and fams[0].is_shift_invariant(n),
     )
+
+
+def _broadcast(family: Boxes, n_in: int, n_out: int) -> Boxes:
+    """A merge input of size 1 along an axis is broadcast: every cell reads its one cell."""
+    return family if n_in == n_out else family.through(Global(1, n_out))
 
 
 def _prune(products: list[tuple[np.ndarray, ...]]) -> list[tuple[np.ndarray, ...]]:

@@ -314,3 +314,24 @@ def test_cells_containing_after_interleaving_transposed_convolution():
     a = rfmap.analyze(Graph.chain([("t", ConvTranspose(2, 2, 0, 0, 3))]), (9,))
     assert [a.rf_box("t", (o,)) for o in range(4)] == [(0, 0), (-1, -1), (1, 1), (0, 0)]
     assert a.cells_containing("t", (0,))[0].tolist() == [0, 3]
+
+
+def test_add_and_mul_broadcast_a_size_one_input():
+    # squeeze-excitation as ONNX writes it: x * gap(x), the 1x1 map broadcast over x
+    b = GraphBuilder("se", (16, 16))
+    x = b.add("conv", conv(3, 1, 1), b.input)
+    s = b.add("squeeze", GlobalOp(op="gap"), x)
+    b.merge("scale", "mul", x, s)
+    g = b.build()
+    a = rfmap.analyze(g)
+    assert a.output.output_size == (16, 16) and a.messages == ()
+    assert a.support_box("scale", (5, 5)) == (0, 0, 15, 15)  # every pixel, through the squeeze
+    local = rfmap.analyze(g, exclude_global=True)
+    assert local.support_box("scale", (5, 5)) == (4, 4, 6, 6)
+    # concat does not broadcast
+    b = GraphBuilder("cat", (16, 16))
+    x = b.add("conv", conv(3, 1, 1), b.input)
+    s = b.add("squeeze", GlobalOp(op="gap"), x)
+    b.merge("cat", "concat", x, s)
+    with pytest.raises(RFMapError, match=r"inputs 'conv' \[16, 16\] and 'squeeze' \[1, 1\] differ in size"):
+        rfmap.analyze(b.build())

@@ -1,7 +1,8 @@
 """Front ends: everything a user can analyze becomes a :class:`~rfmap.graph.Graph` here.
 
 ``load(source)`` accepts a Graph, a layer list (``[[k, s, p], ...]``), a zoo name
-(``"vgg16"``), a spec file path (``.yaml``, ``.yml``, ``.toml``, ``.json``), an ONNX file,
+(``"vgg16"``), a spec file path (``.yaml``, ``.yml``, ``.toml``, ``.json``), an ONNX file
+or ``onnx.ModelProto``,
 a ``torch.nn.Module`` or a ``"pkg.module:factory"`` string.  Heavy front ends (torch,
 onnx) are imported only when such a source is given.
 """
@@ -56,6 +57,10 @@ def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
         from .torch_fx import from_module
 
         return from_module(source, input_size, strict=strict)
+    if type(source).__name__ == "ModelProto" and type(source).__module__.startswith("onnx"):
+        from .onnx import from_onnx
+
+        return from_onnx(source, input_size, strict=strict)
     raise RFMapError(f"cannot analyze a {type(source).__name__}: give a layer list, a zoo name, a file or a torch module")
 
 

@@ -14,6 +14,7 @@ Coordinates: the pixel-index convention of rfmap; ``pads`` follow ONNX
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any, Callable
 
@@ -223,7 +224,11 @@ def from_onnx(model: Any, input_size=None, *, strict: bool = False) -> Graph:
             raise RFMapError(f"cannot read ONNX file '{model}': {exc}") from None
     g = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    _fold_constants(g, consts)
+    for _ in range(8):  # shapes let more fold, and folded sizes let more shapes be inferred
+        before = len(consts)
+        _fold_constants(g, consts, _static_shapes(model, consts, input_size))
+        if len(consts) == before:
+            break
     inputs = [i for i in g.input if i.name not in consts]
     if not inputs:
         raise RFMapError("the ONNX graph has no input")
@@ -293,12 +298,53 @@ def from_onnx(model: Any, input_size=None, *, strict: bool = False) -> Graph:
     return Graph(graph.nodes, graph.name, graph.input_size, tuple(f"unsupported: {u}" for u in unsupported))
 
 
-def _fold_constants(g, consts: dict[str, np.ndarray]) -> None:
+def _static_shapes(model, consts: dict[str, np.ndarray], input_size) -> dict[str, list[int]]:
+    """Shapes of the tensors that onnx's shape inference can tell, with the input's spatial
+    size set to ``input_size`` where given (so ``Shape`` of a feature map is a constant)."""
+    import onnx
+
+    from onnx import numpy_helper
+
+    model = copy.deepcopy(model)
+    g = model.graph
+    known = {t.name for t in g.initializer}
+    folded = [n for n in g.node if n.output and all(o in consts for o in n.output if o)]
+    for n in folded:
+        g.node.remove(n)
+    g.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items() if k not in known)
+    inputs = [i for i in model.graph.input if i.name not in consts]
+    if inputs and input_size is not None:
+        dims = inputs[0].type.tensor_type.shape.dim
+        sizes = (input_size,) * (len(dims) - 2) if isinstance(input_size, int) else tuple(input_size)
+        spatial = range(1, len(dims) - 1) if _looks_channels_last(model.graph, inputs[0].name) else range(2, len(dims))
+        if len(sizes) == len(spatial):
+            dims[0].dim_value = 1
+            for a, n in zip(spatial, sizes):
+                dims[a].dim_value = int(n)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is a convenience here: without it, shapes stay dynamic
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            out[vi.name] = [d.dim_value for d in dims]
+    return out
+
+
+def _fold_constants(g, consts: dict[str, np.ndarray], shapes: dict[str, list[int]]) -> None:
     """Evaluate the nodes that depend on constants only (pads, scales and slice bounds that
-    exporters compute with small subgraphs), with onnx's reference evaluator."""
+    exporters compute with small subgraphs), with onnx's reference evaluator; ``Shape`` of a
+    tensor whose shape is known statically is a constant too."""
     from onnx.reference import ReferenceEvaluator
 
     for node in g.node:
+        if node.op_type == "Shape" and node.input[0] in shapes:
+            attrs = {a.name: a.i for a in node.attribute}
+            shape = shapes[node.input[0]]
+            consts[node.output[0]] = np.array(shape[attrs.get("start", 0) : attrs.get("end", len(shape))], dtype=np.int64)
+            continue
         inputs = [i for i in node.input if i]
         if not all(i in consts for i in inputs) or node.op_type in ("RandomNormal", "RandomUniform"):
             continue

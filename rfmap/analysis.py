@@ -246,6 +246,20 @@ class Analysis:
             ends.append(int(hi[0]))
         return tuple(starts + ends)
 
+    def rf_boxes(self, layer: str | int, cells) -> np.ndarray:
+        """Theoretical RF boxes of many cells at once: ``cells`` ``[N, ndim]`` -> ``[N, 2*ndim]``
+        int array, starts then ends (``y0, x0, y1, x1``), exact for every layer (also where the
+        RF varies from cell to cell)."""
+        k = self._resolve(layer)
+        sizes = self._states[k].sizes
+        c = np.asarray(cells, dtype=np.int64).reshape(-1, len(sizes))
+        bad = ((c < 0) | (c >= np.array(sizes))).any(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise RFMapError(f"cell {c[i].tolist()} (row {i}) is outside layer '{self.layers[k].name}' of size {list(sizes)}")
+        starts, ends = zip(*(hull_at(list(f), c[:, a]) for a, f in enumerate(self._states[k].families)))
+        return np.stack(starts + ends, axis=1)
+
     def center(self, layer: str | int, index) -> tuple[Fraction, ...]:
         """Center of the theoretical RF box of a cell, per axis (exact)."""
         box = self.rf_box(layer, index)

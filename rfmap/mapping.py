@@ -160,7 +160,7 @@ class Mapper:
         if not row.shift_invariant:
             raise RFMapError(
                 f"layer '{row.name}' is not shift-invariant (its RF varies from cell to cell): "
-                "use Analysis.rf_box per cell"
+                "use Analysis.rf_boxes(layer, cells), exact for every layer"
             )
         if len(row.axes) != 2:
             raise RFMapError(f"box mapping needs a 2-D layer, '{row.name}' has {len(row.axes)} axes")

@@ -335,3 +335,14 @@ def test_add_and_mul_broadcast_a_size_one_input():
     b.merge("cat", "concat", x, s)
     with pytest.raises(RFMapError, match=r"inputs 'conv' \[16, 16\] and 'squeeze' \[1, 1\] differ in size"):
         rfmap.analyze(b.build())
+
+
+def test_rf_boxes_vectorized_matches_per_cell_queries():
+    g = Graph.chain([("c", Conv(3, 2, 1)), ("up", Upsample(scale_factor=3, mode="bilinear")), ("t", ConvTranspose(4, 2, 1))])
+    a = rfmap.analyze(g, (9, 11))
+    h, w = a.output.output_size
+    cells = np.array([(i, j) for i in range(h) for j in range(0, w, 5)])
+    boxes = a.rf_boxes("t", cells)
+    assert boxes.tolist() == [list(a.rf_box("t", tuple(c))) for c in cells]
+    with pytest.raises(RFMapError, match=r"cell \[30, 0\] \(row 0\) is outside layer 't'"):
+        a.rf_boxes("t", [[30, 0]])

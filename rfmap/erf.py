@@ -47,6 +47,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .errors import RFMapError
+from .progress import ProgressBar
 
 __all__ = [
     "AGGREGATES",
@@ -723,23 +724,6 @@ class _Inputs:
                 yield self._image_batch(self.files[start : start + b])
 
 
-def _progress(enabled: bool, total: int, description: str):
-    """A rich progress bar on stderr when rich is installed and stderr is a terminal; else nothing."""
-    if not enabled:
-        return None
-    try:
-        from rich.console import Console
-        from rich.progress import Progress
-    except ImportError:
-        return None
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        return None
-    bar = Progress(console=console, transient=True)
-    task = bar.add_task(description, total=total)
-    return bar, task
-
-
 def _aggregate(g, how: str):
     import torch
 
@@ -883,40 +867,35 @@ def erf(
     acc = None
     cell_index: tuple[int, ...] | None = None
     gen = torch.Generator().manual_seed(seed + 1)
-    bar = _progress(progress, source.n, f"ERF {model_name}:{layer or 'output'}")
     try:
-        if bar is not None:
-            bar[0].start()
-        for x in source.batches():
-            if weights == "random":
-                _redraw(module, gen)
-            x = x.to(device).requires_grad_(True)
-            captured.clear()
-            try:
-                out = module(x)
-            except _Stop:
-                out = captured[0]
-            else:
-                if target is not None:
-                    raise RFMapError(f"layer '{layer}' was not called in the forward pass of {model_name}")
-                out = _first_tensor(out) if not isinstance(out, torch.Tensor) else out
-            if out is None:
-                raise RFMapError(f"layer '{layer or 'output'}' of {model_name} returned no tensor")
-            if cell_index is None:
-                cell_index = _cell(out, cell, layer, len(size))
-            picked = out[(slice(None), slice(None)) + cell_index].sum()
-            if not picked.requires_grad:
-                raise RFMapError(f"layer '{layer or 'output'}' of {model_name} does not depend on the input")
-            (g,) = torch.autograd.grad(picked, x)
-            part = _aggregate(g.detach(), aggregate).to(torch.float64)
-            acc = part if acc is None else acc + part
-            if bar is not None:
-                bar[0].advance(bar[1], x.shape[0])
+        with ProgressBar(source.n, f"ERF {model_name}:{layer or 'output'}", progress) as bar:
+            for x in source.batches():
+                if weights == "random":
+                    _redraw(module, gen)
+                x = x.to(device).requires_grad_(True)
+                captured.clear()
+                try:
+                    out = module(x)
+                except _Stop:
+                    out = captured[0]
+                else:
+                    if target is not None:
+                        raise RFMapError(f"layer '{layer}' was not called in the forward pass of {model_name}")
+                    out = _first_tensor(out) if not isinstance(out, torch.Tensor) else out
+                if out is None:
+                    raise RFMapError(f"layer '{layer or 'output'}' of {model_name} returned no tensor")
+                if cell_index is None:
+                    cell_index = _cell(out, cell, layer, len(size))
+                picked = out[(slice(None), slice(None)) + cell_index].sum()
+                if not picked.requires_grad:
+                    raise RFMapError(f"layer '{layer or 'output'}' of {model_name} does not depend on the input")
+                (g,) = torch.autograd.grad(picked, x)
+                part = _aggregate(g.detach(), aggregate).to(torch.float64)
+                acc = part if acc is None else acc + part
+                bar.advance(x.shape[0])
     finally:
         if handle is not None:
             handle.remove()
-        if bar is not None:
-            bar[0].stop()
         module.train(was_training)
     erf_map = (acc / source.n).cpu().numpy()
 

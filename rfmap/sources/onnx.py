@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import RFMapError, RFMapWarning
 from ..graph import Graph, GraphBuilder
+from ..progress import ProgressBar
 from ..layers import (
     Conv,
     ConvTranspose,
@@ -44,6 +45,10 @@ POINTWISE = {
 }
 MERGES = {"Add": "add", "Sum": "add", "Sub": "add", "Mul": "mul", "Div": "mul", "Max": "add", "Min": "add", "Mean": "add"}
 GLOBAL = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Flatten", "Gemm", "MatMul", "ReduceMean", "ReduceMax"}
+
+
+#: graphs with at least this many nodes show a progress bar while they are read
+LARGE = 2000
 
 
 class _Ctx:
@@ -224,11 +229,14 @@ def from_onnx(model: Any, input_size=None, *, strict: bool = False) -> Graph:
             raise RFMapError(f"cannot read ONNX file '{model}': {exc}") from None
     g = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    for _ in range(8):  # shapes let more fold, and folded sizes let more shapes be inferred
-        before = len(consts)
-        _fold_constants(g, consts, _static_shapes(model, consts, input_size))
-        if len(consts) == before:
-            break
+    # a bar on a terminal for large files: folding runs onnx's evaluator node by node
+    with ProgressBar(len(g.node), f"reading {name}", enabled=len(g.node) >= LARGE) as bar:
+        for _ in range(8):  # shapes let more fold, and folded sizes let more shapes be inferred
+            before = len(consts)
+            _fold_constants(g, consts, _static_shapes(model, consts, input_size))
+            bar.advance(len(consts) - before)
+            if len(consts) == before:
+                break
     inputs = [i for i in g.input if i.name not in consts]
     if not inputs:
         raise RFMapError("the ONNX graph has no input")

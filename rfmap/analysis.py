@@ -12,6 +12,7 @@ propagating index sets back through the real maps.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,7 +25,7 @@ from .errors import RFMapError, RFMapWarning, at_layer
 from .graph import Graph, Node
 from .layers import Pointwise
 from .periodic import Boxes, combine, hull_at, max_size
-from .result import AxisGeometry, LayerGeometry, axis_names, json_number
+from .result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,26 @@ class _NodeState:
     is_global: bool  # every path through this node went through a global op
 
 
-def _normalize_size(input_size, ndim_hint: int | None = None) -> tuple[int, ...]:
+#: the largest input size per axis: boxes are int64 and must not overflow far past it
+MAX_SIZE = 2**40
+
+
+def _normalize_size(input_size) -> tuple[int, ...]:
+    """``224`` -> ``(224, 224)``; a tuple of 1 to 3 positive ints as it is."""
     if input_size is None:
         raise RFMapError("an input size is needed (for example input_size=224 or (H, W))")
+    if isinstance(input_size, bool):
+        raise RFMapError(f"input size must be an int or a tuple of ints, got {input_size!r}")
     if isinstance(input_size, (int, np.integer)):
-        input_size = (int(input_size),) * (ndim_hint or 2)
+        input_size = (int(input_size),) * 2
     try:
         sizes = tuple(int(v) for v in input_size)
     except (TypeError, ValueError):
         raise RFMapError(f"input size must be an int or a tuple of ints, got {input_size!r}") from None
-    if not 1 <= len(sizes) <= 3 or any(v < 1 for v in sizes):
+    if not 1 <= len(sizes) <= 3 or any(v < 1 for v in sizes) or any(isinstance(v, bool) for v in input_size):
         raise RFMapError(f"input size must have 1 to 3 positive entries, got {input_size!r}")
+    if max(sizes) > MAX_SIZE:
+        raise RFMapError(f"input size {list(sizes)} is larger than rfmap's exact integer range ({MAX_SIZE:,} per axis)")
     return sizes
 
 
@@ -165,9 +175,9 @@ class Analysis:
                 q, jump0, center0 = seen[0]
                 parts = []
                 if jump != jump0:
-                    parts.append(f"stride {_fmt(jump0)} vs {_fmt(jump)}")
+                    parts.append(f"stride {fmt_number(jump0)} vs {fmt_number(jump)}")
                 if center != center0:
-                    parts.append(f"center of cell 0 {_fmt(center0)} vs {_fmt(center)}")
+                    parts.append(f"center of cell 0 {fmt_number(center0)} vs {fmt_number(center)}")
                 if parts:
                     others = [
                         n for n in names
@@ -214,6 +224,8 @@ class Analysis:
         if name not in self._index:
             if name in self._aliases:
                 return self._index[self._aliases[name]]
+            if isinstance(name, str) and re.fullmatch(r"-?\d+", name.strip()):
+                return self._resolve(int(name))  # "3", "-1": an index in the table
             raise RFMapError(f"no layer named '{name}'")
         return self._index[name]
 
@@ -404,7 +416,7 @@ class Analysis:
         out = self.output
         return (
             f"<Analysis of '{self.graph.name}' at {list(self.input_size)}: {len(self.layers) - 1} layers, "
-            f"output {list(out.output_size)}, rf {list(out.rf)}, stride {[_fmt(s) for s in out.stride]}>"
+            f"output {list(out.output_size)}, rf {list(out.rf)}, stride {[fmt_number(s) for s in out.stride]}>"
         )
 
 
@@ -447,6 +459,3 @@ def _prune(products: list[tuple[np.ndarray, ...]]) -> list[tuple[np.ndarray, ...
     return kept
 
 
-def _fmt(value) -> str:
-    value = Fraction(value)
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"

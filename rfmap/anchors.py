@@ -267,35 +267,9 @@ def load_config(config: Any, **overrides: Any) -> AnchorConfig:
 
 
 def _read(path: Path) -> Any:
-    suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RFMapError(f"cannot read anchor config '{path}': {exc.strerror}") from None
-    if suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise RFMapError("YAML configs need PyYAML: pip install 'rfmap[yaml]'") from None
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f", line {mark.line + 1}" if mark is not None else ""
-            raise RFMapError(f"{path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
-    if suffix == ".toml":
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise RFMapError(f"{path}: malformed TOML: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RFMapError(f"{path}, line {exc.lineno}: malformed JSON: {exc.msg}") from None
+    from .sources.spec import read_mapping
+
+    return read_mapping(path, what="anchor config")[0]
 
 
 def _network(value: Any, base: Path, where: str) -> Graph:

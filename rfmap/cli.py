@@ -96,8 +96,9 @@ def parse_cell_index(text: str) -> tuple[int, ...]:
     return tuple(values)
 
 
-def load_analysis(args: argparse.Namespace):
-    """Load ``args.source`` and analyze it at ``args.input`` (or the source's own size)."""
+def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | None = None):
+    """Load ``args.source`` and analyze it at ``args.input``, else the source's own size,
+    else ``default_size()`` (the plot and report commands use the image's size)."""
     from . import analyze
     from .sources import load
 
@@ -109,7 +110,9 @@ def load_analysis(args: argparse.Namespace):
     if text is not None:
         size = parse_input_size(text, len(graph.input_size) if graph.input_size else None)
     elif graph.input_size is None:
-        raise RFMapError(f"'{args.source}' has no default input size: give one with --input H[,W]")
+        if default_size is None:
+            raise RFMapError(f"'{args.source}' has no default input size: give one with --input H[,W]")
+        size = default_size()
     return analyze(graph, size, strict=strict)
 
 
@@ -167,9 +170,7 @@ def _cell(args: argparse.Namespace) -> str:
     from .render import fmt_axes, fmt_size
 
     analysis = load_analysis(args)
-    layer: str | int = args.layer
-    if layer not in {row.name for row in analysis.layers} and re.fullmatch(r"\d+", layer):
-        layer = int(layer)
+    layer = args.layer
     index = parse_cell_index(args.at)
     data = analysis.cell_dict(layer, index)
     if args.format == "json":
@@ -215,9 +216,7 @@ def _map(args: argparse.Namespace) -> str:
     from .mapping import RULES, Mapper
 
     analysis = load_analysis(args)
-    layer: str | int = args.layer
-    if layer not in {row.name for row in analysis.layers} and re.fullmatch(r"\d+", layer):
-        layer = int(layer)
+    layer = args.layer
     boxes = []
     for text in args.box:
         try:
@@ -280,36 +279,12 @@ def _zoo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
 
 
-def zoo_entries() -> list[tuple[str, str, tuple[int, ...] | None]]:
-    """``(name, description, input size)`` of every zoo network, whatever the zoo offers so far."""
-    from . import zoo
-
-    if hasattr(zoo, "entries"):
-        raw = list(zoo.entries())
-    elif hasattr(zoo, "names"):
-        raw = list(zoo.names())
-    else:
-        raw = sorted(getattr(zoo, "_ZOO", {}))
-    out = []
-    for entry in raw:
-        if isinstance(entry, str):
-            name, description, size = entry, "", None
-        elif isinstance(entry, (tuple, list)):
-            name, description, size = (tuple(entry) + ("", None))[:3]
-        else:
-            name = getattr(entry, "name")
-            description = getattr(entry, "description", "")
-            size = getattr(entry, "input_size", None)
-        if isinstance(size, int):
-            size = (size, size)
-        out.append((str(name), str(description or ""), None if size is None else tuple(int(v) for v in size)))
-    return out
-
-
 def _zoo(args: argparse.Namespace) -> str:
     from .render import fmt_size
 
-    entries = zoo_entries()
+    from . import zoo
+
+    entries = zoo.entries()
     if args.format == "json":
         return json.dumps(
             [{"name": n, "description": d, "input_size": None if s is None else list(s)} for n, d, s in entries],

@@ -620,26 +620,13 @@ def _infer_channels(model) -> int:
 
 
 def _load_image(path: Path):
-    """An image as a float array (H, W, C) in [0, 1]: PIL if installed, else matplotlib (PNG)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        Image = None
-    if Image is not None:
-        with Image.open(path) as img:
-            img = img.convert("RGB") if img.mode not in ("L", "RGB") else img
-            arr = np.asarray(img, dtype=np.float64) / 255.0
-    else:
-        try:
-            import matplotlib.image as mpimg
-        except ImportError:
-            raise RFMapError(f"'{path}': reading images needs Pillow or matplotlib") from None
-        try:
-            arr = np.asarray(mpimg.imread(str(path)), dtype=np.float64)
-        except Exception as exc:  # noqa: BLE001 - the reader's own message names the problem
-            raise RFMapError(f"'{path}': cannot read the image ({exc}); JPEG needs Pillow") from None
-        if arr.max() > 1.0:
-            arr = arr / 255.0
+    """An image as a float array (H, W, C) in [0, 1], read by :func:`rfmap.viz._data.load_image`."""
+    from .viz._data import load_image  # numpy only; imported here so ``import rfmap`` skips rfmap.viz
+
+    raw = load_image(path)
+    arr = np.asarray(raw, dtype=np.float64)
+    if np.issubdtype(raw.dtype, np.integer) or arr.max(initial=0.0) > 1.0:
+        arr = arr / 255.0
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return arr[:, :, :3]
@@ -798,6 +785,8 @@ def erf(
         raise RFMapError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
     if int(batch_size) < 1:
         raise RFMapError(f"batch_size must be at least 1, got {batch_size}")
+    if channels is not None and int(channels) < 1:
+        raise RFMapError(f"channels must be at least 1, got {channels}")
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):

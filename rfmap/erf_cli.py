@@ -20,6 +20,15 @@ from pathlib import Path
 
 from .errors import RFMapError
 
+
+def _require_matplotlib(what: str) -> None:
+    """Import matplotlib (Agg backend unless one is chosen) or say how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RFMapError(f"{what} needs matplotlib: pip install 'rfmap[plot]'") from None
+    matplotlib.use("Agg", force=False)
+
 # -- rfmap erf -------------------------------------------------------------------------------
 
 
@@ -63,6 +72,8 @@ def run_erf(args: argparse.Namespace) -> str:
         cell = parse_cell_index(args.at)
     if args.n < 1:
         raise RFMapError(f"--n must be at least 1, got {args.n}")
+    if args.output:  # checked before measuring, so nothing is written without the heatmap
+        _require_matplotlib("rfmap erf -o (the heatmap erf.png)")
     result = erf(
         args.source,
         layer=args.layer,
@@ -93,6 +104,7 @@ def write_erf(result, directory: str | Path, stem: str = "erf") -> list[str]:
     heatmap with the TRF box and the 1 and 2 sigma ellipses) into ``directory``; returns the paths."""
     import numpy as np
 
+    _require_matplotlib("writing the ERF heatmap")
     out = Path(directory)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -106,40 +118,11 @@ def write_erf(result, directory: str | Path, stem: str = "erf") -> list[str]:
 
 
 def _heatmap(result, path: Path) -> None:
-    import matplotlib
+    from .viz.figures import plot_erf, save
 
-    matplotlib.use("Agg", force=False)
-    try:
-        from .viz.figures import plot_erf, save
-    except ImportError:  # the figures module is optional: a plain heatmap instead
-        plot_erf = save = None
-    if plot_erf is not None:
-        title = f"ERF of {result.model} {result.layer or 'output'} {list(result.cell)} ({result.aggregate}, {result.weights}, n={result.n})"
-        fig = plot_erf(result.map, result.trf_box, result.sigma, result.mean, title=title)
-        save(fig, path)
-        return
-    _plain_heatmap(result, path)
-
-
-def _plain_heatmap(result, path: Path) -> None:
-    """A heatmap with the TRF box and the 1/2 sigma ellipses, matplotlib only."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Ellipse, Rectangle
-
-    fig = Figure(figsize=(6, 5))
-    ax = fig.add_subplot()
-    h, w = result.map.shape
-    im = ax.imshow(result.map, cmap="magma", extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    if result.trf_box is not None:
-        y0, x0, y1, x1 = result.trf_box
-        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor="#56B4E9", linewidth=2, linestyle="--"))
-    cy, cx = result.mean
-    sy, sx = result.sigma
-    for k in (1, 2):
-        ax.add_patch(Ellipse((cx, cy), 2 * k * sx, 2 * k * sy, fill=False, edgecolor="white", linestyle="-" if k == 1 else "--"))
-    ax.set_title(f"ERF {result.layer or 'output'}: sigma {sy:.2f} x {sx:.2f} px", fontsize=10)
-    fig.savefig(path, dpi=120)
+    title = f"ERF of {result.model} {result.layer or 'output'} {list(result.cell)} ({result.aggregate}, {result.weights}, n={result.n})"
+    fig = plot_erf(result.map, result.trf_box, result.sigma, result.mean, title=title)
+    save(fig, path)
 
 
 def erf_text(result, written=()) -> str:
@@ -196,6 +179,8 @@ def run_anchors(args: argparse.Namespace) -> str:
         overrides["input"] = [size, size] if isinstance(size, int) else list(size)
     if args.measure_erf:
         overrides["erf"] = {"measure": True}
+    if args.plot:  # checked before the analysis, so a missing matplotlib fails fast
+        _require_matplotlib("rfmap anchors --plot")
     report = analyze_anchors(args.config, method=args.method, **overrides)
     if args.plot:
         plot_anchor_report(report, args.plot)
@@ -206,9 +191,7 @@ def plot_anchor_report(report, path: str) -> str:
     """``plot_anchors`` of :mod:`rfmap.viz.figures` for a report: anchors, TRF (with head) and ERF span."""
     import math
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    _require_matplotlib("plotting anchors")
     from .viz.figures import plot_anchors, save
 
     levels = [

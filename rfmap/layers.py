@@ -17,6 +17,7 @@ right/bottom or left/top), which depend on the input size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from fractions import Fraction
 from typing import Any, Callable, Sequence
 
@@ -105,10 +106,6 @@ class Layer:
     def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         """One rule per spatial axis, for an input of spatial size ``sizes``."""
         raise NotImplementedError
-
-    def params(self) -> dict:
-        """The parameters, as written in a spec file."""
-        return {k: v for k, v in self.__dict__.items() if k != "op"}
 
 
 @dataclass(frozen=True)
@@ -392,8 +389,8 @@ def maxpool(kernel, stride=None, padding=0, dilation=1, ceil_mode=False) -> Conv
     return Conv(kernel, kernel if stride is None else stride, padding, dilation, ceil_mode, op="maxpool")
 
 
-def avgpool(kernel, stride=None, padding=0, ceil_mode=False) -> Conv:
-    return Conv(kernel, kernel if stride is None else stride, padding, 1, ceil_mode, op="avgpool")
+def avgpool(kernel, stride=None, padding=0, ceil_mode=False, op="avgpool") -> Conv:
+    return Conv(kernel, kernel if stride is None else stride, padding, 1, ceil_mode, op=op)
 
 
 #: The registry of op rules: op name -> constructor of a :class:`Layer`.
@@ -401,9 +398,7 @@ OPS: dict[str, Callable[..., Layer]] = {
     "conv": conv,
     "maxpool": maxpool,
     "avgpool": avgpool,
-    "lppool": lambda kernel, stride=None, padding=0, ceil_mode=False: Conv(
-        kernel, kernel if stride is None else stride, padding, 1, ceil_mode, op="lppool"
-    ),
+    "lppool": partial(avgpool, op="lppool"),
     "conv_transpose": ConvTranspose,
     "upsample": Upsample,
     "pad": Pad,
@@ -450,6 +445,7 @@ def register_op(name: str, factory: Callable[..., Layer], *, replace: bool = Fal
     key = name.lower()
     if not replace and (key in OPS or key in ALIASES):
         raise RFMapError(f"op {name!r} is already registered (pass replace=True to override)")
+    ALIASES.pop(key, None)  # a registered name wins over an alias of the same spelling
     OPS[key] = factory
 
 

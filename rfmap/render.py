@@ -35,7 +35,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import RFMapError
-from .result import LayerGeometry, axis_names, json_number
+from .result import LayerGeometry, axis_names, fmt_number, json_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import Analysis
@@ -54,12 +54,6 @@ FLAG_LEGEND = {
 
 
 # -- values -----------------------------------------------------------------------------
-
-
-def fmt_number(value: Fraction | int) -> str:
-    """``2``, ``-3``, ``1/2``: exact, no floats."""
-    value = Fraction(value)
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
 def fmt_axes(values: Sequence[Fraction | int]) -> str:
@@ -124,7 +118,8 @@ class _Table:
     columns: tuple[str, ...] = COLUMNS
 
 
-def _cells(row: LayerGeometry) -> tuple[str, ...]:
+def row_cells(row: LayerGeometry) -> tuple[str, ...]:
+    """The cells of one row of the table, in :data:`COLUMNS` order."""
     return (
         row.name,
         row.op,
@@ -144,6 +139,16 @@ def _model(analysis: "Analysis", layers) -> _Table:
     shown = f", {len(selected)} shown" if layers is not None else ""
     title = f"{analysis.graph.name} (input {fmt_size(analysis.input_size)}, {n_layers} layer{'s' if n_layers != 1 else ''}{shown})"
     output_row = next((i for i, row in enumerate(selected) if row is out), None)
+    summary = summary_line(analysis)
+    used = "".join(flags(row) for row in selected)
+    legend = "   ".join(f"{f} {text}" for f, text in FLAG_LEGEND.items() if f in used)
+    footer = (summary,) + ((f"flags: {legend}",) if legend else ())
+    return _Table(title, tuple(row_cells(r) for r in selected), output_row, footer, tuple(analysis.messages))
+
+
+def summary_line(analysis: "Analysis") -> str:
+    """One line on the network's output: size, rf, stride, padding, center0 and notes."""
+    out = analysis.output
     summary = (
         f"output '{out.name}' {fmt_size(out.output_size)}: rf {fmt_axes(out.rf)}, stride {fmt_axes(out.stride)}, "
         f"padding {fmt_axes(out.padding)}, center0 {fmt_axes(out.center0)}"
@@ -155,12 +160,7 @@ def _model(analysis: "Analysis", layers) -> _Table:
         notes.append("global context")
     if not out.aligned:
         notes.append("misaligned paths")
-    if notes:
-        summary += f" ({'; '.join(notes)})"
-    used = "".join(flags(row) for row in selected)
-    legend = "   ".join(f"{f} {text}" for f, text in FLAG_LEGEND.items() if f in used)
-    footer = (summary,) + ((f"flags: {legend}",) if legend else ())
-    return _Table(title, tuple(_cells(r) for r in selected), output_row, footer, tuple(analysis.messages))
+    return summary + (f" ({'; '.join(notes)})" if notes else "")
 
 
 # -- renderers --------------------------------------------------------------------------

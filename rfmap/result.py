@@ -89,3 +89,9 @@ def json_number(value: Fraction | int | float) -> int | float:
     """An exact int where the value is integral, else the nearest float."""
     value = Fraction(value)
     return int(value) if value.denominator == 1 else float(value)
+
+
+def fmt_number(value: Fraction | int) -> str:
+    """``2``, ``-3``, ``1/2``: exact, no floats."""
+    value = Fraction(value)
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"

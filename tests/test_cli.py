@@ -244,15 +244,6 @@ def test_zoo_runs_whatever_the_zoo_offers(capsys):
     assert status == 0 and err == "" and out.strip()
 
 
-def test_zoo_names_only(capsys, monkeypatch):
-    from rfmap import zoo
-
-    monkeypatch.delattr(zoo, "entries", raising=False)
-    monkeypatch.setattr(zoo, "names", lambda: ["alexnet", "vgg16"], raising=False)
-    status, out, _ = run(capsys, "zoo")
-    assert status == 0 and [line.split()[0] for line in out.splitlines()[2:]] == ["alexnet", "vgg16"]
-
-
 def _zoo_has(name: str) -> bool:
     from rfmap import zoo
 

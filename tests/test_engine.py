@@ -346,3 +346,22 @@ def test_rf_boxes_vectorized_matches_per_cell_queries():
     assert boxes.tolist() == [list(a.rf_box("t", tuple(c))) for c in cells]
     with pytest.raises(RFMapError, match=r"cell \[30, 0\] \(row 0\) is outside layer 't'"):
         a.rf_boxes("t", [[30, 0]])
+
+
+def test_registered_name_wins_over_an_alias_and_sizes_are_checked():
+    from rfmap.layers import ALIASES, OPS, register_op
+
+    saved = ALIASES.get("relu")
+    register_op("relu", lambda: Conv(3, 1, 1, op="relu3"), replace=True)
+    try:
+        assert rfmap.analyze([{"op": "relu"}], 8).output.rf == (3, 3)
+    finally:
+        OPS.pop("relu")
+        ALIASES["relu"] = saved
+    assert rfmap.analyze([{"op": "relu"}], 8).output.rf == (1, 1)
+    with pytest.raises(RFMapError, match="exact integer range"):
+        rfmap.analyze([[3, 1, 1]], 10**20)
+    with pytest.raises(RFMapError, match="input size must be"):
+        rfmap.analyze([[3, 1, 1]], True)
+    a = rfmap.analyze([[3, 1, 1], [3, 1, 1]], 8)
+    assert a.layer("-1") is a.layer(-1) is a.layer("layer2")

@@ -30,18 +30,28 @@ from ..layers import make_layer
 
 def load_spec(path: str | Path) -> Graph:
     path = Path(path)
+    data, lines = read_mapping(path)
+    return spec_to_graph(data, source=str(path), lines=lines, default_name=path.stem)
+
+
+def read_mapping(path: str | Path, what: str = "spec file") -> tuple[Any, list[int] | None]:
+    """Parse a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON (anything else) file.
+
+    Returns ``(data, layer_lines)``: the parsed document and, where the format tells it,
+    the 1-based line of each entry of its top-level ``layers`` list (``None`` for JSON).
+    ``what`` names the file in errors ("cannot read {what} ...", "YAML {what}s need PyYAML").
+    """
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RFMapError(f"cannot read spec file '{path}': {exc.strerror}") from None
+        raise RFMapError(f"cannot read {what} '{path}': {exc.strerror}") from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        data, lines = _parse_yaml(text, path)
-    elif suffix == ".toml":
-        data, lines = _parse_toml(text, path)
-    else:
-        data, lines = _parse_json(text, path)
-    return spec_to_graph(data, source=str(path), lines=lines, default_name=path.stem)
+        return _parse_yaml(text, path, what)
+    if suffix == ".toml":
+        return _parse_toml(text, path)
+    return _parse_json(text, path)
 
 
 def spec_to_graph(data: Any, source: str = "spec", lines: list[int] | None = None, default_name: str = "network") -> Graph:
@@ -56,7 +66,8 @@ def spec_to_graph(data: Any, source: str = "spec", lines: list[int] | None = Non
         raise RFMapError(f"{source}: 'layers' must be a non-empty list")
     size = data.get("input", data.get("input_size"))
     if size is not None and not (
-        isinstance(size, int) or (isinstance(size, list) and all(isinstance(v, int) for v in size))
+        (isinstance(size, int) and not isinstance(size, bool))
+        or (isinstance(size, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in size))
     ):
         raise RFMapError(f"{source}: 'input' must be an int or a list of ints, got {size!r}")
     b = GraphBuilder(str(data.get("name", default_name)), size)
@@ -87,11 +98,11 @@ def spec_to_graph(data: Any, source: str = "spec", lines: list[int] | None = Non
         raise RFMapError(f"{source}: {exc}") from None
 
 
-def _parse_yaml(text: str, path: Path):
+def _parse_yaml(text: str, path: Path, what: str = "spec file"):
     try:
         import yaml
     except ImportError:
-        raise RFMapError("YAML spec files need PyYAML: pip install 'rfmap[yaml]'") from None
+        raise RFMapError(f"YAML {what}s need PyYAML: pip install 'rfmap[yaml]'") from None
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)

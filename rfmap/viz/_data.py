@@ -64,9 +64,7 @@ def require_2d(analysis: "Analysis", what: str) -> None:
 
 
 def layer_row(analysis: "Analysis", layer: Any) -> "LayerGeometry":
-    """The row of ``layer`` (a name or an index); a digit string that is no layer name is an index."""
-    if isinstance(layer, str) and layer not in {row.name for row in analysis.layers} and layer.lstrip("-").isdigit():
-        layer = int(layer)
+    """The row of ``layer`` (a name or an index; a digit string that is no layer name is an index)."""
     return analysis.layer(layer)
 
 

@@ -31,14 +31,13 @@ PLOT_KINDS = ("boxes", "grid", "growth")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="SOURCE", help="a zoo name (see `rfmap zoo`), a spec file (.yaml/.toml/.json) or an .onnx file")
-    p.add_argument(
-        "--input",
-        metavar="H[,W]",
-        help="input size: 224, 224,320 or 224x320; default: the source's own, else the image's size",
-    )
-    p.add_argument("--image", metavar="IMG", help="draw over this image (PNG or JPEG; stretched to the input size)")
-    p.add_argument("--strict", action="store_true", help="fail on misaligned paths instead of warning")
+    from ..cli import add_input, add_source, add_strict
+
+    add_source(p)
+    add_input(p)
+    p.add_argument("--image", metavar="IMG", help="draw over this image (PNG or JPEG; stretched to the input size); "
+                   "its size is the input size of a source that has none")
+    add_strict(p)
 
 
 def parse_cells(text: str | None) -> list[tuple[int, int]] | None:
@@ -70,22 +69,11 @@ def _image_hw(path: str) -> tuple[int, int]:
 
 def load(args: argparse.Namespace):
     """Analyze ``args.source`` at ``--input``, else its own input size, else the image's size."""
-    from .. import analyze
-    from ..sources import load as load_graph
+    from ..cli import load_analysis
 
     if args.image is not None and not os.path.isfile(args.image):
         raise RFMapError(f"--image: '{args.image}' does not exist")
-    graph = load_graph(args.source)
-    size: Any = None
-    if args.input:
-        from ..cli import parse_input_size
-
-        size = parse_input_size(args.input, len(graph.input_size) if graph.input_size else None)
-    elif graph.input_size is None:
-        if args.image is None:
-            raise RFMapError(f"'{args.source}' has no default input size: give one with --input H,W (or an --image)")
-        size = _image_hw(args.image)
-    analysis = analyze(graph, size, strict=args.strict)
+    analysis = load_analysis(args, (lambda: _image_hw(args.image)) if args.image is not None else None)
     if analysis.ndim != 2:
         raise RFMapError(f"pictures need a 2-D input (H, W); '{args.source}' is analyzed at {list(analysis.input_size)}")
     return analysis

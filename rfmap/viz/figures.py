@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from ..erf import gaussian_fit
 from ..errors import RFMapError
 from ..result import axis_names
 from ._data import axis_cells, layer_row, load_image, parse_cells, require_2d
@@ -454,13 +455,9 @@ def erf_moments(erf_map: np.ndarray) -> tuple[tuple[float, float], tuple[float, 
     """Center ``(y, x)`` and standard deviations ``(sigma_y, sigma_x)`` of ``|erf_map|`` as a
     distribution over pixel positions (pixel-index convention)."""
     w = np.abs(np.nan_to_num(np.asarray(erf_map, dtype=float)))
-    total = w.sum()
-    if total <= 0:
+    if w.sum() <= 0:
         raise RFMapError("the ERF map is zero everywhere: no center or sigma to draw")
-    ys, xs = np.arange(w.shape[0]), np.arange(w.shape[1])
-    py, px = w.sum(axis=1) / total, w.sum(axis=0) / total
-    my, mx = float(py @ ys), float(px @ xs)
-    sy, sx = math.sqrt(max(float(py @ (ys - my) ** 2), 0.0)), math.sqrt(max(float(px @ (xs - mx) ** 2), 0.0))
+    (my, mx), (sy, sx) = gaussian_fit(w)
     return (my, mx), (sy, sx)
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..errors import RFMapError
+from ..render import COLUMNS, FLAG_LEGEND, row_cells, summary_line
 from ._data import axis_cells, embed_image, require_2d
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,28 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["write_report", "render_report", "report_data"]
 
 TEMPLATE = "report_template.html"
-FLAG_TEXT = {
-    "*": "rf varies by cell (largest shown)",
-    "!": "misaligned paths",
-    "g": "global context",
-}
-
-
-def _table_cells(row) -> list[str]:
-    """The columns of the CLI table (``rfmap summary``): layer, op, output, stride, rf, padding, center0, flags."""
-    from ..render import COLUMNS, fmt_axes, fmt_size, flags
-
-    cells = [row.name, row.op, fmt_size(row.output_size), fmt_axes(row.stride), fmt_axes(row.rf), fmt_axes(row.padding), fmt_axes(row.center0), flags(row)]
-    assert len(cells) == len(COLUMNS)
-    return cells
-
-
-def _columns() -> list[str]:
-    from ..render import COLUMNS
-
-    return list(COLUMNS)
-
-
 def _erf_entries(analysis: "Analysis", erf: Any, default_layer: Any = None) -> list[dict]:
     """ERF inputs as ``{"layer", "cell", "h", "w", "data" (base64 uint8), "max", "sigma", "center"}``.
 
@@ -167,7 +146,7 @@ def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, tit
             max(over[2], int(ay.hi.max()) - (h - 1)),
             max(over[3], int(ax.hi.max()) - (w - 1)),
         ]
-        cells = _table_cells(row)
+        cells = list(row_cells(row))
         layers.append(
             {
                 "name": row.name,
@@ -187,12 +166,7 @@ def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, tit
     floor = max(2, round(0.03 * max(h, w)))
     margin = [min(max(v, floor), cap) for v in over]
     out = analysis.output
-    from ..render import fmt_axes, fmt_size
-
-    summary = (
-        f"output '{out.name}' {fmt_size(out.output_size)}: rf {fmt_axes(out.rf)}, stride {fmt_axes(out.stride)}, "
-        f"padding {fmt_axes(out.padding)}, center0 {fmt_axes(out.center0)}"
-    )
+    summary = summary_line(analysis)
     default = next((k for k in range(len(layers) - 1, -1, -1) if not layers[k]["global"] and all(n > 1 for n in layers[k]["output"])), len(layers) - 1)
     used = "".join(layer["flags"] for layer in layers)
     return {
@@ -201,12 +175,12 @@ def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, tit
         "title": title or f"{analysis.graph.name} — receptive fields",
         "name": analysis.graph.name,
         "input": [h, w],
-        "columns": _columns(),
+        "columns": list(COLUMNS),
         "layers": layers,
         "default_layer": default,
         "messages": list(analysis.messages),
         "summary": summary,
-        "flags": {f: text for f, text in FLAG_TEXT.items() if f in used},
+        "flags": {f: text for f, text in FLAG_LEGEND.items() if f in used},
         "margin": {"top": margin[0], "left": margin[1], "bottom": margin[2], "right": margin[3]},
         "image": None if embedded is None else {"uri": embedded.uri, "h": embedded.size[0], "w": embedded.size[1]},
         "erf": _erf_entries(analysis, erf),

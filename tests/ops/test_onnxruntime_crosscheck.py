@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from rfmap.ops import roi_align, roi_pool
-from rfmap.ops._reference import random_rois
+from ops_reference import random_rois
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

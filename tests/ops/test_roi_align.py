@@ -1,4 +1,4 @@
-"""roi_align against the torchvision loop (rfmap.ops._reference), detectron2's published
+"""roi_align against the torchvision loop (tests/ops/ops_reference.py), detectron2's published
 values, gradients and the int64 indexing."""
 
 import sys
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rfmap.ops import RoIAlign, roi_align
-from rfmap.ops._reference import random_rois, roi_align_reference
+from ops_reference import random_rois, roi_align_reference
 from rfmap.ops.roi_align import PoolingMatrix
 
 roi_align_module = sys.modules["rfmap.ops.roi_align"]  # the name rfmap.ops.roi_align is the function

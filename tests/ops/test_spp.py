@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from rfmap.ops import SpatialPyramidPool, spp_pool
-from rfmap.ops._reference import spp_reference
+from ops_reference import spp_reference
 from rfmap.ops.spp import level_bins
 
 

@@ -1470,7 +1470,6 @@ def _attention(call: OpCall, q_index: int, kv_indices: Sequence[int], seq_dim: i
     """Attention: each query position sees itself and every key/value position."""
     qb = call.binding_of(q_index, None)
     q = call.args[q_index]
-    outs = [o for o in _flatten(call.out) if _is_tensor(o)]
     kv = {}
     for i in kv_indices:
         kb = call.binding_of(i, None)

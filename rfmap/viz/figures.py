@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 import os
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from ..erf import gaussian_fit
 from ..errors import RFMapError
+from ..render import fmt_axes
 from ..result import axis_names
 from ._data import axis_cells, layer_row, load_image, parse_cells, require_2d
 
@@ -75,16 +75,6 @@ def save(fig: "Figure", path: str | os.PathLike, dpi: int = 150) -> str:
     except OSError as exc:
         raise RFMapError(f"cannot write '{path}': {exc.strerror or exc}") from None
     return path
-
-
-def _fmt(value: Fraction | int | float) -> str:
-    value = Fraction(value)
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
-
-
-def _fmt_axes(values: Sequence) -> str:
-    texts = [_fmt(v) for v in values]
-    return texts[0] if len(set(texts)) == 1 else "x".join(texts)
 
 
 def _fmt_center(value: float) -> str:
@@ -164,7 +154,7 @@ def _outside_parts(box: Sequence[int], size: tuple[int, int]) -> list[tuple[int,
 def _title(ax: "Axes", analysis: "Analysis", row, extra: str = "") -> None:
     ax.set_title(
         f"{analysis.graph.name} · layer '{row.name}' ({row.op}, {row.output_size[0]}x{row.output_size[1]} cells)\n"
-        f"rf {_fmt_axes(row.rf)}, stride {_fmt_axes(row.stride)}, padding {_fmt_axes(row.padding)}{extra}",
+        f"rf {fmt_axes(row.rf)}, stride {fmt_axes(row.stride)}, padding {fmt_axes(row.padding)}{extra}",
         fontsize=10,
         loc="left",
         color=INK,

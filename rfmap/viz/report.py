@@ -165,7 +165,6 @@ def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, tit
     cap = max(h, w)
     floor = max(2, round(0.03 * max(h, w)))
     margin = [min(max(v, floor), cap) for v in over]
-    out = analysis.output
     summary = summary_line(analysis)
     default = next((k for k in range(len(layers) - 1, -1, -1) if not layers[k]["global"] and all(n > 1 for n in layers[k]["output"])), len(layers) - 1)
     used = "".join(layer["flags"] for layer in layers)

@@ -11,26 +11,13 @@ pixels, with two ratios measured in the same run:
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _timing import median_time  # noqa: E402  (puts the checkout on sys.path)
 
 import rfmap  # noqa: E402
 from rfmap.graph import Graph  # noqa: E402
 from rfmap.layers import conv  # noqa: E402
-
-
-def timeit(fn, repeat=7):
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
 
 
 def seed_recurrence(layers, n):
@@ -49,8 +36,8 @@ def main():
     chain = [(3, 1 + (i % 200 == 0), 1) for i in range(2000)]
     graph = Graph.chain([(f"c{i}", conv(k, s, p)) for i, (k, s, p) in enumerate(chain)])
     size = 2**20  # large enough that 2,000 layers with a few strides keep a positive size
-    t_ours = timeit(lambda: rfmap.analyze(graph, (size, size)), repeat=3)
-    t_peer = timeit(lambda: (seed_recurrence(chain, size), seed_recurrence(chain, size)), repeat=3)
+    t_ours = median_time(lambda: rfmap.analyze(graph, (size, size)), repeat=3)
+    t_peer = median_time(lambda: (seed_recurrence(chain, size), seed_recurrence(chain, size)), repeat=3)
     print(f"2,000-layer chain: {t_ours * 1e6 / 2000:8.1f} us/layer (both axes, exact);"
           f" seed recurrence {t_peer * 1e6 / 2000:6.2f} us/layer; ratio {t_ours / t_peer:6.1f}x")
 
@@ -58,7 +45,7 @@ def main():
     n_layers = len(resnet.nodes) - 1
     times = {}
     for px in (224, 4096):
-        times[px] = timeit(lambda: rfmap.analyze(resnet, (px, px)))
+        times[px] = median_time(lambda: rfmap.analyze(resnet, (px, px)))
         print(f"ResNet-152 at {px:4d}: {times[px] * 1e3:7.2f} ms, {times[px] * 1e6 / n_layers:6.1f} us/layer ({n_layers} layers)")
     print(f"ResNet-152 4096 / 224: {times[4096] / times[224]:.2f}x (target ~1: cost independent of the input size)")
 

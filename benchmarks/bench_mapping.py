@@ -8,26 +8,13 @@ offsets -- the least any projection can cost.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _timing import median_time  # noqa: E402  (puts the checkout on sys.path)
 
 from rfmap.mapping import RULES, mapper  # noqa: E402
-
-
-def best_of(fn, repeat=5):
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
 
 
 def main(n=4_000_000):
@@ -36,10 +23,10 @@ def main(n=4_000_000):
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 900, size=(n, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(1, 300, size=(n, 2))], axis=1)
-    t_peer = best_of(lambda: np.floor(boxes / 16 + 0.5))
+    t_peer = median_time(lambda: np.floor(boxes / 16 + 0.5))
     print(f"{n:,} boxes; peer 'bare numpy' rounding: {n / t_peer / 1e6:6.1f} M boxes/s")
     for rule in RULES:
-        t = best_of(lambda: m.project(boxes, rule).window)
+        t = median_time(lambda: m.project(boxes, rule).window)
         print(f"  {rule:11s} {n / t / 1e6:6.1f} M boxes/s   ({t / t_peer:4.2f}x the peer's time; target >= 20 M/s)")
 
 

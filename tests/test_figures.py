@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,25 +19,12 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import rfmap
-from rfmap.errors import RFMapError, RFMapWarning
-from rfmap.graph import Graph
-from rfmap.layers import conv, maxpool
+from rfmap.errors import RFMapError
 from rfmap.viz import figures as F
 from rfmap.viz._data import axis_cells, embed_image, encode_png, image_size, load_image
 from rfmap.viz.cli_commands import add_plot_parser, add_report_parser, parse_cells
 
 SPECS = Path(__file__).parent / "golden" / "specs"
-
-
-@pytest.fixture(scope="module")
-def chain():
-    """Unequal H and W, padding on both sides: border cells reach into padding."""
-    g = Graph.chain(
-        [("c1", conv((5, 3), 2, (2, 1))), ("p1", maxpool(2)), ("c2", conv(3, 1, 1)), ("c3", conv(3, 2, 0))],
-        name="chain",
-        input_size=(30, 44),
-    )
-    return rfmap.analyze(g)
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +35,6 @@ def vgg():
 @pytest.fixture(scope="module")
 def decoder():
     return rfmap.analyze(SPECS / "upsample.toml")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RFMapWarning)
-        return rfmap.analyze(SPECS / "tiny.yaml")
 
 
 def patches(fig, prefix):

@@ -18,7 +18,7 @@ import pytest
 import rfmap
 from rfmap.errors import RFMapError, RFMapWarning
 from rfmap.graph import Graph
-from rfmap.layers import conv, maxpool
+from rfmap.layers import conv
 from rfmap.viz._data import axis_cells, encode_png
 from rfmap.viz.report import render_report, report_data, write_report
 
@@ -30,23 +30,6 @@ def page_data(page: str) -> dict:
     m = re.search(r'<script type="application/json" id="rfmap-data">(.*?)</script>', page, re.S)
     assert m, "no data block"
     return json.loads(m.group(1))
-
-
-@pytest.fixture(scope="module")
-def chain():
-    g = Graph.chain(
-        [("c1", conv((5, 3), 2, (2, 1))), ("p1", maxpool(2)), ("c2", conv(3, 1, 1)), ("c3", conv(3, 2, 0))],
-        name="chain",
-        input_size=(30, 44),
-    )
-    return rfmap.analyze(g)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RFMapWarning)
-        return rfmap.analyze(SPECS / "tiny.yaml")
 
 
 @pytest.fixture(scope="module")

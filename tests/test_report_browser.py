@@ -24,7 +24,7 @@ import pytest
 import rfmap
 from rfmap.errors import RFMapWarning
 from rfmap.graph import Graph
-from rfmap.layers import conv, maxpool
+from rfmap.layers import conv
 from rfmap.viz._data import encode_png
 from rfmap.viz.report import write_report
 
@@ -138,16 +138,6 @@ def assert_offline(page: Page) -> None:
     bad = [u for u in page.requests if not (u.startswith("file:") or u.startswith("data:"))]
     assert bad == [], f"network requests: {bad}"
     assert page.errors == []
-
-
-@pytest.fixture(scope="module")
-def chain():
-    g = Graph.chain(
-        [("c1", conv((5, 3), 2, (2, 1))), ("p1", maxpool(2)), ("c2", conv(3, 1, 1)), ("c3", conv(3, 2, 0))],
-        name="chain",
-        input_size=(30, 44),
-    )
-    return rfmap.analyze(g)
 
 
 def test_boxes_under_the_mouse_equal_the_api(browser, chain, tmp_path):

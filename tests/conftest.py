@@ -1,0 +1,31 @@
+"""Fixtures shared by the picture and report tests."""
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+import rfmap
+from rfmap import RFMapWarning
+from rfmap.graph import Graph
+from rfmap.layers import conv, maxpool
+
+SPECS = Path(__file__).parent / "golden" / "specs"
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """Unequal H and W, padding on both sides: border cells reach into padding."""
+    g = Graph.chain(
+        [("c1", conv((5, 3), 2, (2, 1))), ("p1", maxpool(2)), ("c2", conv(3, 1, 1)), ("c3", conv(3, 2, 0))],
+        name="chain",
+        input_size=(30, 44),
+    )
+    return rfmap.analyze(g)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RFMapWarning)
+        return rfmap.analyze(SPECS / "tiny.yaml")

@@ -216,7 +216,7 @@ def load_config(config: Any, **overrides: Any) -> AnchorConfig:
         raise RFMapError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     if "network" not in data:
         raise RFMapError(f"{where}: no 'network' (a zoo name, a spec file, a layer list or an inline spec)")
-    graph = _network(data["network"], base, where)
+    graph = _network(data["network"], base, where, from_user="network" in overrides)
     size = data.get("input", data.get("input_size", graph.input_size))
     if size is None:
         raise RFMapError(f"{where}: no 'input' size and the network has no default one")
@@ -272,21 +272,24 @@ def _read(path: Path) -> Any:
     return read_mapping(path, what="anchor config")[0]
 
 
-def _network(value: Any, base: Path, where: str) -> Graph:
-    from .sources import load
+def _network(value: Any, base: Path, where: str, *, from_user: bool = False) -> Graph:
+    """The network a config names.  A config file is data: its ``network`` is a zoo name, a
+    spec or ONNX file (relative to the config) or a layer list or inline spec, never code.
+    ``from_user``: the value came from the caller of :func:`load_config` (an override such
+    as ``network=my_module``), who may pass any source :func:`rfmap.analyze` accepts."""
+    from .sources import load, load_data
 
     if isinstance(value, Mapping):
         from .sources.spec import spec_to_graph
 
         return spec_to_graph(dict(value), source=f"{where}: network", default_name="network")
-    if isinstance(value, str):
-        candidate = base / value
-        if candidate.exists():
-            return load(str(candidate))
     try:
-        return load(value)
+        if from_user:
+            return load(value)
+        return load_data(value, base, where=f"{where}: network")
     except RFMapError as exc:
-        raise RFMapError(f"{where}: network: {exc}") from None
+        message = str(exc)
+        raise RFMapError(message if message.startswith(f"{where}: network") else f"{where}: network: {message}") from None
 
 
 def _size(value: Any, graph: Graph, where: str) -> tuple[int, ...]:

@@ -330,3 +330,38 @@ def test_cli_anchors(tmp_path):
     out = tmp_path / "anchors.png"
     run_anchors(p.parse_args(["s3fd", "--plot", str(out), "--format", "json"]))
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+# -- a config file is data: it never names code -----------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json", ".toml"])
+@pytest.mark.parametrize("network", ["os:abort", "code:interact", "evil:build", "builtins:exit", "./evil.py:build"])
+def test_config_network_never_imports_or_calls_code(tmp_path, monkeypatch, suffix, network):
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\ndef build():\n    raise SystemExit(3)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    levels = [{"layer": "layer3", "sizes": [8]}]
+    if suffix == ".json":
+        text = json.dumps({"network": network, "input": 64, "levels": levels})
+    elif suffix == ".toml":
+        text = f'network = "{network}"\ninput = 64\n[[levels]]\nlayer = "layer3"\nsizes = [8]\n'
+    else:
+        text = f"network: '{network}'\ninput: 64\nlevels:\n  - {{layer: layer3, sizes: [8]}}\n"
+    cfg = tmp_path / f"cfg{suffix}"
+    cfg.write_text(text)
+    with pytest.raises(RFMapError, match=r"cfg\.\w+: network: .*never name code"):
+        load_config(cfg)
+    assert not marker.exists()
+    from rfmap.cli import main
+
+    assert main(["anchors", str(cfg)]) == 2
+    assert not marker.exists()
+
+
+def test_config_network_may_be_a_module_passed_by_the_caller():
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 2, 1), torch.nn.Conv2d(4, 4, 3, 2, 1))
+    cfg = load_config({"network": "vgg16", "input": 64, "levels": [{"layer": "1", "sizes": [8]}]}, network=net)
+    assert cfg.input_size == (64, 64)

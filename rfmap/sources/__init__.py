@@ -64,5 +64,41 @@ def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
     raise RFMapError(f"cannot analyze a {type(source).__name__}: give a layer list, a zoo name, a file or a torch module")
 
 
+def load_data(source: Any, base: "os.PathLike[str] | str | None" = None, *, where: str = "config") -> Graph:
+    """A :class:`Graph` from a *data* source only: a Graph, a layer list, a zoo name, or a
+    spec or ONNX file (relative paths resolved against ``base``).
+
+    Configuration files are data: they never name code.  A ``"pkg.module:factory"`` string
+    (or anything else that would import or call Python code) is refused here; code sources
+    are accepted only where the user typed them, on the command line or in the Python API.
+    ``where`` names the file or key in the error.
+    """
+    if isinstance(source, Graph):
+        return source
+    if isinstance(source, (list, tuple)):
+        from .layerlist import from_layer_list
+
+        return from_layer_list(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise RFMapError(
+            f"{where}: a network is a zoo name, a spec or ONNX file or a layer list, got {type(source).__name__}"
+        )
+    text = os.fspath(source)
+    from .. import zoo
+
+    if zoo.has(text):
+        return zoo.get(text)
+    lower = text.lower()
+    path = os.path.join(os.fspath(base), text) if base is not None and not os.path.isabs(text) else text
+    if lower.endswith(SPEC_SUFFIXES) or lower.endswith(".onnx"):
+        if not os.path.isfile(path):
+            raise RFMapError(f"{where}: '{text}': no such file")
+        return load(path)
+    raise RFMapError(
+        f"{where}: '{text}' is not a zoo name (see `rfmap zoo`) nor a spec (.yaml/.toml/.json) or ONNX file; "
+        "configuration files never name code (a PyTorch factory is given on the command line or in Python)"
+    )
+
+
 def _is_torch_module(obj: Any) -> bool:
     return any(cls.__module__.startswith("torch") and cls.__name__ == "Module" for cls in type(obj).__mro__)

@@ -16,8 +16,8 @@ import sys
 from _timing import median_time  # noqa: E402  (puts the checkout on sys.path)
 
 import rfmap  # noqa: E402
-from rfmap.graph import Graph  # noqa: E402
-from rfmap.layers import conv  # noqa: E402
+from rfmap.core.graph import Graph  # noqa: E402
+from rfmap.core.layers import conv  # noqa: E402
 
 
 def seed_recurrence(layers, n):
@@ -41,7 +41,7 @@ def main():
     print(f"2,000-layer chain: {t_ours * 1e6 / 2000:8.1f} us/layer (both axes, exact);"
           f" seed recurrence {t_peer * 1e6 / 2000:6.2f} us/layer; ratio {t_ours / t_peer:6.1f}x")
 
-    resnet = rfmap.sources.load("resnet152")
+    resnet = rfmap.frontends.load("resnet152")
     n_layers = len(resnet.nodes) - 1
     times = {}
     for px in (224, 4096):

@@ -10,17 +10,31 @@ The core imports numpy only; torch, onnx, matplotlib and rich are imported lazil
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from .analysis import Analysis
-from .erf import ERF, closed_form_sigma, erf
-from .errors import RFMapError, RFMapWarning
-from .graph import Graph, GraphBuilder, Node
-from .layers import OPS, Layer, make_layer, register_op
-from .mapping import Mapper, mapper
-from .result import AxisGeometry, LayerGeometry
+from rfmap.core.analysis import Analysis
+from rfmap.core.graph import Graph, GraphBuilder, Node
+from rfmap.core.layers import OPS, Layer, make_layer, register_op
+from rfmap.core.result import AxisGeometry, LayerGeometry
+from rfmap.errors import RFMapError, RFMapWarning
 
 __version__ = "0.1.0"
+
+#: consumers, loaded on first use so that ``import rfmap`` needs numpy only
+_LAZY = {
+    "erf": ("rfmap.erf", None),
+    "ERF": ("rfmap.erf", "ERF"),
+    "closed_form_sigma": ("rfmap.erf", "closed_form_sigma"),
+    "mapping": ("rfmap.mapping", None),
+    "Mapper": ("rfmap.mapping", "Mapper"),
+    "mapper": ("rfmap.mapping", "mapper"),
+    "anchors": ("rfmap.anchors", None),
+    "ops": ("rfmap.ops", None),
+    "viz": ("rfmap.viz", None),
+    "render": ("rfmap.render", None),
+    "frontends": ("rfmap.frontends", None),
+}
 
 __all__ = [
     "Analysis",
@@ -45,6 +59,18 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        return module if attr is None else getattr(module, attr)
+    raise AttributeError(f"module 'rfmap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def analyze(
     source: Any,
     input_size: int | tuple[int, ...] | None = None,
@@ -63,7 +89,7 @@ def analyze(
 
     Coordinates: pixel-index convention (pixel ``i`` is the point ``i``), (H, W) order.
     """
-    from .sources import load
+    from rfmap.frontends import load
 
     graph = load(source, input_size, strict=strict)
     size = graph.input_size if input_size is None else input_size
@@ -73,12 +99,12 @@ def analyze(
 
 
 def register_torch_op(target: Any, converter: Any = None, **kwargs: Any) -> Any:
-    """Teach the PyTorch front end an op: see :func:`rfmap.sources.torch_rules.register`.
+    """Teach the PyTorch front end an op: see :func:`rfmap.frontends.torch.rules.register`.
 
     ``target`` is a module class, a function or a method name; ``converter`` a callable
     returning an rfmap :class:`Layer`, a Layer, or one of ``"pointwise"``, ``"global"``,
     ``"add"``, ``"mul"``, ``"concat"``, ``"same"``.  Usable as a decorator.
     """
-    from .sources.torch_rules import register
+    from rfmap.frontends.torch.rules import register
 
     return register(target, converter, **kwargs)

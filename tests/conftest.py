@@ -7,8 +7,8 @@ import pytest
 
 import rfmap
 from rfmap import RFMapWarning
-from rfmap.graph import Graph
-from rfmap.layers import conv, maxpool
+from rfmap.core.graph import Graph
+from rfmap.core.layers import conv, maxpool
 
 SPECS = Path(__file__).parent / "golden" / "specs"
 

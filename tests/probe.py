@@ -1,7 +1,7 @@
 """Gradient probes: the ground truth for receptive fields.
 
 The input pixels that influence a cell are the support of the input gradient of that
-cell.  With a twin built by :func:`rfmap.to_torch.to_torch` (positive weights, zero bias,
+cell.  With a twin built by :func:`rfmap.erf.twin.to_torch` (positive weights, zero bias,
 average instead of max pooling, float64) nothing cancels, so a pixel is in the support iff
 some path connects it to the cell -- exactly what :meth:`rfmap.Analysis.support` claims.
 

@@ -1,7 +1,7 @@
 """Anchor design against receptive fields: published values reproduced, match counts, flags.
 
 * S3FD (Zhang et al., ICCV 2017, Table 1): RF with the 3x3 heads 48/108/228/340/468/724 and
-  34,125 anchors at 640x640, from the bundled rfmap/data/s3fd.yaml (and the same geometry as
+  34,125 anchors at 640x640, from the bundled rfmap/anchors/configs/s3fd.yaml (and the same geometry as
   the zoo's ``s3fd``); the authors' prototxt (fc6 pad 3) keeps the RFs but not the count;
 * Faster R-CNN RPN (Ren et al., NIPS 2015): RF 171 (ZF) and 228 (VGG16);
 * SSD300 (Liu et al., ECCV 2016): the offsets between RF centers and default-box centers
@@ -118,7 +118,7 @@ def test_rpn_receptive_fields_zoo_and_layer_lists():
     assert rfmap.analyze(zf, 224).output.rf == (171, 171)
     assert rfmap.analyze(vgg, 224).output.rf == (228, 228)
     for name, rf in (("rpn-zf", 171), ("rpn-vgg16", 228)):
-        if name in rfmap.zoo.names():
+        if name in rfmap.frontends.zoo.names():
             assert rfmap.analyze(name).layer("rpn_conv").rf == (rf, rf)
 
 
@@ -318,7 +318,7 @@ def test_report_is_immutable_renders_and_serializes():
 
 
 def test_cli_anchors(tmp_path):
-    from rfmap.erf_cli import add_anchors_parser, run_anchors
+    from rfmap.cli.erf_anchors import add_anchors_parser, run_anchors
 
     p = argparse.ArgumentParser()
     add_anchors_parser(p)

@@ -225,7 +225,7 @@ def test_cell_that_sees_only_padding(capsys, write):
 
 
 def test_zoo_lists_entries(capsys, monkeypatch):
-    from rfmap import zoo
+    from rfmap.frontends import zoo
 
     entries = [("vgg16", "VGG-16, convolutional part", (224, 224)), ("tiny", "", None)]
     monkeypatch.setattr(zoo, "entries", lambda: entries, raising=False)
@@ -245,7 +245,7 @@ def test_zoo_runs_whatever_the_zoo_offers(capsys):
 
 
 def _zoo_has(name: str) -> bool:
-    from rfmap import zoo
+    from rfmap.frontends import zoo
 
     return zoo.has(name)
 
@@ -314,18 +314,18 @@ def test_unknown_layer_pattern(capsys, vgg16_spec):
 
 
 def test_os_error_and_interrupt_are_one_line(capsys, monkeypatch, vgg16_spec):
-    import rfmap.sources
+    import rfmap.frontends
 
     def denied(source, *args, **kwargs):
         raise PermissionError(13, "Permission denied", source)
 
-    monkeypatch.setattr(rfmap.sources, "load", denied)
+    monkeypatch.setattr(rfmap.frontends, "load", denied)
     assert_one_error(*run(capsys, "summary", vgg16_spec), "Permission denied", "vgg16.yaml")
 
     def interrupted(source, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rfmap.sources, "load", interrupted)
+    monkeypatch.setattr(rfmap.frontends, "load", interrupted)
     assert_one_error(*run(capsys, "summary", vgg16_spec), "interrupted")
 
 
@@ -363,12 +363,12 @@ def test_a_new_subcommand_is_one_table_entry(capsys, monkeypatch):
 
 
 def test_bugs_are_not_swallowed(monkeypatch, vgg16_spec):
-    import rfmap.sources
+    import rfmap.frontends
 
     def broken(source, *args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(rfmap.sources, "load", broken)
+    monkeypatch.setattr(rfmap.frontends, "load", broken)
     with pytest.raises(ZeroDivisionError):
         main(["summary", vgg16_spec])
 

@@ -11,8 +11,8 @@ import pytest
 
 import rfmap
 from rfmap import RFMapError, RFMapWarning
-from rfmap.graph import Graph, GraphBuilder
-from rfmap.layers import (
+from rfmap.core.graph import Graph, GraphBuilder
+from rfmap.core.layers import (
     AdaptivePool,
     Conv,
     ConvTranspose,
@@ -282,7 +282,7 @@ def test_graph_errors():
 
 
 def test_register_op():
-    from rfmap.layers import OPS, register_op
+    from rfmap.core.layers import OPS, register_op
 
     register_op("blur3", lambda: Conv(3, 1, 1, op="blur3"))
     try:
@@ -349,7 +349,7 @@ def test_rf_boxes_vectorized_matches_per_cell_queries():
 
 
 def test_registered_name_wins_over_an_alias_and_sizes_are_checked():
-    from rfmap.layers import ALIASES, OPS, register_op
+    from rfmap.core.layers import ALIASES, OPS, register_op
 
     saved = ALIASES.get("relu")
     register_op("relu", lambda: Conv(3, 1, 1, op="relu3"), replace=True)

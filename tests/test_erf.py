@@ -175,7 +175,7 @@ def test_closed_form_of_a_residual_network_is_the_mixture_of_its_paths():
             {"name": "head", "op": "conv", "kernel": 3, "padding": 1},
         ],
     }
-    from rfmap.sources.spec import spec_to_graph
+    from rfmap.frontends.spec import spec_to_graph
 
     graph = spec_to_graph(spec)
     predicted = closed_form_sigma(graph, "head")
@@ -407,7 +407,7 @@ def test_result_is_immutable_and_serializes():
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = "import sys, rfmap, rfmap.erf, rfmap.anchors, rfmap.erf_cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, rfmap, rfmap.erf, rfmap.anchors, rfmap.cli.erf_anchors; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -425,7 +425,7 @@ def test_gpu_measurement_matches_cpu():
 
 
 def test_cli_erf_writes_map_statistics_and_heatmap(tmp_path):
-    from rfmap.erf_cli import add_erf_parser, run_erf
+    from rfmap.cli.erf_anchors import add_erf_parser, run_erf
 
     p = argparse.ArgumentParser()
     add_erf_parser(p)

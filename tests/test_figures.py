@@ -22,7 +22,7 @@ import rfmap
 from rfmap.errors import RFMapError
 from rfmap.viz import figures as F
 from rfmap.viz._data import axis_cells, embed_image, encode_png, image_size, load_image
-from rfmap.viz.cli_commands import add_plot_parser, add_report_parser, parse_cells
+from rfmap.cli.plot_report import add_plot_parser, add_report_parser, parse_cells
 
 SPECS = Path(__file__).parent / "golden" / "specs"
 
@@ -336,7 +336,7 @@ def test_figures_draw_into_given_axes(chain):
 
 def test_import_rfmap_does_not_import_matplotlib():
     code = (
-        "import sys, rfmap, rfmap.viz, rfmap.viz.report, rfmap.viz.cli_commands, rfmap.viz._data\n"
+        "import sys, rfmap, rfmap.viz, rfmap.viz.report, rfmap.cli.plot_report, rfmap.viz._data\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

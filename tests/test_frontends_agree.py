@@ -17,8 +17,8 @@ onnx = pytest.importorskip("onnx")
 
 import rfmap  # noqa: E402
 import torch_models as tm  # noqa: E402
-from rfmap import zoo  # noqa: E402
-from rfmap.to_torch import to_torch  # noqa: E402
+from rfmap.frontends import zoo  # noqa: E402
+from rfmap.erf.twin import to_torch  # noqa: E402
 
 
 def geometry(row):

@@ -2,7 +2,7 @@
 
 "The ground truth for a receptive field is the support of an input gradient."  Every
 architecture drawn here is analyzed by rfmap and rebuilt in PyTorch by
-:func:`rfmap.to_torch.to_torch` (positive weights, zero bias, max pooling as average
+:func:`rfmap.erf.twin.to_torch` (positive weights, zero bias, max pooling as average
 pooling, float64), and for corner, border and interior cells of the output (and of one
 other node) we check:
 
@@ -61,9 +61,9 @@ from hypothesis import strategies as st  # noqa: E402
 from probe import gradient_support, gradient_supports  # noqa: E402
 
 from rfmap import Analysis, RFMapError  # noqa: E402
-from rfmap.axis import Global  # noqa: E402
-from rfmap.graph import Graph, GraphBuilder  # noqa: E402
-from rfmap.layers import (  # noqa: E402
+from rfmap.core.axis import Global  # noqa: E402
+from rfmap.core.graph import Graph, GraphBuilder  # noqa: E402
+from rfmap.core.layers import (  # noqa: E402
     AdaptivePool,
     Conv,
     ConvTranspose,
@@ -78,7 +78,7 @@ from rfmap.layers import (  # noqa: E402
     conv,
     maxpool,
 )
-from rfmap.to_torch import layer_module, to_torch  # noqa: E402
+from rfmap.erf.twin import layer_module, to_torch  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::rfmap.errors.RFMapWarning"),  # drawn DAGs are often misaligned
@@ -237,7 +237,7 @@ def crops(layer, sizes) -> bool:
     """
     ndim = len(sizes)
     if isinstance(layer, (Conv, Pad)):
-        from rfmap.to_torch import resolve_padding
+        from rfmap.erf.twin import resolve_padding
 
         pads = layer.padding
         entries = (pads,) * ndim if isinstance(pads, str) else _axes(pads, ndim)

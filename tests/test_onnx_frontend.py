@@ -11,9 +11,9 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import rfmap  # noqa: E402
 from rfmap import RFMapError, RFMapWarning  # noqa: E402
-from rfmap.graph import GraphBuilder  # noqa: E402
-from rfmap.layers import Conv, ConvTranspose, Pad, Upsample  # noqa: E402
-from rfmap.sources.onnx import from_onnx  # noqa: E402
+from rfmap.core.graph import GraphBuilder  # noqa: E402
+from rfmap.core.layers import Conv, ConvTranspose, Pad, Upsample  # noqa: E402
+from rfmap.frontends.onnx import from_onnx  # noqa: E402
 
 
 def table(analysis):

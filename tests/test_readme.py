@@ -36,7 +36,7 @@ def console_examples():
 def test_console_examples(cmd, expected, capsys, tmp_path):
     from rfmap.cli import main
 
-    from rfmap import zoo
+    from rfmap.frontends import zoo
 
     argv = [arg.replace("/tmp/", f"{tmp_path}/") for arg in shlex.split(cmd)]  # outputs go to tmp_path
     assert argv[0] == "rfmap"

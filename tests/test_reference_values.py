@@ -13,9 +13,9 @@ from functools import lru_cache
 import pytest
 
 import rfmap
-from rfmap import zoo
-from rfmap.graph import Graph, GraphBuilder
-from rfmap.layers import Merge, conv, maxpool
+from rfmap.frontends import zoo
+from rfmap.core.graph import Graph, GraphBuilder
+from rfmap.core.layers import Merge, conv, maxpool
 
 
 @lru_cache(maxsize=None)

@@ -17,8 +17,8 @@ import pytest
 
 import rfmap
 from rfmap.errors import RFMapError, RFMapWarning
-from rfmap.graph import Graph
-from rfmap.layers import conv
+from rfmap.core.graph import Graph
+from rfmap.core.layers import conv
 from rfmap.viz._data import axis_cells, encode_png
 from rfmap.viz.report import render_report, report_data, write_report
 

@@ -23,8 +23,8 @@ import pytest
 
 import rfmap
 from rfmap.errors import RFMapWarning
-from rfmap.graph import Graph
-from rfmap.layers import conv
+from rfmap.core.graph import Graph
+from rfmap.core.layers import conv
 from rfmap.viz._data import encode_png
 from rfmap.viz.report import write_report
 

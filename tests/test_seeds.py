@@ -27,9 +27,9 @@ from functools import lru_cache
 import pytest
 
 import rfmap
-from rfmap.graph import Graph
-from rfmap.layers import conv
-from rfmap.sources.layerlist import from_layer_list
+from rfmap.core.graph import Graph
+from rfmap.core.layers import conv
+from rfmap.frontends.layerlist import from_layer_list
 
 # -- the seeds' layer lists ------------------------------------------------------------
 

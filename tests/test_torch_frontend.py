@@ -24,10 +24,10 @@ import torch.nn.functional as F  # noqa: E402
 import rfmap  # noqa: E402
 import torch_models as tm  # noqa: E402
 from rfmap import Analysis, GraphBuilder, RFMapError, RFMapWarning  # noqa: E402
-from rfmap.layers import Conv, ConvTranspose, Merge, Pad, Pointwise, conv, maxpool  # noqa: E402
-from rfmap.sources import torch_rules  # noqa: E402
-from rfmap.sources.factory import from_factory, load_factory  # noqa: E402
-from rfmap.sources.torch_fx import from_module, module_table, trace_module  # noqa: E402
+from rfmap.core.layers import Conv, ConvTranspose, Merge, Pad, Pointwise, conv, maxpool  # noqa: E402
+from rfmap.frontends.torch import rules as torch_rules  # noqa: E402
+from rfmap.frontends.factory import from_factory, load_factory  # noqa: E402
+from rfmap.frontends.torch.capture import from_module, module_table, trace_module  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------
@@ -892,7 +892,7 @@ def test_analyze_and_load_take_a_module():
     model = tm.SENet().eval()
     a = rfmap.analyze(model)
     assert a.input_size == (224, 224) and a.graph.input_size == (224, 224)
-    g = rfmap.sources.load(model)
+    g = rfmap.frontends.load(model)
     assert g.node("conv2").op == "conv"
     b = rfmap.analyze(model, 64)
     assert b.input_size == (64, 64) and b.output.output_size == (32, 32)

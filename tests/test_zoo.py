@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import rfmap
-from rfmap import zoo
+from rfmap.frontends import zoo
 from rfmap.errors import RFMapError
-from rfmap.graph import Graph
-from rfmap.layers import ALIASES, OPS, AdaptivePool, Conv, GlobalOp, Merge, Pointwise
+from rfmap.core.graph import Graph
+from rfmap.core.layers import ALIASES, OPS, AdaptivePool, Conv, GlobalOp, Merge, Pointwise
 
 NAMES = zoo.names()
 

@@ -20,11 +20,11 @@ __all__ = list(_FIGURES + _REPORT)
 
 def __getattr__(name: str) -> Any:
     if name in _FIGURES:
-        from . import figures
+        from rfmap.viz import figures
 
         return getattr(figures, name)
     if name in _REPORT:
-        from . import report
+        from rfmap.viz import report
 
         return getattr(report, name)
     raise AttributeError(f"module 'rfmap.viz' has no attribute '{name}'")

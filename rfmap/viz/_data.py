@@ -1,6 +1,6 @@
 """Per-axis cell geometry and images for the figures and the report (numpy only).
 
-Everything here reads the public :class:`~rfmap.analysis.Analysis` API, so pictures and the
+Everything here reads the public :class:`~rfmap.core.analysis.Analysis` API, so pictures and the
 report show exactly what ``analysis.rf_box`` and ``analysis.support`` say.
 
 Boxes are separable per axis: the box of cell ``(i, j)`` is
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import RFMapError
+from rfmap.errors import RFMapError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..analysis import Analysis
-    from ..result import LayerGeometry
+    from rfmap.core.analysis import Analysis
+    from rfmap.core.result import LayerGeometry
 
 
 @dataclass(frozen=True)

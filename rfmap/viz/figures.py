@@ -5,7 +5,7 @@ state, no backend switch: it renders with Agg), so it works in scripts, servers 
 notebooks alike.  Save it with :func:`save` (PNG, SVG or PDF by the file's suffix) or
 ``fig.savefig``.  Each function also takes ``ax=`` to draw into an existing axes.
 
-Coordinates follow the pixel-index convention of :mod:`rfmap.result`: pixel ``i`` is the
+Coordinates follow the pixel-index convention of :mod:`rfmap.core.result`: pixel ``i`` is the
 point ``i`` and covers ``[i - 0.5, i + 0.5]`` on the picture, so the inclusive box
 ``y0..y1`` is drawn from ``y0 - 0.5`` to ``y1 + 0.5``; the image's first pixel is at the
 top left.  An image whose size differs from the analysis' input size is stretched to it
@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ..erf import gaussian_fit
-from ..errors import RFMapError
-from ..render import fmt_axes
-from ..result import axis_names
-from ._data import axis_cells, layer_row, load_image, parse_cells, require_2d
+from rfmap.erf import gaussian_fit
+from rfmap.errors import RFMapError
+from rfmap.render import fmt_axes
+from rfmap.core.result import axis_names
+from rfmap.viz._data import axis_cells, layer_row, load_image, parse_cells, require_2d
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..analysis import Analysis
+    from rfmap.core.analysis import Analysis
 
 __all__ = ["plot_rf_boxes", "plot_center_grid", "plot_growth", "plot_erf", "plot_anchors", "save", "FORMATS"]
 

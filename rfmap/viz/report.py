@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..errors import RFMapError
-from ..render import COLUMNS, FLAG_LEGEND, row_cells, summary_line
-from ._data import axis_cells, embed_image, require_2d
+from rfmap.errors import RFMapError
+from rfmap.render import COLUMNS, FLAG_LEGEND, row_cells, summary_line
+from rfmap.viz._data import axis_cells, embed_image, require_2d
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..analysis import Analysis
+    from rfmap.core.analysis import Analysis
 
 __all__ = ["write_report", "render_report", "report_data"]
 
@@ -187,7 +187,7 @@ def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, tit
 
 
 def _version() -> str:
-    from .. import __version__
+    from rfmap import __version__
 
     return __version__
 

@@ -4,7 +4,7 @@
 
     rfmap erf vgg16 --layer conv4_3 --n 64 -o out/        # map (.npy), statistics (.json), heatmap (.png)
     rfmap erf net.yaml --weights uniform --aggregate square --input 128 -o out/
-    rfmap anchors s3fd                                    # a bundled config (rfmap/data/s3fd.yaml)
+    rfmap anchors s3fd                                    # a bundled config (rfmap/anchors/configs/s3fd.yaml)
     rfmap anchors my_detector.yaml --format json
 
 Each subcommand is a pair ``add_*_parser(parser)`` / ``run_*(args) -> str`` with the
@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .errors import RFMapError
+from rfmap.errors import RFMapError
 
 
 def _require_matplotlib(what: str) -> None:
@@ -33,7 +33,7 @@ def _require_matplotlib(what: str) -> None:
 
 
 def add_erf_parser(p: argparse.ArgumentParser) -> None:
-    from .erf import AGGREGATES, WEIGHTS
+    from rfmap.erf import AGGREGATES, WEIGHTS
 
     p.add_argument(
         "source",
@@ -58,16 +58,16 @@ def add_erf_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run_erf(args: argparse.Namespace) -> str:
-    from .erf import erf
+    from rfmap.erf import erf
 
     size = None
     if args.input:
-        from .cli import parse_input_size
+        from rfmap.cli import parse_input_size
 
         size = parse_input_size(args.input)
     cell = None
     if args.at:
-        from .cli import parse_cell_index
+        from rfmap.cli import parse_cell_index
 
         cell = parse_cell_index(args.at)
     if args.n < 1:
@@ -118,7 +118,7 @@ def write_erf(result, directory: str | Path, stem: str = "erf") -> list[str]:
 
 
 def _heatmap(result, path: Path) -> None:
-    from .viz.figures import plot_erf, save
+    from rfmap.viz.figures import plot_erf, save
 
     title = f"ERF of {result.model} {result.layer or 'output'} {list(result.cell)} ({result.aggregate}, {result.weights}, n={result.n})"
     fig = plot_erf(result.map, result.trf_box, result.sigma, result.mean, title=title)
@@ -169,11 +169,11 @@ def add_anchors_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run_anchors(args: argparse.Namespace) -> str:
-    from .anchors import analyze_anchors, render_anchors
+    from rfmap.anchors import analyze_anchors, render_anchors
 
     overrides = {}
     if args.input:
-        from .cli import parse_input_size
+        from rfmap.cli import parse_input_size
 
         size = parse_input_size(args.input)
         overrides["input"] = [size, size] if isinstance(size, int) else list(size)
@@ -192,7 +192,7 @@ def plot_anchor_report(report, path: str) -> str:
     import math
 
     _require_matplotlib("plotting anchors")
-    from .viz.figures import plot_anchors, save
+    from rfmap.viz.figures import plot_anchors, save
 
     levels = [
         {

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from .errors import RFMapError
-from .layers import Layer, Merge, make_layer
+from rfmap.errors import RFMapError
+from rfmap.core.layers import Layer, Merge, make_layer
 
 INPUT = "input"
 

@@ -46,8 +46,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import RFMapError
-from .progress import ProgressBar
+from rfmap.errors import RFMapError
+from rfmap.progress import ProgressBar
 
 __all__ = [
     "AGGREGATES",
@@ -250,12 +250,12 @@ def closed_form_moments(
     source: Any, layer: str | int | None = None, cell: Sequence[int] | None = None, input_size: Any = None
 ) -> tuple[tuple[Fraction, ...], tuple[Fraction, ...]]:
     """Exact ``(mean, variance)`` per axis of the unit-gradient map of a cell (see :func:`closed_form_sigma`)."""
-    from .analysis import Analysis
+    from rfmap.core.analysis import Analysis
 
     if isinstance(source, Analysis):
         analysis = source
     else:
-        from . import analyze
+        from rfmap import analyze
 
         analysis = analyze(source, input_size)
     graph = analysis.graph
@@ -278,7 +278,7 @@ def closed_form_moments(
     states: dict[int, tuple[tuple[_Poly, _Poly], ...] | None] = {
         0: tuple(((zero, one, zero), (zero, zero, one)) for _ in range(ndim))
     }
-    from .axis import Identity, Window
+    from rfmap.core.axis import Identity, Window
 
     for k in sorted(needed - {0}):
         node = graph.nodes[k]
@@ -621,7 +621,7 @@ def _infer_channels(model) -> int:
 
 def _load_image(path: Path):
     """An image as a float array (H, W, C) in [0, 1], read by :func:`rfmap.viz._data.load_image`."""
-    from .viz._data import load_image  # numpy only; imported here so ``import rfmap`` skips rfmap.viz
+    from rfmap.viz._data import load_image  # numpy only; imported here so ``import rfmap`` skips rfmap.viz
 
     raw = load_image(path)
     arr = np.asarray(raw, dtype=np.float64)
@@ -744,7 +744,7 @@ def erf(
     """Measure the effective receptive field of one cell of ``layer`` (Luo et al. 2016).
 
     ``model``: a ``torch.nn.Module``, or any rfmap source (zoo name, layer list, spec file,
-    :class:`~rfmap.Graph`), which is then built with :func:`rfmap.to_torch.to_torch` as a
+    :class:`~rfmap.Graph`), which is then built with :func:`rfmap.erf.twin.to_torch` as a
     linear twin with ``channels`` channels (default 3) in float64.  ``layer``: a module name
     (``dict(model.named_modules())``; a forward hook captures its first output, so models
     returning dicts or tuples work) or a graph node name for sources; ``None`` -- the model's
@@ -798,7 +798,7 @@ def erf(
     graph = None
     twin = None
     analysis = None
-    from .sources import _is_torch_module
+    from rfmap.frontends import _is_torch_module
 
     if _is_torch_module(model):
         module = model
@@ -815,8 +815,8 @@ def erf(
         if dtype is None:
             dtype = _dtype_of(module) or torch.float32
     else:
-        from .sources import load
-        from .to_torch import to_torch
+        from rfmap.frontends import load
+        from rfmap.erf.twin import to_torch
 
         graph = load(model)
         model_name = graph.name
@@ -985,10 +985,21 @@ def _try_analyze(model, size):
     import warnings
 
     try:
-        from . import analyze
+        from rfmap import analyze
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return analyze(model, size)
     except Exception:  # noqa: BLE001 - any front-end failure means "no TRF"
         return None
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``rfmap.erf`` is this module; calling it measures, as :func:`erf` does (the name
+    ``rfmap.erf(model, ...)`` predates the package)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "ERF":
+        return erf(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

@@ -1,4 +1,4 @@
-"""Model zoo: architectures only (no weights), as :class:`~rfmap.graph.Graph` objects.
+"""Model zoo: architectures only (no weights), as :class:`~rfmap.core.graph.Graph` objects.
 
 ``names()`` lists the CLI names, ``entries()`` gives ``(name, description, input_size)``
 for ``rfmap zoo``, ``has(name)`` / ``get(name)`` look one up (case-insensitive; ``_`` and
@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from .errors import RFMapError
-from .graph import Graph, GraphBuilder
-from .layers import AdaptivePool, GlobalOp, Layer, Merge, Pointwise, avgpool, conv, maxpool
+from rfmap.errors import RFMapError
+from rfmap.core.graph import Graph, GraphBuilder
+from rfmap.core.layers import AdaptivePool, GlobalOp, Layer, Merge, Pointwise, avgpool, conv, maxpool
 
 __all__ = ["ZooEntry", "entries", "get", "has", "names"]
 

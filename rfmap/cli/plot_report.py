@@ -20,7 +20,7 @@ import os
 import re
 from typing import Any
 
-from ..errors import RFMapError
+from rfmap.errors import RFMapError
 
 PLOT_HELP = "draw receptive fields to a PNG/SVG/PDF: boxes of cells, the grid of centers, or growth with depth"
 REPORT_HELP = "write one self-contained interactive HTML report: the table and a cell explorer"
@@ -31,7 +31,7 @@ PLOT_KINDS = ("boxes", "grid", "growth")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_input, add_source, add_strict
+    from rfmap.cli import add_input, add_source, add_strict
 
     add_source(p)
     add_input(p)
@@ -60,7 +60,7 @@ def parse_cells(text: str | None) -> list[tuple[int, int]] | None:
 
 
 def _image_hw(path: str) -> tuple[int, int]:
-    from ._data import embed_image
+    from rfmap.viz._data import embed_image
 
     embedded = embed_image(path)
     assert embedded is not None
@@ -69,7 +69,7 @@ def _image_hw(path: str) -> tuple[int, int]:
 
 def load(args: argparse.Namespace):
     """Analyze ``args.source`` at ``--input``, else its own input size, else the image's size."""
-    from ..cli import load_analysis
+    from rfmap.cli import load_analysis
 
     if args.image is not None and not os.path.isfile(args.image):
         raise RFMapError(f"--image: '{args.image}' does not exist")
@@ -80,7 +80,7 @@ def load(args: argparse.Namespace):
 
 
 def _layer(analysis, text: str | None, what: str):
-    from ._data import layer_row
+    from rfmap.viz._data import layer_row
 
     if text is None:
         raise RFMapError(f"--layer is needed for {what} (a layer name, or its index in `rfmap summary`)")
@@ -114,7 +114,7 @@ def configure_plot(p: argparse.ArgumentParser) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> str:
-    from .figures import FORMATS
+    from rfmap.viz.figures import FORMATS
 
     path = _output(args.output, FORMATS)
     if args.kind != "boxes" and args.cells:
@@ -124,7 +124,7 @@ def run_plot(args: argparse.Namespace) -> str:
     cells = parse_cells(args.cells)
     analysis = load(args)
     try:
-        from . import figures
+        from rfmap.viz import figures
     except ImportError as exc:  # pragma: no cover - matplotlib missing
         raise RFMapError(f"rfmap plot needs matplotlib (pip install 'rfmap[plot]'): {exc}") from None
     if args.kind == "growth":
@@ -160,7 +160,7 @@ def configure_report(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> str:
-    from .report import write_report
+    from rfmap.viz.report import write_report
 
     path = _output(args.output, ("html", "htm"))
     analysis = load(args)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Sequence
 
-from .errors import RFMapError, RFMapWarning
+from rfmap.errors import RFMapError, RFMapWarning
 
 PROG = "rfmap"
 EXIT_USAGE = 2
@@ -99,8 +99,8 @@ def parse_cell_index(text: str) -> tuple[int, ...]:
 def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | None = None):
     """Load ``args.source`` and analyze it at ``args.input``, else the source's own size,
     else ``default_size()`` (the plot and report commands use the image's size)."""
-    from . import analyze
-    from .sources import load
+    from rfmap import analyze
+    from rfmap.frontends import load
 
     strict = getattr(args, "strict", False)
     text = getattr(args, "input", None)
@@ -120,7 +120,7 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
 
 
 def _summary_args(p: argparse.ArgumentParser) -> None:
-    from .render import FORMATS
+    from rfmap.render import FORMATS
 
     add_source(p)
     add_input(p)
@@ -133,7 +133,7 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
 
 
 def _summary(args: argparse.Namespace) -> str:
-    from .render import render
+    from rfmap.render import render
 
     if args.depth is not None:
         return _module_summary(args)
@@ -143,9 +143,9 @@ def _summary(args: argparse.Namespace) -> str:
 
 def _module_summary(args: argparse.Namespace) -> str:
     """``summary --depth N`` of a PyTorch factory: the module table."""
-    from .render import render_modules
-    from .sources.factory import load_factory
-    from .sources.torch_fx import module_table
+    from rfmap.render import render_modules
+    from rfmap.frontends.factory import load_factory
+    from rfmap.frontends.torch.capture import module_table
 
     if ":" not in args.source or os.path.exists(args.source):
         raise RFMapError("--depth applies to PyTorch sources given as pkg.module:factory")
@@ -167,7 +167,7 @@ def _cell_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cell(args: argparse.Namespace) -> str:
-    from .render import fmt_axes, fmt_size
+    from rfmap.render import fmt_axes, fmt_size
 
     analysis = load_analysis(args)
     layer = args.layer
@@ -198,7 +198,7 @@ def _cell(args: argparse.Namespace) -> str:
 
 
 def _map_args(p: argparse.ArgumentParser) -> None:
-    from .mapping import RULES
+    from rfmap.mapping import RULES
 
     add_source(p)
     p.add_argument("layer", metavar="LAYER", help="layer name (or its index in the table)")
@@ -213,7 +213,7 @@ def _map_args(p: argparse.ArgumentParser) -> None:
 def _map(args: argparse.Namespace) -> str:
     import numpy as np
 
-    from .mapping import RULES, Mapper
+    from rfmap.mapping import RULES, Mapper
 
     analysis = load_analysis(args)
     layer = args.layer
@@ -280,9 +280,9 @@ def _zoo_args(p: argparse.ArgumentParser) -> None:
 
 
 def _zoo(args: argparse.Namespace) -> str:
-    from .render import fmt_size
+    from rfmap.render import fmt_size
 
-    from . import zoo
+    from rfmap.frontends import zoo
 
     entries = zoo.entries()
     if args.format == "json":
@@ -321,8 +321,8 @@ COMMANDS: list[Command] = [
 
 def _register_consumers() -> None:
     """Subcommands of the consumer packages (pictures, report), wired here in one place."""
-    from .erf_cli import add_anchors_parser, add_erf_parser, run_anchors, run_erf
-    from .viz.cli_commands import PLOT_HELP, REPORT_HELP, configure_plot, configure_report, run_plot, run_report
+    from rfmap.cli.erf_anchors import add_anchors_parser, add_erf_parser, run_anchors, run_erf
+    from rfmap.cli.plot_report import PLOT_HELP, REPORT_HELP, configure_plot, configure_report, run_plot, run_report
 
     COMMANDS.extend([
         Command("erf", "effective receptive field of a cell: map (.npy), statistics (.json), heatmap (.png)", add_erf_parser, run_erf),
@@ -339,7 +339,7 @@ _register_consumers()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from rfmap import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,

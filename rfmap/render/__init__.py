@@ -1,7 +1,7 @@
-"""Rendering of an :class:`~rfmap.analysis.Analysis`: a table, JSON, CSV or Markdown.
+"""Rendering of an :class:`~rfmap.core.analysis.Analysis`: a table, JSON, CSV or Markdown.
 
-Rendering only reads the immutable per-layer results (:class:`~rfmap.result.LayerGeometry`);
-it never computes geometry.  Values follow the pixel-index convention of :mod:`rfmap.result`:
+Rendering only reads the immutable per-layer results (:class:`~rfmap.core.result.LayerGeometry`);
+it never computes geometry.  Values follow the pixel-index convention of :mod:`rfmap.core.result`:
 ``padding`` is the effective padding ``P`` of cell 0 and ``center0`` the center of cell 0's
 receptive-field box, in input pixels.
 
@@ -34,11 +34,11 @@ from fnmatch import fnmatchcase
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .errors import RFMapError
-from .result import LayerGeometry, axis_names, fmt_number, json_number
+from rfmap.errors import RFMapError
+from rfmap.core.result import LayerGeometry, axis_names, fmt_number, json_number
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .analysis import Analysis
+    from rfmap.core.analysis import Analysis
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -332,7 +332,7 @@ MODULE_COLUMNS = ("module", "type", "output shape", "params", "output", "stride"
 
 
 def render_modules(rows: Sequence[Any], fmt: str = "table", title: str = "model", color: bool | None = None) -> str:
-    """A torchinfo-style table of :func:`rfmap.sources.torch_fx.module_table` rows (one per
+    """A torchinfo-style table of :func:`rfmap.frontends.torch.capture.module_table` rows (one per
     module, or per block at a given depth; the last row is the model's output)."""
     if fmt == "json":
         return json.dumps({"modules": [row.to_dict() for row in rows]}, indent=2)

@@ -1,4 +1,4 @@
-"""ONNX front end: an ``.onnx`` file (or ``onnx.ModelProto``) as a :class:`~rfmap.graph.Graph`.
+"""ONNX front end: an ``.onnx`` file (or ``onnx.ModelProto``) as a :class:`~rfmap.core.graph.Graph`.
 
 Needs the ``onnx`` package only (no runtime).  Spatial axes are tracked through
 ``Transpose`` so that the NHWC layouts converters emit (tf2onnx wraps convolutions in
@@ -20,10 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import RFMapError, RFMapWarning
-from ..graph import Graph, GraphBuilder
-from ..progress import ProgressBar
-from ..layers import (
+from rfmap.errors import RFMapError, RFMapWarning
+from rfmap.core.graph import Graph, GraphBuilder
+from rfmap.progress import ProgressBar
+from rfmap.core.layers import (
     Conv,
     ConvTranspose,
     Crop,

@@ -1,4 +1,4 @@
-"""A PyTorch twin of an rfmap :class:`~rfmap.graph.Graph`: the same geometry, in real ops.
+"""A PyTorch twin of an rfmap :class:`~rfmap.core.graph.Graph`: the same geometry, in real ops.
 
 :func:`to_torch` builds a ``torch.nn.Module`` whose nodes are the graph's nodes, each made of
 the PyTorch op with the same geometry (kernel, stride, dilation, padding, ceil mode,
@@ -77,10 +77,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analysis import Analysis
-from .errors import RFMapError
-from .graph import Graph
-from .layers import (
+from rfmap.core.analysis import Analysis
+from rfmap.errors import RFMapError
+from rfmap.core.graph import Graph
+from rfmap.core.layers import (
     AdaptivePool,
     Conv,
     ConvTranspose,
@@ -116,7 +116,7 @@ def resolve_padding(padding: Any, n: int, kernel: int, stride: int, dilation: in
     """``(left, right)`` padding of one axis of a convolution or pooling, for input size ``n``.
 
     Strings follow the frameworks (written here from their documentation, independently of
-    :mod:`rfmap.layers`): ``"valid"`` is 0; ``"same"`` with stride 1 is PyTorch's (total
+    :mod:`rfmap.core.layers`): ``"valid"`` is 0; ``"same"`` with stride 1 is PyTorch's (total
     ``d*(k-1)``, the extra pixel on the right), with a larger stride TensorFlow's ``SAME``;
     ``"same_upper"``/``"same_lower"`` are ONNX's auto_pad (``n_out = ceil(n/s)``, total
     ``max((n_out-1)*s + d*(k-1) + 1 - n, 0)``, the extra pixel at the end / the start).

@@ -1,7 +1,7 @@
 """Layer specifications and the one registry of op rules.
 
 A layer is an immutable description (kernel, stride, padding, ...) that knows how to
-resolve itself, for a given input size, into one :class:`rfmap.axis.AxisMap` per spatial
+resolve itself, for a given input size, into one :class:`rfmap.core.axis.AxisMap` per spatial
 axis.  Parameters may be given once for every axis (``kernel=3``) or per axis in (H, W)
 order -- or (D, H, W) for 3-D, (L,) for 1-D.
 
@@ -21,8 +21,8 @@ from functools import partial
 from fractions import Fraction
 from typing import Any, Callable, Sequence
 
-from .axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window
-from .errors import RFMapError
+from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window
+from rfmap.errors import RFMapError
 
 PAD_STRINGS = ("valid", "same", "same_upper", "same_lower")
 
@@ -439,7 +439,7 @@ def register_op(name: str, factory: Callable[..., Layer], *, replace: bool = Fal
     """Add an op rule: ``factory(**params)`` returns a :class:`Layer`.
 
     The layer's :meth:`Layer.axis_maps` says how it maps cells along each axis; the
-    classes in :mod:`rfmap.axis` cover windows, transposed windows, resampling, shuffles,
+    classes in :mod:`rfmap.core.axis` cover windows, transposed windows, resampling, shuffles,
     adaptive and global ops.
     """
     key = name.lower()

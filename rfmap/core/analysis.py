@@ -1,6 +1,6 @@
-"""The geometry engine: one forward pass over a :class:`~rfmap.graph.Graph`.
+"""The geometry engine: one forward pass over a :class:`~rfmap.core.graph.Graph`.
 
-Coordinates follow the pixel-index convention (see :mod:`rfmap.result`): input pixel ``i``
+Coordinates follow the pixel-index convention (see :mod:`rfmap.core.result`): input pixel ``i``
 is the point ``i``; boxes are inclusive, starts first, axes in (H, W) order.
 
 Cost: O(layers + edges) times the period of each map (1 for plain convolutional nets,
@@ -20,12 +20,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .axis import AxisMap, Global
-from .errors import RFMapError, RFMapWarning, at_layer
-from .graph import Graph, Node
-from .layers import Pointwise
-from .periodic import Boxes, combine, hull_at, max_size
-from .result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
+from rfmap.core.axis import AxisMap, Global
+from rfmap.errors import RFMapError, RFMapWarning, at_layer
+from rfmap.core.graph import Graph, Node
+from rfmap.core.layers import Pointwise
+from rfmap.core.periodic import Boxes, combine, hull_at, max_size
+from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Analysis:
     """Receptive-field geometry of every layer of a network, and exact per-cell queries.
 
     Build it with :func:`rfmap.analyze`.  ``layers`` holds one immutable
-    :class:`~rfmap.result.LayerGeometry` per layer, the network's output last.
+    :class:`~rfmap.core.result.LayerGeometry` per layer, the network's output last.
     """
 
     def __init__(self, graph: Graph, input_size, *, strict: bool = False, exclude_global: bool = False):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..errors import RFMapError
-from ..graph import Graph, GraphBuilder
-from ..layers import Conv, make_layer
+from rfmap.errors import RFMapError
+from rfmap.core.graph import Graph, GraphBuilder
+from rfmap.core.layers import Conv, make_layer
 
 
 def from_layer_list(

@@ -15,7 +15,7 @@ How a module is read:
    concrete.  Parameters are swapped for meta tensors only for the call that reads them;
    ops that keep their input's shape (activations, batch norm) are not run at all.  An op
    with no meta kernel is run once on zeros of its real input shape (listed in ``notes``).
-3. **Rules** (:mod:`rfmap.sources.torch_rules`) turn each op into rfmap layers, tracking
+3. **Rules** (:mod:`rfmap.frontends.torch.rules`) turn each op into rfmap layers, tracking
    where each tensor's spatial axes are (so ``permute``, ``flatten(2)``, channel shuffles
    and ``view`` back are followed).  Every node's size from the engine is checked against
    the size PyTorch computed, so a rule that disagrees with PyTorch raises instead of
@@ -59,11 +59,11 @@ import torch.fx
 import torch.nn as nn
 from torch.fx.node import map_arg
 
-from ..errors import RFMapError, RFMapWarning
-from ..graph import Graph, Node
-from ..layers import Layer, Pointwise, GlobalOp, Merge
-from . import torch_rules as R
-from .torch_rules import SAME, Bind, Expand, LayoutError, OpCall
+from rfmap.errors import RFMapError, RFMapWarning
+from rfmap.core.graph import Graph, Node
+from rfmap.core.layers import Layer, Pointwise, GlobalOp, Merge
+from rfmap.frontends.torch import rules as R
+from rfmap.frontends.torch.rules import SAME, Bind, Expand, LayoutError, OpCall
 
 __all__ = ["ModuleRow", "NodeInfo", "TracedModel", "from_module", "module_table", "trace_module"]
 
@@ -206,7 +206,7 @@ class ModuleRow:
     whose ``forward`` called it; ``""`` at the top).  ``depth``: nesting level as in
     torchinfo (``layer3.5.conv2``: 3; a function called in ``layer3.5``: 3).
     ``node``: the rfmap node whose geometry the row shows (the block's last output node).
-    ``geometry``: that node's :class:`~rfmap.result.LayerGeometry` (rf, stride,
+    ``geometry``: that node's :class:`~rfmap.core.result.LayerGeometry` (rf, stride,
     padding per axis, pixel-index convention).
     """
 
@@ -236,7 +236,7 @@ class ModuleRow:
         return self.geometry.output_size
 
     def to_dict(self) -> dict:
-        from ..result import json_number
+        from rfmap.core.result import json_number
 
         return {
             "name": self.name,
@@ -268,7 +268,7 @@ def module_table(
     of ``N`` path components (``layer3``), each taking the row of the block's last output
     node and the block's parameter count.  The last row is the model's output.
     """
-    from ..analysis import Analysis
+    from rfmap.core.analysis import Analysis
 
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
         raise RFMapError(f"depth must be a positive integer, got {depth!r}")

@@ -19,7 +19,7 @@ from math import gcd, lcm
 
 import numpy as np
 
-from .axis import BIG, AxisMap, Identity, Window
+from rfmap.core.axis import BIG, AxisMap, Identity, Window
 
 
 @dataclass(frozen=True)

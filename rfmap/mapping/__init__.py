@@ -1,7 +1,7 @@
 """Coordinate mapping between the image and feature maps, and RoI projection rules.
 
 Conventions.  Image points and cell indices use the pixel-index convention (pixel ``i`` is
-the point ``i``, see :mod:`rfmap.result`), except the ``align`` rule, which uses the
+the point ``i``, see :mod:`rfmap.core.result`), except the ``align`` rule, which uses the
 continuous convention of RoIAlign ``aligned=True`` (pixel ``i`` covers ``[i, i+1)``, its
 center is ``i + 0.5``).  Boxes are ``(x1, y1, x2, y2)`` arrays of shape ``[N, 4]`` -- the
 detection order, x first -- while cells and points are ``(y, x)`` in (H, W) order like
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RFMapError
+from rfmap.errors import RFMapError
 
 RULES = ("spp", "spp-simple", "fast-rcnn", "align", "contain", "cover")
 
@@ -274,8 +274,8 @@ def _divide(v: np.ndarray, s: Fraction) -> None:
 
 def mapper(source, layer, input_size=None) -> Mapper:
     """A :class:`Mapper` for ``layer`` of ``source`` (anything :func:`rfmap.analyze` takes)."""
-    from . import analyze
-    from .analysis import Analysis
+    from rfmap import analyze
+    from rfmap.core.analysis import Analysis
 
     analysis = source if isinstance(source, Analysis) else analyze(source, input_size)
     return Mapper.from_analysis(analysis, layer)

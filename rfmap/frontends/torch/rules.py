@@ -11,7 +11,7 @@ A rule is keyed by what a traced graph calls:
 A converter takes one :class:`OpCall` -- the op's concrete arguments (tensors are on the
 ``meta`` device: shapes only), its output, the module and its path -- and returns
 
-* a :class:`~rfmap.layers.Layer` (``Conv``, ``Pad``, ``Pointwise``, ``GlobalOp``, ``Merge``, ...):
+* a :class:`~rfmap.core.layers.Layer` (``Conv``, ``Pad``, ``Pointwise``, ``GlobalOp``, ``Merge``, ...):
   the op's node reads the op's first spatial tensor (or, for a ``Merge``, all of them);
 * :data:`SAME`: no node, the output is the input map (a no-op, a channel reshape);
 * a :class:`Bind` the converter built itself with :meth:`OpCall.emit` (several nodes);
@@ -20,14 +20,14 @@ A converter takes one :class:`OpCall` -- the op's concrete arguments (tensors ar
 Users extend the table with :func:`register` (re-exported as ``rfmap.register_torch_op``)::
 
     rfmap.register_torch_op(MyAttention, "global")          # every output sees the input
-    rfmap.register_torch_op(MyBlurPool, lambda call: rfmap.layers.conv(3, stride=2, padding=1))
+    rfmap.register_torch_op(MyBlurPool, lambda call: rfmap.core.layers.conv(3, stride=2, padding=1))
 
 Registering a module class also keeps ``torch.fx`` from tracing into it.  An op without a
 rule is *unsupported*: ``strict`` analyses raise, others treat it as pointwise (or, when it
 changes the spatial shape, as global) and list it.
 
 Coordinates are not touched here: layers carry kernel/stride/padding in the pixel-index
-convention of :mod:`rfmap.axis`.
+convention of :mod:`rfmap.core.axis`.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..axis import Global, Identity
-from ..errors import RFMapError
-from ..layers import (
+from rfmap.core.axis import Global, Identity
+from rfmap.errors import RFMapError
+from rfmap.core.layers import (
     AdaptivePool,
     Conv,
     ConvTranspose,
@@ -352,7 +352,7 @@ def register(target: Any, converter: Any = None, *, same_shape: bool = False, re
 
     ``target``: a module class, a function, a tensor method (``"view"`` or
     ``torch.Tensor.view``) or an ATen op.  ``converter``: ``converter(call: OpCall)``
-    returning a :class:`~rfmap.layers.Layer`, :data:`SAME`, a :class:`Bind` or a list
+    returning a :class:`~rfmap.core.layers.Layer`, :data:`SAME`, a :class:`Bind` or a list
     of them (see the module docstring); or a Layer (always that layer); or one of the
     strings ``"pointwise"``, ``"global"``, ``"add"``, ``"mul"``, ``"concat"``, ``"same"``.
     ``same_shape``: the op's output has its input's shape (it then need not be run).

@@ -1,7 +1,7 @@
 """Models named by a factory: ``"pkg.module:factory"`` or ``"torchvision:resnet50"``.
 
 ``from_factory(spec)`` imports ``pkg.module``, calls ``factory()`` with no arguments and
-reads the returned ``torch.nn.Module`` with :func:`rfmap.sources.torch_fx.from_module`.
+reads the returned ``torch.nn.Module`` with :func:`rfmap.frontends.torch.capture.from_module`.
 ``torchvision:NAME`` calls ``torchvision.models.NAME()`` (random weights: only the
 architecture matters).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Sequence
 
-from ..errors import RFMapError
-from ..graph import Graph
+from rfmap.errors import RFMapError
+from rfmap.core.graph import Graph
 
 
 def load_factory(spec: str) -> Any:
@@ -65,10 +65,10 @@ def from_factory(
     """The :class:`Graph` of the model a zero-argument factory returns (see the module docstring).
 
     The model is put in eval mode (dropout and batch norm then change no geometry).
-    ``input_size`` and ``strict`` are passed to :func:`~rfmap.sources.torch_fx.from_module`.
+    ``input_size`` and ``strict`` are passed to :func:`~rfmap.frontends.torch.capture.from_module`.
     """
     model = load_factory(spec)
     model.eval()
-    from .torch_fx import from_module
+    from rfmap.frontends.torch.capture import from_module
 
     return from_module(model, input_size, strict=strict)

@@ -1,7 +1,7 @@
 """Anchor design checked against receptive fields: one report per detector configuration.
 
 A configuration (YAML, TOML or JSON file, a mapping, or a bundled name: ``s3fd``,
-``ssd300``, ``rpn-vgg16``; see ``rfmap/data/``) names a network and, per detection level,
+``ssd300``, ``rpn-vgg16``; see ``rfmap/anchors/configs/``) names a network and, per detection level,
 the feature layer, the anchor step, the anchor boxes and the head convolutions::
 
     name: S3FD
@@ -84,8 +84,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import RFMapError
-from .graph import Graph, GraphBuilder
+from rfmap.errors import RFMapError
+from rfmap.core.graph import Graph, GraphBuilder
 
 __all__ = [
     "AnchorConfig",
@@ -101,7 +101,7 @@ __all__ = [
     "render_anchors",
 ]
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "configs"
 
 RULE = (
     "equal-proportion interval principle (S3FD, Zhang et al., ICCV 2017, Sec. 3.1): anchor scale = "
@@ -180,7 +180,7 @@ class AnchorConfig:
 
 
 def builtin_configs() -> tuple[str, ...]:
-    """Names of the configurations shipped in ``rfmap/data`` (``rfmap anchors s3fd``)."""
+    """Names of the configurations shipped in ``rfmap/anchors/configs`` (``rfmap anchors s3fd``)."""
     return tuple(sorted(p.stem for p in DATA.glob("*.yaml")))
 
 
@@ -267,7 +267,7 @@ def load_config(config: Any, **overrides: Any) -> AnchorConfig:
 
 
 def _read(path: Path) -> Any:
-    from .sources.spec import read_mapping
+    from rfmap.frontends.spec import read_mapping
 
     return read_mapping(path, what="anchor config")[0]
 
@@ -277,10 +277,10 @@ def _network(value: Any, base: Path, where: str, *, from_user: bool = False) -> 
     spec or ONNX file (relative to the config) or a layer list or inline spec, never code.
     ``from_user``: the value came from the caller of :func:`load_config` (an override such
     as ``network=my_module``), who may pass any source :func:`rfmap.analyze` accepts."""
-    from .sources import load, load_data
+    from rfmap.frontends import load, load_data
 
     if isinstance(value, Mapping):
-        from .sources.spec import spec_to_graph
+        from rfmap.frontends.spec import spec_to_graph
 
         return spec_to_graph(dict(value), source=f"{where}: network", default_name="network")
     try:
@@ -397,7 +397,7 @@ def _level(entry: Any, i: int, where: str) -> LevelConfig:
 
 def _with_heads(config: AnchorConfig) -> tuple[Graph, list[str]]:
     """The network with every level's head convolutions appended; the prediction layer per level."""
-    from .layers import make_layer
+    from rfmap.core.layers import make_layer
 
     graph = config.graph
     names = {node.name for node in graph.nodes}
@@ -677,8 +677,8 @@ def analyze_anchors(config: Any, *, method: str = "exact", samples: int = 16, **
     ``"sampled"`` (``samples x samples`` ground-truth positions over one step, real lattice).
     ``overrides``: top-level configuration keys (see :func:`load_config`).
     """
-    from .analysis import Analysis
-    from .erf import closed_form_sigma
+    from rfmap.core.analysis import Analysis
+    from rfmap.erf import closed_form_sigma
 
     if method not in ("exact", "sampled"):
         raise RFMapError(f"method must be 'exact' or 'sampled', got {method!r}")
@@ -732,7 +732,7 @@ def analyze_anchors(config: Any, *, method: str = "exact", samples: int = 16, **
             except RFMapError as exc:
                 erf_method = f"none ({exc})"
         else:
-            from .erf import erf as measure
+            from rfmap.erf import erf as measure
 
             opts = {"n": 8, "weights": "uniform", "channels": 1, "batch_size": 8, "progress": False, **cfg.erf}
             sigma = measure(graph, layer=pred, input_size=cfg.input_size, cell=center_cell, **opts).sigma
@@ -991,7 +991,7 @@ def render_anchors(report: AnchorReport, fmt: str = "table", color: bool | None 
         raise RFMapError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
     tables = _tables(report)
     if color is None:
-        from .render import _stdout_is_color_terminal
+        from rfmap.render import _stdout_is_color_terminal
 
         color = _stdout_is_color_terminal()
     footer = [_LEGEND] + [f"- {f.message}" for f in report.all_flags] + [f"note: {n}" for n in report.notes]

@@ -1,4 +1,4 @@
-"""Front ends: everything a user can analyze becomes a :class:`~rfmap.graph.Graph` here.
+"""Front ends: everything a user can analyze becomes a :class:`~rfmap.core.graph.Graph` here.
 
 ``load(source)`` accepts a Graph, a layer list (``[[k, s, p], ...]``), a zoo name
 (``"vgg16"``), a spec file path (``.yaml``, ``.yml``, ``.toml``, ``.json``), an ONNX file
@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import RFMapError
-from ..graph import Graph
+from rfmap.errors import RFMapError
+from rfmap.core.graph import Graph
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 
@@ -28,37 +28,37 @@ def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
     if isinstance(source, Graph):
         return source
     if isinstance(source, (list, tuple)):
-        from .layerlist import from_layer_list
+        from rfmap.frontends.layerlist import from_layer_list
 
         return from_layer_list(source)
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
         lower = text.lower()
         if lower.endswith(SPEC_SUFFIXES):
-            from .spec import load_spec
+            from rfmap.frontends.spec import load_spec
 
             return load_spec(text)
         if lower.endswith(".onnx"):
-            from .onnx import from_onnx
+            from rfmap.frontends.onnx import from_onnx
 
             return from_onnx(text, input_size, strict=strict)
-        from .. import zoo
+        from rfmap.frontends import zoo
 
         if zoo.has(text):
             return zoo.get(text)
         if ":" in text and not os.path.exists(text):
-            from .factory import from_factory
+            from rfmap.frontends.factory import from_factory
 
             return from_factory(text, input_size, strict=strict)
         if os.path.exists(text):
             raise RFMapError(f"'{text}': unknown file type (expected {', '.join(SPEC_SUFFIXES)} or .onnx)")
         raise RFMapError(f"'{text}' is neither a zoo name (see `rfmap zoo`) nor an existing file")
     if _is_torch_module(source):
-        from .torch_fx import from_module
+        from rfmap.frontends.torch.capture import from_module
 
         return from_module(source, input_size, strict=strict)
     if type(source).__name__ == "ModelProto" and type(source).__module__.startswith("onnx"):
-        from .onnx import from_onnx
+        from rfmap.frontends.onnx import from_onnx
 
         return from_onnx(source, input_size, strict=strict)
     raise RFMapError(f"cannot analyze a {type(source).__name__}: give a layer list, a zoo name, a file or a torch module")
@@ -76,7 +76,7 @@ def load_data(source: Any, base: "os.PathLike[str] | str | None" = None, *, wher
     if isinstance(source, Graph):
         return source
     if isinstance(source, (list, tuple)):
-        from .layerlist import from_layer_list
+        from rfmap.frontends.layerlist import from_layer_list
 
         return from_layer_list(source)
     if not isinstance(source, (str, os.PathLike)):
@@ -84,7 +84,7 @@ def load_data(source: Any, base: "os.PathLike[str] | str | None" = None, *, wher
             f"{where}: a network is a zoo name, a spec or ONNX file or a layer list, got {type(source).__name__}"
         )
     text = os.fspath(source)
-    from .. import zoo
+    from rfmap.frontends import zoo
 
     if zoo.has(text):
         return zoo.get(text)

@@ -173,7 +173,8 @@ def test_json_is_to_dict(vgg16, tiny):
     for a in (vgg16, tiny):
         data = json.loads(render(a, "json"))
         assert data == a.to_dict()
-        assert set(data) == {"input_size", "layers"}
+        assert set(data) == {"input_size", "layers", "outputs"}
+        assert data["outputs"] == [a.output.name]
         assert set(data["layers"][0]) == {
             "name", "op", "output_size", "stride", "rf", "padding", "center0", "shift_invariant", "aligned"
         }

@@ -210,8 +210,17 @@ class Analysis:
 
     @property
     def output(self) -> LayerGeometry:
-        """The network's output (the last layer)."""
-        return self.layers[-1]
+        """The network's (first) output."""
+        return self.layers[self._index[self.graph.output_nodes[0]]]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The network's outputs as the model names them, in its return order."""
+        return self.graph.output_names
+
+    def output_rows(self) -> tuple[LayerGeometry, ...]:
+        """The rows of :attr:`outputs`, in the same order."""
+        return tuple(self.layers[self._index[n]] for n in self.graph.output_nodes)
 
     def layer(self, name: str | int) -> LayerGeometry:
         return self.layers[self._resolve(name)]
@@ -221,13 +230,17 @@ class Analysis:
             if not -len(self.layers) <= name < len(self.layers):
                 raise RFMapError(f"layer index {name} is out of range (0..{len(self.layers) - 1})")
             return int(name) % len(self.layers)
-        if name not in self._index:
-            if name in self._aliases:
-                return self._index[self._aliases[name]]
-            if isinstance(name, str) and re.fullmatch(r"-?\d+", name.strip()):
-                return self._resolve(int(name))  # "3", "-1": an index in the table
-            raise RFMapError(f"no layer named '{name}'")
-        return self._index[name]
+        if not isinstance(name, str):
+            raise RFMapError(f"a layer is given by its name or index, got {type(name).__name__}")
+        # names first (torchvision's FPN names its levels '0'..'3'), then aliases, then an
+        # index in the table written as a number ("3", "-1")
+        if name in self._index:
+            return self._index[name]
+        if name in self._aliases:
+            return self._index[self._aliases[name]]
+        if isinstance(name, str) and re.fullmatch(r"-?\d+", name.strip()):
+            return self._resolve(int(name))
+        raise RFMapError(f"no layer named '{name}'")
 
     def _cell(self, k: int, index) -> tuple[int, ...]:
         sizes = self._states[k].sizes
@@ -399,7 +412,11 @@ class Analysis:
 
     def to_dict(self) -> dict:
         """The stable JSON contract (see the README)."""
-        return {"input_size": list(self.input_size), "layers": [row.to_dict() for row in self.layers[1:]]}
+        return {
+            "input_size": list(self.input_size),
+            "layers": [row.to_dict() for row in self.layers[1:]],
+            "outputs": list(self.outputs),
+        }
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

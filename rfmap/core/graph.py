@@ -33,7 +33,10 @@ class Graph:
     ``input_size`` is the default spatial input size, ``(H, W)`` in 2-D, or ``None``.
     ``notes`` says what a front end approximated.  ``aliases`` names other than the nodes'
     own that refer to a node, as ``(alias, node name)`` pairs: a PyTorch container module
-    (``layer3``) refers to the last node it produced.
+    (``layer3``) refers to the last node it produced, a model returning a dict names its
+    outputs by the dict's keys (torchvision's FPN: ``'0'``..``'3'``, ``'pool'``).
+    ``outputs``: the network's outputs in the order the model returns them (node names or
+    aliases); empty means the last node alone.
     """
 
     nodes: tuple[Node, ...]
@@ -41,6 +44,7 @@ class Graph:
     input_size: tuple[int, ...] | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
     aliases: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    outputs: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         seen: set[str] = set()
@@ -67,10 +71,26 @@ class Graph:
             seen.add(node.name)
         if not self.nodes:
             raise RFMapError("the network has no input")
+        alias_of = dict(self.aliases)
+        for out in self.outputs:
+            if out not in seen and alias_of.get(out) not in seen:
+                raise RFMapError(f"output '{out}' is not a layer of the network")
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The outputs as the model names them, in its return order (at least one)."""
+        return self.outputs or (self.nodes[-1].name,)
+
+    @property
+    def output_nodes(self) -> tuple[str, ...]:
+        """The node names of :attr:`output_names` (aliases resolved)."""
+        alias_of = dict(self.aliases)
+        return tuple(alias_of.get(o, o) if o not in {n.name for n in self.nodes} else o for o in self.output_names)
 
     @property
     def output(self) -> Node:
-        return self.nodes[-1]
+        """The network's (first) output."""
+        return self.node(self.output_nodes[0])
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

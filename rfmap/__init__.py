@@ -15,7 +15,8 @@ from typing import Any
 
 from rfmap.core.analysis import Analysis
 from rfmap.core.graph import Graph, GraphBuilder, Node
-from rfmap.core.layers import OPS, Layer, make_layer, register_op
+from rfmap.core.layers import Layer
+from rfmap.core.registry import make_layer, register_op, registry, unregister_op
 from rfmap.core.result import AxisGeometry, LayerGeometry
 from rfmap.errors import RFMapError, RFMapWarning
 
@@ -46,7 +47,6 @@ __all__ = [
     "LayerGeometry",
     "Node",
     "Mapper",
-    "OPS",
     "RFMapError",
     "RFMapWarning",
     "analyze",
@@ -55,6 +55,8 @@ __all__ = [
     "make_layer",
     "mapper",
     "register_op",
+    "registry",
+    "unregister_op",
     "register_torch_op",
 ]
 
@@ -99,12 +101,13 @@ def analyze(
 
 
 def register_torch_op(target: Any, converter: Any = None, **kwargs: Any) -> Any:
-    """Teach the PyTorch front end an op: see :func:`rfmap.frontends.torch.rules.register`.
+    """Teach the PyTorch front end one target: see :func:`rfmap.frontends.torch.targets.register_torch_op`
+    (:func:`register_op` teaches every front end at once).
 
     ``target`` is a module class, a function or a method name; ``converter`` a callable
     returning an rfmap :class:`Layer`, a Layer, or one of ``"pointwise"``, ``"global"``,
     ``"add"``, ``"mul"``, ``"concat"``, ``"same"``.  Usable as a decorator.
     """
-    from rfmap.frontends.torch.rules import register
+    from rfmap.frontends.torch.targets import register_torch_op
 
-    return register(target, converter, **kwargs)
+    return register_torch_op(target, converter, **kwargs)

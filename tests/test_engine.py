@@ -282,7 +282,7 @@ def test_graph_errors():
 
 
 def test_register_op():
-    from rfmap.core.layers import OPS, register_op
+    from rfmap.core.registry import register_op, unregister_op
 
     register_op("blur3", lambda: Conv(3, 1, 1, op="blur3"))
     try:
@@ -291,7 +291,9 @@ def test_register_op():
         with pytest.raises(RFMapError, match="already registered"):
             register_op("blur3", lambda: Conv(3))
     finally:
-        OPS.pop("blur3")
+        unregister_op("blur3")
+    with pytest.raises(RFMapError, match="unknown op 'blur3'"):
+        rfmap.analyze([{"op": "blur3"}], 8)
 
 
 def test_import_is_numpy_only():
@@ -349,15 +351,13 @@ def test_rf_boxes_vectorized_matches_per_cell_queries():
 
 
 def test_registered_name_wins_over_an_alias_and_sizes_are_checked():
-    from rfmap.core.layers import ALIASES, OPS, register_op
+    from rfmap.core.registry import register_op, unregister_op
 
-    saved = ALIASES.get("relu")
     register_op("relu", lambda: Conv(3, 1, 1, op="relu3"), replace=True)
     try:
         assert rfmap.analyze([{"op": "relu"}], 8).output.rf == (3, 3)
     finally:
-        OPS.pop("relu")
-        ALIASES["relu"] = saved
+        unregister_op("relu")
     assert rfmap.analyze([{"op": "relu"}], 8).output.rf == (1, 1)
     with pytest.raises(RFMapError, match="exact integer range"):
         rfmap.analyze([[3, 1, 1]], 10**20)

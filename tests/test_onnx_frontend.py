@@ -98,14 +98,16 @@ def test_dynamic_input_needs_size_and_unsupported_ops_warn():
     w = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
     m = model(nodes, [tensor("x", [1, 3, "H", "W"])], [tensor("b", None)], [w])
     m.opset_import.append(helper.make_opsetid("custom", 1))
-    with pytest.warns(RFMapWarning, match=r"mystery \(MysteryOp\)"):
-        g = from_onnx(m)
-    with pytest.raises(RFMapError, match="input size is needed"):
-        rfmap.analyze(g)
+    with pytest.raises(RFMapError, match="dynamic spatial sizes: give an input size"):
+        from_onnx(m)
+    with pytest.raises(RFMapError, match="dynamic spatial sizes: give an input size"):
+        rfmap.analyze(m)
+    with pytest.warns(RFMapWarning, match=r"node 'mystery' \(MysteryOp\)"):
+        g = from_onnx(m, (64, 48))
     assert rfmap.analyze(g, (64, 48)).output.rf == (3, 3)
     assert any("MysteryOp" in n for n in g.notes)
-    with pytest.raises(RFMapError, match=r"node 'mystery' \(MysteryOp\): unsupported op MysteryOp"):
-        from_onnx(m, strict=True)
+    with pytest.raises(RFMapError, match=r"unsupported node 'mystery' \(MysteryOp\)"):
+        from_onnx(m, (64, 48), strict=True)
 
 
 def test_bad_file(tmp_path):

@@ -25,9 +25,10 @@ import rfmap  # noqa: E402
 import torch_models as tm  # noqa: E402
 from rfmap import Analysis, GraphBuilder, RFMapError, RFMapWarning  # noqa: E402
 from rfmap.core.layers import Conv, ConvTranspose, Merge, Pad, Pointwise, conv, maxpool  # noqa: E402
-from rfmap.frontends.torch import rules as torch_rules  # noqa: E402
+from rfmap.frontends.torch import targets as torch_targets  # noqa: E402
 from rfmap.frontends.factory import from_factory, load_factory  # noqa: E402
-from rfmap.frontends.torch.capture import from_module, module_table, trace_module  # noqa: E402
+from rfmap.frontends.torch.capture import from_module, trace_module  # noqa: E402
+from rfmap.frontends.torch.table import module_table  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------
@@ -516,18 +517,18 @@ class BlurNet(nn.Module):
 
 
 def test_register_torch_op_for_a_module_class():
-    torch_rules.register(Blur, lambda call: conv(3, 2, 1))
+    torch_targets.register_torch_op(Blur, lambda call: conv(3, 2, 1))
     try:
         g = from_module(BlurNet(), 32)
         assert [n.name for n in g.nodes] == ["input", "conv", "blur"]  # kept whole: a leaf
         a = Analysis(g, 32)
         assert a.output.rf == (5, 5) and a.output.stride == (2, 2)
     finally:
-        torch_rules.unregister(Blur)
+        torch_targets.unregister_torch_op(Blur)
 
 
 def test_register_string_kinds_and_decorator():
-    @torch_rules.register(my_blur)
+    @torch_targets.register_torch_op(my_blur)
     def blur_rule(call):
         return Pointwise(op="blur")
 
@@ -536,23 +537,24 @@ def test_register_string_kinds_and_decorator():
             tr = trace_module(CustomOpNet(), 16)
         assert not any("my_blur" in u for u in tr.unsupported)
         assert tr.graph.node("my_blur").op == "blur"
-        torch_rules.register(my_blur, "global")
-        torch_rules.register(torch.flip, "pointwise")
+        torch_targets.register_torch_op(my_blur, "global")
+        torch_targets.register_torch_op(torch.flip, "pointwise")
         a = Analysis(from_module(CustomOpNet(), 16, strict=True), 16)
         assert a.output.global_context
     finally:
-        torch_rules.unregister(my_blur)
-        torch_rules.unregister(torch.flip)
-    assert torch_rules.register_torch_op is torch_rules.register
+        torch_targets.unregister_torch_op(my_blur)
+        torch_targets.unregister_torch_op(torch.flip)
+    assert rfmap.register_torch_op(my_blur, "pointwise") == "pointwise"
+    torch_targets.unregister_torch_op(my_blur)
 
 
 def test_wrong_rule_is_caught_by_the_size_check():
-    torch_rules.register(my_blur, lambda call: conv(3, 2, 1))  # claims a stride the op does not have
+    torch_targets.register_torch_op(my_blur, lambda call: conv(3, 2, 1))  # claims a stride the op does not have
     try:
         with pytest.raises(RFMapError, match="PyTorch's output has shape"):
             from_module(CustomOpNet(), 16)
     finally:
-        torch_rules.unregister(my_blur)
+        torch_targets.unregister_torch_op(my_blur)
 
 
 def test_ops_without_geometry_and_size_queries():
@@ -687,8 +689,8 @@ def test_rule_table_covers_the_usual_ops():
                    "size", torch.ops.aten.conv2d.default, torch.ops.aten.add.Tensor):
         if target == "size":
             continue
-        assert torch_rules.lookup(target) is not None, target
-    assert torch_rules.lookup(torch.flip) is None
+        assert torch_targets.lookup(target) is not None, target
+    assert torch_targets.lookup(torch.flip) is None
 
 
 # ---------------------------------------------------------------------------------------

@@ -397,7 +397,7 @@ def _level(entry: Any, i: int, where: str) -> LevelConfig:
 
 def _with_heads(config: AnchorConfig) -> tuple[Graph, list[str]]:
     """The network with every level's head convolutions appended; the prediction layer per level."""
-    from rfmap.core.layers import make_layer
+    from rfmap.core.registry import make_layer
 
     graph = config.graph
     names = {node.name for node in graph.nodes}

@@ -145,7 +145,7 @@ def _module_summary(args: argparse.Namespace) -> str:
     """``summary --depth N`` of a PyTorch factory: the module table."""
     from rfmap.render import render_modules
     from rfmap.frontends.factory import load_factory
-    from rfmap.frontends.torch.capture import module_table
+    from rfmap.frontends.torch.table import module_table
 
     if ":" not in args.source or os.path.exists(args.source):
         raise RFMapError("--depth applies to PyTorch sources given as pkg.module:factory")

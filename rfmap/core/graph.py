@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from rfmap.errors import RFMapError
-from rfmap.core.layers import Layer, Merge, make_layer
+from rfmap.core.layers import Layer, Merge
 
 INPUT = "input"
 
@@ -143,6 +143,8 @@ class GraphBuilder:
 
     def layer(self, name: str, op: str, *inputs: str, **params) -> str:
         """Add a layer by op name: ``b.layer("conv1", "conv", x, kernel=3, padding=1)``."""
+        from rfmap.core.registry import make_layer
+
         return self.add(name, make_layer(op, **params), *inputs)
 
     def merge(self, name: str, op: str, *inputs: str) -> str:

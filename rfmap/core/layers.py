@@ -1,4 +1,4 @@
-"""Layer specifications and the one registry of op rules.
+"""Layer types: the geometry of each kind of op, resolved per axis.
 
 A layer is an immutable description (kernel, stride, padding, ...) that knows how to
 resolve itself, for a given input size, into one :class:`rfmap.core.axis.AxisMap` per spatial
@@ -11,64 +11,37 @@ The string forms follow the frameworks: ``"valid"``; ``"same"`` (PyTorch: total 
 ``n_out = ceil(n/s)``, total pad ``max((n_out-1)*s + k_eff - n, 0)``, the extra pixel on the
 right/bottom or left/top), which depend on the input size.
 
-:data:`OPS` maps op names to layer constructors; :func:`register_op` adds one.
+Parameters are checked when a layer is built (:mod:`rfmap.core.params`), so errors name
+the spec line or the node that wrote them.  The op registry (:mod:`rfmap.core.registry`)
+says which op names, PyTorch targets and ONNX op types build which layer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from fractions import Fraction
-from typing import Any, Callable, Sequence
+from math import gcd
+from typing import Any, Sequence
 
 from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window
+from rfmap.core.params import (
+    PAD_STRINGS,
+    boolean,
+    fraction,
+    integer,
+    ints,
+    pad_mode,
+    pad_pair,
+    padding,
+    per_axis,
+)
 from rfmap.errors import RFMapError
 
-PAD_STRINGS = ("valid", "same", "same_upper", "same_lower")
 
-
-def per_axis(value: Any, ndim: int, what: str) -> tuple:
-    """``value`` repeated for ``ndim`` axes, or checked to have one entry per axis."""
-    if isinstance(value, (list, tuple)):
-        if len(value) == 1:
-            return tuple(value) * ndim
-        if len(value) != ndim:
-            raise RFMapError(f"{what} has {len(value)} entries for {ndim} spatial axes")
-        return tuple(value)
-    return (value,) * ndim
-
-
-def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            as_int = int(value)
-        except (TypeError, ValueError):
-            raise RFMapError(f"{what} must be an integer, got {value!r}") from None
-        if as_int != value:
-            raise RFMapError(f"{what} must be an integer, got {value!r}")
-        value = as_int
-    if value < minimum:
-        raise RFMapError(f"{what} must be >= {minimum}, got {value}")
-    return value
-
-
-def _fraction(value: Any, what: str) -> Fraction:
-    try:
-        f = Fraction(str(value)) if isinstance(value, (float, str)) else Fraction(value)
-    except (TypeError, ValueError, ZeroDivisionError):
-        raise RFMapError(f"{what} must be a positive number, got {value!r}") from None
-    if f <= 0:
-        raise RFMapError(f"{what} must be positive, got {value!r}")
-    return f
-
-
-def _pad_pair(p: Any, what: str) -> tuple[int, int]:
-    if isinstance(p, (list, tuple)):
-        if len(p) != 2:
-            raise RFMapError(f"{what} must be an int or a (left, right) pair, got {p!r}")
-        return (_positive_int(p[0], what, -(10**12)), _positive_int(p[1], what, -(10**12)))
-    v = _positive_int(p, what, -(10**12))
-    return (v, v)
+def _set(obj: Any, **values: Any) -> None:
+    """Store normalized parameters on a frozen dataclass (its ``__post_init__``)."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
 
 
 def _border(mode: str, n: int, pl: int, pr: int) -> tuple[int, int] | None:
@@ -108,13 +81,20 @@ class Layer:
         raise NotImplementedError
 
 
+def _op_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise RFMapError(f"op must be a non-empty string, got {value!r:.60}")
+    return value
+
+
 @dataclass(frozen=True)
 class Conv(Layer):
     """Convolution or pooling window (``op`` is ``conv``, ``maxpool``, ``avgpool``, ...).
 
     ``n_out = floor((n + p_left + p_right - k_eff) / s) + 1`` with ``k_eff = d*(k-1) + 1``;
     with ``ceil_mode`` the floor is a ceil, dropping a last window that would start in the
-    right padding (PyTorch's rule).
+    right padding (PyTorch's rule).  ``pad_mode``: the border (``zeros``, ``reflect``,
+    ``replicate``, ``circular``; PyTorch's and ONNX's spellings are accepted).
     """
 
     kernel: Any
@@ -125,50 +105,54 @@ class Conv(Layer):
     op: str = "conv"
     pad_mode: str = "zeros"
 
+    def __post_init__(self):
+        _set(
+            self,
+            kernel=ints(self.kernel, "kernel", 1),
+            stride=ints(self.stride, "stride", 1),
+            padding=padding(self.padding),
+            dilation=ints(self.dilation, "dilation", 1),
+            ceil_mode=boolean(self.ceil_mode, "ceil_mode"),
+            op=_op_name(self.op),
+            pad_mode=pad_mode(self.pad_mode),
+        )
+
     def axis_maps(self, sizes):
         ndim = len(sizes)
         ks = per_axis(self.kernel, ndim, "kernel")
         ss = per_axis(self.stride, ndim, "stride")
         ds = per_axis(self.dilation, ndim, "dilation")
-        pads = self.padding if isinstance(self.padding, str) else per_axis(self.padding, ndim, "padding")
-        if isinstance(pads, str):
-            if pads.lower() not in PAD_STRINGS:
-                raise RFMapError(f"padding {pads!r} is not one of {', '.join(PAD_STRINGS)}")
-            pads = (pads.lower(),) * ndim
-        maps = []
-        for n, k, s, d, p in zip(sizes, ks, ss, ds, pads):
-            k = _positive_int(k, "kernel")
-            s = _positive_int(s, "stride")
-            d = _positive_int(d, "dilation")
-            k_eff = d * (k - 1) + 1
-            if isinstance(p, str):
-                p = p.lower()
-                if p == "valid":
-                    pl = pr = 0
-                elif p == "same" and s == 1:
-                    total = k_eff - 1
-                    pl, pr = total // 2, total - total // 2
-                else:
-                    total = max((-(-n // s) - 1) * s + k_eff - n, 0)
-                    small, large = total // 2, total - total // 2
-                    pl, pr = (large, small) if p == "same_lower" else (small, large)
+        pads = (self.padding,) * ndim if isinstance(self.padding, str) else per_axis(self.padding, ndim, "padding")
+        return tuple(self._axis(n, k, s, d, p) for n, k, s, d, p in zip(sizes, ks, ss, ds, pads))
+
+    def _axis(self, n: int, k: int, s: int, d: int, p: Any) -> Window:
+        k_eff = d * (k - 1) + 1
+        if isinstance(p, str):
+            if p == "valid":
+                pl = pr = 0
+            elif p == "same" and s == 1:
+                total = k_eff - 1
+                pl, pr = total // 2, total - total // 2
             else:
-                pl, pr = _pad_pair(p, "padding")
-            span = n + pl + pr - k_eff
-            detail = f"kernel {k}, dilation {d}, stride {s}, padding ({pl}, {pr})"
-            if self.ceil_mode:
-                # PyTorch: ceil(span / s) + 1, also for a window longer than the padded
-                # input (-s < span < 0), minus a last window starting in the right padding
-                n_out = -(-span // s) + 1
-                if (n_out - 1) * s >= n + pl:
-                    n_out -= 1
-            else:
-                n_out = span // s + 1
-            if n_out < 1:
-                raise RFMapError(f"kernel larger than the padded input: {n} + {pl} + {pr} < {k_eff} ({detail})")
-            wrap = _border(self.pad_mode, n, pl, pr)
-            maps.append(Window(n, n_out, k, s, d, pl, self.pad_mode, wrap))
-        return tuple(maps)
+                total = max((-(-n // s) - 1) * s + k_eff - n, 0)
+                small, large = total // 2, total - total // 2
+                pl, pr = (large, small) if p == "same_lower" else (small, large)
+        else:
+            pl, pr = pad_pair(p)
+        span = n + pl + pr - k_eff
+        detail = f"kernel {k}, dilation {d}, stride {s}, padding ({pl}, {pr})"
+        if self.ceil_mode:
+            # PyTorch: ceil(span / s) + 1, also for a window longer than the padded input
+            # (-s < span < 0), minus a last window starting in the right padding
+            n_out = -(-span // s) + 1
+            if (n_out - 1) * s >= n + pl:
+                n_out -= 1
+        else:
+            n_out = span // s + 1
+        if n_out < 1:
+            raise RFMapError(f"kernel larger than the padded input: {n} + {pl} + {pr} < {k_eff} ({detail})")
+        wrap = _border(self.pad_mode, n, pl, pr)
+        return Window(n, n_out, k, s, d, pl, self.pad_mode, wrap)
 
 
 @dataclass(frozen=True)
@@ -182,6 +166,20 @@ class ConvTranspose(Layer):
     dilation: Any = 1
     op: str = "conv_transpose"
 
+    def __post_init__(self):
+        pads = self.padding
+        if isinstance(pads, str) or (isinstance(pads, (list, tuple)) and not pads):
+            raise RFMapError(f"padding of a transposed convolution must be ints or (left, right) pairs, got {pads!r:.60}")
+        _set(
+            self,
+            kernel=ints(self.kernel, "kernel", 1),
+            stride=ints(self.stride, "stride", 1),
+            padding=padding(pads),
+            output_padding=ints(self.output_padding, "output_padding", 0),
+            dilation=ints(self.dilation, "dilation", 1),
+            op=_op_name(self.op),
+        )
+
     def axis_maps(self, sizes):
         ndim = len(sizes)
         maps = []
@@ -193,13 +191,12 @@ class ConvTranspose(Layer):
             per_axis(self.output_padding, ndim, "output_padding"),
             per_axis(self.dilation, ndim, "dilation"),
         ):
-            k, s, d = _positive_int(k, "kernel"), _positive_int(s, "stride"), _positive_int(d, "dilation")
-            op_ = _positive_int(op_, "output_padding", 0)
-            pl, pr = _pad_pair(p, "padding")
+            pl, pr = pad_pair(p)
             if pl < 0 or pr < 0:
                 raise RFMapError(f"padding must be >= 0, got ({pl}, {pr})")
-            # every output phase must receive an input, or some cells see nothing at all
-            if len({(d * t) % s for t in range(k)}) != s:
+            # every output phase must receive an input, or some cells see nothing at all: the
+            # taps reach the phases d*t mod s, t < k, which are min(k, s/gcd(d, s)) distinct ones
+            if gcd(d, s) != 1 or k < s:
                 raise RFMapError(
                     f"stride {s} with kernel {k} and dilation {d} leaves output cells that no input reaches"
                 )
@@ -208,7 +205,8 @@ class ConvTranspose(Layer):
         return tuple(maps)
 
 
-_MODES = {
+#: Interpolation modes: PyTorch's and ONNX's names -> rfmap's four.
+INTERPOLATION = {
     "nearest": "nearest",
     "nearest-exact": "nearest-exact",
     "linear": "linear",
@@ -234,22 +232,31 @@ class Upsample(Layer):
     align_corners: bool = False
     op: str = "upsample"
 
-    def axis_maps(self, sizes):
-        ndim = len(sizes)
-        mode = _MODES.get(str(self.mode).lower())
+    def __post_init__(self):
+        mode = INTERPOLATION.get(self.mode.lower()) if isinstance(self.mode, str) else None
         if mode is None:
-            raise RFMapError(f"mode {self.mode!r} is not one of {', '.join(_MODES)}")
+            raise RFMapError(f"mode {self.mode!r:.60} is not one of {', '.join(INTERPOLATION)}")
         if (self.scale_factor is None) == (self.size is None):
             raise RFMapError("give exactly one of scale_factor and size")
-        if self.align_corners and mode not in ("linear", "cubic"):
+        align = boolean(self.align_corners, "align_corners")
+        if align and mode not in ("linear", "cubic"):
             raise RFMapError("align_corners applies to linear and cubic modes only")
+        scale = self.scale_factor
+        if scale is not None:
+            scale = tuple(fraction(v, "scale_factor") for v in scale) if isinstance(scale, (list, tuple)) else fraction(scale, "scale_factor")
+        size = None if self.size is None else ints(self.size, "size", 1)
+        _set(self, scale_factor=scale, size=size, mode=self.mode.lower(), align_corners=align, op=_op_name(self.op))
+
+    def axis_maps(self, sizes):
+        ndim = len(sizes)
+        mode = INTERPOLATION[self.mode]
         maps = []
         for axis, n in enumerate(sizes):
             if self.size is not None:
-                n_out = _positive_int(per_axis(self.size, ndim, "size")[axis], "size")
+                n_out = per_axis(self.size, ndim, "size")[axis]
                 ratio = Fraction(n, n_out)
             else:
-                scale = _fraction(per_axis(self.scale_factor, ndim, "scale_factor")[axis], "scale_factor")
+                scale = per_axis(self.scale_factor, ndim, "scale_factor")[axis]
                 n_out = _check_out(int(n * scale), n, f"scale_factor {scale}")
                 ratio = 1 / scale
             if self.align_corners:
@@ -258,7 +265,7 @@ class Upsample(Layer):
                 # PyTorch's linear kernels copy an axis whose size does not change, whatever
                 # the scale factor (e.g. 1.3 on 3 cells): the identity, not a 1/1.3 ratio
                 ratio = Fraction(1)
-            maps.append(Resample(n, n_out, mode, ratio, bool(self.align_corners)))
+            maps.append(Resample(n, n_out, mode, ratio, self.align_corners))
         return tuple(maps)
 
 
@@ -266,23 +273,35 @@ class Upsample(Layer):
 class Pad(Layer):
     """Explicit padding per axis ``(left, right)``; negative values crop.
 
-    ``mode`` is ``zeros`` (constant), ``reflect``, ``replicate`` or ``circular``.
+    ``mode`` is ``zeros`` (constant), ``reflect``, ``replicate`` or ``circular`` (PyTorch's
+    and ONNX's spellings are accepted: ``constant``, ``edge``, ``wrap``).
     """
 
     padding: Any
     mode: str = "zeros"
     op: str = "pad"
 
+    def __post_init__(self):
+        pads = padding(self.padding)
+        if isinstance(pads, str):
+            raise RFMapError(f"padding of a pad layer must be ints or (left, right) pairs, got {self.padding!r:.60}")
+        _set(self, padding=pads, mode=pad_mode(self.mode), op=_op_name(self.op))
+
     def axis_maps(self, sizes):
-        mode = {"constant": "zeros"}.get(self.mode, self.mode)
-        if mode not in ("zeros", "reflect", "replicate", "circular"):
-            raise RFMapError(f"pad mode {self.mode!r} is not one of constant, reflect, replicate, circular")
         maps = []
         for n, p in zip(sizes, per_axis(self.padding, len(sizes), "padding")):
-            pl, pr = _pad_pair(p, "padding")
+            pl, pr = pad_pair(p)
             n_out = _check_out(n + pl + pr, n, f"padding ({pl}, {pr})")
-            maps.append(Window(n, n_out, 1, 1, 1, pl, mode, _border(mode, n, pl, pr)))
+            maps.append(Window(n, n_out, 1, 1, 1, pl, self.mode, _border(self.mode, n, pl, pr)))
         return tuple(maps)
+
+
+def _bound(value: Any, what: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return tuple(None if v is None else integer(v, what) for v in value)
+    return integer(value, what)
 
 
 @dataclass(frozen=True)
@@ -294,14 +313,18 @@ class Crop(Layer):
     step: Any = 1
     op: str = "crop"
 
+    def __post_init__(self):
+        start = 0 if self.start is None else self.start
+        step = 1 if self.step is None else self.step
+        _set(self, start=_bound(start, "start"), stop=_bound(self.stop, "stop"), step=ints(step, "step", 1), op=_op_name(self.op))
+
     def axis_maps(self, sizes):
         ndim = len(sizes)
         maps = []
         for n, a, b, s in zip(
             sizes, per_axis(self.start, ndim, "start"), per_axis(self.stop, ndim, "stop"), per_axis(self.step, ndim, "step")
         ):
-            s = _positive_int(s, "step")
-            a, b, _ = slice(a, b, s).indices(n)
+            a, b, _ = slice(0 if a is None else a, b, s).indices(n)
             n_out = _check_out(len(range(a, b, s)), n, f"slice {a}:{b}:{s}")
             maps.append(Window(n, n_out, 1, s, 1, -a))
         return tuple(maps)
@@ -311,25 +334,29 @@ class Crop(Layer):
 class PixelShuffle(Layer):
     """Depth to space by ``factor``: output cell ``o`` comes from input cell ``o // factor``."""
 
-    factor: int
+    factor: Any
     op: str = "pixel_shuffle"
 
+    def __post_init__(self):
+        _set(self, factor=ints(self.factor, "factor", 1), op=_op_name(self.op))
+
     def axis_maps(self, sizes):
-        r = _positive_int(self.factor, "factor")
-        return tuple(Shuffle(n, n * r, r) for n in sizes)
+        return tuple(Shuffle(n, n * r, r) for n, r in zip(sizes, per_axis(self.factor, len(sizes), "factor")))
 
 
 @dataclass(frozen=True)
 class PixelUnshuffle(Layer):
     """Space to depth by ``factor``: a cell sees a ``factor``-wide block (a stride-``factor`` window)."""
 
-    factor: int
+    factor: Any
     op: str = "pixel_unshuffle"
 
+    def __post_init__(self):
+        _set(self, factor=ints(self.factor, "factor", 1), op=_op_name(self.op))
+
     def axis_maps(self, sizes):
-        r = _positive_int(self.factor, "factor")
         maps = []
-        for n in sizes:
+        for n, r in zip(sizes, per_axis(self.factor, len(sizes), "factor")):
             if n % r:
                 raise RFMapError(f"input size {n} is not divisible by the factor {r}")
             maps.append(Window(n, n // r, r, r, 1, 0))
@@ -338,16 +365,27 @@ class PixelUnshuffle(Layer):
 
 @dataclass(frozen=True)
 class AdaptivePool(Layer):
-    """Adaptive pooling to ``output_size``; output ``o`` pools ``[floor(o*n/m), ceil((o+1)*n/m))``."""
+    """Adaptive pooling to ``output_size``; output ``o`` pools ``[floor(o*n/m), ceil((o+1)*n/m))``;
+    ``None`` keeps an axis."""
 
     output_size: Any
     op: str = "adaptive_pool"
+
+    def __post_init__(self):
+        out = self.output_size
+        if isinstance(out, (list, tuple)):
+            if not out or len(out) > 3:
+                raise RFMapError(f"output_size must be an integer or 1 to 3 of them, got {list(out)!r:.60}")
+            out = tuple(None if v is None else integer(v, "output_size", 1) for v in out)
+        elif out is not None:
+            out = integer(out, "output_size", 1)
+        _set(self, output_size=out, op=_op_name(self.op))
 
     def axis_maps(self, sizes):
         out = per_axis(self.output_size, len(sizes), "output_size")
         maps = []
         for n, m in zip(sizes, out):
-            m = n if m is None else _positive_int(m, "output_size")
+            m = n if m is None else m
             maps.append(Global(n, 1) if m == 1 else Adaptive(n, m))
         return tuple(maps)
 
@@ -373,90 +411,72 @@ class Pointwise(Layer):
         return tuple(Identity(n, n) for n in sizes)
 
 
+MERGE_OPS = ("add", "mul", "concat")
+
+
 @dataclass(frozen=True)
 class Merge(Layer):
-    """Where paths meet: ``add``, ``mul`` (elementwise) or ``concat`` (channels); sizes must agree."""
+    """Where paths meet: ``add``, ``mul`` (elementwise) or ``concat`` (channels); sizes must agree
+    (``add`` and ``mul`` broadcast a 1-cell axis, as numpy does)."""
 
     op: str = "add"
     merge: bool = field(default=True, repr=False)
 
+    def __post_init__(self):
+        if self.op not in MERGE_OPS:
+            raise RFMapError(f"merge op {self.op!r:.60} is not one of {', '.join(MERGE_OPS)}")
+
+
+@dataclass(frozen=True)
+class Expand(Layer):
+    """Broadcasting a 1-cell-wide map to ``size`` cells (``expand``, a broadcasting add or
+    mul): every output cell sees the one input cell."""
+
+    size: Any
+    op: str = "expand"
+
+    def __post_init__(self):
+        _set(self, size=ints(self.size, "size", 1))
+
+    def axis_maps(self, sizes):
+        maps = []
+        for n, m in zip(sizes, per_axis(self.size, len(sizes), "size")):
+            if m == n:
+                maps.append(Identity(n, n))
+            elif n == 1:
+                maps.append(Global(1, m))
+            else:
+                raise RFMapError(f"cannot broadcast {n} cells to {m}")
+        return tuple(maps)
+
+
+@dataclass(frozen=True)
+class Reduce(Layer):
+    """Reduction over some spatial axes (``x.mean(dim=2)``, a linear layer over W): those
+    axes become 1 cell that sees the whole axis; the others are untouched.  ``axes`` are
+    indices of spatial axes (0 is H in 2-D)."""
+
+    axes: Any
+    op: str = "reduce"
+
+    def __post_init__(self):
+        axes = self.axes if isinstance(self.axes, (list, tuple)) else (self.axes,)
+        _set(self, axes=tuple(integer(a, "axes", 0) for a in axes), op=_op_name(self.op))
+
+    def axis_maps(self, sizes):
+        return tuple(Global(n, 1) if a in self.axes else Identity(n, n) for a, n in enumerate(sizes))
+
 
 def conv(kernel, stride=1, padding=0, dilation=1, **kw) -> Conv:
+    """A convolution: ``conv(3, padding=1)``, per-axis values in (H, W) order."""
     return Conv(kernel, stride, padding, dilation, op="conv", **kw)
 
 
-def maxpool(kernel, stride=None, padding=0, dilation=1, ceil_mode=False) -> Conv:
-    return Conv(kernel, kernel if stride is None else stride, padding, dilation, ceil_mode, op="maxpool")
+def maxpool(kernel, stride=None, padding=0, dilation=1, ceil_mode=False, pad_mode="zeros") -> Conv:
+    """Max pooling; ``stride`` defaults to the kernel, as in PyTorch."""
+    return Conv(kernel, kernel if stride is None else stride, padding, dilation, ceil_mode, op="maxpool", pad_mode=pad_mode)
 
 
 def avgpool(kernel, stride=None, padding=0, ceil_mode=False, op="avgpool") -> Conv:
+    """Average pooling (``op="lppool"`` for power-average pooling); ``stride`` defaults to the kernel."""
     return Conv(kernel, kernel if stride is None else stride, padding, 1, ceil_mode, op=op)
-
-
-#: The registry of op rules: op name -> constructor of a :class:`Layer`.
-OPS: dict[str, Callable[..., Layer]] = {
-    "conv": conv,
-    "maxpool": maxpool,
-    "avgpool": avgpool,
-    "lppool": partial(avgpool, op="lppool"),
-    "conv_transpose": ConvTranspose,
-    "upsample": Upsample,
-    "pad": Pad,
-    "crop": Crop,
-    "pixel_shuffle": PixelShuffle,
-    "pixel_unshuffle": PixelUnshuffle,
-    "adaptive_pool": AdaptivePool,
-    "global": lambda op="global": GlobalOp(op=op),
-    "pointwise": lambda op="pointwise": Pointwise(op=op),
-    "add": lambda: Merge("add"),
-    "mul": lambda: Merge("mul"),
-    "concat": lambda: Merge("concat"),
-}
-ALIASES = {
-    "convolution": "conv",
-    "pool": "maxpool",
-    "max_pool": "maxpool",
-    "avg_pool": "avgpool",
-    "deconv": "conv_transpose",
-    "convtranspose": "conv_transpose",
-    "interpolate": "upsample",
-    "resize": "upsample",
-    "slice": "crop",
-    "global_pool": "global",
-    "flatten": "global",
-    "linear": "global",
-    "fc": "global",
-    "relu": "pointwise",
-    "bn": "pointwise",
-    "batchnorm": "pointwise",
-    "identity": "pointwise",
-    "sum": "add",
-    "cat": "concat",
-}
-
-
-def register_op(name: str, factory: Callable[..., Layer], *, replace: bool = False) -> None:
-    """Add an op rule: ``factory(**params)`` returns a :class:`Layer`.
-
-    The layer's :meth:`Layer.axis_maps` says how it maps cells along each axis; the
-    classes in :mod:`rfmap.core.axis` cover windows, transposed windows, resampling, shuffles,
-    adaptive and global ops.
-    """
-    key = name.lower()
-    if not replace and (key in OPS or key in ALIASES):
-        raise RFMapError(f"op {name!r} is already registered (pass replace=True to override)")
-    ALIASES.pop(key, None)  # a registered name wins over an alias of the same spelling
-    OPS[key] = factory
-
-
-def make_layer(op: str, **params) -> Layer:
-    """A layer from an op name and its parameters, e.g. ``make_layer("conv", kernel=3, padding=1)``."""
-    key = str(op).lower()
-    key = ALIASES.get(key, key)
-    factory = OPS.get(key)
-    if factory is None:
-        raise RFMapError(f"unknown op {op!r}; known ops: {', '.join(sorted(OPS))}")
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        raise RFMapError(f"op {op!r}: {exc}") from None

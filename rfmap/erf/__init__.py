@@ -226,23 +226,10 @@ def area_ratio(
 
 # -- the closed form -------------------------------------------------------------------------
 
-# A node's state per axis: polynomials in its cell index o (coefficients c0, c1, c2, exact),
-# the mean m(o) and the second moment q(o) of the input position of a cell's unit-gradient
-# mass in a linear network of uniform windows.  None: the node depends on a global op.
-_Poly = tuple[Fraction, Fraction, Fraction]
+# A node's state per axis: polynomials in its cell index (see rfmap.rules.erf_moments); None:
+# the node depends on a global op.  Each op's contribution is the registry's ``erf`` facet.
 
-
-def _through_window(poly: _Poly, s: int, p: int, d: int, k: int) -> _Poly:
-    """``avg_t poly(s*o - p + d*t)`` over ``t = 0..k-1``, as a polynomial in ``o``."""
-    c0, c1, c2 = poly
-    m1 = Fraction(k - 1, 2)
-    m2 = Fraction((k - 1) * (2 * k - 1), 6)
-    eb = -p + d * m1  # E[b], b = -p + d t
-    eb2 = p * p - 2 * p * d * m1 + d * d * m2  # E[b^2]
-    return (c0 + c1 * eb + c2 * eb2, c1 * s + 2 * c2 * s * eb, c2 * s * s)
-
-
-def _evaluate(poly: _Poly, o: int) -> Fraction:
+def _evaluate(poly, o: int) -> Fraction:
     return poly[0] + poly[1] * o + poly[2] * o * o
 
 
@@ -275,10 +262,10 @@ def closed_form_moments(
             needed.update(index[p] for p in graph.nodes[k].inputs)
     ndim = analysis.ndim
     one, zero = Fraction(1), Fraction(0)
-    states: dict[int, tuple[tuple[_Poly, _Poly], ...] | None] = {
+    states: dict[int, Any] = {
         0: tuple(((zero, one, zero), (zero, zero, one)) for _ in range(ndim))
     }
-    from rfmap.core.axis import Identity, Window
+    from rfmap.core.registry import registry
 
     for k in sorted(needed - {0}):
         node = graph.nodes[k]
@@ -304,24 +291,18 @@ def closed_form_moments(
             continue
         in_sizes = analysis.layers[index[node.inputs[0]]].output_size
         maps = node.layer.axis_maps(in_sizes)
+        op = registry().for_layer(node.layer)
+        contribution = None if op is None else op.erf
         out = []
         for a, m in enumerate(maps):
-            mean, second = parent[a]
-            if isinstance(m, Window):
-                out.append(
-                    (
-                        _through_window(mean, m.stride_, m.pad_left, m.dilation, m.kernel),
-                        _through_window(second, m.stride_, m.pad_left, m.dilation, m.kernel),
-                    )
-                )
-            elif isinstance(m, Identity):
-                out.append((mean, second))
-            else:
+            moved = None if contribution is None else contribution(m, parent[a])
+            if moved is None:
                 raise RFMapError(
                     f"layer '{node.name}' ({node.op}): no closed-form ERF for a {type(m).__name__.lower()} "
                     "axis map (only convolutions, poolings, padding, cropping, pointwise ops and merges); "
                     "measure it with rfmap.erf(..., weights='uniform')"
                 )
+            out.append(moved)
         states[k] = tuple(out)
     final = states[target]
     if final is None:

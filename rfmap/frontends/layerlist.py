@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rfmap.errors import RFMapError
+from rfmap.errors import RFMapError, at_layer
 from rfmap.core.graph import Graph, GraphBuilder
-from rfmap.core.layers import Conv, make_layer
+from rfmap.core.layers import Conv
+from rfmap.core.registry import make_layer
 
 
 def from_layer_list(
@@ -49,4 +50,7 @@ def _layer(entry: Any, i: int, layer_name: str):
             raise RFMapError(f"{where}: entries must be integers, got {entry!r}")
     k, s, p = entry[:3]
     d = entry[3] if len(entry) == 4 else 1
-    return Conv(k, s, p, d)
+    try:
+        return Conv(k, s, p, d)
+    except RFMapError as exc:
+        raise at_layer(layer_name, "conv", str(exc)) from None

@@ -12,7 +12,7 @@ The schema (YAML shown; TOML uses ``[[layers]]`` tables, JSON the same keys)::
       - {name: sum, op: add, inputs: [pool1, b2]}   # a residual connection
 
 A layer reads the previous one unless it names ``inputs`` (or ``input``); ``op`` is any
-name of the op registry (:data:`rfmap.core.layers.OPS`); the other keys are its parameters.
+name of the op registry (:mod:`rfmap.core.registry`); the other keys are its parameters.
 Errors name the layer and, where the format tells it, the line.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from rfmap.errors import RFMapError
 from rfmap.core.graph import INPUT, Graph, GraphBuilder
-from rfmap.core.layers import make_layer
+from rfmap.core.registry import make_layer
 
 
 def load_spec(path: str | Path) -> Graph:

@@ -332,7 +332,7 @@ MODULE_COLUMNS = ("module", "type", "output shape", "params", "output", "stride"
 
 
 def render_modules(rows: Sequence[Any], fmt: str = "table", title: str = "model", color: bool | None = None) -> str:
-    """A torchinfo-style table of :func:`rfmap.frontends.torch.capture.module_table` rows (one per
+    """A torchinfo-style table of :func:`rfmap.frontends.torch.table.module_table` rows (one per
     module, or per block at a given depth; the last row is the model's output)."""
     if fmt == "json":
         return json.dumps({"modules": [row.to_dict() for row in rows]}, indent=2)

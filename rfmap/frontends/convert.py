@@ -1,0 +1,438 @@
+"""Building an rfmap graph from converted calls: what the PyTorch and ONNX front ends share.
+
+A front end walks its framework's graph in order and, for each call whose arguments carry
+the input's spatial axes, hands :meth:`Front.convert` the call and the converter the op
+registry gives for it.  :class:`Front` adds the nodes the converter asks for, checks every
+node's size from the engine against the framework's output shape (a rule that disagrees
+with the framework raises instead of giving wrong numbers), and treats ops without a rule
+the same way for both front ends: ``strict`` raises naming the op and its module path or
+node; otherwise the op is pointwise when it keeps the spatial size and global when it does
+not (or when it moves spatial axes in a way rfmap cannot follow), listed in the graph's
+notes and warned about once.
+
+Coordinates: pixel-index convention, axes in (H, W) order.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rfmap.core.graph import Graph, Node
+from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise
+from rfmap.errors import RFMapError, RFMapWarning
+from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, leaves, right_aligned
+from rfmap.rules.common import broadcast_dims, distinct, flat_global
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Where an rfmap node came from.
+
+    ``path``: the module path of a module call (``layer3.5.conv2``), or, for a function,
+    the module whose ``forward`` called it (``layer3.5``; ``""`` at the top); for ONNX the
+    node name.  ``kind``: ``module``, ``function``, ``method``, ``aten`` (torch.export),
+    ``onnx``, or ``helper`` for nodes a rule adds.  ``shape``: the full output shape (batch
+    1).  ``module_type``: the class name of a module call.  ``first_call``: false for a
+    module called again (its parameters are counted once).
+    """
+
+    name: str
+    path: str
+    kind: str
+    op: str
+    shape: tuple[int, ...] | None
+    module_type: str | None = None
+    params: int = 0
+    first_call: bool = True
+    owner: str = ""
+
+
+def has_bind(*structs) -> bool:
+    return any(isinstance(leaf, Bind) for s in structs for leaf in leaves(s))
+
+
+def has_tensor(obj) -> bool:
+    return any(is_tensor(leaf) for leaf in leaves(obj))
+
+
+def one_line(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+class Front:
+    """Collects rfmap nodes, their engine sizes and where they came from."""
+
+    def __init__(self, sizes: tuple[int, ...], strict: bool, *, register_hint: str = "rfmap.register_op",
+                 shape_source: str = "PyTorch's output", trust_engine: bool = False):
+        self.input_sizes = tuple(sizes)
+        self.rank = len(sizes)
+        self.strict = strict
+        self.register_hint = register_hint
+        #: what the framework's shapes are ("PyTorch's output", "onnx shape inference")
+        self.shape_source = shape_source
+        #: a size from the engine wins over a disagreeing framework shape (noted), where the
+        #: framework's shapes are inferred rather than computed by running the op
+        self.trust_engine = trust_engine
+        self.nodes: list[Node] = [Node("input", None)]
+        self.sizes: dict[str, tuple[int, ...]] = {"input": self.input_sizes}
+        self.infos: dict[str, NodeInfo] = {}
+        self.taken: set[str] = {"input"}
+        self._suffix: dict[str, int] = {}
+        self.node_names: set[str] = {"input"}
+        self.unsupported: list[str] = []
+        self.notes: list[str] = []
+        self._current: dict = {}
+
+    # names ------------------------------------------------------------------------------
+
+    def reserve(self, base: str) -> str:
+        """A fresh node name: ``base``, else ``base_1``, ``base_2``, ... (amortized O(1):
+        16,000 nodes sharing one name are named in linear time)."""
+        base = base or "op"
+        name = base
+        k = self._suffix.get(base, 0)
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self._suffix[base] = k
+        self.taken.add(name)
+        return name
+
+    # nodes ------------------------------------------------------------------------------
+
+    def emit(self, call: Call, name: str, layer: Layer, inputs: list[str]) -> str:
+        if name in self.node_names or (name != call.name and name in self.taken):
+            name = self.reserve(name)
+        else:
+            self.taken.add(name)
+        where = self._where(call)
+        if not inputs:
+            raise RFMapError(f"{where}: the rule added a node with no input")
+        if layer.merge:
+            sizes = self.sizes[inputs[0]]
+            for other in inputs[1:]:
+                if self.sizes[other] != sizes:
+                    raise RFMapError(
+                        f"{where}: inputs '{inputs[0]}' {list(sizes)} and '{other}' {list(self.sizes[other])} differ in size"
+                    )
+            inputs = list(dict.fromkeys(inputs))
+            if len(inputs) == 1:
+                layer = Pointwise(op=layer.op)
+        else:
+            if len(inputs) != 1:
+                raise RFMapError(f"{where}: a {layer.op} node takes one input, got {len(inputs)}")
+            try:
+                maps = layer.axis_maps(self.sizes[inputs[0]])
+            except RFMapError as exc:
+                raise RFMapError(f"{where}: {exc} (input size {list(self.sizes[inputs[0]])})") from None
+            sizes = tuple(m.n_out for m in maps)
+        self.nodes.append(Node(name, layer, tuple(inputs)))
+        self.node_names.add(name)
+        self.sizes[name] = sizes
+        primary = name == call.name
+        module = call.module
+        self.infos[name] = NodeInfo(
+            name=name,
+            path=call.path,
+            kind=call.kind if primary else "helper",
+            op=call.op_name if primary else layer.op,
+            shape=None,
+            module_type=type(module).__name__ if module is not None and primary else None,
+            params=self._current.get("params", 0) if primary else 0,
+            first_call=self._current.get("first_call", True) if primary else False,
+            owner=call.name,
+        )
+        return name
+
+    def _where(self, call: Call) -> str:
+        if call.kind == "onnx":
+            return f"node '{call.path}' ({call.target})"
+        if call.kind == "module":
+            return f"module '{call.path}' ({call.op_name})"
+        inside = f" in module '{call.path}'" if call.path else ""
+        return f"op '{call.name}' ({call.op_name}){inside}"
+
+    # one traced call --------------------------------------------------------------------
+
+    def convert(self, *, kind, target, base, path, module, args, kwargs, arg_binds, kwarg_binds, out, convert, op_name,
+                params=0, first_call=True, own_node=False, opset=None):
+        """The binding of a traced call's output (``None``: it carries no spatial axes).
+
+        ``own_node``: the output gets a node of its own named ``base`` even when the rule
+        adds none (a module call keeps its row).
+        """
+        if not has_bind(arg_binds, kwarg_binds) or not has_tensor(out):
+            return None
+        name = self.reserve(base)
+        self._current = {"params": params, "first_call": first_call, "own_node": own_node or kind == "module"}
+        call = Call(kind=kind, target=target, name=name, path=path, module=module, args=args, kwargs=kwargs,
+                    arg_binds=arg_binds, kwarg_binds=kwarg_binds, out=out, rank=self.rank, front=self, op_name=op_name,
+                    opset=opset)
+        if convert is None:
+            return self._finish(call, self._unsupported(call, ""), rule_based=False)
+        n_before = len(self.nodes)
+        try:
+            result = convert(call)
+        except LayoutError as exc:
+            del self.nodes[n_before:]
+            return self._finish(call, self._unsupported(call, f": {exc}"), rule_based=False)
+        except RFMapError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a rule crashed: say which
+            raise RFMapError(f"{self._where(call)}: the rfmap rule failed ({one_line(exc)})") from None
+        return self._finish(call, result, rule_based=True)
+
+    def _unsupported(self, call: Call, reason: str):
+        where = self._where(call)
+        if self.strict:
+            raise RFMapError(
+                f"unsupported {where}{reason}; register a rule with {self.register_hint} "
+                "(or analyze with strict=False to treat it as pointwise)"
+            )
+        out = first_tensor(call.out)
+        dims = call.bind.dims if out.dim() == call.ndim else right_aligned(call.bind.dims, call.ndim, out.dim())
+        binds = distinct(call)
+        if not reason and self._fits(Bind(call.bind.node, dims), out) and all(
+            call.sizes(b) == call.sizes() for _, b in binds
+        ):
+            self.unsupported.append(f"{where}: no rule, treated as pointwise")
+            call.out_dims = dims
+            return Merge("add") if len(binds) > 1 else Pointwise(op=call.op_name)
+        self.unsupported.append(f"{where}{reason or ': no rule, and it changes the spatial size'}; treated as global")
+        call.out_dims = (None,) * self.rank
+        if len(binds) > 1:
+            flat = [flat_global(call, v, b, f".global{i}") for i, (v, b) in enumerate(binds)]
+            return call.emit("", Merge("add"), *flat, dims=call.out_dims)
+        return GlobalOp(op=call.op_name)
+
+    def _fits(self, bind: Bind, tensor: Any) -> bool:
+        if not is_tensor(tensor):
+            return False
+        sizes = self.sizes[bind.node]
+        if len(sizes) != len(bind.dims):
+            return False
+        groups: dict[int, int] = {}
+        for a, d in enumerate(bind.dims):
+            if d is None:
+                if sizes[a] != 1:
+                    return False
+                continue
+            if not 0 <= d < tensor.dim():
+                return False
+            groups[d] = groups.get(d, 1) * sizes[a]
+        return all(int(tensor.shape[d]) == n for d, n in groups.items())
+
+    def _finish(self, call: Call, result, rule_based: bool):
+        out = call.out
+        if isinstance(result, list):
+            tensors = [o for o in (list(out) if isinstance(out, (list, tuple)) else [out])]
+            binds = [self._element(call, r, o) for r, o in zip(result, tensors)]
+            self._record_shape(binds, tensors)
+            return binds
+        if result is None:
+            return None
+        if result is SAME:
+            dims = call.out_dims if call.out_dims is not None else self._default_dims(call)
+            result = Bind(call.bind.node, dims)
+        elif isinstance(result, Layer):
+            result = self._apply(call, result)
+        elif not isinstance(result, Bind):
+            raise RFMapError(f"{self._where(call)}: the rule returned {result!r}, not a Layer, SAME or a Bind")
+        if call.out_dims is not None and isinstance(result, Bind) and result.dims != call.out_dims and len(
+            call.out_dims
+        ) == len(result.dims):
+            result = Bind(result.node, call.out_dims)
+        if self._current.get("own_node") and result.node != call.name and call.name not in self.node_names:
+            node = self.emit(call, call.name, Pointwise(op=call.op_name), [result.node])  # a module keeps its row
+            result = Bind(node, result.dims)
+        return self._mirror(call, result, out, rule_based)
+
+    def _default_dims(self, call: Call):
+        out = first_tensor(call.out)
+        if out.dim() == call.ndim:
+            return call.bind.dims
+        return right_aligned(call.bind.dims, call.ndim, out.dim())
+
+    def _apply(self, call: Call, layer: Layer) -> Bind:
+        if layer.merge:
+            dims = call.out_dims if call.out_dims is not None else broadcast_dims(call, first_tensor(call.out))
+            want = call.out_sizes(dims, first_tensor(call.out))
+            fitted = []
+            for i, (v, b) in enumerate(distinct(call)):
+                if self.sizes[b.node] != want:
+                    b = call.emit(f".expand{i}", Expand(want), b)
+                fitted.append(b.node)
+            node = self.emit(call, call.name, layer, fitted)
+            return Bind(node, dims)
+        node = self.emit(call, call.name, layer, [call.bind.node])
+        dims = call.out_dims if call.out_dims is not None else self._default_dims(call)
+        return Bind(node, dims)
+
+    def _element(self, call: Call, r, tensor):
+        if r is None or not is_tensor(tensor):
+            return None
+        if r is SAME:
+            r = Bind(call.bind.node, self._default_dims(call))
+        if isinstance(r, Layer):
+            r = self._apply(call, r)
+        if isinstance(r, Bind) and self._fits(r, tensor):
+            return r
+        return None
+
+    def _mirror(self, call: Call, bind: Bind, out, rule_based: bool):
+        if is_tensor(out):
+            if not self._fits(bind, out):
+                if not (self.trust_engine and self.corrected_shape(bind, out) is not None):
+                    raise RFMapError(self._mismatch(call, bind, out))
+                self.notes.append(f"{self._mismatch(call, bind, out)}; rfmap's size is used")
+            self._record_shape(bind, out)
+            return bind
+        if isinstance(out, (list, tuple)):
+            elems = []
+            first = True
+            for o in out:
+                if is_tensor(o) and self._fits(bind, o):
+                    elems.append(bind)
+                    if first:
+                        self._record_shape(bind, o)
+                        first = False
+                elif isinstance(o, (list, tuple)):
+                    elems.append(self._mirror(call, bind, o, rule_based) if has_tensor(o) else None)
+                else:
+                    elems.append(None)
+            if not any(e is not None for e in leaves(elems)):
+                raise RFMapError(self._mismatch(call, bind, first_tensor(out)))
+            return elems
+        return None
+
+    def _mismatch(self, call: Call, bind: Bind, out) -> str:
+        sizes = self.sizes[bind.node]
+        shape = list(out.shape) if is_tensor(out) else out
+        return (
+            f"{self._where(call)}: the rfmap rule gives spatial size {list(sizes)} at dims {list(bind.dims)}, "
+            f"but {self.shape_source} has shape {shape}"
+        )
+
+    def corrected_shape(self, bind: Bind, out) -> tuple[int, ...] | None:
+        """``out``'s shape with the spatial dims of ``bind`` set to the engine's sizes, where
+        each axis is on a dim of its own (else ``None``)."""
+        dims = [d for d in bind.dims if d is not None]
+        if len(set(dims)) != len(dims) or any(not 0 <= d < out.dim() for d in dims):
+            return None
+        shape = list(out.shape)
+        for d, n in zip(bind.dims, self.sizes[bind.node]):
+            if d is not None:
+                shape[d] = n
+        return tuple(shape)
+
+    def _record_shape(self, binds, tensors):
+        if isinstance(binds, list):
+            for b, t in zip(binds, tensors):
+                if isinstance(b, Bind):
+                    self._record_shape(b, t)
+            return
+        info = self.infos.get(binds.node)
+        if info is not None and info.shape is None and is_tensor(tensors):
+            self.infos[binds.node] = replace(info, shape=tuple(int(v) for v in tensors.shape))
+
+    # the graph --------------------------------------------------------------------------
+
+    def build(self, outputs: Any, values: Any, name: str, notes: list[str], *, warn_level: int = 4) -> tuple[Graph, tuple]:
+        """The graph of the nodes the outputs need, and the infos of its nodes.
+
+        ``outputs``/``values``: the framework's output structure of Binds and of tensors
+        (a tensor, a tuple or list, a dict).  Every output that depends on the input is an
+        output of the graph, in the model's return order, named by the dict key where the
+        model returns a dict (an alias of its node), else by its node's name.  The first
+        output's node is the graph's last (the table's last row).
+        """
+        named = [(key, b, v) for key, b, v in _keyed(outputs, values) if isinstance(b, Bind)]
+        if not named:
+            raise RFMapError(f"{name}: the model's output does not depend on its input's spatial positions")
+        out_nodes = [self._materialize(b, v) for _, b, v in named]
+        main = out_nodes[0]
+        keep: set[str] = set()
+        by_name = {n.name: n for n in self.nodes}
+        stack = list(out_nodes)
+        while stack:
+            n = stack.pop()
+            if n in keep:
+                continue
+            keep.add(n)
+            stack.extend(by_name[n].inputs)
+        nodes = [n for n in self.nodes if n.name in keep]
+        idx = next(i for i, n in enumerate(nodes) if n.name == main)
+        if idx != len(nodes) - 1:
+            if any(main in n.inputs for n in nodes[idx + 1:]):
+                alias = self.reserve("output")
+                nodes.append(Node(alias, Pointwise(op="output"), (main,)))
+                self.infos[alias] = NodeInfo(alias, "", "helper", "output", self.infos[main].shape if main in self.infos else None)
+                out_nodes[0] = alias
+            else:
+                nodes.append(nodes.pop(idx))
+        names = {n.name for n in nodes}
+        aliases, out_names = [], []
+        for (key, _, _), node in zip(named, out_nodes):
+            if key is not None and key not in names and key not in dict(aliases):
+                aliases.append((key, node))
+                out_names.append(key)
+            else:
+                out_names.append(node)
+        notes = list(notes) + self.notes + [f"unsupported: {u}" for u in self.unsupported]
+        if self.unsupported:
+            warnings.warn(
+                f"{name}: {len(self.unsupported)} op(s) without an rfmap rule: " + "; ".join(self.unsupported[:5])
+                + (" ..." if len(self.unsupported) > 5 else "") + " (see Graph.notes; strict=True raises)",
+                RFMapWarning,
+                stacklevel=warn_level,
+            )
+        outs = tuple(out_names) if len(out_names) > 1 or out_names[0] != nodes[-1].name else ()
+        graph = Graph(tuple(nodes), name, self.input_sizes, tuple(notes), tuple(aliases), outs)
+        infos = tuple(self.infos[n.name] for n in nodes[1:] if n.name in self.infos)
+        return graph, infos
+
+    def _materialize(self, bind: Bind, value: Any) -> str:
+        """The output's node; axes reduced away that the output tensor still has (a map
+        rebuilt from a global vector) are broadcast back to their size."""
+        rank = self.rank
+        if not is_tensor(value) or value.dim() < rank + 2 or all(d is not None for d in bind.dims):
+            return bind.node
+        std = tuple(range(value.dim() - rank, value.dim()))
+        used = {d for d in bind.dims if d is not None}
+        size = list(self.sizes[bind.node])
+        for a, d in enumerate(bind.dims):
+            if d is None and std[a] not in used:
+                size[a] = int(value.shape[std[a]])
+        if tuple(size) == self.sizes[bind.node]:
+            return bind.node
+        name = self.reserve(f"{bind.node}.expand")
+        self.nodes.append(Node(name, Expand(tuple(size)), (bind.node,)))
+        self.node_names.add(name)
+        self.sizes[name] = tuple(size)
+        self.infos[name] = NodeInfo(name, self.infos[bind.node].path if bind.node in self.infos else "", "helper",
+                                    "expand", tuple(int(v) for v in value.shape), owner=bind.node)
+        return name
+
+
+def _keyed(outputs: Any, values: Any, prefix: str | None = None) -> list[tuple[str | None, Any, Any]]:
+    """Output leaves with their names: dict keys (``'0'``, ``'pool'``; nested ``'a.0'``), else
+    ``None`` (named by their node)."""
+    if isinstance(outputs, dict):
+        out = []
+        for k, b in outputs.items():
+            v = values.get(k) if isinstance(values, dict) else None
+            key = str(k) if prefix is None else f"{prefix}.{k}"
+            out.extend(_keyed(b, v, key))
+        return out
+    if isinstance(outputs, (list, tuple)):
+        vals = list(values) if isinstance(values, (list, tuple)) else [None] * len(outputs)
+        out = []
+        for i, (b, v) in enumerate(zip(outputs, vals)):
+            out.extend(_keyed(b, v, None if prefix is None else f"{prefix}.{i}"))
+        return out
+    return [(prefix, outputs, values)]

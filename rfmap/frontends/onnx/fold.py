@@ -1,0 +1,131 @@
+"""Constant folding and static shapes of an ONNX graph, bounded.
+
+Exporters compute pads, scales, slice bounds and reshape targets with small subgraphs of
+constants (``Shape`` -> ``Gather`` -> ``Concat``); folding them lets the converters read
+those values.  Only small, bounded work is done: control flow (``Loop``, ``If``, ``Scan``)
+and random ops are never evaluated, and a node is evaluated only when the size of its
+output is known beforehand to stay within :data:`MAX_ELEMENTS` (``ConstantOfShape`` of
+40000 x 40000 is left unevaluated, not allocated).  ``Shape`` of a tensor whose shape onnx's
+shape inference knows is a constant too.  Evaluation uses onnx's reference evaluator.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+
+#: the largest tensor folding may create (elements)
+MAX_ELEMENTS = 1 << 22
+
+NEVER = {"Loop", "If", "Scan", "SequenceMap", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+         "Multinomial", "Bernoulli", "Optional", "OptionalGetElement"}
+#: ops whose output is never larger than their inputs together (or a small constant)
+SMALL = {"Shape", "Size", "Gather", "GatherElements", "Slice", "Concat", "Squeeze", "Unsqueeze", "Cast", "CastLike",
+         "Reshape", "Transpose", "Identity", "Constant", "Flatten", "Add", "Sub", "Mul", "Div", "Mod", "Pow", "Neg", "Abs",
+         "Floor", "Ceil", "Round", "Sqrt", "Min", "Max", "Sum", "Mean", "Equal", "Less", "Greater", "LessOrEqual",
+         "GreaterOrEqual", "Not", "And", "Or", "Xor", "Where", "ReduceMin", "ReduceMax", "ReduceSum", "ReduceProd",
+         "ReduceMean", "Sign", "Clip", "Relu", "Split", "NonZero", "ArgMax", "ArgMin", "Trilu", "CumSum", "Reciprocal"}
+
+
+def _elements(shape: Any) -> int | None:
+    try:
+        return math.prod(int(v) for v in shape)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _predicted(node, values: list[np.ndarray]) -> int | None:
+    """Elements of the output of a size-creating op, from its constant inputs."""
+    op = node.op_type
+    try:
+        if op == "ConstantOfShape":
+            return _elements(values[0].ravel())
+        if op == "Range":
+            start, limit, delta = (float(v) for v in values[:3])
+            return max(math.ceil((limit - start) / delta), 0) if delta else None
+        if op == "Expand":
+            return _elements(np.broadcast_shapes(values[0].shape, tuple(int(v) for v in values[1].ravel())))
+        if op == "Tile":
+            return _elements(np.array(values[0].shape) * values[1].ravel())
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError, IndexError):
+        return None
+    return None
+
+
+def fold_constants(graph, consts: dict[str, np.ndarray], shapes: dict[str, list[int]]) -> None:
+    """Evaluate the nodes that depend on constants only, within the size budget."""
+    from onnx.reference import ReferenceEvaluator
+
+    for node in graph.node:
+        if node.op_type == "Shape" and node.input and node.input[0] in shapes and node.output[0] not in consts:
+            attrs = {a.name: a.i for a in node.attribute}
+            shape = shapes[node.input[0]]
+            consts[node.output[0]] = np.array(shape[attrs.get("start", 0) : attrs.get("end", len(shape))], dtype=np.int64)
+            continue
+        inputs = [i for i in node.input if i]
+        if node.op_type in NEVER or node.domain not in ("", "ai.onnx") or not all(i in consts for i in inputs):
+            continue
+        if all(o in consts for o in node.output if o):
+            continue
+        known = [shapes.get(o) for o in node.output if o]
+        sizes = [_elements(s) for s in known if s is not None]
+        if len(sizes) == len(known):
+            budget_ok = all(s is not None and s <= MAX_ELEMENTS for s in sizes)
+        elif node.op_type in SMALL:
+            budget_ok = sum(consts[i].size for i in inputs) <= MAX_ELEMENTS
+        else:
+            predicted = _predicted(node, [consts[i] for i in inputs])
+            budget_ok = predicted is not None and predicted <= MAX_ELEMENTS
+        if not budget_ok:
+            continue
+        try:
+            outs = ReferenceEvaluator(node).run(None, {i: consts[i] for i in inputs})
+        except Exception:  # noqa: BLE001 - an op the evaluator lacks or rejects: leave it dynamic
+            continue
+        if any(np.asarray(v).size > MAX_ELEMENTS for v in outs):
+            continue
+        consts.update({o: np.asarray(v) for o, v in zip(node.output, outs) if o})
+
+
+def static_shapes(model, consts: dict[str, np.ndarray], input_name: str, spatial: tuple[int, ...],
+                  input_size: tuple[int, ...] | None, known: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """Shapes of the tensors that onnx's shape inference can tell, with the input's spatial
+    axes (at tensor dims ``spatial``) set to ``input_size`` where given (so ``Shape`` of a
+    feature map is a constant), and the shapes in ``known`` taken as given."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = copy.deepcopy(model)
+    g = model.graph
+    if known:
+        kept = [vi for vi in g.value_info if vi.name not in known]
+        del g.value_info[:]
+        g.value_info.extend(kept)
+        g.value_info.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s) for n, s in known.items())
+    initialized = {t.name for t in g.initializer}
+    for n in [n for n in g.node if n.output and all(o in consts for o in n.output if o)]:
+        g.node.remove(n)
+    g.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items() if k not in initialized)
+    if input_size is not None:
+        for inp in g.input:
+            if inp.name == input_name:
+                dims = inp.type.tensor_type.shape.dim
+                if dims:
+                    dims[0].dim_value = 1
+                for a, n in zip(spatial, input_size):
+                    dims[a].dim_value = int(n)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference is a convenience: without it, shapes stay dynamic
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if not vi.type.tensor_type.HasField("shape"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if all(d.HasField("dim_value") for d in dims):
+            out[vi.name] = [d.dim_value for d in dims]
+    return out

@@ -1,0 +1,196 @@
+"""Ops that see whole axes: reductions (``mean``, ``sum``, ``amax``, ..., ONNX ``Reduce*``,
+``ArgMax``), softmax over a dim, and normalizations with statistics over positions
+(group/instance/layer norm, ``F.normalize``; ONNX ``InstanceNormalization``,
+``GroupNormalization``, ``LayerNormalization``, ``LpNormalization``, ``MeanVarianceNormalization``).
+
+Axis-aware: they are global only over the spatial axes on the dims they reduce; over
+channels they are pointwise.  Ops that keep their cells add a global branch merged with
+the local path (so ``exclude_global`` shows the local field).
+"""
+
+from __future__ import annotations
+
+from rfmap.core.layers import Merge, Pointwise, Reduce
+from rfmap.core.registry import OpDef
+from rfmap.errors import RFMapError
+from rfmap.rules.call import Call, LayoutError, as_ints, is_tensor
+from rfmap.rules.common import crop_for, distinct, merge_or_pointwise, mix_on_dims, onnx_rules, reduce_dims, torch_rules
+from rfmap.rules.onnx_attrs import attr_int, attr_ints, const_ints
+
+MEAN_LIKE = ("mean", "sum", "nansum", "nanmean", "prod", "amax", "amin", "logsumexp", "std", "var", "norm", "all", "any",
+             "count_nonzero", "argmax", "argmin", "median", "nanmedian", "mode", "max", "min", "aminmax", "std_mean",
+             "var_mean")
+ONNX_REDUCE = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+               "ReduceLogSumExp", "ReduceSumSquare")
+
+
+def reduction(dim_index: int = 1, keep_index: int = 2, dim_name: str = "dim"):
+    def rule(call: Call):
+        dim = call.arg(dim_index, dim_name)
+        if is_tensor(dim):  # torch.max(x, y): elementwise
+            return merge_or_pointwise(call, "add")
+        keep = bool(call.arg(keep_index, "keepdim", False))
+        return reduce_dims(call, dim, keep)
+
+    return rule
+
+
+def _reduction_for(name: str):
+    if name in ("std", "var", "std_mean", "var_mean"):
+        return reduction(1, 3)
+    if name == "norm":
+        return reduction(2, 3)
+    return reduction(1, 2)
+
+
+def pairwise_reduce(call: Call):
+    """cosine_similarity / pairwise_distance along a (channel) dim."""
+    if call.module is not None and hasattr(call.module, "dim"):
+        dim = call.module.dim
+    else:
+        dim = call.arg(2, "dim", 1 if call.kind != "module" else -1)
+    if len(distinct(call)) == 1:
+        return reduce_dims(call, dim, bool(call.arg(None, "keepdim", False)))
+    if call.axes_on(int(dim)):
+        raise LayoutError("it reduces two maps along a spatial dim")
+    return merge_or_pointwise(call, "mul")
+
+
+def softmax(call: Call):
+    if call.module is not None:
+        dim = call.module.dim
+    else:
+        dim = call.arg(1, "dim")
+    if dim is None:  # PyTorch's legacy implicit dim
+        dim = 0 if call.ndim in (0, 1, 3) else 1
+    return mix_on_dims(call, int(dim), call.op_name)
+
+
+def dim_rule(default_dim: int, index: int = 1, name: str = "dim"):
+    def rule(call: Call):
+        return mix_on_dims(call, int(call.arg(index, name, default_dim)), call.op_name)
+
+    return rule
+
+
+def group_norm(call: Call):
+    """Statistics over channels and all positions: every cell also sees the whole map."""
+    return mix_on_dims(call, tuple(range(2, call.ndim)), "group_norm")
+
+
+def instance_norm_module(call: Call):
+    m = call.module
+    if m.track_running_stats and not m.training:
+        return Pointwise(op=type(m).__name__)
+    return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
+
+
+def instance_norm_fn(call: Call):
+    if not call.arg(5, "use_input_stats", True):
+        return Pointwise(op="instance_norm")
+    return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
+
+
+def layer_norm(call: Call):
+    shape = call.module.normalized_shape if call.module is not None else call.arg(1, "normalized_shape")
+    k = 1 if isinstance(shape, int) else len(as_ints(shape, 1))
+    return mix_on_dims(call, tuple(range(call.ndim - k, call.ndim)), "layer_norm")
+
+
+def glu(call: Call):
+    dim = call.module.dim if call.module is not None else call.arg(1, "dim", -1)
+    dim = call.norm_dim(int(dim))
+    if not call.axes_on(dim):
+        return Pointwise(op="glu")
+    half = int(call.x.shape[dim]) // 2
+    a = call.emit(".a", crop_for(call, {dim: (0, half, 1)}, call.bind), call.bind)
+    b = call.emit(".b", crop_for(call, {dim: (half, 2 * half, 1)}, call.bind), call.bind)
+    return call.emit("", Merge("mul"), a, b)
+
+
+# -- ONNX ---------------------------------------------------------------------------------
+
+
+def onnx_reduce(call: Call):
+    """``Reduce*``: ``axes`` (attribute, or input 1 since opset 18 and for ReduceSum since
+    13), ``keepdims`` (default 1), ``noop_with_empty_axes``."""
+    axes = const_ints(call, 1, "axes")
+    if axes is None and len(call.args) > 1 and call.args[1] is not None:
+        raise LayoutError("reduction axes computed at run time")
+    if axes is None:
+        axes = attr_ints(call, "axes")
+    keep = attr_int(call, "keepdims", 1)
+    if not axes and attr_int(call, "noop_with_empty_axes", 0):
+        return Pointwise(op=call.op_name)
+    return reduce_dims(call, list(axes or ()), bool(keep))
+
+
+def onnx_arg_reduce(call: Call):
+    return reduce_dims(call, attr_int(call, "axis", 0), bool(attr_int(call, "keepdims", 1)))
+
+
+def onnx_softmax(call: Call):
+    """Softmax, LogSoftmax, Hardmax: over ``axis`` (default -1) since opset 13; before, over
+    the dims from ``axis`` (default 1) on, flattened."""
+    axis = attr_int(call, "axis")
+    if call.opset is not None and call.opset < 13:
+        start = call.norm_dim(1 if axis is None else axis)
+        return mix_on_dims(call, tuple(range(start, call.ndim)), call.op_name)
+    return mix_on_dims(call, -1 if axis is None else axis, call.op_name)
+
+
+def onnx_instance_norm(call: Call):
+    return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
+
+
+def onnx_layer_norm(call: Call):
+    axis = call.norm_dim(attr_int(call, "axis", -1))
+    return mix_on_dims(call, tuple(range(axis, call.ndim)), "layer_norm")
+
+
+def onnx_lp_norm(call: Call):
+    return mix_on_dims(call, attr_int(call, "axis", -1), "lp_norm")
+
+
+def onnx_mvn(call: Call):
+    axes = attr_ints(call, "axes", default=(0, 2, 3))
+    if any(not -call.ndim <= a < call.ndim for a in axes):
+        raise RFMapError(f"attribute axes {list(axes)} is out of range for a rank-{call.ndim} tensor")
+    return mix_on_dims(call, axes, "mean_variance_norm")
+
+
+OPS = [
+    OpDef(
+        "reduce", lambda axes, op="reduce": Reduce(axes, op=op), layer=Reduce,
+        torch=tuple(r for name in MEAN_LIKE for r in torch_rules([f"torch.{name}", f"Tensor.{name}", f"aten.{name}"],
+                                                                   _reduction_for(name)))
+        + torch_rules(["nn.CosineSimilarity", "nn.PairwiseDistance", "F.cosine_similarity", "F.pairwise_distance"],
+                      pairwise_reduce),
+        onnx=onnx_rules(ONNX_REDUCE, onnx_reduce) + onnx_rules(["ArgMax", "ArgMin"], onnx_arg_reduce),
+        realize="rfmap.rules.torch_realize:reduce",
+        description="reduction over spatial axes (indices of spatial axes): each cell sees the whole axes reduced",
+    ),
+    OpDef(
+        "softmax", None,
+        torch=torch_rules(["nn.Softmax", "nn.Softmin", "nn.LogSoftmax", "F.softmax", "F.softmin", "F.log_softmax",
+                           "torch.softmax", "torch.log_softmax", "Tensor.softmax", "Tensor.log_softmax", "aten._softmax",
+                           "aten.softmax", "aten._log_softmax", "aten.log_softmax"], softmax)
+        + torch_rules(["F.normalize"], dim_rule(1, index=2))
+        + torch_rules(["nn.GLU", "F.glu", "Tensor.glu"], glu),
+        onnx=onnx_rules(["Softmax", "LogSoftmax", "Hardmax"], onnx_softmax) + onnx_rules(["LpNormalization"], onnx_lp_norm),
+        description="softmax and normalization along a dim: global over the spatial axes on it",
+    ),
+    OpDef(
+        "norm", None,
+        torch=torch_rules(["nn.GroupNorm", "F.group_norm", "torch.group_norm", "aten.group_norm", "aten.native_group_norm"],
+                          group_norm)
+        + torch_rules(["nn.InstanceNorm1d", "nn.InstanceNorm2d", "nn.InstanceNorm3d"], instance_norm_module)
+        + torch_rules(["F.instance_norm", "aten.instance_norm"], instance_norm_fn)
+        + torch_rules(["nn.LayerNorm", "nn.RMSNorm", "F.layer_norm", "torch.layer_norm", "F.rms_norm", "aten.layer_norm",
+                       "aten.native_layer_norm", "aten.rms_norm"], layer_norm),
+        onnx=onnx_rules(["InstanceNormalization", "GroupNormalization"], onnx_instance_norm)
+        + onnx_rules(["LayerNormalization", "RMSNormalization"], onnx_layer_norm)
+        + onnx_rules(["MeanVarianceNormalization"], onnx_mvn),
+        description="normalization with statistics over positions (group, instance, layer norm): global over those axes",
+    ),
+]

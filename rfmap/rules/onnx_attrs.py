@@ -1,0 +1,84 @@
+"""Reading ONNX attributes and constant inputs in converters, checked.
+
+An ONNX :class:`~rfmap.rules.call.Call` has the node's attributes as keywords and its inputs
+as positional arguments (constants as numpy arrays, other tensors as
+:class:`~rfmap.rules.call.TensorInfo`, absent optional inputs as ``None``).  Malformed values
+raise :class:`~rfmap.errors.RFMapError` naming the attribute; the front end adds the node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rfmap.errors import RFMapError
+from rfmap.rules.call import Call, is_tensor
+
+AUTO_PAD = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def attr_ints(call: Call, name: str, n: int | None = None, default: Any = None, minimum: int | None = None) -> tuple[int, ...] | None:
+    """An ints attribute (``n`` entries when given), or ``default``."""
+    value = call.kwargs.get(name)
+    if value is None:
+        return default
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise RFMapError(f"attribute {name} must be a list of ints, got {value!r:.60}")
+    if n is not None and len(value) != n:
+        raise RFMapError(f"attribute {name} has {len(value)} entries, expected {n}")
+    if minimum is not None and any(v < minimum for v in value):
+        raise RFMapError(f"attribute {name} must be >= {minimum}, got {list(value)}")
+    return tuple(int(v) for v in value)
+
+
+def attr_int(call: Call, name: str, default: int | None = None) -> int | None:
+    value = call.kwargs.get(name, default)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RFMapError(f"attribute {name} must be an int, got {value!r:.60}")
+    return value
+
+
+def attr_str(call: Call, name: str, default: str | None, allowed: tuple[str, ...] | None = None) -> str | None:
+    value = call.kwargs.get(name, default)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if value is not None and not isinstance(value, str):
+        raise RFMapError(f"attribute {name} must be a string, got {value!r:.60}")
+    if allowed is not None and value not in allowed:
+        raise RFMapError(f"attribute {name} {value!r:.60} is not one of {', '.join(allowed)}")
+    return value
+
+
+def const(call: Call, index: int) -> Any:
+    """The value of constant input ``index`` (a numpy array), or ``None`` if absent or not
+    constant."""
+    if index >= len(call.args):
+        return None
+    value = call.args[index]
+    if value is None or is_tensor(value):
+        return getattr(value, "value", None) if value is not None else None
+    return value
+
+
+def const_ints(call: Call, index: int, what: str) -> tuple[int, ...] | None:
+    value = const(call, index)
+    if value is None:
+        return None
+    try:
+        flat = [int(v) for v in getattr(value, "ravel", lambda: value)()]
+    except (TypeError, ValueError, OverflowError):
+        raise RFMapError(f"input {what} must hold integers") from None
+    return tuple(flat)
+
+
+def kernel_pads(call: Call, ndim: int) -> Any:
+    """The ``padding`` of a Conv/pool node: ``auto_pad`` as rfmap's string, else ``pads``
+    (``[x1_begin, x2_begin, ..., x1_end, x2_end]``) as per-axis ``(begin, end)`` pairs."""
+    auto = attr_str(call, "auto_pad", "NOTSET", AUTO_PAD)
+    if auto != "NOTSET":
+        return auto.lower()
+    pads = attr_ints(call, "pads", 2 * ndim, default=(0,) * (2 * ndim), minimum=0)
+    return tuple((pads[a], pads[a + ndim]) for a in range(ndim))

@@ -318,7 +318,7 @@ def test_report_is_immutable_renders_and_serializes():
 
 
 def test_cli_anchors(tmp_path):
-    from rfmap.cli.erf_anchors import add_anchors_parser, run_anchors
+    from rfmap.cli.anchors import configure as add_anchors_parser, run as run_anchors
 
     p = argparse.ArgumentParser()
     add_anchors_parser(p)

@@ -19,6 +19,7 @@ import pytest
 
 import rfmap
 from rfmap import cli
+import rfmap.cli.app  # noqa: F401  (cli.app: the table of subcommands)
 from rfmap.cli import Command, main, parse_input_size
 from rfmap.errors import RFMapError, RFMapWarning
 from rfmap.render import render
@@ -232,9 +233,10 @@ def test_zoo_lists_entries(capsys, monkeypatch):
     status, out, err = run(capsys, "zoo")
     assert status == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0].split() == ["name", "input", "description"]
-    assert lines[2].split() == ["vgg16", "224x224", "VGG-16,", "convolutional", "part"]
-    assert lines[3].strip() == "tiny"
+    assert lines[0] == "rfmap zoo: 2 networks"
+    assert lines[2].split() == ["name", "input", "description"]
+    assert lines[4].split() == ["vgg16", "224x224", "VGG-16,", "convolutional", "part"]
+    assert lines[5].strip() == "tiny"
     status, out, _ = run(capsys, "zoo", "--format", "json")
     assert json.loads(out)[0] == {"name": "vgg16", "description": "VGG-16, convolutional part", "input_size": [224, 224]}
 
@@ -357,7 +359,7 @@ def test_a_new_subcommand_is_one_table_entry(capsys, monkeypatch):
             raise RFMapError("bad word")
         return args.word.upper()
 
-    monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + [Command("echo", "say it louder", configure, echo)])
+    monkeypatch.setattr(cli.app, "COMMANDS", cli.app.COMMANDS + [Command("echo", "say it louder", configure, echo)])
     assert run(capsys, "echo", "hi") == (0, "HI\n", "")
     assert_one_error(*run(capsys, "echo", "bad"), "bad word")
 

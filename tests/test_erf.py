@@ -407,7 +407,7 @@ def test_result_is_immutable_and_serializes():
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = "import sys, rfmap, rfmap.erf, rfmap.anchors, rfmap.cli.erf_anchors; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, rfmap, rfmap.erf, rfmap.anchors, rfmap.cli.erf, rfmap.cli.anchors; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -425,7 +425,7 @@ def test_gpu_measurement_matches_cpu():
 
 
 def test_cli_erf_writes_map_statistics_and_heatmap(tmp_path):
-    from rfmap.cli.erf_anchors import add_erf_parser, run_erf
+    from rfmap.cli.erf import configure as add_erf_parser, run as run_erf
 
     p = argparse.ArgumentParser()
     add_erf_parser(p)

@@ -22,7 +22,8 @@ import rfmap
 from rfmap.errors import RFMapError
 from rfmap.viz import figures as F
 from rfmap.viz._data import axis_cells, embed_image, encode_png, image_size, load_image
-from rfmap.cli.plot_report import add_plot_parser, add_report_parser, parse_cells
+from rfmap.cli import plot as plot_cmd, report as report_cmd
+from rfmap.cli.common import parse_cells
 
 SPECS = Path(__file__).parent / "golden" / "specs"
 
@@ -336,7 +337,7 @@ def test_figures_draw_into_given_axes(chain):
 
 def test_import_rfmap_does_not_import_matplotlib():
     code = (
-        "import sys, rfmap, rfmap.viz, rfmap.viz.report, rfmap.cli.plot_report, rfmap.viz._data\n"
+        "import sys, rfmap, rfmap.viz, rfmap.viz.report, rfmap.cli.plot, rfmap.cli.report, rfmap.viz._data\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -354,8 +355,10 @@ def test_needs_2d():
 def cli(*argv):
     parser = argparse.ArgumentParser(prog="rfmap")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_plot_parser(sub)
-    add_report_parser(sub)
+    for cmd in (plot_cmd, report_cmd):
+        p = sub.add_parser(cmd.NAME, help=cmd.HELP)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
     args = parser.parse_args([str(a) for a in argv])
     return args._run(args)
 

@@ -56,16 +56,20 @@ def tiny():
 
 def test_fmt_number_is_exact():
     assert fmt_number(3) == "3"
-    assert fmt_number(Fraction(1, 2)) == "1/2"
-    assert fmt_number(Fraction(-3, 2)) == "-3/2"
+    assert fmt_number(Fraction(1, 2)) == "0.5"  # exact decimals as decimals, everywhere
+    assert fmt_number(Fraction(-3, 2)) == "-1.5"
     assert fmt_number(Fraction(4, 2)) == "2"
+    assert fmt_number(Fraction(31, 2)) == "15.5"
+    assert fmt_number(Fraction(1, 3)) == "1/3"  # no finite decimal: the exact fraction
+    assert fmt_number(Fraction(-2, 3)) == "-2/3"
 
 
 def test_fmt_axes_collapses_equal_axes():
     assert fmt_axes((212, 212)) == "212"
     assert fmt_axes((7, 11)) == "7x11"
-    assert fmt_axes((Fraction(1, 2), Fraction(1, 2))) == "1/2"
-    assert fmt_axes((Fraction(1, 2), 1)) == "1/2x1"
+    assert fmt_axes((Fraction(1, 2), Fraction(1, 2))) == "0.5"
+    assert fmt_axes((Fraction(1, 2), 1)) == "0.5x1"
+    assert fmt_axes((Fraction(1, 3), 1)) == "1/3x1"
     assert fmt_axes((3, 3, 5)) == "3x3x5"
 
 
@@ -138,7 +142,7 @@ def test_per_axis_values_when_they_differ(tiny):
 def test_fractional_stride_is_a_fraction():
     text = render(analyze("upsample.toml"), "table", color=False)
     up = next(line for line in text.splitlines() if line.startswith("up "))
-    assert up.split()[3] == "1/2"
+    assert up.split()[3] == "0.5"
 
 
 # -- layer selection --------------------------------------------------------------------
@@ -271,6 +275,8 @@ def test_rendering_reads_only_the_results(vgg16):
         ndim=2,
         layers=vgg16.layers,
         output=vgg16.output,
+        outputs=vgg16.outputs,
+        output_rows=vgg16.output_rows,
         messages=(),
         to_dict=vgg16.to_dict,
     )

@@ -92,6 +92,23 @@ def json_number(value: Fraction | int | float) -> int | float:
 
 
 def fmt_number(value: Fraction | int) -> str:
-    """``2``, ``-3``, ``1/2``: exact, no floats."""
+    """The one way rfmap prints an exact number: ``2``, ``-3``, ``15.5``, ``0.125`` (exact
+    decimals), ``1/3`` (fractions without a finite decimal)."""
     value = Fraction(value)
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    if value.denominator == 1:
+        return str(value.numerator)
+    den = value.denominator
+    twos = fives = 0
+    while den % 2 == 0:
+        den //= 2
+        twos += 1
+    while den % 5 == 0:
+        den //= 5
+        fives += 1
+    if den != 1:
+        return f"{value.numerator}/{value.denominator}"
+    places = max(twos, fives)
+    scaled = value * 10**places
+    sign = "-" if scaled < 0 else ""
+    digits = str(abs(scaled.numerator)).rjust(places + 1, "0")
+    return f"{sign}{digits[:-places]}.{digits[-places:]}"

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from rfmap.core.box import box_iou
 from rfmap.errors import RFMapError
 
 RULES = ("spp", "spp-simple", "fast-rcnn", "align", "contain", "cover")
@@ -84,7 +85,7 @@ class Projection:
 
     @cached_property
     def iou(self):
-        return self._convert(np.where(self._empty, 0.0, _iou(self._boxes, self._back)))
+        return self._convert(np.where(self._empty, 0.0, box_iou(self._boxes, self._back)))
 
 
 def _as_numpy(x) -> tuple[np.ndarray, Any]:
@@ -127,18 +128,6 @@ def _check_chunk(cols: np.ndarray, boxes: np.ndarray, start: int) -> None:
     if i is not None and (j is None or i <= j):
         raise RFMapError(f"box {start + i} has a coordinate that is not finite")
     raise RFMapError(f"box {start + j} {boxes[start + j].tolist()} has x2 < x1 or y2 < y1")
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a + area_b - inter
-    same = np.all(a == b, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1), same.astype(float))
 
 
 class Mapper:

@@ -1,15 +1,12 @@
-"""The ``rfmap erf`` and ``rfmap anchors`` subcommands (wired into :mod:`rfmap.cli`).
+"""``rfmap erf``: the effective receptive field of a cell -- map (.npy), statistics (.json),
+heatmap (.png).
 
 ::
 
-    rfmap erf vgg16 --layer conv4_3 --n 64 -o out/        # map (.npy), statistics (.json), heatmap (.png)
+    rfmap erf vgg16 --layer conv4_3 --n 64 -o out/
     rfmap erf net.yaml --weights uniform --aggregate square --input 128 -o out/
-    rfmap anchors s3fd                                    # a bundled config (rfmap/anchors/configs/s3fd.yaml)
-    rfmap anchors my_detector.yaml --format json
 
-Each subcommand is a pair ``add_*_parser(parser)`` / ``run_*(args) -> str`` with the
-signature of :class:`rfmap.cli.Command`.  Nothing here imports torch or matplotlib until
-a command runs.
+Nothing here imports torch or matplotlib until the command runs.
 """
 
 from __future__ import annotations
@@ -18,21 +15,14 @@ import argparse
 import json
 from pathlib import Path
 
+from rfmap.cli.common import parse_cell_index, parse_input_size, require_matplotlib
 from rfmap.errors import RFMapError
 
-
-def _require_matplotlib(what: str) -> None:
-    """Import matplotlib (Agg backend unless one is chosen) or say how to install it."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise RFMapError(f"{what} needs matplotlib: pip install 'rfmap[plot]'") from None
-    matplotlib.use("Agg", force=False)
-
-# -- rfmap erf -------------------------------------------------------------------------------
+NAME = "erf"
+HELP = "effective receptive field of a cell: map (.npy), statistics (.json), heatmap (.png)"
 
 
-def add_erf_parser(p: argparse.ArgumentParser) -> None:
+def configure(p: argparse.ArgumentParser) -> None:
     from rfmap.erf import AGGREGATES, WEIGHTS
 
     p.add_argument(
@@ -57,23 +47,19 @@ def add_erf_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run_erf(args: argparse.Namespace) -> str:
+def run(args: argparse.Namespace) -> str:
     from rfmap.erf import erf
 
     size = None
     if args.input:
-        from rfmap.cli import parse_input_size
-
         size = parse_input_size(args.input)
     cell = None
     if args.at:
-        from rfmap.cli import parse_cell_index
-
         cell = parse_cell_index(args.at)
     if args.n < 1:
         raise RFMapError(f"--n must be at least 1, got {args.n}")
     if args.output:  # checked before measuring, so nothing is written without the heatmap
-        _require_matplotlib("rfmap erf -o (the heatmap erf.png)")
+        require_matplotlib("rfmap erf -o (the heatmap erf.png)")
     result = erf(
         args.source,
         layer=args.layer,
@@ -104,7 +90,7 @@ def write_erf(result, directory: str | Path, stem: str = "erf") -> list[str]:
     heatmap with the TRF box and the 1 and 2 sigma ellipses) into ``directory``; returns the paths."""
     import numpy as np
 
-    _require_matplotlib("writing the ERF heatmap")
+    require_matplotlib("writing the ERF heatmap")
     out = Path(directory)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -149,60 +135,3 @@ def erf_text(result, written=()) -> str:
     for path in written:
         lines.append(f"wrote {path}")
     return "\n".join(lines)
-
-
-# -- rfmap anchors ---------------------------------------------------------------------------
-
-
-def add_anchors_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "config",
-        metavar="CONFIG",
-        help="an anchor configuration (.yaml/.toml/.json) or a bundled one: s3fd, ssd300, rpn-vgg16",
-    )
-    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
-    p.add_argument("--input", metavar="H[,W]", help="input size (default: the config's)")
-    p.add_argument("--method", choices=("exact", "sampled"), default="exact", help="expected matches: closed form or dense sampling")
-    p.add_argument("--measure-erf", action="store_true", help="measure each level's ERF (uniform weights) instead of the closed form")
-    p.add_argument("--plot", metavar="FILE", help="also draw anchors against TRF and ERF (.png/.svg/.pdf)")
-    p.add_argument("--no-color", action="store_true", help="plain text, no colour")
-
-
-def run_anchors(args: argparse.Namespace) -> str:
-    from rfmap.anchors import analyze_anchors, render_anchors
-
-    overrides = {}
-    if args.input:
-        from rfmap.cli import parse_input_size
-
-        size = parse_input_size(args.input)
-        overrides["input"] = [size, size] if isinstance(size, int) else list(size)
-    if args.measure_erf:
-        overrides["erf"] = {"measure": True}
-    if args.plot:  # checked before the analysis, so a missing matplotlib fails fast
-        _require_matplotlib("rfmap anchors --plot")
-    report = analyze_anchors(args.config, method=args.method, **overrides)
-    if args.plot:
-        plot_anchor_report(report, args.plot)
-    return render_anchors(report, args.format, color=False if args.no_color else None)
-
-
-def plot_anchor_report(report, path: str) -> str:
-    """``plot_anchors`` of :mod:`rfmap.viz.figures` for a report: anchors, TRF (with head) and ERF span."""
-    import math
-
-    _require_matplotlib("plotting anchors")
-    from rfmap.viz.figures import plot_anchors, save
-
-    levels = [
-        {
-            "name": lv.name,
-            "stride": math.sqrt(lv.step[0] * lv.step[1]),
-            "anchors": [tuple(b) for b in lv.boxes],
-            "trf": tuple(lv.trf_head),
-            "erf": None if lv.erf_span is None else tuple(lv.erf_span),
-        }
-        for lv in report.levels
-    ]
-    return save(plot_anchors(levels), path)
-

@@ -1,0 +1,173 @@
+"""What the subcommands share: the SOURCE and --input arguments, parsing of sizes and
+cells, loading an analysis, and the :class:`Command` record.
+
+Coordinates: pixel-index convention (pixel ``i`` is the point ``i``), boxes inclusive,
+``(y0, x0, y1, x1)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rfmap.errors import RFMapError
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``configure`` adds its arguments, ``run`` returns the text to print."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], str | None]
+
+
+def add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE", help="a zoo name (see `rfmap zoo`), a spec file (.yaml/.toml/.json) or an .onnx file")
+
+
+def add_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input",
+        metavar="H[,W]",
+        help="input size: 224, 224,320 or 224x320 (a leading channel count as in 3x512x512 is dropped); "
+        "default: the source's own",
+    )
+
+
+def add_strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true", help="fail on misaligned paths instead of warning")
+
+
+def _ints(text: str, what: str, example: str) -> list[int]:
+    parts = re.split(r"\s*[,x]\s*", text.strip().lower())
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        raise RFMapError(f"{what}: expected {example}, got '{text}'") from None
+    return values
+
+
+def parse_input_size(text: str, ndim: int | None = None) -> int | tuple[int, ...]:
+    """``"224"`` -> 224; ``"224,320"`` / ``"224x320"`` -> (224, 320); ``"3x512x512"`` -> (512, 512).
+
+    ``ndim``: the source's number of spatial axes (2 when unknown).  Up to two leading
+    numbers beyond it (batch, channels) are dropped.
+    """
+    example = "H, H,W or HxW such as 224 or 224,320"
+    values = _ints(text, "--input", example)
+    if any(v < 1 for v in values):
+        raise RFMapError(f"--input: sizes must be positive, got '{text}'")
+    if len(values) == 1:
+        return values[0]
+    ndim = ndim or 2
+    extra = len(values) - ndim
+    if 0 < extra <= 2:
+        values = values[extra:]
+    if len(values) != ndim:
+        raise RFMapError(f"--input: '{text}' has {len(values)} sizes, the source has {ndim} axes (expected {example})")
+    return tuple(values)
+
+
+def parse_cell_index(text: str) -> tuple[int, ...]:
+    values = _ints(text, "--at", "I,J such as 3,4")
+    return tuple(values)
+
+
+def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | None = None):
+    """Load ``args.source`` and analyze it at ``args.input``, else the source's own size,
+    else ``default_size()`` (the plot and report commands use the image's size)."""
+    from rfmap import analyze
+    from rfmap.frontends import load
+
+    strict = getattr(args, "strict", False)
+    text = getattr(args, "input", None)
+    # traced sources (PyTorch factories) are captured at the size asked for
+    graph = load(args.source, parse_input_size(text) if text is not None else None, strict=strict)
+    size = None
+    if text is not None:
+        size = parse_input_size(text, len(graph.input_size) if graph.input_size else None)
+    elif graph.input_size is None:
+        if default_size is None:
+            raise RFMapError(f"'{args.source}' has no default input size: give one with --input H[,W]")
+        size = default_size()
+    return analyze(graph, size, strict=strict)
+
+
+def require_matplotlib(what: str) -> None:
+    """Import matplotlib (Agg backend unless one is chosen) or say how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RFMapError(f"{what} needs matplotlib: pip install 'rfmap[plot]'") from None
+    matplotlib.use("Agg", force=False)
+
+
+# -- pictures (plot, report) -------------------------------------------------------------
+
+
+def add_picture_args(p: argparse.ArgumentParser) -> None:
+    add_source(p)
+    add_input(p)
+    p.add_argument("--image", metavar="IMG", help="draw over this image (PNG or JPEG; stretched to the input size); "
+                   "its size is the input size of a source that has none")
+    add_strict(p)
+
+
+def parse_cells(text: str | None) -> list[tuple[int, int]] | None:
+    """``"0,0;7,7"`` -> ``[(0, 0), (7, 7)]`` (``;`` or spaces between cells, ``,`` or ``x`` inside)."""
+    if text is None:
+        return None
+    cells = []
+    for part in re.split(r"[;\s]+", text.strip()):
+        if not part:
+            continue
+        values = re.split(r"\s*[,x:]\s*", part)
+        try:
+            i, j = (int(v) for v in values)
+        except ValueError:
+            raise RFMapError(f"--cells: expected 'I,J;I,J' such as '0,0;7,7', got '{text}'") from None
+        cells.append((i, j))
+    if not cells:
+        raise RFMapError(f"--cells: no cell in '{text}' (expected 'I,J;I,J' such as '0,0;7,7')")
+    return cells
+
+
+def _image_hw(path: str) -> tuple[int, int]:
+    from rfmap.viz._data import embed_image
+
+    embedded = embed_image(path)
+    assert embedded is not None
+    return embedded.size
+
+
+def load_picture_analysis(args: argparse.Namespace):
+    """Analyze ``args.source`` at ``--input``, else its own input size, else the image's size."""
+    if args.image is not None and not os.path.isfile(args.image):
+        raise RFMapError(f"--image: '{args.image}' does not exist")
+    analysis = load_analysis(args, (lambda: _image_hw(args.image)) if args.image is not None else None)
+    if analysis.ndim != 2:
+        raise RFMapError(f"pictures need a 2-D input (H, W); '{args.source}' is analyzed at {list(analysis.input_size)}")
+    return analysis
+
+
+def picture_layer(analysis, text: str | None, what: str):
+    from rfmap.viz._data import layer_row
+
+    if text is None:
+        raise RFMapError(f"--layer is needed for {what} (a layer name, or its index in `rfmap summary`)")
+    return layer_row(analysis, text)
+
+
+def output_path(path: str, allowed: tuple[str, ...]) -> str:
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in allowed:
+        raise RFMapError(f"-o: '{path}' must end in {', '.join('.' + a for a in allowed)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise RFMapError(f"-o: the folder '{folder}' does not exist")
+    return path

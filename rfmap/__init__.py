@@ -85,7 +85,8 @@ def analyze(
     ``source``: a zoo name (``"vgg16"``), a layer list (``[[k, s, p], ...]``), a spec file
     path, an ONNX file, a ``torch.nn.Module`` or a :class:`Graph`.  ``input_size``: an int
     or an (H, W) pair (1 to 3 axes); defaults to the source's usual input size.
-    ``strict``: misaligned paths raise instead of warning.  ``exclude_global``: ignore
+    ``strict``: misaligned paths raise instead of warning (the warnings are also kept, as
+    data, in ``Analysis.messages``).  ``exclude_global``: ignore
     global-context branches (squeeze-excitation, global pooling) where they merge with
     local paths, to show the local receptive field.
 
@@ -97,7 +98,7 @@ def analyze(
     size = graph.input_size if input_size is None else input_size
     if isinstance(size, int) and graph.input_size is not None:
         size = (size,) * len(graph.input_size)
-    return Analysis(graph, size, strict=strict, exclude_global=exclude_global)
+    return Analysis(graph, size, strict=strict, exclude_global=exclude_global).warn(stacklevel=2)
 
 
 def register_torch_op(target: Any, converter: Any = None, **kwargs: Any) -> Any:

@@ -365,3 +365,58 @@ def test_registered_name_wins_over_an_alias_and_sizes_are_checked():
         rfmap.analyze([[3, 1, 1]], True)
     a = rfmap.analyze([[3, 1, 1], [3, 1, 1]], 8)
     assert a.layer("-1") is a.layer(-1) is a.layer("layer2")
+
+
+# -- results apart from rendering: immutable, messages as data, one box type ---------------
+
+
+def _misaligned_graph():
+    from rfmap.core.graph import GraphBuilder
+
+    b = GraphBuilder("mis", (16, 16))
+    x = b.add("a", Conv(3, 1, 1), b.input)
+    y = b.add("b", Conv(2, 1, 0), b.input)  # center shifted by half a pixel
+    z = b.add("pad", rfmap.core.layers.Pad(((0, 1), (0, 1))), y)
+    b.merge("sum", "add", x, z)
+    return b.build()
+
+
+def test_analysis_is_immutable_and_its_constructor_does_not_warn():
+    import copy
+    import pickle
+    import warnings
+
+    graph = _misaligned_graph()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = rfmap.Analysis(graph, 16)  # no warning from the constructor
+    assert len(a.messages) == 1 and "misaligned" in a.messages[0]
+    with pytest.raises(AttributeError, match="immutable"):
+        a.layers = ()
+    with pytest.raises(AttributeError, match="immutable"):
+        del a.messages
+    assert copy.deepcopy(a) is a
+    b = pickle.loads(pickle.dumps(a))
+    assert b.layers == a.layers and b.messages == a.messages
+    with pytest.warns(RFMapWarning, match="misaligned"):
+        rfmap.analyze(graph, 16)
+
+
+def test_boxes_carry_their_axis_order():
+    from rfmap.core.box import Box, as_xy, box_iou
+
+    a = rfmap.analyze("vgg16")
+    box = a.rf_box("conv5_3", (0, 1))
+    assert box == (-90, -74, 105, 121) and box.order == "yx"
+    assert (box.y0, box.x0, box.y1, box.x1) == (-90, -74, 105, 121)
+    assert box.to("xy") == (-74, -90, 121, 105) and box.to("xy").x1 == -74 and box.to("xy").y2 == 105
+    assert as_xy(box) == box.to("xy") and as_xy([box]) == [box.to("xy")]
+    assert a.support_box("conv5_3", (0, 1)).order == "yx"
+    assert rfmap.analyze([[3, 1, 1]], (9,)).rf_box("layer1", (4,)).order == "x"
+    # a yx box handed to the mapper is converted, not read as (x1, y1, x2, y2)
+    m = rfmap.mapper("vgg16", "conv5_3", 224)
+    yx = Box((40, 30, 400, 200), "yx")
+    assert m.project(yx, "fast-rcnn").window.tolist() == m.project([[30, 40, 200, 400]], "fast-rcnn").window.tolist()
+    with pytest.raises(RFMapError, match="order"):
+        Box((1, 2, 3), "yx")
+    assert box_iou(np.array([0, 0, 2, 2]), np.array([1, 1, 3, 3])) == pytest.approx(1 / 7)

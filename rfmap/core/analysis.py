@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from rfmap.core.axis import AxisMap, Global
+from rfmap.core.box import AXES, Box
 from rfmap.errors import RFMapError, RFMapWarning, at_layer
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Pointwise
@@ -62,22 +63,50 @@ def _normalize_size(input_size) -> tuple[int, ...]:
 class Analysis:
     """Receptive-field geometry of every layer of a network, and exact per-cell queries.
 
-    Build it with :func:`rfmap.analyze`.  ``layers`` holds one immutable
-    :class:`~rfmap.core.result.LayerGeometry` per layer, the network's output last.
+    Build it with :func:`rfmap.analyze` (which also warns about what :attr:`messages` says).
+    Immutable: ``layers`` holds one :class:`~rfmap.core.result.LayerGeometry` per layer, the
+    network's output last; ``messages`` what a user should know (misaligned paths), as data.
     """
 
+    __slots__ = ("graph", "input_size", "strict", "exclude_global", "_index", "_aliases", "_states", "layers",
+                 "messages", "_frozen")
+
     def __init__(self, graph: Graph, input_size, *, strict: bool = False, exclude_global: bool = False):
-        self.graph = graph
-        self.input_size = _normalize_size(input_size)
-        self.strict = strict
-        self.exclude_global = exclude_global
-        self._index = {node.name: i for i, node in enumerate(graph.nodes)}
-        self._aliases = dict(graph.aliases)
+        set_ = object.__setattr__
+        set_(self, "_frozen", False)
+        set_(self, "graph", graph)
+        set_(self, "input_size", _normalize_size(input_size))
+        set_(self, "strict", strict)
+        set_(self, "exclude_global", exclude_global)
+        set_(self, "_index", {node.name: i for i, node in enumerate(graph.nodes)})
+        set_(self, "_aliases", dict(graph.aliases))
         messages: list[str] = []
-        self._states, self.layers = self._run(messages)
-        self.messages = tuple(messages)
-        for msg in messages:
-            warnings.warn(msg, RFMapWarning, stacklevel=3)
+        states, layers = self._run(messages)
+        set_(self, "_states", states)
+        set_(self, "layers", layers)
+        set_(self, "messages", tuple(messages))
+        set_(self, "_frozen", True)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"Analysis is immutable: cannot set '{name}'")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"Analysis is immutable: cannot delete '{name}'")
+
+    def __copy__(self) -> "Analysis":
+        return self
+
+    def __deepcopy__(self, memo) -> "Analysis":
+        return self
+
+    def __reduce__(self):
+        return (_rebuild, (self.graph, self.input_size, self.strict, self.exclude_global))
+
+    def warn(self, stacklevel: int = 2) -> "Analysis":
+        """Issue :attr:`messages` as :class:`~rfmap.errors.RFMapWarning` s; returns ``self``."""
+        for msg in self.messages:
+            warnings.warn(msg, RFMapWarning, stacklevel=stacklevel + 1)
+        return self
 
     # -- the forward pass -------------------------------------------------------------
 
@@ -260,8 +289,9 @@ class Analysis:
 
     # -- per-cell queries -------------------------------------------------------------
 
-    def rf_box(self, layer: str | int, index) -> tuple[int, ...]:
-        """Theoretical RF box of a cell, unclipped (it may reach into padding): ``(y0, x0, y1, x1)``."""
+    def rf_box(self, layer: str | int, index) -> Box:
+        """Theoretical RF box of a cell, unclipped (it may reach into padding): a :class:`Box`
+        ``(y0, x0, y1, x1)`` (inclusive pixel indices; ``order`` names the axes)."""
         k = self._resolve(layer)
         cell = self._cell(k, index)
         starts, ends = [], []
@@ -269,7 +299,7 @@ class Analysis:
             lo, hi = hull_at(list(fams), np.array([i], dtype=np.int64))
             starts.append(int(lo[0]))
             ends.append(int(hi[0]))
-        return tuple(starts + ends)
+        return Box(starts + ends, AXES[len(starts)])
 
     def rf_boxes(self, layer: str | int, cells) -> np.ndarray:
         """Theoretical RF boxes of many cells at once: ``cells`` ``[N, ndim]`` -> ``[N, 2*ndim]``
@@ -341,12 +371,13 @@ class Analysis:
             for a in range(self.ndim)
         )
 
-    def support_box(self, layer: str | int, index) -> tuple[int, ...] | None:
-        """Bounding box of :meth:`support`, ``(y0, x0, y1, x1)``; ``None`` when the cell sees only padding."""
+    def support_box(self, layer: str | int, index) -> Box | None:
+        """Bounding box of :meth:`support`, a :class:`Box` ``(y0, x0, y1, x1)`` (inclusive);
+        ``None`` when the cell sees only padding."""
         sets = self.support(layer, index)
         if any(s.size == 0 for s in sets):
             return None
-        return tuple(int(s[0]) for s in sets) + tuple(int(s[-1]) for s in sets)
+        return Box([int(s[0]) for s in sets] + [int(s[-1]) for s in sets], AXES[len(sets)])
 
     def cells_containing(self, layer: str | int, point) -> tuple[np.ndarray, ...]:
         """Per axis, the sorted indices of the cells whose theoretical RF box contains the
@@ -435,6 +466,10 @@ class Analysis:
             f"<Analysis of '{self.graph.name}' at {list(self.input_size)}: {len(self.layers) - 1} layers, "
             f"output {list(out.output_size)}, rf {list(out.rf)}, stride {[fmt_number(s) for s in out.stride]}>"
         )
+
+
+def _rebuild(graph: Graph, input_size, strict: bool, exclude_global: bool) -> Analysis:
+    return Analysis(graph, input_size, strict=strict, exclude_global=exclude_global)
 
 
 def _axis_geometry(n: int, families: Sequence[Boxes]) -> AxisGeometry:

@@ -60,7 +60,7 @@ class TorchTwin(nn.Module):
     another size raises ``RuntimeError``.
     """
 
-    def __init__(self, graph: Graph, analysis: Analysis, nodes: list[_Node], channels: int, dtype):
+    def __init__(self, graph: Graph, analysis: Analysis, nodes: list[nn.Module], channels: int, dtype):
         super().__init__()
         self.graph = graph
         self.analysis = analysis
@@ -191,7 +191,7 @@ def to_torch(
     ndim = analysis.ndim
     dtype = torch.float64 if dtype is None else dtype
     c_of: dict[str, int] = {graph.nodes[0].name: int(channels)}
-    nodes: list[_Node] = []
+    nodes: list[nn.Module] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for node in graph.nodes[1:]:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from rfmap.core.box import box_iou
+from rfmap.core.box import as_xy, box_iou
 from rfmap.errors import RFMapError
 
 RULES = ("spp", "spp-simple", "fast-rcnn", "align", "contain", "cover")
@@ -189,10 +189,14 @@ class Mapper:
     # -- RoI projection -----------------------------------------------------------------
 
     def project(self, boxes, rule: str = "spp") -> Projection:
-        """Feature windows of image boxes ``[N, 4]`` (x1, y1, x2, y2) under ``rule`` (see the module docstring)."""
+        """Feature windows of image boxes ``[N, 4]`` (x1, y1, x2, y2) under ``rule`` (see the module docstring).
+
+        A :class:`~rfmap.core.box.Box` (or a list of them) in another order, such as a box from
+        ``Analysis.rf_box`` ``(y0, x0, y1, x1)``, is converted, never read as (x1, y1, x2, y2).
+        """
         if rule not in RULES:
             raise RFMapError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}")
-        b, convert = _boxes(boxes)
+        b, convert = _boxes(as_xy(boxes))
         ay, ax = self.axes
         # per column (x1, y1, x2, y2): window = op((coord - offset) / stride) + add, clipped
         plans = []

@@ -143,9 +143,96 @@ def test_unknown_rule_and_non_invariant_layer():
     m = mapper(NET, "layer7", 224)
     with pytest.raises(RFMapError, match="unknown rule 'nearest'"):
         m.project(np.zeros((1, 4)), "nearest")
-    spec = [{"op": "conv", "kernel": 3, "stride": 2, "padding": 1}, {"op": "upsample", "scale_factor": 2}]
-    with pytest.raises(RFMapError, match="not shift-invariant"):
-        mapper(spec, "layer2", 32)
+    with pytest.raises(RFMapError, match="sees the whole input"):
+        mapper([[3, 2, 1], {"op": "global"}], "layer2", 32)
+
+
+def _brute_window(a, layer, box, rule):
+    """The center rules by their definitions, from Analysis.rf_box of every cell (no mapper code)."""
+    row = a.layer(layer)
+    h, w = row.output_size
+    ys = [a.rf_box(layer, (i, 0)) for i in range(h)]
+    xs = [a.rf_box(layer, (0, j)) for j in range(w)]
+    axes = {"x": [(b[1], b[3]) for b in xs], "y": [(b[0], b[2]) for b in ys]}
+    x1, y1, x2, y2 = box
+    out = {}
+    for name, lo, hi in (("x", x1, x2), ("y", y1, y2)):
+        cells = axes[name]
+        centers = [(u + v) / 2 for u, v in cells]
+        if rule == "spp":
+            def near(t):
+                d = [abs(c - t) for c in centers]
+                return max(i for i, v in enumerate(d) if v == min(d))  # ties: the upper cell
+            out[name] = (near(lo), near(hi))
+        else:
+            hit = [i for i, (c, (u, v)) in enumerate(zip(centers, cells))
+                   if (lo <= c <= hi if rule == "contain" else (v >= lo and u <= hi))]
+            out[name] = (min(hit), max(hit)) if hit else None
+    if out["x"] is None or out["y"] is None:
+        return None
+    return [out["x"][0], out["y"][0], out["x"][1], out["y"][1]]
+
+
+@pytest.mark.parametrize("rule", ["spp", "contain", "cover"])
+def test_mapping_on_layers_whose_rf_varies_by_cell(rule):
+    # upsampling and a top-down merge: FPN-style levels are not shift-invariant
+    b = rfmap.GraphBuilder("fpn", (64, 96))
+    c3 = b.layer("c3", "conv", b.input, kernel=3, stride=4, padding=1)
+    c4 = b.layer("c4", "conv", c3, kernel=3, stride=2, padding=1)
+    up = b.layer("up", "upsample", c4, scale_factor=2)
+    lat = b.layer("lat", "conv", c3, kernel=1)
+    p3 = b.merge("p3", "add", lat, up)
+    a = rfmap.analyze(b.build())
+    assert not a.layer("p3").shift_invariant
+    m = mapper(a, "p3")
+    rng = np.random.default_rng(0)
+    boxes = []
+    for _ in range(80):
+        x1, y1 = rng.uniform(-20, 90), rng.uniform(-20, 60)
+        boxes.append([x1, y1, x1 + rng.uniform(0, 30), y1 + rng.uniform(0, 20)])
+    p = m.project(np.array(boxes), rule)
+    (ylo, yhi), (xlo, xhi) = a.axis_boxes("p3")
+    inside = 0
+    for k, box in enumerate(boxes):
+        want = _brute_window(a, "p3", box, rule)
+        if rule == "spp":  # corners between the first and last centers: nearest real cells
+            x1, y1, x2, y2 = box
+            if not ((xlo[0] + xhi[0]) / 2 <= x1 <= x2 <= (xlo[-1] + xhi[-1]) / 2
+                    and (ylo[0] + yhi[0]) / 2 <= y1 <= y2 <= (ylo[-1] + yhi[-1]) / 2):
+                continue
+        inside += 1
+        if want is None:
+            assert p.empty[k], (k, box)
+        else:
+            assert not p.empty[k] and p.window[k].tolist() == want, (k, box, rule)
+    assert inside >= 15
+
+
+def test_the_per_cell_path_equals_the_affine_formulas():
+    from rfmap.mapping import CellAxis, Mapper
+
+    a = rfmap.analyze("vgg16", (224, 320))
+    affine = mapper(a, "conv4_3")
+    cells = Mapper(tuple(CellAxis(lo, hi, s) for (lo, hi), s in zip(a.axis_boxes("conv4_3"), a.layer("conv4_3").stride)),
+                   "conv4_3", (224, 320))
+    rng = np.random.default_rng(1)
+    x1, y1 = rng.uniform(-40, 330, 500), rng.uniform(-40, 230, 500)
+    boxes = np.stack([x1, y1, x1 + rng.uniform(0, 120, 500), y1 + rng.uniform(0, 120, 500)], axis=1)
+    for rule in ("spp", "contain", "cover"):
+        p, q = affine.project(boxes, rule), cells._project_cells(boxes, lambda v, like_dtype=True: v, rule)
+        assert (p.empty == q.empty).all(), rule
+        keep = ~p.empty
+        assert (p.window[keep] == q.window[keep]).all(), rule
+        assert np.allclose(p.back[keep], q.back[keep]), rule
+
+
+def test_boxes_outside_the_image_get_a_note():
+    m = mapper("vgg16", "conv5_3", 224)
+    p = m.project(np.array([[30, 40, 200, 200], [30, 40, 200, 400], [300, 300, 400, 400]]), "fast-rcnn")
+    notes = p.notes()
+    assert notes[0] is None
+    assert "box 1 (30, 40, 200, 400) lies partly outside the 224x224 image" in notes[1] and "clipped" in notes[1]
+    assert "wholly outside" in notes[2]
 
 
 def test_between_layers_fpn_style():
@@ -185,3 +272,25 @@ def test_fast_rcnn_rounding_is_c_round():
     below_half = np.nextafter(0.5, 0)
     p = m.project(np.array([[below_half, 0.5, 1.5, 2.5]]), "fast-rcnn")
     assert p.window.tolist() == [[0, 1, 2, 3]]
+
+
+def test_cli_map_notes_boxes_outside_and_maps_any_layer(capsys, tmp_path):
+    import json
+
+    from rfmap.cli import main
+
+    assert main(["map", "vgg16", "conv5_3", "--box", "30,40,200,400", "--rule", "fast-rcnn"]) == 0
+    out = capsys.readouterr().out
+    assert "note: box 0 (30, 40, 200, 400) lies partly outside the 224x224 image" in out
+    assert "fast-rcnn reads the stride only" in out
+    assert main(["map", "vgg16", "conv5_3", "--box", "30,40,200,400", "--format", "json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert all("outside" in r["note"] for r in results) and {r["uses"] for r in results} >= {"per-cell RF centers (nearest center)"}
+    assert main(["map", "vgg16", "conv5_3", "--box", "30,40,200,400", "--strict"]) == 2
+    assert "outside the 224x224 image" in capsys.readouterr().err
+    spec = tmp_path / "up.yaml"
+    spec.write_text("input: [32, 32]\nlayers:\n  - {name: c, op: conv, kernel: 3, stride: 2, padding: 1}\n"
+                    "  - {name: up, op: upsample, scale_factor: 2}\n")
+    assert main(["map", str(spec), "up", "--box", "4,4,20,12", "--rule", "contain"]) == 0
+    out = capsys.readouterr().out
+    assert "the RF varies by cell" in out and "-> cells (" in out

@@ -6,7 +6,7 @@ import argparse
 import json
 import re
 
-from rfmap.cli.common import add_input, add_source, add_strict, load_analysis
+from rfmap.cli.common import add_input, add_source, load_analysis
 from rfmap.errors import RFMapError
 
 NAME = "map"
@@ -14,7 +14,7 @@ HELP = "project image boxes onto a layer under the detectors' rules (spp, fast-r
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from rfmap.mapping import RULES
+    from rfmap.mapping.project import RULES
 
     add_source(p)
     p.add_argument("layer", metavar="LAYER", help="layer name (or its index in the table)")
@@ -23,14 +23,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", choices=("all", *RULES), default="all", help="projection rule (default: all, to compare them)")
     add_input(p)
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    add_strict(p)
+    p.add_argument("--strict", action="store_true",
+                   help="fail on misaligned paths and on boxes that reach outside the image, instead of noting them")
 
 
 def run(args: argparse.Namespace) -> str:
     import numpy as np
 
     from rfmap.mapping import RULES, Mapper
-    from rfmap.render.numbers import fmt_number
 
     analysis = load_analysis(args)
     layer = args.layer
@@ -43,33 +43,16 @@ def run(args: argparse.Namespace) -> str:
         if len(values) != 4:
             raise RFMapError(f"--box: expected 4 numbers X1,Y1,X2,Y2, got '{text}'")
         boxes.append(values)
+    from rfmap.render.mapping import map_results, map_text
+
     mapper = Mapper.from_analysis(analysis, layer)
     rules = RULES if args.rule == "all" else (args.rule,)
-    results = []
-    for rule in rules:
-        p = mapper.project(np.array(boxes), rule)
-        for k, box in enumerate(boxes):
-            results.append({
-                "box": box,
-                "rule": rule,
-                "window": None if p.empty[k] else [_plain(v) for v in p.window[k].tolist()],
-                "back_projected": None if p.empty[k] else [_plain(v) for v in p.back[k].tolist()],
-                "iou": float(p.iou[k]),
-            })
+    projections = {rule: mapper.project(np.array(boxes), rule) for rule in rules}
+    notes = next(iter(projections.values())).notes()
+    if args.strict:
+        for note in notes:
+            if note is not None:
+                raise RFMapError(f"{note} (--strict)")
     if args.format == "json":
-        return json.dumps({"layer": mapper.name, "results": results})
-    ax_y, ax_x = mapper.axes
-    lines = [
-        f"layer '{mapper.name}': output {ax_y.size}x{ax_x.size}, stride {fmt_number(ax_y.stride)}x{fmt_number(ax_x.stride)}, "
-        f"center of cell 0 ({fmt_number(ax_y.center0)}, {fmt_number(ax_x.center0)}); boxes and windows are (x1, y1, x2, y2)"
-    ]
-    for r in results:
-        win = "empty" if r["window"] is None else ", ".join(str(v) for v in r["window"])
-        back = "-" if r["back_projected"] is None else ", ".join(str(v) for v in r["back_projected"])
-        lines.append(f"  {r['rule']:<11} box ({', '.join(str(_plain(v)) for v in r['box'])}) -> cells ({win})"
-                     f"  back ({back})  IoU {r['iou']:.3f}")
-    return "\n".join(lines)
-
-
-def _plain(v: float) -> float | int:
-    return int(v) if float(v).is_integer() else round(float(v), 6)
+        return json.dumps({"layer": mapper.name, "results": map_results(boxes, projections, notes)})
+    return map_text(mapper, boxes, projections, notes)

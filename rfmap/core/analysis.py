@@ -315,6 +315,15 @@ class Analysis:
         starts, ends = zip(*(hull_at(list(f), c[:, a]) for a, f in enumerate(self._states[k].families)))
         return np.stack(starts + ends, axis=1)
 
+    def axis_boxes(self, layer: str | int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Per axis, the theoretical boxes ``(lo, hi)`` (int arrays, inclusive, unclipped) of every
+        real cell ``0..n-1`` of ``layer``: exact for every layer, in O(cells)."""
+        k = self._resolve(layer)
+        state = self._states[k]
+        return tuple(
+            hull_at(list(fams), np.arange(n, dtype=np.int64)) for fams, n in zip(state.families, state.sizes)
+        )
+
     def center(self, layer: str | int, index) -> tuple[Fraction, ...]:
         """Center of the theoretical RF box of a cell, per axis (exact)."""
         box = self.rf_box(layer, index)

@@ -142,7 +142,9 @@ def _with_module_aliases(traced: TracedModel) -> TracedModel:
             if prefix not in names:
                 last[prefix] = info.name
     g = traced.graph
-    graph = Graph(g.nodes, g.name, g.input_size, g.notes, tuple(sorted(last.items())))
+    own = dict(g.aliases)  # the outputs' names (dict keys) win over container modules
+    merged = {**{k: v for k, v in last.items() if k not in own}, **own}
+    graph = Graph(g.nodes, g.name, g.input_size, g.notes, tuple(sorted(merged.items())), g.outputs)
     return dataclasses.replace(traced, graph=graph)
 
 

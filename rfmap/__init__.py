@@ -5,25 +5,38 @@ Araujo et al., "Computing Receptive Fields of Convolutional Neural Networks" (Di
 pixels are indexed ``0..n-1`` and pixel ``i`` is the point ``i``; boxes are inclusive,
 ``(y0, x0, y1, x1)`` in 2-D; axes are in (H, W) order.
 
-The core imports numpy only; torch, onnx, matplotlib and rich are imported lazily.
+The core imports numpy only; torch, onnx, matplotlib and rich are imported lazily.  Every
+name here is loaded on first use, so ``import rfmap`` (and ``rfmap --help``) import nothing
+heavy, and ``import rfmap`` loads no consumer.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rfmap.core.analysis import Analysis
-from rfmap.core.graph import Graph, GraphBuilder, Node
-from rfmap.core.layers import Layer
-from rfmap.core.registry import make_layer, register_op, registry, unregister_op
-from rfmap.core.result import AxisGeometry, LayerGeometry
 from rfmap.errors import RFMapError, RFMapWarning
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rfmap.core.analysis import Analysis
 
 __version__ = "0.1.0"
 
-#: consumers, loaded on first use so that ``import rfmap`` needs numpy only
+#: every public name, loaded on first use
 _LAZY = {
+    "Analysis": ("rfmap.core.analysis", "Analysis"),
+    "Graph": ("rfmap.core.graph", "Graph"),
+    "GraphBuilder": ("rfmap.core.graph", "GraphBuilder"),
+    "Node": ("rfmap.core.graph", "Node"),
+    "Layer": ("rfmap.core.layers", "Layer"),
+    "Box": ("rfmap.core.box", "Box"),
+    "make_layer": ("rfmap.core.registry", "make_layer"),
+    "register_op": ("rfmap.core.registry", "register_op"),
+    "registry": ("rfmap.core.registry", "registry"),
+    "unregister_op": ("rfmap.core.registry", "unregister_op"),
+    "AxisGeometry": ("rfmap.core.result", "AxisGeometry"),
+    "LayerGeometry": ("rfmap.core.result", "LayerGeometry"),
+    "core": ("rfmap.core", None),
     "erf": ("rfmap.erf", None),
     "ERF": ("rfmap.erf", "ERF"),
     "closed_form_sigma": ("rfmap.erf", "closed_form_sigma"),
@@ -40,6 +53,7 @@ _LAZY = {
 __all__ = [
     "Analysis",
     "AxisGeometry",
+    "Box",
     "ERF",
     "Graph",
     "GraphBuilder",
@@ -92,6 +106,7 @@ def analyze(
 
     Coordinates: pixel-index convention (pixel ``i`` is the point ``i``), (H, W) order.
     """
+    from rfmap.core.analysis import Analysis
     from rfmap.frontends import load
 
     graph = load(source, input_size, strict=strict)

@@ -399,7 +399,10 @@ def interp_stage(draw, ndim, sizes, wild):
         size = []
         for n in sizes:
             f = draw(st.sampled_from([1] + factors))
-            size.append(n // 2 if f == 0.5 and n % 2 == 0 else n * (f if f != 0.5 else 1))
+            if f == 0.5:
+                size.append(n // 2 if n % 2 == 0 else n)
+            else:
+                size.append(n * f)
         return Interp(size=tuple(size), mode=mode, align_corners=align)
     scale = tuple(float(draw(st.sampled_from(factors))) for _ in sizes)
     return Interp(scale_factor=scale, mode=mode, align_corners=align)
@@ -429,8 +432,8 @@ SIMPLE = {
 WEIGHTS = {"conv": 5, "pool": 4, "tconv": 2, "pad": 3, "slice": 2, "interp": 2, "shuffle": 1, "adaptive": 1}
 
 
-def simple_stage(draw, ndim, sizes, wild, kinds=None):
-    names = [n for n in (kinds or SIMPLE) if n != "shuffle" or ndim == 2]
+def simple_stage(draw, ndim, sizes, wild):
+    names = [n for n in SIMPLE if n != "shuffle" or ndim == 2]  # F.pixel_shuffle reads the last two axes
     name = draw(st.sampled_from([n for n in names for _ in range(WEIGHTS[n])]))
     return name, SIMPLE[name](draw, ndim, sizes, wild)
 
@@ -492,7 +495,7 @@ class Drawn:
 
 
 @st.composite
-def models(draw, ndim: int, dag: bool = False, wild: bool = False, max_stages: int = 4, kinds=None) -> Drawn:
+def models(draw, ndim: int, dag: bool = False, wild: bool = False, max_stages: int = 4) -> Drawn:
     """A :class:`Net` of 1..``max_stages`` stages (with ``dag``, some are two merged paths),
     drawn for its input size so that most geometries are valid; ``wild`` draws kernels,
     pads and slices past the input size too.  Drawing stops at a stage PyTorch rejects."""
@@ -503,7 +506,7 @@ def models(draw, ndim: int, dag: bool = False, wild: bool = False, max_stages: i
         if dag and draw(st.integers(0, 2)) == 0:
             name, stage = "branches", branches_stage(draw, ndim, sizes, wild)
         else:
-            name, stage = simple_stage(draw, ndim, sizes, wild, kinds)
+            name, stage = simple_stage(draw, ndim, sizes, wild)
         after = _sizes_after(stage, ndim, sizes)
         if after is not None and not _small(after, ndim):
             break

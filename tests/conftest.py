@@ -1,5 +1,6 @@
 """Fixtures shared by the picture and report tests."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,14 @@ from rfmap.core.graph import Graph
 from rfmap.core.layers import conv, maxpool
 
 SPECS = Path(__file__).parent / "golden" / "specs"
+
+if os.environ.get("RFMAP_TESTS_NO_SHRINK"):
+    # set by tools/mutants.py: one failing example is all it needs, shrinking only costs time
+    # (loaded here, before the test modules build their hypothesis settings)
+    from hypothesis import Phase, settings
+
+    settings.register_profile("no-shrink", phases=(Phase.explicit, Phase.reuse, Phase.generate))
+    settings.load_profile("no-shrink")
 
 
 @pytest.fixture(scope="module")

@@ -471,7 +471,6 @@ def test_example(name):
     assert check_model(Drawn(build(), sizes, ()), None) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="rfmap accepts output_padding >= max(stride, dilation), which PyTorch rejects")
 def test_output_padding_too_large():
     """PyTorch's CPU kernel raises; its meta kernel (which rfmap's front end runs) does not."""
     model = net(nn.ConvTranspose2d(C, C, 3, stride=2, output_padding=(2, 1)))

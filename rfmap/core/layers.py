@@ -25,17 +25,21 @@ from typing import Any, Sequence
 
 from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window
 from rfmap.core.params import (
-    PAD_STRINGS,
     boolean,
     fraction,
     integer,
     ints,
     pad_mode,
-    pad_pair,
     padding,
     per_axis,
 )
 from rfmap.errors import RFMapError
+
+
+def _sides(p: Any) -> tuple[int, int]:
+    """A per-axis padding already checked by :func:`~rfmap.core.params.padding`: ``p`` or
+    ``(left, right)``."""
+    return (p, p) if isinstance(p, int) else (p[0], p[1])
 
 
 def _set(obj: Any, **values: Any) -> None:
@@ -138,7 +142,7 @@ class Conv(Layer):
                 small, large = total // 2, total - total // 2
                 pl, pr = (large, small) if p == "same_lower" else (small, large)
         else:
-            pl, pr = pad_pair(p)
+            pl, pr = _sides(p)
         span = n + pl + pr - k_eff
         detail = f"kernel {k}, dilation {d}, stride {s}, padding ({pl}, {pr})"
         if self.ceil_mode:
@@ -191,7 +195,7 @@ class ConvTranspose(Layer):
             per_axis(self.output_padding, ndim, "output_padding"),
             per_axis(self.dilation, ndim, "dilation"),
         ):
-            pl, pr = pad_pair(p)
+            pl, pr = _sides(p)
             if pl < 0 or pr < 0:
                 raise RFMapError(f"padding must be >= 0, got ({pl}, {pr})")
             # every output phase must receive an input, or some cells see nothing at all: the
@@ -200,6 +204,9 @@ class ConvTranspose(Layer):
                 raise RFMapError(
                     f"stride {s} with kernel {k} and dilation {d} leaves output cells that no input reaches"
                 )
+            if self.op == "conv_transpose" and op_ >= max(s, d):
+                # PyTorch's rule (its meta kernel skips the check, its CPU and CUDA kernels raise)
+                raise RFMapError(f"output_padding {op_} must be smaller than the stride {s} or the dilation {d}")
             n_out = (n - 1) * s - pl - pr + d * (k - 1) + op_ + 1
             maps.append(Transposed(n, _check_out(n_out, n, f"kernel {k}, stride {s}"), k, s, d, pl))
         return tuple(maps)
@@ -290,7 +297,7 @@ class Pad(Layer):
     def axis_maps(self, sizes):
         maps = []
         for n, p in zip(sizes, per_axis(self.padding, len(sizes), "padding")):
-            pl, pr = pad_pair(p)
+            pl, pr = _sides(p)
             n_out = _check_out(n + pl + pr, n, f"padding ({pl}, {pr})")
             maps.append(Window(n, n_out, 1, 1, 1, pl, self.mode, _border(self.mode, n, pl, pr)))
         return tuple(maps)

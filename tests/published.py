@@ -3,13 +3,13 @@ holds the numbers in Markdown tables, read here so that tests take them from one
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PUBLISHED = Path(__file__).parent / "data" / "published"
 
 
-@lru_cache(maxsize=None)
+@cache
 def table(name: str) -> tuple[dict[str, str], ...]:
     """The rows of the first Markdown table in ``tests/data/published/<name>.md``, as dicts
     keyed by the header's column names (cells as strings, stripped)."""

@@ -9,15 +9,15 @@ import json
 
 import numpy as np
 import pytest
+from test_cli import assert_one_error, run
 
 from rfmap.cli.common import source_rank
-from test_cli import assert_one_error, run, write  # noqa: F401  (write: a fixture)
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
 
-def conv_model(dims, kernel, pads, name="conv") -> "onnx.ModelProto":
+def conv_model(dims, kernel, pads, name="conv") -> onnx.ModelProto:
     """One Conv over an input of shape ``dims`` (N, C, spatial...); ``None`` is dynamic."""
     spatial = len(dims) - 2
     w = numpy_helper.from_array(np.ones((1, 1, *(kernel,) * spatial), dtype=np.float32), "w")
@@ -27,6 +27,16 @@ def conv_model(dims, kernel, pads, name="conv") -> "onnx.ModelProto":
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     graph = helper.make_graph([node], "g", [x], [y], initializer=[w])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture
+def write(tmp_path):
+    def write(name, text):
+        path = tmp_path / name
+        path.write_text(text)
+        return str(path)
+
+    return write
 
 
 @pytest.fixture

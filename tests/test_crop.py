@@ -9,14 +9,22 @@ import warnings
 from fractions import Fraction
 
 import pytest
+from published import table
+from test_cli import assert_one_error, run
 
 import rfmap
-from published import table
 from rfmap.core.graph import GraphBuilder
-from rfmap.core.layers import ConvTranspose, Crop, Merge, Upsample, avgpool, conv, maxpool
+from rfmap.core.layers import (
+    ConvTranspose,
+    Crop,
+    Merge,
+    Upsample,
+    avgpool,
+    conv,
+    maxpool,
+)
 from rfmap.frontends import zoo
 from rfmap.mapping.crop import Affine, coord_map, crop_offset
-from test_cli import assert_one_error, run
 
 CROPS = table("fcn_caffe")
 

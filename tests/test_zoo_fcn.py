@@ -9,9 +9,9 @@ import warnings
 
 import numpy as np
 import pytest
+from published import table
 
 import rfmap
-from published import table
 from rfmap.core.layers import ConvTranspose, Crop
 from rfmap.frontends import zoo
 
@@ -136,9 +136,9 @@ def test_rfmap_flags_the_fuse_layers_by_rf_center():
 
 
 def test_a_crop_past_the_end_names_the_layer():
+    from rfmap.core.layers import conv
     from rfmap.frontends.zoo._registry import SizedBuilder
     from rfmap.frontends.zoo.fcn import caffe_crop
-    from rfmap.core.layers import conv
 
     b = SizedBuilder("t", (10, 10))
     x = b.add("c", conv(3), b.input)

@@ -16,9 +16,9 @@ import warnings
 
 import numpy as np
 import pytest
+from published import table
 
 import rfmap
-from published import table
 from rfmap.frontends import zoo
 from rfmap.frontends.zoo.fpn import resnet50_fpn
 
@@ -76,7 +76,6 @@ def resnet50_fpn_torch(returned, extra):
     stem's max pool as an average pool so the gradient reaches every pixel it reads).
     float32 holds the sums exactly enough: every value is a positive sum of ones, at most
     about 1e22, and a zero gradient is a pixel no path reaches."""
-    import torch
     import torch.nn.functional as F
 
     def conv(t, k, s=1, p=0):

@@ -16,13 +16,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from published import table
+from test_zoo import OUTPUT
 
 import rfmap
-from published import table
 from rfmap.core.layers import Conv, Merge
 from rfmap.core.registry import registry
 from rfmap.frontends import zoo
-from test_zoo import OUTPUT
 
 #: the entries added with published numbers, and the file that checks each family
 NEW = {
@@ -52,7 +52,7 @@ def test_every_entry_is_checked_somewhere():
 @pytest.mark.parametrize("name", sorted(NEW))
 def test_entry_builds_with_its_name_size_and_outputs(name):
     graph = zoo.get(name)
-    assert graph.name == name and graph.input_size == dict((n, s) for n, _, s in zoo.entries())[name]
+    assert graph.name == name and graph.input_size == {n: s for n, _, s in zoo.entries()}[name]
     names = [node.name for node in graph.nodes]
     assert len(set(names)) == len(names)
     for node in graph.nodes[1:]:  # every op resolves through the registry

@@ -125,7 +125,7 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
 
     strict = getattr(args, "strict", False)
     text = getattr(args, "input", None)
-    size = None
+    size: int | tuple[int, ...] | None = None
     if text is not None:
         ndim = source_rank(args.source)
         size = parse_input_size(text, ndim)
@@ -134,7 +134,7 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
     # traced sources (PyTorch factories) are captured at the size asked for; ONNX files and
     # zoo entries built for a size (FCN crops) use it too
     graph = load(args.source, size, strict=strict)
-    if text is not None and not isinstance(size, int) and graph.input_size and len(graph.input_size) != len(size):
+    if text is not None and isinstance(size, tuple) and graph.input_size and len(graph.input_size) != len(size):
         size = parse_input_size(text, len(graph.input_size))  # a traced source of another rank
     elif text is None and graph.input_size is None:
         if default_size is None:

@@ -55,7 +55,10 @@ def test_zoo_and_its_pytorch_twin_give_the_same_table(name):
             ancestors.update(node.inputs)
     want = {geometry(r) for r in expected.layers if r.name in ancestors}
     have = {geometry(r) for r in got.layers}
-    assert have == want
+    assert want <= have
+    # the twin adds steps of its own: an asymmetric padding (causal convs) is an F.pad before
+    # the conv, a crop of H and W (the FCNs' Caffe crops) one slice per axis
+    assert {r.op for r in got.layers if geometry(r) not in want} <= {"pad", "crop"}
 
 
 FAMILIES = {

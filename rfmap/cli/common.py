@@ -1,6 +1,15 @@
 """What the subcommands share: the SOURCE and --input arguments, parsing of sizes and
 cells, loading an analysis, and the :class:`Command` record.
 
+``--input`` takes ``224`` (every axis), ``224,320`` or ``224x320`` (H, W), ``16000`` for a 1-D
+source, ``8x64x64`` (D, H, W) for a 3-D one; a shape with one or two numbers too many for
+the source, such as ``3x512x512`` or ``1,3,512,512`` on a 2-D source, has its leading batch
+and channel counts dropped.  The source's number of axes is read first
+(:func:`source_rank`): that of its default input size (zoo entries, spec files) or of its
+input tensor (ONNX files).  A source without one (a spec file without an input size, a
+PyTorch factory) is taken to be 2-D, so a 3-D network that has no default input size needs
+its three sizes written as ``D,H,W`` in its spec file instead.
+
 Coordinates: pixel-index convention (pixel ``i`` is the point ``i``), boxes inclusive,
 ``(y0, x0, y1, x1)``.
 """
@@ -34,8 +43,8 @@ def add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input",
         metavar="H[,W]",
-        help="input size: 224, 224,320 or 224x320 (a leading channel count as in 3x512x512 is dropped); "
-        "default: the source's own",
+        help="input size: 224, 224,320 or 224x320; 16000 (1-D), 8x64x64 (3-D); leading batch and channel "
+        "counts beyond the source's axes (1x3x512x512 on a 2-D source) are dropped; default: the source's own",
     )
 
 
@@ -73,6 +82,36 @@ def parse_input_size(text: str, ndim: int | None = None) -> int | tuple[int, ...
     return tuple(values)
 
 
+def source_rank(source: str) -> int | None:
+    """The number of spatial axes of a data source, known before it is analyzed: the length
+    of a zoo entry's or spec file's default input size, or an ONNX file's input rank minus
+    the batch and channel axes.  ``None`` when it is not known beforehand (a spec file
+    without an input size, a PyTorch factory, a file that does not load: its error comes
+    when it is analyzed)."""
+    from rfmap.frontends import SPEC_SUFFIXES, load, zoo
+
+    text = str(source)
+    lower = text.lower()
+    if zoo.has(text) or lower.endswith(SPEC_SUFFIXES):
+        try:
+            graph = load(text)
+        except RFMapError:
+            return None
+        return len(graph.input_size) if graph.input_size else None
+    if lower.endswith(".onnx") and os.path.isfile(text):
+        try:
+            import onnx
+
+            model = onnx.load(text, load_external_data=False)
+        except Exception:  # noqa: BLE001 - the ONNX front end reports a bad file
+            return None
+        known = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in known]
+        rank = len(inputs[0].type.tensor_type.shape.dim) if inputs else 0
+        return rank - 2 if 3 <= rank <= 5 else None
+    return None
+
+
 def parse_cell_index(text: str) -> tuple[int, ...]:
     values = _ints(text, "--at", "I,J such as 3,4")
     return tuple(values)
@@ -86,12 +125,18 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
 
     strict = getattr(args, "strict", False)
     text = getattr(args, "input", None)
-    # traced sources (PyTorch factories) are captured at the size asked for
-    graph = load(args.source, parse_input_size(text) if text is not None else None, strict=strict)
-    size = None
+    size: int | tuple[int, ...] | None = None
     if text is not None:
-        size = parse_input_size(text, len(graph.input_size) if graph.input_size else None)
-    elif graph.input_size is None:
+        ndim = source_rank(args.source)
+        size = parse_input_size(text, ndim)
+        if ndim is not None and isinstance(size, int):
+            size = (size,) * ndim
+    # traced sources (PyTorch factories) are captured at the size asked for; ONNX files and
+    # zoo entries built for a size (FCN crops) use it too
+    graph = load(args.source, size, strict=strict)
+    if text is not None and isinstance(size, tuple) and graph.input_size and len(graph.input_size) != len(size):
+        size = parse_input_size(text, len(graph.input_size))  # a traced source of another rank
+    elif text is None and graph.input_size is None:
         if default_size is None:
             raise RFMapError(f"'{args.source}' has no default input size: give one with --input H[,W]")
         size = default_size()

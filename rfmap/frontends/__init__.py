@@ -45,7 +45,7 @@ def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
         from rfmap.frontends import zoo
 
         if zoo.has(text):
-            return zoo.get(text)
+            return zoo.get(text, input_size)  # entries built for a size (FCN crops) use it
         if ":" in text and not os.path.exists(text):
             from rfmap.frontends.factory import from_factory
 

@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> str:
         data = result.to_dict()
         data["files"] = written
         return json.dumps(data, indent=2)
+    from rfmap.render.erf import erf_text
+
     return erf_text(result, written)
 
 
@@ -109,29 +111,3 @@ def _heatmap(result, path: Path) -> None:
     title = f"ERF of {result.model} {result.layer or 'output'} {list(result.cell)} ({result.aggregate}, {result.weights}, n={result.n})"
     fig = plot_erf(result.map, result.trf_box, result.sigma, result.mean, title=title)
     save(fig, path)
-
-
-def erf_text(result, written=()) -> str:
-    def axes(values, digits=2) -> str:
-        vals = [f"{v:.{digits}f}" for v in values]
-        return vals[0] if len(set(vals)) == 1 else " x ".join(vals)
-
-    lines = [
-        f"ERF of {result.model}, layer '{result.layer or 'output'}', cell {tuple(result.cell)}, "
-        f"input {'x'.join(str(v) for v in result.input_size)}",
-        f"  {result.n} inputs, weights {result.weights}, aggregate {result.aggregate}",
-        f"  sigma       {axes(result.sigma)} px  (center of mass {axes(result.mean)})",
-    ]
-    if result.closed_form is not None:
-        lines.append(f"  closed form {axes(result.closed_form)} px  (linear network, uniform weights)")
-    if result.trf_size is not None:
-        lines.append(f"  TRF         {axes(result.trf_size, 0)} px, box {tuple(result.trf_box)}")
-        lines.append(f"  4 sigma/TRF {axes(result.trf_ratio, 3)}")
-    lines.append("  mass t   square side   area ratio   (log10(x+1) of the max-normalized map)")
-    for t in (0.2, 0.3, 0.5, 0.9, 0.9545, 0.99):
-        lines.append(
-            f"  {t:<7g}  {result.square_side(t):>11d}   {result.area_ratio(t):>10.4%}   ({result.area_ratio(t, transform='log'):.4%})"
-        )
-    for path in written:
-        lines.append(f"wrote {path}")
-    return "\n".join(lines)

@@ -42,7 +42,8 @@ from typing import Any
 
 from rfmap.erf.closed_form import closed_form_moments, closed_form_sigma
 from rfmap.erf.inputs import IMAGE_SUFFIXES
-from rfmap.erf.measure import AGGREGATES, erf
+from rfmap.erf.measure import erf
+from rfmap.erf.protocols import AGGREGATES, PROTOCOLS, Protocol
 from rfmap.erf.result import ERF
 from rfmap.erf.stats import NORMALIZE, THRESHOLDS, area_ratio, gaussian_fit, square_side
 from rfmap.erf.weights import WEIGHTS
@@ -52,8 +53,10 @@ __all__ = [
     "ERF",
     "IMAGE_SUFFIXES",
     "NORMALIZE",
+    "PROTOCOLS",
     "THRESHOLDS",
     "WEIGHTS",
+    "Protocol",
     "area_ratio",
     "closed_form_moments",
     "closed_form_sigma",

@@ -29,14 +29,22 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class ERF:
-    """A measured effective receptive field (build it with :func:`erf`).
+    """A measured effective receptive field (build it with :func:`rfmap.erf.erf`).
 
-    ``map``: read-only array of the input's spatial shape, the aggregated input gradient of
-    the cell averaged over the ``n`` inputs (non-negative).  ``trf_box``: the theoretical
-    RF box of the same cell (inclusive, unclipped), ``None`` when the model could not be
-    analyzed; ``rf_center``: its center.  ``closed_form``: the sigma that
-    :func:`closed_form_sigma` predicts for the network's geometry, where it has one.
-    Statistics are per axis, in pixels, pixel-index coordinates.
+    ``map``: read-only array of the input's spatial shape, the protocol's per-image map
+    averaged over the ``n`` inputs (non-negative; for ``luo2016`` the aggregated input
+    gradient of the cell summed over channels); :attr:`protocol_map` is the map as the
+    protocol's authors analyze it and :meth:`protocol_metrics` what they report.
+    ``trf_box``: the theoretical RF box of the same cell (inclusive, unclipped), ``None``
+    when the model could not be analyzed; ``rf_center``: its center.  ``closed_form``: the
+    sigma that :func:`rfmap.erf.closed_form_sigma` predicts for the network's geometry,
+    where it has one.  Statistics are per axis, in pixels, pixel-index coordinates.
+
+    What was measured: ``protocol`` (:mod:`rfmap.erf.protocols`), ``network``
+    (``"module"``: the user's PyTorch module; ``"twin"``: rfmap's linear twin of the
+    source), ``weights``, ``linearity`` of the network up to the layer (``"linear"``,
+    ``"nonlinear"`` or ``"unknown"``, with the ``nonlinear_ops`` found;
+    :mod:`rfmap.erf.linearity`) and ``inputs`` (what was averaged over, in words).
     """
 
     map: np.ndarray
@@ -50,6 +58,11 @@ class ERF:
     closed_form: tuple[float, ...] | None = None
     model: str = ""
     notes: tuple[str, ...] = field(default=())
+    protocol: str = "luo2016"
+    network: str = ""
+    linearity: str = "unknown"
+    nonlinear_ops: tuple[str, ...] = field(default=())
+    inputs: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "map", _readonly(self.map))
@@ -74,6 +87,38 @@ class ERF:
     def span(self) -> tuple[float, ...]:
         """``4 sigma`` per axis: the +-2 sigma width, 95.45% of a Gaussian's mass."""
         return tuple(4 * s for s in self.sigma)
+
+    # -- what the inputs can change
+
+    @property
+    def inputs_matter(self) -> bool | None:
+        """Whether other inputs (or more of them) can change the map: ``False`` when the
+        network is linear, the protocol's target is linear in the layer's output and the
+        weights are fixed (then the input gradient is the same for every input); ``True``
+        when the network is nonlinear or the target is not linear; ``None`` when unknown.
+        With ``weights="random"`` a linear network's map still varies with the weight draws."""
+        from rfmap.erf.protocols import get_protocol
+
+        if not get_protocol(self.protocol).linear_target or self.linearity == "nonlinear":
+            return True
+        return False if self.linearity == "linear" else None
+
+    # -- the protocol's own view
+
+    @property
+    def protocol_map(self) -> np.ndarray:
+        """The map as the protocol's authors analyze and draw it (``replknet2022``:
+        ``log10(x + 1)`` divided by the max; ``openerf``: normalized to sum 1)."""
+        from rfmap.erf.protocols import get_protocol
+
+        return get_protocol(self.protocol).finish(self.map)
+
+    def protocol_metrics(self) -> dict:
+        """The numbers the protocol's authors report (``{}`` for ``luo2016``, whose numbers
+        are :meth:`statistics`)."""
+        from rfmap.erf.protocols import get_protocol
+
+        return get_protocol(self.protocol).metrics(self.protocol_map)
 
     # -- the theoretical RF
 
@@ -164,8 +209,15 @@ class ERF:
             "n": self.n,
             "aggregate": self.aggregate,
             "weights": self.weights,
+            "protocol": self.protocol,
+            "network": self.network,
+            "linearity": self.linearity,
+            "nonlinear_ops": list(self.nonlinear_ops),
+            "inputs_matter": self.inputs_matter,
+            "inputs": self.inputs,
             "notes": list(self.notes),
             **self.statistics(),
+            "protocol_metrics": self.protocol_metrics(),
         }
         if include_map:
             out["map"] = self.map.tolist()
@@ -179,5 +231,6 @@ class ERF:
         trf = "" if self.trf_size is None else f", trf {list(self.trf_size)}"
         return (
             f"<ERF of {self.model or 'model'} layer {self.layer!r} cell {list(self.cell)}: sigma ({sig}){trf}, "
-            f"n={self.n}, aggregate={self.aggregate}, weights={self.weights}>"
+            f"n={self.n}, protocol={self.protocol}, aggregate={self.aggregate}, weights={self.weights}, "
+            f"{self.network}, {self.linearity}>"
         )

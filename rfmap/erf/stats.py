@@ -14,7 +14,15 @@ import numpy as np
 
 from rfmap.errors import RFMapError
 
-__all__ = ["NORMALIZE", "THRESHOLDS", "area_ratio", "gaussian_fit", "square_side"]
+__all__ = [
+    "NORMALIZE",
+    "THRESHOLDS",
+    "area_ratio",
+    "gaussian_fit",
+    "radial_mass",
+    "replknet_area_ratio",
+    "square_side",
+]
 
 #: The mass fractions reported by :meth:`rfmap.erf.ERF.statistics` (0.9545 = +-2 sigma of a Gaussian).
 THRESHOLDS = (0.2, 0.3, 0.5, 0.9, 0.9545, 0.99)
@@ -165,3 +173,45 @@ def area_ratio(
         p = _as_mass(np.log10(raw + 1.0))
     side = square_side(p, t, center)
     return float(side ** p.ndim / p.size)
+
+
+def replknet_area_ratio(data: np.ndarray, t: float) -> tuple[int, float] | None:
+    """RepLKNet's high-contribution area ratio of a 2-D map, as ``analyze_erf.py`` reads it.
+
+    Ding et al. (CVPR 2022), repository DingXiaoH/RepLKNet-pytorch, ``erf/analyze_erf.py``
+    (``get_rectangle``): around the pixel ``(H // 2, W // 2)``, the squares of side
+    ``2 i + 1`` for ``i = 1 .. H // 2 - 1`` (side 1 is never tried); the first whose sum
+    exceeds ``t`` of the map's total (strictly) gives ``(side, side**2 / (H W))``; ``None``
+    when none does.  ``data`` is the map as the protocol leaves it (``log10(x + 1)``, then
+    divided by its max).  Squares are clipped at the map's border (equal to RepLKNet's
+    slicing for square maps; for ``W < H`` their negative slice starts would wrap around).
+    """
+    p = np.asarray(data, dtype=np.float64)
+    if p.ndim != 2:
+        raise RFMapError(f"the RepLKNet area ratio needs a 2-D map, got shape {list(p.shape)}")
+    total = float(p.sum())
+    if not total > 0:
+        raise RFMapError("the ERF map is zero everywhere: the cell does not depend on the input")
+    h, w = p.shape
+    sides = np.arange(3, 2 * (h // 2) - 1 + 1, 2, dtype=np.int64)  # 2i + 1 for i = 1 .. h//2 - 1
+    if sides.size == 0:
+        return None
+    sums = _centered_sums(p, (2 * (h // 2), 2 * (w // 2)), sides)
+    hit = np.flatnonzero(sums / total > float(t))
+    if hit.size == 0:
+        return None
+    side = int(sides[hit[0]])
+    return side, side / h * side / w
+
+
+def radial_mass(erf_map: np.ndarray, radii: Sequence[float], center: Sequence[float] | None = None) -> tuple[float, ...]:
+    """The fraction of the mass within Euclidean distance ``r`` (inclusive) of ``center``,
+    for each ``r``; ``center`` defaults to the pixel ``(H // 2, W // 2)`` (OpenERF's)."""
+    p = _as_mass(erf_map)
+    if center is None:
+        center = tuple(n // 2 for n in p.shape)
+    if len(center) != p.ndim:
+        raise RFMapError(f"center {list(center)} has {len(center)} coordinates, the map has {p.ndim} axes")
+    grids = np.indices(p.shape, dtype=np.float64)
+    dist = np.sqrt(sum((g - float(c)) ** 2 for g, c in zip(grids, center)))
+    return tuple(float(p[dist <= float(r)].sum()) for r in radii)

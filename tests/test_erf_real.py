@@ -173,11 +173,17 @@ def test_a_network_with_relu_gives_other_maps_for_other_inputs_and_says_so():
     assert "nonlinear (relu): inputs matter" in erf_text(four)
 
 
-def test_a_linear_network_gives_one_map_whatever_the_inputs_and_says_so():
+def test_a_linear_network_gives_one_map_whatever_the_inputs_and_says_so(tmp_path):
     model = tiny_linear_net()
     one = erf(model, input_size=16, n=1, progress=False)
     many = erf(model, input_size=16, n=8, seed=3, batch_size=3, progress=False)
     assert np.allclose(one.map, many.map, rtol=1e-12, atol=1e-15)
+    plt_image = pytest.importorskip("matplotlib.image")
+    rng = np.random.default_rng(2)
+    for k in range(2):
+        plt_image.imsave(tmp_path / f"img{k}.png", rng.random((16, 16, 3)))
+    images = erf(model, inputs=tmp_path, channels=2, progress=False)
+    assert images.n == 2 and np.allclose(images.map, one.map, rtol=1e-12, atol=1e-15)
     assert one.linearity == "linear" and one.nonlinear_ops == () and one.inputs_matter is False
     text = erf_text(many)
     assert "the inputs and --n cannot change the map" in text
@@ -339,3 +345,51 @@ def test_cli_help_says_what_the_weights_do(capsys):
 def test_a_spec_has_no_module_to_run():
     with pytest.raises(RFMapError, match="not a PyTorch module or factory.*twin"):
         erf([[3, 1, 1]], input_size=8, twin=False, progress=False)
+
+
+def test_a_model_that_fails_on_the_input_gives_one_clear_error():
+    model = tiny_relu_net()
+    with pytest.raises(RFMapError, match=r"running Sequential on an input of shape \[1, 3, 8, 8\] failed: RuntimeError"):
+        erf(model, inputs=torch.randn(2, 3, 8, 8, dtype=torch.float64), progress=False)
+    with pytest.raises(RFMapError, match="running Sequential.*failed"):
+        erf(model, layer="2", inputs=torch.randn(2, 3, 8, 8, dtype=torch.float64), progress=False)
+
+
+def test_the_census_failing_leaves_the_verdict_unknown(monkeypatch):
+    import rfmap.erf.linearity as L
+
+    def broken(*args, **kwargs):
+        raise NotImplementedError("no python dispatch for this op")
+
+    monkeypatch.setattr(L, "_op_verdict", broken)
+    model = tiny_linear_net()
+    found = L.linearity(model, torch.randn(1, 2, 8, 8, dtype=torch.float64))
+    assert found.verdict == "unknown" and "census failed" in found.ops[0]
+    e = erf(model, input_size=8, n=1, progress=False)
+    assert e.linearity == "unknown" and e.inputs_matter is None
+    assert "not shown to be linear" in erf_text(e)
+
+
+def test_every_node_and_named_output_of_a_twin_can_be_measured():
+    import dataclasses
+
+    from rfmap.core.graph import GraphBuilder
+
+    b = GraphBuilder("fpn-like", input_size=24)
+    c1 = b.layer("c1", "conv", b.input, kernel=3, padding=1)
+    c2 = b.layer("c2", "conv", c1, kernel=3, stride=2, padding=1)
+    c3 = b.layer("c3", "conv", c2, kernel=3, stride=2, padding=1)
+    b.layer("p2", "conv", c2, kernel=1)
+    b.layer("p3", "maxpool", c3, kernel=1, stride=2)
+    # the model returns {'0': p2, 'pool': p3}; p3 is not on the path to the first output
+    graph = dataclasses.replace(b.build(), aliases=(("0", "p2"), ("pool", "p3")), outputs=("0", "pool"))
+    assert graph.output.name == "p2"
+    by_alias = erf(graph, layer="pool", n=1, weights="uniform", channels=1, progress=False)
+    by_name = erf(graph, layer="p3", n=1, weights="uniform", channels=1, progress=False)
+    assert by_alias.layer == "pool" and by_alias.cell == (1, 1) and by_alias.trf_box == by_name.trf_box
+    assert np.array_equal(by_alias.map, by_name.map) and by_alias.closed_form == pytest.approx(by_name.closed_form)
+    assert by_alias.sigma == pytest.approx(by_alias.closed_form, rel=1e-12)  # 1x1 max pool as 1x1 average
+    first = erf(graph, n=1, weights="uniform", channels=1, progress=False)
+    assert first.layer == "p2" and first.cell == (6, 6)
+    with pytest.raises(RFMapError, match="no layer named 'pol'.*'pool'"):
+        erf(graph, layer="pol", n=1, progress=False)

@@ -1,11 +1,15 @@
 """Effective receptive fields (Luo, Li, Urtasun, Zemel, NIPS 2016), measured and predicted.
 
-The measurement (:func:`erf`): set the gradient of one output cell of a layer to 1 and every
-other output to 0, backpropagate to the input, aggregate the input gradient per pixel
-(``|g|``, ``g**2`` or ``relu(g)``, summed over channels) and average it over many inputs
-(random noise, a tensor, or a folder of images) and, with ``weights="random"``, over
-weight draws.  The result, an immutable :class:`ERF`, carries the map and the statistics
-read from it:
+The measurement (:func:`erf`): backpropagate a scalar read at one output cell of a layer to
+the input, turn the input gradient into a per-pixel map and average it over many inputs
+(random noise, a tensor, or a folder of images) and, with ``weights="random"``, over weight
+draws.  The scalar and the map are a named protocol's: ``luo2016`` (gradient 1 at the cell;
+``|g|``, ``g**2`` or ``relu(g)`` summed over channels), ``replknet2022`` or ``openerf``
+(:mod:`~rfmap.erf.protocols`, each with its source).  The network is the user's PyTorch
+module with its own weights (a module, ``"pkg.module:factory"``, ``"torchvision:NAME"``) or
+rfmap's linear twin of any other source; an ops census says whether it is linear, and so
+whether the inputs can change the map at all.  The result, an immutable :class:`ERF`,
+carries the map and the statistics read from it:
 
 * a per-axis Gaussian fit: ``mean`` (the center of mass) and ``sigma`` (the weighted
   standard deviation of the map normalized to sum 1);
@@ -29,9 +33,11 @@ Coordinates: pixel-index convention (pixel ``i`` is the point ``i``), axes in (H
 order, boxes inclusive ``(y0, x0, y1, x1)``, as everywhere in rfmap.
 
 Modules: :mod:`~rfmap.erf.stats` (statistics of a map), :mod:`~rfmap.erf.closed_form`,
-:mod:`~rfmap.erf.result` (the immutable :class:`ERF`), :mod:`~rfmap.erf.inputs` (noise, a
-tensor or images), :mod:`~rfmap.erf.weights`, :mod:`~rfmap.erf.measure` (the measurement)
-and :mod:`~rfmap.erf.twin` (PyTorch twins of rfmap graphs).  Rendering:
+:mod:`~rfmap.erf.result` (the immutable :class:`ERF`), :mod:`~rfmap.erf.protocols`,
+:mod:`~rfmap.erf.inputs` (noise, a tensor or images), :mod:`~rfmap.erf.weights`,
+:mod:`~rfmap.erf.network` (module or twin), :mod:`~rfmap.erf.targets` (where a layer's
+output is taken), :mod:`~rfmap.erf.linearity` (the ops census), :mod:`~rfmap.erf.measure`
+(the measurement) and :mod:`~rfmap.erf.twin` (PyTorch twins of rfmap graphs).  Rendering:
 :mod:`rfmap.render.erf`.  Importing this package imports numpy only; torch is imported
 when :func:`erf` runs.
 """

@@ -139,8 +139,12 @@ def linearity(run: Callable[[Any], Any], x: Any) -> Linearity:
     with torch.no_grad():
         x = x.detach().clone()
         census.mark(x, frozenset())
-        with census:
-            out = run(x)
+        try:
+            with census:
+                out = run(x)
+        except Exception as exc:  # noqa: BLE001 - the census or the model failed: which one?
+            run(x)  # the model's own failure is raised here, as it would be without the census
+            return Linearity("unknown", (f"the ops census failed: {type(exc).__name__}",))
     tags = census.tags.get(id(out))
     if tags is None:  # the result was not produced under the census (a constant): no path
         tags = frozenset().union(*census.tags.values()) if census.tags else frozenset()

@@ -98,7 +98,7 @@ def _dtype_of(model):
     return None
 
 
-def _module_network(module, name, weights, device, channels, dtype, inputs: Inputs) -> Network:
+def _module_network(module, name, weights, device, channels, dtype, inputs: Inputs, notes=()) -> Network:
     import torch
 
     run, own = module, False
@@ -108,10 +108,10 @@ def _module_network(module, name, weights, device, channels, dtype, inputs: Inpu
     channels = inputs.channels or channels or infer_channels(run)
     dtype = dtype or _dtype_of(run) or torch.float32
     inputs.require_size(None, "an input_size is needed to measure an ERF on noise inputs")
-    return Network(run, own, "module", name, int(channels), dtype, source=module)
+    return Network(run, own, "module", name, int(channels), dtype, source=module, notes=list(notes))
 
 
-def _twin_network(graph, weights, seed, channels, dtype, inputs: Inputs) -> Network:
+def _twin_network(graph, weights, seed, channels, dtype, inputs: Inputs, of_module: bool) -> Network:
     import torch
 
     from rfmap.erf.twin import to_torch
@@ -122,7 +122,8 @@ def _twin_network(graph, weights, seed, channels, dtype, inputs: Inputs) -> Netw
     twin_weights = {"as-is": "positive", "uniform": "uniform", "random": "random"}[weights]
     twin = to_torch(graph, size, channels=channels, weights=twin_weights, seed=seed, dtype=dtype)
     twin.check_sizes = False
-    note = TWIN_NOTE + ("; weights random positive (the source has none of its own)" if weights == "as-is" else "")
+    why = "the twin does not carry the module's weights" if of_module else "the source has none of its own"
+    note = TWIN_NOTE + (f"; weights random positive ({why})" if weights == "as-is" else "")
     return Network(twin, True, "twin", f"linear twin of {graph.name}", channels, dtype, twin=twin, notes=[note])
 
 
@@ -131,7 +132,13 @@ def prepare(model: Any, *, twin: bool | None, weights: str, seed: int, channels,
     when there is one, else the twin; ``True`` -- the twin; ``False`` -- the module."""
     found = as_module(model)
     if found is not None and not twin:
-        return _module_network(*found, weights, device, channels, dtype, inputs)
+        notes = []
+        if isinstance(model, str) and model.strip().startswith("torchvision:") and weights == "as-is":
+            notes.append(
+                "torchvision:NAME builds the model without pretrained weights (PyTorch's initialization); "
+                "for trained weights give a factory that loads them"
+            )
+        return _module_network(*found, weights, device, channels, dtype, inputs, notes)
     if twin is False:
         raise RFMapError(
             f"{model!r} is not a PyTorch module or factory: rfmap reads only its geometry, so its ERF is "
@@ -144,4 +151,4 @@ def prepare(model: Any, *, twin: bool | None, weights: str, seed: int, channels,
         graph = load(found[0], size)
     else:
         graph = load(model)
-    return _twin_network(graph, weights, seed, channels, dtype, inputs)
+    return _twin_network(graph, weights, seed, channels, dtype, inputs, found is not None)

@@ -58,6 +58,27 @@ def _hint(name: str, names) -> str:
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
+def _failed(module, x, exc: Exception) -> RFMapError:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return RFMapError(
+        f"running {type(module).__name__} on an input of shape {list(x.shape)} failed: {type(exc).__name__}: {first}"
+    )
+
+
+def _guarded(module, run):
+    """``run`` with the model's own failures (wrong channels, too small an input) as one RFMapError."""
+
+    def call(x):
+        try:
+            return run(x)
+        except (RFMapError, _Stop):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's forward failed
+            raise _failed(module, x, exc) from None
+
+    return call
+
+
 class Target:
     """The output of one layer: ``target(x)`` runs the network and returns it.
 
@@ -79,11 +100,11 @@ def twin_target(twin, layer: str | int | None) -> Target:
         k = twin.analysis._resolve(name)
     except RFMapError:
         names = list(twin.names) + [a for a, _ in graph.aliases]
-        raise RFMapError(f"no layer named '{name}' in '{graph.name}'{_hint(name, names)}") from None
+        raise RFMapError(f"no layer named '{name}' in '{graph.name}'{_hint(str(name), names)}") from None
     if k == 0:
         raise RFMapError(f"layer '{name}' is the input: pick a layer after it")
     node = twin.names[k]
-    return Target(str(name), f"node {node} of the twin", lambda x: twin.node_output(x, k))
+    return Target(str(name), f"node {node} of the twin", _guarded(twin, lambda x: twin.node_output(x, k)))
 
 
 def _hook_run(module, sub, path: str, call: int):
@@ -115,8 +136,11 @@ def _outputs(module, probe) -> dict[str, Any]:
     """The model's named outputs: dict keys, or tuple/list indices as strings."""
     import torch
 
-    with torch.no_grad():
-        out = module(probe)
+    try:
+        with torch.no_grad():
+            out = module(probe)
+    except Exception as exc:  # noqa: BLE001 - the user's forward failed
+        raise _failed(module, probe, exc) from None
     if isinstance(out, dict):
         return {str(k): k for k in out}
     if isinstance(out, (list, tuple)):
@@ -168,20 +192,20 @@ def module_target(module, layer: str | None, probe) -> Target:
     """A layer or output of a PyTorch module (see the module docstring); ``probe``: one input
     of the right shape, run (without gradients) only to list the model's named outputs."""
     if layer is None:
-        return Target(None, "the model's output", _output_run(module, None))
+        return Target(None, "the model's output", _guarded(module, _output_run(module, None)))
     layer = str(layer)
     modules = {name: m for name, m in module.named_modules() if name}
     if layer in modules:
-        return Target(layer, f"submodule {layer}", _hook_run(module, modules[layer], layer, 0))
+        return Target(layer, f"submodule {layer}", _guarded(module, _hook_run(module, modules[layer], layer, 0)))
     again = re.fullmatch(r"(.+)_(\d+)", layer)
     if again and again.group(1) in modules:
         path, call = again.group(1), int(again.group(2))
-        return Target(layer, f"call {call + 1} of submodule {path}", _hook_run(module, modules[path], path, call))
+        return Target(layer, f"call {call + 1} of submodule {path}", _guarded(module, _hook_run(module, modules[path], path, call)))
     outputs = _outputs(module, probe)
     if layer in outputs:
-        return Target(layer, f"output {layer!r}", _output_run(module, outputs[layer]))
+        return Target(layer, f"output {layer!r}", _guarded(module, _output_run(module, outputs[layer])))
     run, fx_names = _fx_run(module, layer)
     if run is not None:
-        return Target(layer, f"node {layer} (torch.fx)", run)
+        return Target(layer, f"node {layer} (torch.fx)", _guarded(module, run))
     names = list(modules) + list(outputs) + fx_names
     raise RFMapError(f"no layer named '{layer}' in {type(module).__name__}{_hint(layer, names)}")

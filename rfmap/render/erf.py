@@ -55,13 +55,13 @@ def _protocol_table(result: ERF) -> Table | None:
             columns, rows, frozenset(columns[1:]),
         )
     if "radial_cumulative_mass" in metrics:  # openerf
-        columns = ("radius px", "mass")
-        rows = tuple((str(r["radius"]), measured(r["mass"], 4)) for r in metrics["radial_cumulative_mass"])
+        radial = ("radius px", "mass")
+        masses = tuple((str(r["radius"]), measured(r["mass"], 4)) for r in metrics["radial_cumulative_mass"])
         center = ", ".join(str(c) for c in metrics["center"])
         return Table(
             f"openerf: mass of the sum-1 map within a radius of ({center}); "
             f"center of mass {measured_axes(metrics['center_of_mass'])}",
-            columns, rows, frozenset(columns),
+            radial, masses, frozenset(radial),
         )
     return None
 

@@ -9,6 +9,7 @@ result into tables: :mod:`~rfmap.render.summary` (an analysis), :mod:`~rfmap.ren
 
 from __future__ import annotations
 
+from rfmap.render.erf import erf_text
 from rfmap.render.modules import MODULE_COLUMNS, render_modules
 from rfmap.render.numbers import fmt_axes, fmt_number, fmt_size, measured, measured_axes
 from rfmap.render.summary import (
@@ -29,7 +30,7 @@ from rfmap.render.summary import (
 from rfmap.render.table import Table, color_wanted, draw
 
 __all__ = [
-    "COLUMNS", "FLAG_LEGEND", "FORMATS", "MODULE_COLUMNS", "NUMERIC", "Table", "color_wanted", "draw", "flags",
+    "COLUMNS", "FLAG_LEGEND", "FORMATS", "erf_text", "MODULE_COLUMNS", "NUMERIC", "Table", "color_wanted", "draw", "flags",
     "fmt_axes", "fmt_number", "fmt_size", "measured", "measured_axes", "render", "render_csv", "render_json",
     "render_modules", "row_cells", "select_layers", "summary_line", "summary_table", "to_dict",
 ]

@@ -14,7 +14,7 @@ import sys
 import warnings
 from typing import Any, Sequence
 
-from rfmap.cli import anchors, cell, crop, erf, map, plot, report, summary, zoo
+from rfmap.cli import anchors, cell, crop, erf, levels, map, plot, report, summary, zoo
 from rfmap.cli.common import Command
 from rfmap.errors import RFMapError, RFMapWarning
 
@@ -23,7 +23,7 @@ EXIT_USAGE = 2
 
 #: Every subcommand, in the order ``rfmap --help`` lists them.
 COMMANDS: list[Command] = [
-    Command(m.NAME, m.HELP, m.configure, m.run) for m in (summary, cell, map, crop, zoo, erf, anchors, plot, report)
+    Command(m.NAME, m.HELP, m.configure, m.run) for m in (summary, cell, map, levels, crop, zoo, erf, anchors, plot, report)
 ]
 
 

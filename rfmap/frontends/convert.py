@@ -181,8 +181,11 @@ class Front:
         except LayoutError as exc:
             del self.nodes[n_before:]
             return self._finish(call, self._unsupported(call, f": {exc}"), rule_based=False)
-        except RFMapError:
-            raise
+        except RFMapError as exc:  # a bad attribute or argument: name the op that has it
+            where = self._where(call)
+            if str(exc).startswith(where) or str(exc).startswith(f"unsupported {where}"):
+                raise
+            raise RFMapError(f"{where}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a rule crashed: say which
             raise RFMapError(f"{self._where(call)}: the rfmap rule failed ({one_line(exc)})") from None
         return self._finish(call, result, rule_based=True)

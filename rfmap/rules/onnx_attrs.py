@@ -41,6 +41,23 @@ def attr_int(call: Call, name: str, default: int | None = None) -> int | None:
     return value
 
 
+def attr_float(call: Call, name: str, default: float | None = None) -> float | None:
+    value = call.kwargs.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise RFMapError(f"attribute {name} must be a number, got {value!r:.60}")
+    return float(value)
+
+
+def attr_flag(call: Call, name: str, default: int = 0) -> bool:
+    """An int attribute that must be 0 or 1."""
+    value = attr_int(call, name, default)
+    if value not in (0, 1):
+        raise RFMapError(f"attribute {name} must be 0 or 1, got {value}")
+    return bool(value)
+
+
 def attr_str(call: Call, name: str, default: str | None, allowed: tuple[str, ...] | None = None) -> str | None:
     value = call.kwargs.get(name, default)
     if isinstance(value, bytes):

@@ -69,6 +69,29 @@ def attr_str(call: Call, name: str, default: str | None, allowed: tuple[str, ...
     return value
 
 
+def attr_axis(call: Call, name: str, default: int | None, rank: int | None = None) -> int:
+    """A dim attribute (``axis``), required when ``default`` is ``None``, in
+    ``[-rank, rank)``; returned non-negative."""
+    value = attr_int(call, name, default)
+    n = call.ndim if rank is None else rank
+    if value is None:
+        raise RFMapError(f"attribute {name} is required")
+    if not -n <= value < n:
+        raise RFMapError(f"attribute {name} {value} is out of range for a rank-{n} tensor")
+    return value + n if value < 0 else value
+
+
+def check_axes(call: Call, axes, what: str, rank: int | None = None) -> tuple[int, ...]:
+    """Dims (an attribute or a constant input) in ``[-rank, rank)``, none repeated; returned non-negative."""
+    n = call.ndim if rank is None else rank
+    if any(not -n <= int(a) < n for a in axes):
+        raise RFMapError(f"{what} {list(axes)} is out of range for a rank-{n} tensor")
+    out = tuple(int(a) + n if int(a) < 0 else int(a) for a in axes)
+    if len(set(out)) != len(out):
+        raise RFMapError(f"{what} {list(axes)} repeats a dim")
+    return out
+
+
 def const(call: Call, index: int) -> Any:
     """The value of constant input ``index`` (a numpy array), or ``None`` if absent or not
     constant."""

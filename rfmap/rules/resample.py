@@ -25,7 +25,7 @@ from rfmap.core.layers import (
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints
-from rfmap.rules.common import REALIZE, nd, onnx_rules, torch_rules
+from rfmap.rules.common import REALIZE, onnx_rules, torch_rules
 from rfmap.rules.erf_moments import window_moments
 from rfmap.rules.onnx_attrs import attr_flag, attr_float, attr_int, attr_ints, attr_str, const
 

@@ -58,7 +58,6 @@ from rfmap.core.layers import (
     ConvTranspose,
     Crop,
     Expand,
-    Merge,
     Pad,
     PixelShuffle,
     PixelUnshuffle,

@@ -149,7 +149,7 @@ class _Walk:
                 for _ in range(8):  # shapes let more fold, and folded sizes let more shapes be inferred
                     before = len(self.consts)
                     self.shapes = static_shapes(self.model, self.consts, inp.name, spatial, size, overrides)
-                    fold_constants(g, self.consts, self.shapes)
+                    fold_constants(g, self.consts, self.shapes, self.opset)
                     bar.advance(len(self.consts) - before)
                     if len(self.consts) == before:
                         break

@@ -34,6 +34,8 @@ def resize_model(shape, op="Resize", opset=19, scales=None, sizes=None, layout="
     h, w = shape
     dims = [h * w, 1, h, w]
     inits, names = [], ["x"]
+    if op == "Upsample" and opset < 9:  # scales as an attribute
+        attrs["scales"], scales = [float(v) for v in scales], None
     slots = [("roi", None), ("scales", scales), ("sizes", sizes)] if op == "Resize" and opset >= 11 else [("scales", scales)]
     for name, value in slots:
         if value is None:
@@ -128,6 +130,7 @@ def test_every_mode_matches_onnxruntime(ctm, config):
     dict(shape=(5, 6), opset=10, scales=[1, 1, 0.6, 2.5], mode="linear"),
     dict(shape=(5, 6), op="Upsample", opset=9, scales=[1, 1, 1.5, 3], mode="nearest"),
     dict(shape=(5, 6), op="Upsample", opset=9, scales=[1, 1, 2, 1.25], mode="linear"),
+    dict(shape=(5, 6), op="Upsample", opset=8, scales=[1, 1, 3, 1.5], mode="nearest"),
     dict(shape=(5, 6), opset=13, scales=[1, 1, 2.5, 0.75], mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
          nearest_mode="ceil"),
     # opset 18: scales or sizes for some axes, keep_aspect_ratio_policy
@@ -198,3 +201,14 @@ def test_antialias_is_not_modelled_and_says_so():
     with pytest.warns(RFMapWarning, match="antialiased"):
         g = from_onnx(m)
     assert rfmap.analyze(g).output.rf == (4, 6)  # treated as global: every cell sees the whole input
+
+
+def test_the_layer_is_a_spec_op_too():
+    """``op: onnx_resize`` in a layer list: the same table without an ONNX file."""
+    a = rfmap.analyze([{"op": "onnx_resize", "scales": 3, "mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                        "nearest_mode": "round_prefer_floor"}], (4,))
+    assert [int(a.support(a.output.name, (o,))[0][0]) for o in range(12)] == [0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3]
+    with pytest.raises(RFMapError, match="nearest_mode 'nearest' is not one of"):
+        rfmap.analyze([{"op": "onnx_resize", "scales": 2, "nearest_mode": "nearest"}], (4,))
+    with pytest.raises(RFMapError, match="cubic_coeff_a must be a number"):
+        rfmap.analyze([{"op": "onnx_resize", "scales": 2, "mode": "cubic", "cubic_coeff_a": "a"}], (4,))

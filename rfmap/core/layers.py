@@ -285,13 +285,13 @@ def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
-def _float32(value: Any, what: str) -> float:
-    """A positive finite number, as the float32 onnxruntime computes with."""
+def _float32(value: Any, what: str, positive: bool = True) -> float:
+    """A finite (positive) number, as the float32 onnxruntime computes with."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise RFMapError(f"{what} must be a number, got {value!r:.60}")
     f = float(np.float32(value))
-    if not np.isfinite(f) or f <= 0:
-        raise RFMapError(f"{what} must be positive and finite, got {value!r:.60}")
+    if not np.isfinite(f) or (positive and f <= 0):
+        raise RFMapError(f"{what} must be {'positive and ' if positive else ''}finite, got {value!r:.60}")
     return f
 
 
@@ -343,15 +343,13 @@ class Resize(Layer):
             coordinate_transformation_mode=_choice(self.coordinate_transformation_mode, COORDINATE_MODES,
                                                    "coordinate_transformation_mode"),
             nearest_mode=_choice(self.nearest_mode, NEAREST_MODES, "nearest_mode"),
-            cubic_coeff_a=float(self.cubic_coeff_a) if not isinstance(self.cubic_coeff_a, bool) else self.cubic_coeff_a,
+            cubic_coeff_a=_float32(self.cubic_coeff_a, "cubic_coeff_a", positive=False),
             exclude_outside=exclude,
             keep_aspect_ratio_policy=_choice(self.keep_aspect_ratio_policy, ASPECT_POLICIES, "keep_aspect_ratio_policy"),
             policy_ratios=tuple(_float32(v, "policy_ratios") for v in self.policy_ratios),
             copy_unchanged=boolean(self.copy_unchanged, "copy_unchanged"),
             op=_op_name(self.op),
         )
-        if isinstance(self.cubic_coeff_a, bool):
-            raise RFMapError(f"cubic_coeff_a must be a number, got {self.cubic_coeff_a!r}")
 
     def out_scales(self, sizes: Sequence[int]) -> tuple[tuple[int, ...], tuple[float, ...]]:
         """Output sizes and float32 scales per axis for an input of ``sizes`` (onnxruntime's rules)."""

@@ -44,16 +44,22 @@ def _reduction_for(name: str):
 
 
 def pairwise_reduce(call: Call):
-    """cosine_similarity / pairwise_distance along a (channel) dim."""
-    if call.module is not None and hasattr(call.module, "dim"):
-        dim = call.module.dim
+    """cosine_similarity along ``dim`` (default 1), pairwise_distance along the last dim."""
+    distance = "distance" in call.op_name.lower()
+    if distance:
+        dim = -1
+        keep = call.module.keepdim if call.module is not None else call.arg(4, "keepdim", False)
     else:
-        dim = call.arg(2, "dim", 1 if call.kind != "module" else -1)
-    if len(distinct(call)) == 1:
-        return reduce_dims(call, dim, bool(call.arg(None, "keepdim", False)))
-    if call.axes_on(int(dim)):
-        raise LayoutError("it reduces two maps along a spatial dim")
-    return merge_or_pointwise(call, "mul")
+        dim = call.module.dim if call.module is not None else call.arg(2, "dim", 1)
+        keep = False
+    layer = reduce_dims(call, dim, bool(keep))
+    binds = distinct(call)
+    if len(binds) == 1 or not call.axes_on(int(dim)):
+        return layer if len(binds) == 1 else merge_or_pointwise(call, "mul")
+    if any(b.dims != call.bind.dims for _, b in binds):
+        raise LayoutError("its two maps hold the spatial axes at different dims")
+    parts = [call.emit(f".reduce{i}", layer, b, dims=call.out_dims) for i, (_, b) in enumerate(binds)]
+    return call.emit("", Merge("mul"), *parts, dims=call.out_dims)
 
 
 def softmax(call: Call):

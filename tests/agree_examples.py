@@ -129,7 +129,7 @@ EXAMPLES: dict[str, list[Example]] = {
     "pointwise": [
         Example("activations", seq(conv(), nn.BatchNorm2d(4), nn.ReLU(), nn.Hardswish(), nn.Sigmoid(), nn.LeakyReLU(0.1),
                                    nn.Dropout(0.2), nn.ELU(), nn.Tanh(), nn.PReLU())),
-        Example("gelu-silu", seq(conv(), nn.GELU(), nn.SiLU(), nn.Softplus()), opsets=(17, 14)),
+        Example("gelu-silu", seq(conv(), nn.GELU(), nn.SiLU(), nn.Softplus())),
         Example("clip-hardsigmoid", seq(conv(), nn.ReLU6(), nn.Hardsigmoid(), nn.Softsign())),
     ],
     "conv": [
@@ -266,7 +266,7 @@ EXAMPLES: dict[str, list[Example]] = {
                                   c=lambda: conv(), w=lambda: nn.Parameter(torch.randn(5, 4)))),
         Example("over-w", fn(lambda s, x: s.c(x) @ s.w, c=lambda: conv(), w=lambda: nn.Parameter(torch.randn(44, 44)))),
         Example("einsum", fn(lambda s, x: torch.einsum("bchw,dc->bdhw", s.c(x), s.w), c=lambda: conv(),
-                             w=lambda: nn.Parameter(torch.randn(5, 4))), opsets=(17, 12)),
+                             w=lambda: nn.Parameter(torch.randn(5, 4))), opsets=(17, 12)),  # Einsum: opset 12
     ],
     "linear": [
         Example("over-w", seq(conv(), nn.Linear(44, 44))),
@@ -277,10 +277,10 @@ EXAMPLES: dict[str, list[Example]] = {
                                  c=lambda: conv(), gru=lambda: nn.GRU(4, 5))),
         Example("mha-tokens", fn(lambda s, x: s.mha(*(s.c(x).flatten(2).transpose(1, 2),) * 3)[0].transpose(1, 2).view(1, 4, 30, 44),
                                  c=lambda: conv(), mha=lambda: nn.MultiheadAttention(4, 2, batch_first=True)),
-                opsets=(17, 14)),
+                opsets=(17, 13)),  # aten::unflatten exports from opset 13
     ],
     "grid_sample": [
         Example("fixed-grid", fn(lambda s, x: F.grid_sample(s.c(x), s.grid, align_corners=False), c=lambda: conv(),
-                                 grid=lambda: nn.Parameter(torch.rand(1, 20, 25, 2) * 2 - 1)), opsets=(17,)),
+                                 grid=lambda: nn.Parameter(torch.rand(1, 20, 25, 2) * 2 - 1)), opsets=(17,)),  # GridSample: 16
     ],
 }

@@ -27,7 +27,7 @@ from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints
 from rfmap.rules.common import REALIZE, onnx_rules, torch_rules
 from rfmap.rules.erf_moments import window_moments
-from rfmap.rules.onnx_attrs import attr_flag, attr_float, attr_int, attr_ints, attr_str, const
+from rfmap.rules.onnx_attrs import attr_flag, attr_float, attr_int, attr_ints, attr_str, check_axes, const
 
 # -- PyTorch ------------------------------------------------------------------------------
 
@@ -172,9 +172,7 @@ def onnx_resize(call: Call):
         raise RFMapError("keep_aspect_ratio_policy with negative axes: onnxruntime then resizes no dim at all; "
                          "write the axes as non-negative dims")
     if axes is not None:
-        axes = [call.norm_dim(a) for a in axes]
-        if len(set(axes)) != len(axes):
-            raise RFMapError(f"attribute axes {list(axes)} repeats a dim")
+        axes = check_axes(call, axes, "attribute axes")
     if call.target != "Resize":
         scales = _resize_input(call, 1, "scales")
         if scales is None and call.kwargs.get("scales") is not None:

@@ -23,7 +23,9 @@ from fractions import Fraction
 from math import gcd
 from typing import Any, Sequence
 
-from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window
+import numpy as np
+
+from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window, onnx_resize_axis
 from rfmap.core.params import (
     boolean,
     fraction,
@@ -273,6 +275,121 @@ class Upsample(Layer):
                 # the scale factor (e.g. 1.3 on 3 cells): the identity, not a 1/1.3 ratio
                 ratio = Fraction(1)
             maps.append(Resample(n, n_out, mode, ratio, self.align_corners))
+        return tuple(maps)
+
+
+#: ONNX Resize's attribute values (``simple``: the nearest rounding of Resize-10 and Upsample)
+RESIZE_MODES = ("nearest", "linear", "cubic")
+COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
+                    "half_pixel_symmetric")
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
+ASPECT_POLICIES = ("stretch", "not_larger", "not_smaller")
+
+
+def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise RFMapError(f"{what} {value!r:.60} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _float32(value: Any, what: str, positive: bool = True) -> float:
+    """A finite (positive) number, as the float32 onnxruntime computes with."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise RFMapError(f"{what} must be a number, got {value!r:.60}")
+    f = float(np.float32(value))
+    if not np.isfinite(f) or (positive and f <= 0):
+        raise RFMapError(f"{what} must be {'positive and ' if positive else ''}finite, got {value!r:.60}")
+    return f
+
+
+@dataclass(frozen=True)
+class Resize(Layer):
+    """ONNX ``Resize`` (and ``Upsample``) exactly as onnxruntime's CPU kernel computes it.
+
+    Per axis: ``scales`` (float32; ``n_out = floor(scale * n)`` in float32) or ``sizes``
+    (``None``: the axis keeps its size; the scale is ``n_out / n`` in float32, adjusted by
+    ``keep_aspect_ratio_policy`` over the sized axes and ``policy_ratios``, the ratios of the
+    other dims the policy reads).  ``mode``, ``coordinate_transformation_mode``,
+    ``nearest_mode``, ``cubic_coeff_a`` and ``exclude_outside`` are the node's attributes
+    (``tf_crop_and_resize`` is not modelled).  When no dim changes size
+    (``copy_unchanged``: the non-spatial dims keep theirs) the op copies its input.  Each
+    axis resolves to a :class:`~rfmap.core.axis.Tabulated` rule: explicit taps per output
+    cell from onnxruntime's float32 arithmetic, so ties round as onnxruntime rounds them.
+    """
+
+    scales: Any = None
+    sizes: Any = None
+    mode: str = "nearest"
+    coordinate_transformation_mode: str = "half_pixel"
+    nearest_mode: str = "round_prefer_floor"
+    cubic_coeff_a: float = -0.75
+    exclude_outside: bool = False
+    keep_aspect_ratio_policy: str = "stretch"
+    policy_ratios: Any = ()
+    copy_unchanged: bool = True
+    op: str = "resize"
+
+    def __post_init__(self):
+        if (self.scales is None) == (self.sizes is None):
+            raise RFMapError("give exactly one of scales and sizes")
+        scales = self.scales
+        if scales is not None:
+            scales = tuple(_float32(v, "scales") for v in scales) if isinstance(scales, (list, tuple)) else _float32(scales, "scales")
+        sizes = self.sizes
+        if sizes is not None:
+            sizes = tuple(None if v is None else integer(v, "sizes", 1) for v in (sizes if isinstance(sizes, (list, tuple)) else (sizes,)))
+        exclude = boolean(self.exclude_outside, "exclude_outside")
+        mode = _choice(self.mode, RESIZE_MODES, "mode")
+        if exclude and mode != "cubic":
+            raise RFMapError("exclude_outside applies to cubic mode only")
+        _set(
+            self,
+            scales=scales,
+            sizes=sizes,
+            mode=mode,
+            coordinate_transformation_mode=_choice(self.coordinate_transformation_mode, COORDINATE_MODES,
+                                                   "coordinate_transformation_mode"),
+            nearest_mode=_choice(self.nearest_mode, NEAREST_MODES, "nearest_mode"),
+            cubic_coeff_a=_float32(self.cubic_coeff_a, "cubic_coeff_a", positive=False),
+            exclude_outside=exclude,
+            keep_aspect_ratio_policy=_choice(self.keep_aspect_ratio_policy, ASPECT_POLICIES, "keep_aspect_ratio_policy"),
+            policy_ratios=tuple(_float32(v, "policy_ratios") for v in self.policy_ratios),
+            copy_unchanged=boolean(self.copy_unchanged, "copy_unchanged"),
+            op=_op_name(self.op),
+        )
+
+    def out_scales(self, sizes: Sequence[int]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """Output sizes and float32 scales per axis for an input of ``sizes`` (onnxruntime's rules)."""
+        f32 = np.float32
+        ndim = len(sizes)
+        if self.sizes is None:
+            scales = [float(f32(s)) for s in per_axis(self.scales, ndim, "scales")]
+            return tuple(int(f32(s) * f32(n)) for s, n in zip(scales, sizes)), tuple(scales)
+        wanted = per_axis(self.sizes, ndim, "sizes")
+        outs = [n if m is None else m for n, m in zip(sizes, wanted)]
+        scales = [float(f32(m) / f32(n)) for m, n in zip(outs, sizes)]
+        if self.keep_aspect_ratio_policy != "stretch":
+            pick = min if self.keep_aspect_ratio_policy == "not_larger" else max
+            ratio = pick([s for s, m in zip(scales, wanted) if m is not None] + list(self.policy_ratios))
+            for a, (n, m) in enumerate(zip(sizes, wanted)):
+                if m is not None:
+                    scales[a] = ratio
+                    product = f32(ratio) * f32(n)
+                    outs[a] = int(np.trunc(product) + np.sign(product) * (abs(product - np.trunc(product)) >= 0.5))
+        return tuple(outs), tuple(scales)
+
+    def axis_maps(self, sizes):
+        outs, scales = self.out_scales(sizes)
+        for n, m in zip(sizes, outs):
+            _check_out(m, n, f"resize to {list(outs)}")
+        if self.copy_unchanged and tuple(outs) == tuple(sizes):
+            return tuple(Identity(n, n) for n in sizes)
+        ctm = self.coordinate_transformation_mode
+        maps = []
+        for n, m, s in zip(sizes, outs, scales):
+            nominal = Fraction(n - 1, m - 1) if ctm == "align_corners" and m > 1 else Fraction(1 / s).limit_denominator(m)
+            maps.append(onnx_resize_axis(n, m, s, self.mode, ctm, self.nearest_mode, self.cubic_coeff_a,
+                                         self.exclude_outside, (nominal, Fraction(n, m))))
         return tuple(maps)
 
 

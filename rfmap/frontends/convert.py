@@ -181,8 +181,11 @@ class Front:
         except LayoutError as exc:
             del self.nodes[n_before:]
             return self._finish(call, self._unsupported(call, f": {exc}"), rule_based=False)
-        except RFMapError:
-            raise
+        except RFMapError as exc:  # a bad attribute or argument: name the op that has it
+            where = self._where(call)
+            if str(exc).startswith(where) or str(exc).startswith(f"unsupported {where}"):
+                raise
+            raise RFMapError(f"{where}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a rule crashed: say which
             raise RFMapError(f"{self._where(call)}: the rfmap rule failed ({one_line(exc)})") from None
         return self._finish(call, result, rule_based=True)
@@ -217,6 +220,7 @@ class Front:
         if len(sizes) != len(bind.dims):
             return False
         groups: dict[int, int] = {}
+        shared: dict[int, int] = {}
         for a, d in enumerate(bind.dims):
             if d is None:
                 if sizes[a] != 1:
@@ -225,7 +229,11 @@ class Front:
             if not 0 <= d < tensor.dim():
                 return False
             groups[d] = groups.get(d, 1) * sizes[a]
-        return all(int(tensor.shape[d]) == n for d, n in groups.items())
+            shared[d] = shared.get(d, 0) + 1
+        # a dim holding several axes (flattened) may hold an outer non-spatial factor too,
+        # where it holds every axis (GroupNorm's (N, G, C/G * H * W))
+        packed = len(groups) == 1 and max(shared.values(), default=0) > 1
+        return all(int(tensor.shape[d]) == n or (packed and int(tensor.shape[d]) % n == 0) for d, n in groups.items())
 
     def _finish(self, call: Call, result, rule_based: bool):
         out = call.out

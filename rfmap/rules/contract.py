@@ -14,9 +14,10 @@ from typing import Any, Sequence
 
 from rfmap.core.layers import Expand, GlobalOp, Merge, Pointwise, Reduce
 from rfmap.core.registry import OpDef
+from rfmap.errors import RFMapError
 from rfmap.rules.call import Bind, Call, LayoutError, first_tensor, is_tensor
 from rfmap.rules.common import distinct, flat_global, onnx_rules, torch_rules
-from rfmap.rules.onnx_attrs import attr_int
+from rfmap.rules.onnx_attrs import attr_flag, attr_str
 
 
 def _contract(call: Call, operands: list[tuple[Any, Any, str]], out_letters: str, op: str):
@@ -86,10 +87,15 @@ def _contract(call: Call, operands: list[tuple[Any, Any, str]], out_letters: str
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def _rank(value: Any) -> int:
+    """The rank of a tensor argument (an ONNX constant is a numpy array)."""
+    return value.dim() if is_tensor(value) else len(value.shape)
+
+
 def _matmul_rule(call: Call):
     a, b = call.args[0], call.args[1]
     ba, bb = call.arg_binds[0], call.arg_binds[1]
-    na, nb = a.dim(), b.dim()
+    na, nb = _rank(a), _rank(b)
     batch = max(na, nb) - 2
     batch_letters = _LETTERS[: max(batch, 0)]
     i, j, k = "x", "y", "z"
@@ -142,7 +148,22 @@ def _einsum_rule(call: Call):
 
 
 def _attention(call: Call, q_index: int, kv_indices: Sequence[int], seq_dim: int):
-    """Attention: each query position sees itself and every key/value position."""
+    """Attention: each query position sees itself and every key/value position of its
+    sequence -- global over the spatial axes on the sequence dim (``seq_dim``), pointwise
+    over those on other dims (a batch of rows, heads).  Returns the output's binding (a
+    list for tuple outputs: the first element bound, the others left out)."""
+    result = _context(call, q_index, kv_indices, seq_dim)
+    if isinstance(call.out, (tuple, list)):
+        return [result] + [None for _ in list(call.out)[1:]]
+    return result
+
+
+def _seq_axes(call: Call, value: Any, bind: Bind, seq_dim: int) -> tuple[int, ...]:
+    return call.axes_on(seq_dim % value.dim(), bind, value.dim())
+
+
+def _context(call: Call, q_index: int, kv_indices: Sequence[int], seq_dim: int) -> Bind:
+    """The query's map mixed with what it attends to (see :func:`_attention`)."""
     qb = call.binding_of(q_index, None)
     q = call.args[q_index]
     kv = {}
@@ -150,22 +171,25 @@ def _attention(call: Call, q_index: int, kv_indices: Sequence[int], seq_dim: int
         kb = call.binding_of(i, None)
         if isinstance(kb, Bind):
             kv.setdefault(kb.node, (call.args[i], kb))
-    if isinstance(qb, Bind) and not call.axes_on(seq_dim % q.dim(), qb, q.dim()) and not any(
-        call.axes_on(seq_dim % v.dim(), b, v.dim()) for v, b in kv.values()
+    if isinstance(qb, Bind) and not _seq_axes(call, q, qb, seq_dim) and not any(
+        _seq_axes(call, v, b, seq_dim) for v, b in kv.values()
     ):
-        result = call.emit("", Pointwise(op=call.op_name), qb)  # positions are not the sequence
-    else:
-        flat = [flat_global(call, v, b, f".kv{i}") for i, (v, b) in enumerate(kv.values())]
-        if isinstance(qb, Bind):
-            want = call.sizes(qb)
-            ex = [call.emit(f".expand{i}", Expand(want), g) for i, g in enumerate(flat)]
-            result = call.emit("", Merge("mul"), qb, *ex, dims=qb.dims) if ex else call.emit("", Pointwise(op=call.op_name), qb)
-        else:
-            dims = (None,) * call.rank
-            result = flat[0] if len(flat) == 1 else call.emit("", Merge("mul"), *flat, dims=dims)
-    if isinstance(call.out, (tuple, list)):
-        return [result] + [Bind(result.node, (None,) * call.rank) if is_tensor(o) else None for o in list(call.out)[1:]]
-    return result
+        return call.emit("", Pointwise(op=call.op_name), qb)  # positions are not the sequence
+    ctx = []
+    for i, (v, b) in enumerate(kv.values()):
+        axes = _seq_axes(call, v, b, seq_dim)
+        live = {a for a, d in enumerate(b.dims) if d is not None}
+        if not isinstance(qb, Bind) or live <= set(axes):
+            ctx.append(flat_global(call, v, b, f".kv{i}"))
+        else:  # a batch of sequences: each sees its own sequence only
+            red = call.emit(f".kv{i}", Reduce(axes, op=call.op_name), b, dims=tuple(
+                None if a in axes else d for a, d in enumerate(b.dims)))
+            ctx.append(red)
+    if not isinstance(qb, Bind):
+        return ctx[0] if len(ctx) == 1 else call.emit("", Merge("mul"), *ctx, dims=(None,) * call.rank)
+    want = call.sizes(qb)
+    ex = [call.emit(f".expand{i}", Expand(want), g) if call.sizes(g) != want else g for i, g in enumerate(ctx)]
+    return call.emit("", Merge("mul"), qb, *ex, dims=qb.dims)
 
 
 def _mha_rule(call: Call):
@@ -201,12 +225,33 @@ def _transformer_layer_rule(call: Call):
 
 def _rnn_rule(call: Call):
     """Recurrent layers: every step may see the whole sequence (bidirectional), or at least
-    all earlier steps; rfmap does not model causality, so this over-approximates."""
+    all earlier steps; rfmap does not model causality, so this over-approximates.  The final
+    states ``h_n`` (``(layers*dirs, batch, hidden)``, also with ``batch_first``) see whole
+    sequences."""
     m = call.module
-    seq = 1 if getattr(m, "batch_first", False) else 0
-    if call.x.dim() == 2:
-        seq = 0
-    return _attention(call, 0, [0], seq)
+    batched = call.x.dim() == 3
+    seq = 1 if batched and getattr(m, "batch_first", False) else 0
+    batch = {1 - seq: 1} if batched else {}
+    return _recurrent(call, seq, {d: d for d in range(call.x.dim())}, batch)
+
+
+def _recurrent(call: Call, seq: int, y_dims: dict, h_dims: dict):
+    """A recurrent layer's outputs: the per-step output (input dim ``d`` -> output dim
+    ``y_dims[d]``) and final states that reduce the sequence (``h_dims``)."""
+    if call.axes_on(call.x.dim() - 1):
+        raise LayoutError("it mixes the spatial axes held on its feature dim")
+    context = _context(call, 0, [0], seq)
+    seq_axes = call.axes_on(seq)
+    y = Bind(context.node, tuple(None if d is None else y_dims.get(d) for d in context.dims))
+    outs = list(call.out) if isinstance(call.out, (tuple, list)) else [call.out]
+    result: list = [y]
+    if len(outs) > 1:
+        last = call.emit(".last", Reduce(seq_axes, op=call.op_name), context) if seq_axes else context
+        dims = tuple(None if d is None or a in seq_axes else h_dims.get(d) for a, d in enumerate(context.dims))
+        h = Bind(last.node, dims)
+        for o in outs[1:]:
+            result.append([h for _ in o] if isinstance(o, (tuple, list)) else h)
+    return result if isinstance(call.out, (tuple, list)) else y
 
 
 def _grid_sample_rule(call: Call):
@@ -222,8 +267,8 @@ def _grid_sample_rule(call: Call):
 
 def _onnx_gemm(call: Call):
     a, b = call.args[0], call.args[1]
-    la = "zx" if attr_int(call, "transA", 0) else "xz"
-    lb = "yz" if attr_int(call, "transB", 0) else "zy"
+    la = "zx" if attr_flag(call, "transA") else "xz"
+    lb = "yz" if attr_flag(call, "transB") else "zy"
     ops = [(a, call.binding_of(0, None), la), (b, call.binding_of(1, None), lb)]
     if len(call.args) > 2 and call.args[2] is not None:
         c = call.args[2]
@@ -233,7 +278,10 @@ def _onnx_gemm(call: Call):
 
 
 def _onnx_einsum(call: Call):
-    eq = str(call.kwargs.get("equation", "")).replace(" ", "")
+    eq = attr_str(call, "equation", None)
+    if not eq:
+        raise RFMapError("attribute equation is required")
+    eq = eq.replace(" ", "")
     if "..." in eq:
         raise LayoutError("einsum with an ellipsis")
     lhs, out_letters = eq.split("->") if "->" in eq else (eq, "".join(
@@ -244,8 +292,13 @@ def _onnx_einsum(call: Call):
 
 
 def _onnx_rnn(call: Call):
-    seq = 1 if attr_int(call, "layout", 0) else 0
-    return _attention(call, 0, [0], seq)
+    """``RNN``/``GRU``/``LSTM``: X is ``[seq, batch, in]`` (``layout=1``: ``[batch, seq, in]``);
+    Y ``[seq, dirs, batch, hidden]`` (``[batch, seq, dirs, hidden]``), Y_h and Y_c
+    ``[dirs, batch, hidden]`` (``[batch, dirs, hidden]``)."""
+    attr_str(call, "direction", "forward", ("forward", "reverse", "bidirectional"))
+    if attr_flag(call, "layout"):
+        return _recurrent(call, 1, {0: 0, 1: 1}, {0: 0})
+    return _recurrent(call, 0, {0: 0, 1: 2}, {1: 1})
 
 
 def _onnx_attention(call: Call):

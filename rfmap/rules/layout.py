@@ -9,18 +9,21 @@ dims); a reshape that mixes positions with other dims is global.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
-from rfmap.core.layers import Crop, Expand, GlobalOp, Pad, Pointwise
+from rfmap.core.layers import Crop, Expand, GlobalOp, Pad, PixelShuffle, PixelUnshuffle, Pointwise
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, as_ints, first_tensor, is_tensor, right_aligned
 from rfmap.rules.common import no_node, onnx_rules, torch_rules
-from rfmap.rules.onnx_attrs import attr_int, attr_ints, const_ints
+from rfmap.rules.onnx_attrs import attr_ints, const_ints
 
 
 def _virtual(shape: Sequence[int], bind: Bind, sizes: Sequence[int]):
-    """Split dims that hold several spatial axes back into one dim per axis.
+    """Split dims that hold several spatial axes back into one dim per axis (row-major, the
+    lower axis outer), after the outer non-spatial factor such a dim may hold (GroupNorm's
+    ``(N, G, C/G * H * W)``: see :func:`_reshape_dims`).
 
     Returns the virtual shape, the virtual dim of each axis, and which virtual dims are spatial.
     """
@@ -36,23 +39,39 @@ def _virtual(shape: Sequence[int], bind: Bind, sizes: Sequence[int]):
             vshape.append(int(n))
             continue
         prod = math.prod(sizes[a] for a in axes)
-        if prod != n:
+        if n % prod:
             raise LayoutError("a dim holds spatial axes and something else")
-        for a in axes:  # row-major: the lower axis is the outer one
+        if n != prod:
+            vshape.append(int(n) // prod)
+        for a in axes:
             vdim_of[a] = len(vshape)
             spatial.add(len(vshape))
             vshape.append(int(sizes[a]))
     return vshape, vdim_of, spatial
 
 
-def _reshape_dims(call: Call, in_shape, out_shape, bind: Bind):
+@dataclass
+class _Moved:
+    """Where a reshape puts the spatial axes (:func:`_reshape_dims`)."""
+
+    dims: list  # per axis, the output dim (None: gone)
+    collapsed: bool = False  # an axis flattened with whole non-spatial dims: global
+    split: dict = field(default_factory=dict)  # axis -> r: split into (n/r cells, r phases)
+    merged: dict = field(default_factory=dict)  # axis -> r: merged with r inner phases
+
+
+def _reshape_dims(call: Call, in_shape, out_shape, bind: Bind) -> _Moved:
     """Where the spatial axes land after a reshape (view, flatten, unflatten, squeeze...).
 
     Row-major bookkeeping: an input dim ``v`` spans the prefix products ``p_in[v]..p_in[v+1]``.
     An axis stays whole where an output dim has its size and prefix; it is flattened into
-    output dim ``e`` when ``e``'s span holds it.  Returns ``(dims, collapsed)``;
-    ``collapsed`` when an axis was flattened together with a non-spatial dim (as in
-    ``x.flatten(1)``) -- the output then sees the map globally.
+    output dim ``e`` when ``e``'s span holds it.  Flattened with other spatial axes only, it
+    stays there (as in ``x.flatten(2)``), also after the inner part of a split non-spatial dim
+    (GroupNorm's ``(N, C, H, W) -> (N, G, C/G * H * W)``); flattened together with whole
+    non-spatial dims (``x.flatten(1)``) it is *collapsed*: the output sees the map globally.
+    An axis split into ``(n/r, r)`` keeps its cells ``n/r`` wide and the ``r`` phases move
+    to a non-spatial dim (a pixel unshuffle written as a reshape); an axis merged with ``r``
+    inner phases is refined ``r`` times (a pixel shuffle).
     """
     sizes = call.sizes(bind)
     vshape, vdim_of, spatial = _virtual(in_shape, bind, sizes)
@@ -60,50 +79,79 @@ def _reshape_dims(call: Call, in_shape, out_shape, bind: Bind):
     p_in = [math.prod(vshape[:i]) for i in range(len(vshape) + 1)]
     p_out = [math.prod(out_shape[:i]) for i in range(len(out_shape) + 1)]
     axis_of = {v: a for a, v in vdim_of.items()}
-    dims: list[int | None] = [None] * len(bind.dims)
+    moved = _Moved([None] * len(bind.dims))
     used: set[int] = set()
-    collapsed = False
     last = -1
+    live = [v for v in vdim_of.values() if vshape[v] > 1]
     for a, v in sorted(vdim_of.items(), key=lambda kv: kv[1]):
         n = vshape[v]
         if n == 1:
             cands = [e for e in range(len(out_shape)) if out_shape[e] == 1 and p_out[e] == p_in[v] and e not in used and e > last]
             if cands:
-                dims[a] = cands[0]
+                moved.dims[a] = cands[0]
                 used.add(cands[0])
                 last = cands[0]
             continue
         cands = [e for e in range(len(out_shape)) if out_shape[e] == n and p_out[e] == p_in[v] and e not in used]
         if cands:
-            dims[a] = cands[0]
+            moved.dims[a] = cands[0]
             used.add(cands[0])
             last = cands[0]
             continue
         hosts = [e for e in range(len(out_shape)) if p_out[e] <= p_in[v] and p_in[v + 1] <= p_out[e + 1] and out_shape[e] > 1]
         if not hosts:
-            raise LayoutError(f"it splits spatial axis {a} over several dims")
+            _split(moved, a, v, n, p_in, p_out, out_shape)
+            continue
         e = hosts[0]
         inside = [w for w in range(len(vshape)) if p_out[e] <= p_in[w] and p_in[w + 1] <= p_out[e + 1] and vshape[w] > 1]
-        if math.prod(vshape[w] for w in inside) != out_shape[e]:
-            raise LayoutError(f"it splits spatial axis {a} over several dims")
-        if all(w in spatial for w in inside):
+        prod = math.prod(vshape[w] for w in inside)
+        spatial_inside = [w for w in inside if w in spatial]
+        if spatial_inside == inside:
             order = [axis_of[w] for w in inside]
             if order != sorted(order):
                 raise LayoutError("it flattens the spatial axes in an order other than (H, W)")
-            dims[a] = e
+            if prod != out_shape[e]:
+                # the inner part of a split non-spatial dim before all the axes (GroupNorm)
+                if (out_shape[e] % prod or set(inside) != set(live) or len(inside) < 2
+                        or p_out[e] in p_in or p_out[e] * out_shape[e] != p_in[inside[-1] + 1]):
+                    raise LayoutError(f"it splits spatial axis {a} over several dims")
+            moved.dims[a] = e
+            last = e
+        elif inside[0] == v and p_out[e] == p_in[v] and prod == out_shape[e] and len(spatial_inside) == 1:
+            moved.dims[a] = e  # the axis, then phases from a non-spatial dim: a pixel shuffle
+            moved.merged[a] = prod // n
             last = e
         else:
-            collapsed = True
-    return tuple(dims), collapsed
+            moved.collapsed = True
+    return moved
+
+
+def _split(moved: _Moved, a: int, v: int, n: int, p_in, p_out, out_shape) -> None:
+    """Axis ``a`` (virtual dim ``v``, ``n`` cells) spread over several output dims: the outer
+    one keeps the cells, the inner ones are phases (a pixel unshuffle)."""
+    starts = [e for e in range(len(out_shape)) if p_out[e] == p_in[v]]
+    ends = [e for e in range(len(out_shape)) if p_out[e + 1] == p_in[v + 1]]
+    if not starts or not ends or ends[-1] < starts[0]:
+        raise LayoutError(f"it splits spatial axis {a} over several dims")
+    pieces = [e for e in range(starts[0], ends[-1] + 1) if out_shape[e] > 1]
+    coarse = pieces[0]
+    moved.dims[a] = coarse
+    moved.split[a] = n // out_shape[coarse]
 
 
 def _reshape_rule(call: Call):
     out = first_tensor(call.out)
-    dims, collapsed = _reshape_dims(call, tuple(call.x.shape), tuple(out.shape), call.bind)
-    if collapsed:
-        call.out_dims = (None,) * len(dims)
+    moved = _reshape_dims(call, tuple(call.x.shape), tuple(out.shape), call.bind)
+    if moved.collapsed:
+        call.out_dims = (None,) * len(moved.dims)
         return GlobalOp(op="flatten")
+    dims = tuple(moved.dims)
     call.out_dims = dims
+    if moved.split and moved.merged:
+        raise LayoutError("it splits some spatial axes and refines others")
+    if moved.split or moved.merged:
+        factors = tuple((moved.split or moved.merged).get(a, 1) for a in range(len(dims)))
+        return PixelUnshuffle(factors, op="space_to_depth") if moved.split else PixelShuffle(factors, op="depth_to_space")
     if call.kind == "module":
         return Pointwise(op=call.op_name)
     return SAME

@@ -11,7 +11,7 @@ from rfmap.core.layers import Expand, Merge, Pointwise
 from rfmap.core.registry import OpDef
 from rfmap.rules.call import Call, LayoutError
 from rfmap.rules.common import REALIZE, distinct, elementwise, onnx_rules, torch_rules
-from rfmap.rules.onnx_attrs import attr_int
+from rfmap.rules.onnx_attrs import attr_axis
 
 ADD_LIKE = ("add", "sub", "subtract", "rsub", "maximum", "minimum", "fmax", "fmin", "where", "lerp", "addcmul", "addcdiv",
             "clamp", "clip", "masked_fill", "masked_scatter", "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
@@ -43,8 +43,8 @@ def _torch_elementwise(names, op: str):
 def cat_rule(stack: bool):
     def rule(call: Call):
         if call.kind == "onnx":
-            dim = attr_int(call, "axis", 0)
             nd = call.args[0].dim()
+            dim = attr_axis(call, "axis", None, nd)
         else:
             tensors = call.arg(0, "tensors")
             dim = int(call.arg(1, "dim", 0))

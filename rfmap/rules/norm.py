@@ -15,7 +15,7 @@ from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints, is_tensor
 from rfmap.rules.common import crop_for, distinct, merge_or_pointwise, mix_on_dims, onnx_rules, reduce_dims, torch_rules
-from rfmap.rules.onnx_attrs import attr_int, attr_ints, const_ints
+from rfmap.rules.onnx_attrs import attr_axis, attr_flag, attr_int, attr_ints, check_axes, const_ints
 
 MEAN_LIKE = ("mean", "sum", "nansum", "nanmean", "prod", "amax", "amin", "logsumexp", "std", "var", "norm", "all", "any",
              "count_nonzero", "argmax", "argmin", "median", "nanmedian", "mode", "max", "min", "aminmax", "std_mean",
@@ -44,16 +44,22 @@ def _reduction_for(name: str):
 
 
 def pairwise_reduce(call: Call):
-    """cosine_similarity / pairwise_distance along a (channel) dim."""
-    if call.module is not None and hasattr(call.module, "dim"):
-        dim = call.module.dim
+    """cosine_similarity along ``dim`` (default 1), pairwise_distance along the last dim."""
+    distance = "distance" in call.op_name.lower()
+    if distance:
+        dim = -1
+        keep = call.module.keepdim if call.module is not None else call.arg(4, "keepdim", False)
     else:
-        dim = call.arg(2, "dim", 1 if call.kind != "module" else -1)
-    if len(distinct(call)) == 1:
-        return reduce_dims(call, dim, bool(call.arg(None, "keepdim", False)))
-    if call.axes_on(int(dim)):
-        raise LayoutError("it reduces two maps along a spatial dim")
-    return merge_or_pointwise(call, "mul")
+        dim = call.module.dim if call.module is not None else call.arg(2, "dim", 1)
+        keep = False
+    layer = reduce_dims(call, dim, bool(keep))
+    binds = distinct(call)
+    if len(binds) == 1 or not call.axes_on(int(dim)):
+        return layer if len(binds) == 1 else merge_or_pointwise(call, "mul")
+    if any(b.dims != call.bind.dims for _, b in binds):
+        raise LayoutError("its two maps hold the spatial axes at different dims")
+    parts = [call.emit(f".reduce{i}", layer, b, dims=call.out_dims) for i, (_, b) in enumerate(binds)]
+    return call.emit("", Merge("mul"), *parts, dims=call.out_dims)
 
 
 def softmax(call: Call):
@@ -119,43 +125,53 @@ def onnx_reduce(call: Call):
         raise LayoutError("reduction axes computed at run time")
     if axes is None:
         axes = attr_ints(call, "axes")
-    keep = attr_int(call, "keepdims", 1)
-    if not axes and attr_int(call, "noop_with_empty_axes", 0):
+    axes = check_axes(call, axes or (), "axes")
+    keep = attr_flag(call, "keepdims", 1)
+    if not axes and attr_flag(call, "noop_with_empty_axes"):
         return Pointwise(op=call.op_name)
-    return reduce_dims(call, list(axes or ()), bool(keep))
+    return reduce_dims(call, list(axes), keep)
 
 
 def onnx_arg_reduce(call: Call):
-    return reduce_dims(call, attr_int(call, "axis", 0), bool(attr_int(call, "keepdims", 1)))
+    attr_flag(call, "select_last_index")
+    return reduce_dims(call, attr_axis(call, "axis", 0), attr_flag(call, "keepdims", 1))
 
 
 def onnx_softmax(call: Call):
     """Softmax, LogSoftmax, Hardmax: over ``axis`` (default -1) since opset 13; before, over
     the dims from ``axis`` (default 1) on, flattened."""
-    axis = attr_int(call, "axis")
     if call.opset is not None and call.opset < 13:
-        start = call.norm_dim(1 if axis is None else axis)
+        start = attr_axis(call, "axis", 1)
         return mix_on_dims(call, tuple(range(start, call.ndim)), call.op_name)
-    return mix_on_dims(call, -1 if axis is None else axis, call.op_name)
+    return mix_on_dims(call, attr_axis(call, "axis", -1), call.op_name)
 
 
 def onnx_instance_norm(call: Call):
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
 
+def onnx_group_norm(call: Call):
+    groups = attr_int(call, "num_groups")
+    channels = int(call.x.shape[1]) if call.ndim > 1 else 0
+    if groups is None or groups < 1 or channels % groups:
+        raise RFMapError(f"attribute num_groups must be a positive divisor of the {channels} channels, got {groups!r}")
+    return mix_on_dims(call, tuple(range(2, call.ndim)), "group_norm")
+
+
 def onnx_layer_norm(call: Call):
-    axis = call.norm_dim(attr_int(call, "axis", -1))
+    axis = attr_axis(call, "axis", -1)
     return mix_on_dims(call, tuple(range(axis, call.ndim)), "layer_norm")
 
 
 def onnx_lp_norm(call: Call):
-    return mix_on_dims(call, attr_int(call, "axis", -1), "lp_norm")
+    p = attr_int(call, "p", 2)
+    if p not in (1, 2):
+        raise RFMapError(f"attribute p must be 1 or 2, got {p}")
+    return mix_on_dims(call, attr_axis(call, "axis", -1), "lp_norm")
 
 
 def onnx_mvn(call: Call):
-    axes = attr_ints(call, "axes", default=(0, 2, 3))
-    if any(not -call.ndim <= a < call.ndim for a in axes):
-        raise RFMapError(f"attribute axes {list(axes)} is out of range for a rank-{call.ndim} tensor")
+    axes = check_axes(call, attr_ints(call, "axes", default=(0, 2, 3)), "attribute axes")
     return mix_on_dims(call, axes, "mean_variance_norm")
 
 
@@ -188,7 +204,7 @@ OPS = [
         + torch_rules(["F.instance_norm", "aten.instance_norm"], instance_norm_fn)
         + torch_rules(["nn.LayerNorm", "nn.RMSNorm", "F.layer_norm", "torch.layer_norm", "F.rms_norm", "aten.layer_norm",
                        "aten.native_layer_norm", "aten.rms_norm"], layer_norm),
-        onnx=onnx_rules(["InstanceNormalization", "GroupNormalization"], onnx_instance_norm)
+        onnx=onnx_rules(["InstanceNormalization"], onnx_instance_norm) + onnx_rules(["GroupNormalization"], onnx_group_norm)
         + onnx_rules(["LayerNormalization", "RMSNormalization"], onnx_layer_norm)
         + onnx_rules(["MeanVarianceNormalization"], onnx_mvn),
         description="normalization with statistics over positions (group, instance, layer norm): global over those axes",

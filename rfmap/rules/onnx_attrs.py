@@ -41,6 +41,23 @@ def attr_int(call: Call, name: str, default: int | None = None) -> int | None:
     return value
 
 
+def attr_float(call: Call, name: str, default: float | None = None) -> float | None:
+    value = call.kwargs.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise RFMapError(f"attribute {name} must be a number, got {value!r:.60}")
+    return float(value)
+
+
+def attr_flag(call: Call, name: str, default: int = 0) -> bool:
+    """An int attribute that must be 0 or 1."""
+    value = attr_int(call, name, default)
+    if value not in (0, 1):
+        raise RFMapError(f"attribute {name} must be 0 or 1, got {value}")
+    return bool(value)
+
+
 def attr_str(call: Call, name: str, default: str | None, allowed: tuple[str, ...] | None = None) -> str | None:
     value = call.kwargs.get(name, default)
     if isinstance(value, bytes):
@@ -50,6 +67,29 @@ def attr_str(call: Call, name: str, default: str | None, allowed: tuple[str, ...
     if allowed is not None and value not in allowed:
         raise RFMapError(f"attribute {name} {value!r:.60} is not one of {', '.join(allowed)}")
     return value
+
+
+def attr_axis(call: Call, name: str, default: int | None, rank: int | None = None) -> int:
+    """A dim attribute (``axis``), required when ``default`` is ``None``, in
+    ``[-rank, rank)``; returned non-negative."""
+    value = attr_int(call, name, default)
+    n = call.ndim if rank is None else rank
+    if value is None:
+        raise RFMapError(f"attribute {name} is required")
+    if not -n <= value < n:
+        raise RFMapError(f"attribute {name} {value} is out of range for a rank-{n} tensor")
+    return value + n if value < 0 else value
+
+
+def check_axes(call: Call, axes, what: str, rank: int | None = None) -> tuple[int, ...]:
+    """Dims (an attribute or a constant input) in ``[-rank, rank)``, none repeated; returned non-negative."""
+    n = call.ndim if rank is None else rank
+    if any(not -n <= int(a) < n for a in axes):
+        raise RFMapError(f"{what} {list(axes)} is out of range for a rank-{n} tensor")
+    out = tuple(int(a) + n if int(a) < 0 else int(a) for a in axes)
+    if len(set(out)) != len(out):
+        raise RFMapError(f"{what} {list(axes)} repeats a dim")
+    return out
 
 
 def const(call: Call, index: int) -> Any:

@@ -7,13 +7,27 @@ Layers: :class:`~rfmap.core.layers.Upsample`, :class:`~rfmap.core.layers.PixelSh
 
 from __future__ import annotations
 
-from rfmap.core.layers import AdaptivePool, PixelShuffle, PixelUnshuffle, Upsample
+from typing import Any
+
+import numpy as np
+
+from rfmap.core.layers import (
+    ASPECT_POLICIES,
+    COORDINATE_MODES,
+    NEAREST_MODES,
+    RESIZE_MODES,
+    AdaptivePool,
+    PixelShuffle,
+    PixelUnshuffle,
+    Resize,
+    Upsample,
+)
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints
-from rfmap.rules.common import REALIZE, nd, onnx_rules, torch_rules
+from rfmap.rules.common import REALIZE, onnx_rules, torch_rules
 from rfmap.rules.erf_moments import window_moments
-from rfmap.rules.onnx_attrs import attr_int, attr_str, const
+from rfmap.rules.onnx_attrs import attr_flag, attr_float, attr_int, attr_ints, attr_str, check_axes, const
 
 # -- PyTorch ------------------------------------------------------------------------------
 
@@ -89,10 +103,6 @@ def pixel_unshuffle(call: Call):
 
 # -- ONNX ---------------------------------------------------------------------------------
 
-COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
-                    "tf_crop_and_resize", "half_pixel_symmetric")
-NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
-
 
 def _blocksize(call: Call) -> int:
     r = attr_int(call, "blocksize")
@@ -102,48 +112,105 @@ def _blocksize(call: Call) -> int:
     return r
 
 
-def onnx_resize(call: Call):
-    """ONNX ``Resize``/``Upsample`` with the ``coordinate_transformation_mode`` and
-    ``nearest_mode`` that PyTorch's interpolation shares; the other combinations raise."""
-    call.standard()
-    resize = call.target == "Resize"
-    mode = attr_str(call, "mode", "nearest", ("nearest", "linear", "cubic", "bilinear", "trilinear"))
-    ctm = attr_str(call, "coordinate_transformation_mode", "half_pixel" if resize else "asymmetric", COORDINATE_MODES)
-    nearest = attr_str(call, "nearest_mode", "round_prefer_floor", NEAREST_MODES)
-    if attr_int(call, "antialias", 0):
+def _resize_input(call: Call, index: int, what: str):
+    """A constant input of Resize (``None`` when absent or empty); computed at run time raises."""
+    if index >= len(call.args) or call.args[index] is None:
+        return None
+    value = const(call, index)
+    if value is None:
+        raise LayoutError(f"Resize with {what} computed at run time")
+    value = np.asarray(value).ravel()
+    return value if value.size else None
+
+
+def _resize_attrs(call: Call) -> dict:
+    """The node's attributes, checked against the values onnxruntime knows (Resize-10 and
+    Upsample: asymmetric coordinates and their own nearest rounding, ``simple``)."""
+    legacy = call.target != "Resize" or (call.opset is not None and call.opset < 11)
+    mode = attr_str(call, "mode", "nearest", RESIZE_MODES)
+    if legacy:
+        ctm, nearest = "asymmetric", "simple"
+    else:
+        ctm = attr_str(call, "coordinate_transformation_mode", "half_pixel", COORDINATE_MODES + ("tf_crop_and_resize",))
+        if ctm == "tf_crop_and_resize":
+            raise RFMapError("coordinate_transformation_mode tf_crop_and_resize (a crop given by the roi input, "
+                             "extrapolated outside it) is not supported")
+        nearest = attr_str(call, "nearest_mode", "round_prefer_floor", NEAREST_MODES[:4])
+    exclude = attr_flag(call, "exclude_outside")
+    if exclude and mode != "cubic":
+        raise RFMapError(f"attribute exclude_outside=1 applies to cubic mode only, not {mode}")
+    if attr_flag(call, "antialias"):
+        if mode == "nearest":
+            raise RFMapError("attribute antialias=1 applies to linear and cubic modes only")
         raise LayoutError("antialiased resizing has a wider kernel than rfmap models")
-    if mode == "nearest":
-        if (ctm, nearest) == ("asymmetric", "floor"):
-            rf_mode = "nearest"
-        elif (ctm, nearest) in (("half_pixel", "round_prefer_ceil"), ("pytorch_half_pixel", "round_prefer_ceil"),
-                                ("tf_half_pixel_for_nn", "floor")):
-            rf_mode = "nearest-exact"
-        else:
-            raise RFMapError(f"nearest resizing with coordinate_transformation_mode {ctm} and nearest_mode {nearest} "
-                             "is not supported (PyTorch's nearest modes are asymmetric/floor and half_pixel/round_prefer_ceil)")
-        align = False
-    else:
-        if ctm not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-            raise RFMapError(f"{mode} resizing with coordinate_transformation_mode {ctm} is not supported")
-        rf_mode, align = mode, ctm == "align_corners"
-    ndim = call.rank
-    if resize:
-        scales, sizes = const(call, 2), const(call, 3)
-    else:
-        scales, sizes = const(call, 1), None
+    return dict(mode=mode, coordinate_transformation_mode=ctm, nearest_mode=nearest,
+                cubic_coeff_a=attr_float(call, "cubic_coeff_a", -0.75), exclude_outside=exclude,
+                keep_aspect_ratio_policy=attr_str(call, "keep_aspect_ratio_policy", "stretch", ASPECT_POLICIES))
+
+
+def _per_dim(call: Call, values, axes, what: str) -> dict[int, Any]:
+    rank = call.ndim
+    if axes is None:
+        if len(values) != rank:
+            raise RFMapError(f"{what} has {len(values)} entries for a rank-{rank} tensor")
+        return dict(enumerate(values))
+    if len(values) != len(axes):
+        raise RFMapError(f"{what} has {len(values)} entries for {len(axes)} axes")
+    return dict(zip(axes, values))
+
+
+def onnx_resize(call: Call):
+    """ONNX ``Resize`` (opsets 10 to 19+) and ``Upsample``, as onnxruntime computes them:
+    every ``coordinate_transformation_mode`` but ``tf_crop_and_resize``, every
+    ``nearest_mode``, modes nearest/linear/cubic (``cubic_coeff_a``, ``exclude_outside``),
+    ``scales`` or ``sizes`` (with ``axes`` and ``keep_aspect_ratio_policy``), on whichever
+    dims hold the spatial axes (NCHW or NHWC).  Unknown attribute values raise."""
+    attrs = _resize_attrs(call)
+    rank, b = call.ndim, call.bind
+    axes = attr_ints(call, "axes")
+    if axes is not None and attrs["keep_aspect_ratio_policy"] != "stretch" and min(axes) < 0:
+        raise RFMapError("keep_aspect_ratio_policy with negative axes: onnxruntime then resizes no dim at all; "
+                         "write the axes as non-negative dims")
+    if axes is not None:
+        axes = check_axes(call, axes, "attribute axes")
+    if call.target != "Resize":
+        scales = _resize_input(call, 1, "scales")
         if scales is None and call.kwargs.get("scales") is not None:
-            scales = call.kwargs["scales"]
-    if sizes is not None and len(sizes):
-        values = [int(v) for v in list(sizes)]
-        if len(values) != ndim + 2:
-            raise RFMapError(f"sizes has {len(values)} entries for a rank-{ndim + 2} tensor")
-        return Upsample(size=tuple(values[2:]), mode=rf_mode, align_corners=align)
-    if scales is None or not len(scales):
-        raise RFMapError("Resize without constant scales or sizes")
-    values = [float(v) for v in list(scales)]
-    if len(values) != ndim + 2 or values[0] != 1 or values[1] != 1:
-        raise RFMapError(f"scales {values} must have {ndim + 2} entries and scale neither batch nor channels")
-    return Upsample(scale_factor=tuple(values[2:]), mode=rf_mode, align_corners=align)
+            scales = np.asarray(call.kwargs["scales"], dtype=np.float32).ravel()
+        sizes = None
+    else:
+        old = call.opset is not None and call.opset < 11
+        scales = _resize_input(call, 1 if old else 2, "scales")
+        sizes = None if old else _resize_input(call, 3, "sizes")
+    if (scales is None) == (sizes is None):
+        raise RFMapError("Resize needs exactly one of scales and sizes")
+    shape = [int(v) for v in call.x.shape]
+    if any(sum(1 for d in b.dims if d == e) > 1 for e in range(rank)):
+        raise LayoutError("it resizes a dim that holds several spatial axes")
+    spatial = {d: a for a, d in enumerate(b.dims) if d is not None}
+    f32 = np.float32
+    if sizes is not None:
+        wanted = _per_dim(call, [int(v) for v in sizes], axes, "sizes")
+        if any(v < 1 for v in wanted.values()):
+            raise RFMapError(f"sizes {list(sizes)} must be positive")
+        ratios = {d: float(f32(v) / f32(shape[d])) for d, v in wanted.items()}
+        other = tuple(r for d, r in ratios.items() if d not in spatial)
+        policy = attrs["keep_aspect_ratio_policy"]
+        if policy != "stretch":
+            p = (min if policy == "not_larger" else max)(ratios.values())
+            moved = any(int(np.floor(float(f32(p) * f32(shape[d])) + 0.5)) != shape[d] for d in wanted if d not in spatial)
+        else:
+            moved = any(v != shape[d] for d, v in wanted.items() if d not in spatial)
+        per_axis_sizes = tuple(wanted.get(d) if d is not None else None for d in b.dims)
+        return Resize(sizes=per_axis_sizes, policy_ratios=other if policy != "stretch" else (),
+                      copy_unchanged=not moved, **attrs)
+    values = [float(v) for v in scales]
+    if any(not v > 0 for v in values):
+        raise RFMapError(f"scales {values} must be positive")
+    given = _per_dim(call, values, axes, "scales")
+    moved = any(int(f32(v) * f32(shape[d])) != shape[d] for d, v in given.items() if d not in spatial)
+    per_axis_scales = tuple(given.get(d, 1.0) if d is not None else 1.0 for d in b.dims)
+    return Resize(scales=per_axis_scales, copy_unchanged=not moved, **attrs)
 
 
 OPS = [
@@ -163,6 +230,11 @@ OPS = [
         onnx=onnx_rules(["Resize", "Upsample"], onnx_resize),
         realize=f"{REALIZE}:upsample",
         description="interpolation: scale_factor or size, mode (nearest, nearest-exact, linear, cubic), align_corners",
+    ),
+    OpDef(
+        "onnx_resize", Resize, layer=Resize, realize=f"{REALIZE}:resize",
+        description="ONNX Resize as onnxruntime computes it: scales or sizes, mode, coordinate_transformation_mode, "
+        "nearest_mode, cubic_coeff_a, exclude_outside, keep_aspect_ratio_policy",
     ),
     OpDef(
         "pixel_shuffle", PixelShuffle, layer=PixelShuffle,

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rfmap.core.layers import Crop, Pad, Pointwise
-from rfmap.core.params import PAD_MODES
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, is_tensor, leaves
 from rfmap.rules.common import REALIZE, crop_for, onnx_rules, torch_rules
 from rfmap.rules.erf_moments import window_moments
-from rfmap.rules.onnx_attrs import attr_int, attr_ints, attr_str, const, const_ints
+from rfmap.rules.onnx_attrs import attr_axis, attr_ints, attr_str, check_axes, const, const_ints
+
+#: ONNX Pad's modes (rfmap's layers take these spellings too)
+ONNX_PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
 # -- padding ------------------------------------------------------------------------------
 
@@ -68,7 +70,7 @@ def pad_module(call: Call):
 def onnx_pad(call: Call):
     """ONNX ``Pad``: ``pads`` (input since opset 11, else attribute) ``[x1_begin, x2_begin,
     ..., x1_end, x2_end]`` over all dims (or over ``axes``); modes constant, reflect, edge, wrap."""
-    mode = attr_str(call, "mode", "constant", tuple(m for m in PAD_MODES if m != "zeros"))
+    mode = attr_str(call, "mode", "constant", ONNX_PAD_MODES)
     rank = call.ndim
     pads = const_ints(call, 1, "pads")
     if pads is None:
@@ -82,7 +84,7 @@ def onnx_pad(call: Call):
         if len(pads) != 2 * len(axes):
             raise RFMapError(f"pads has {len(pads)} entries for {len(axes)} axes")
         full = [0] * (2 * rank)
-        for j, ax in enumerate(call.norm_dim(a) for a in axes):
+        for j, ax in enumerate(check_axes(call, axes, "axes")):
             full[ax], full[ax + rank] = pads[j], pads[j + len(axes)]
         pads = tuple(full)
     if len(pads) != 2 * rank:
@@ -207,7 +209,7 @@ def onnx_slice(call: Call):
         axes, steps = const_ints(call, 3, "axes"), const_ints(call, 4, "steps")
     if starts is None or ends is None or len(starts) != len(ends):
         raise RFMapError("Slice needs starts and ends of equal length")
-    axes = tuple(range(len(starts))) if axes is None else tuple(call.norm_dim(a) for a in axes)
+    axes = tuple(range(len(starts))) if axes is None else check_axes(call, axes, "axes")
     steps = (1,) * len(starts) if steps is None else steps
     if len(axes) != len(starts) or len(steps) != len(starts):
         raise RFMapError("Slice's starts, ends, axes and steps differ in length")
@@ -245,7 +247,7 @@ def split_pieces(call: Call, dim: int, lengths: Sequence[int], keep: bool):
 
 def split(call: Call):
     if call.kind == "onnx":
-        dim = call.norm_dim(attr_int(call, "axis", 0))
+        dim = attr_axis(call, "axis", 0)
     else:
         dim = call.norm_dim(int(call.arg(2, "dim", 0)))
     lengths = [int(o.shape[dim]) for o in leaves(call.out) if is_tensor(o)]
@@ -260,7 +262,7 @@ def unbind(call: Call):
 def onnx_gather(call: Call):
     """ONNX ``Gather`` with constant indices: one index or a contiguous range on a spatial
     dim is a crop; on another dim the map passes through."""
-    dim = call.norm_dim(attr_int(call, "axis", 0))
+    dim = attr_axis(call, "axis", 0)
     idx = const(call, 1)
     if call.binding_of(1, None) is not None:
         raise LayoutError("Gather with indices that depend on the input")
@@ -270,7 +272,10 @@ def onnx_gather(call: Call):
         return SAME
     if idx is None:
         raise LayoutError("Gather on a spatial dim with indices computed at run time")
-    flat = [int(v) % int(call.x.shape[dim]) for v in idx.ravel()]
+    n = int(call.x.shape[dim])
+    if any(not -n <= int(v) < n for v in idx.ravel()):
+        raise RFMapError(f"Gather indices {idx.ravel().tolist()[:8]} are out of range for a dim of size {n}")
+    flat = [int(v) % n for v in idx.ravel()]
     if getattr(idx, "ndim", 0) == 0:
         call.out_dims = _drop_dim(call.bind.dims, dim)
         return crop_for(call, {dim: (flat[0], flat[0] + 1, 1)}, call.bind)

@@ -22,6 +22,8 @@ rfmap layer               PyTorch
                           ``output_padding``: padding 0, then crop ``[p_left, p_left + n_out)``
 ``Upsample``              ``F.interpolate`` with the same mode, scale factor or size and
                           ``align_corners`` (``linear`` becomes ``bilinear``/``trilinear``)
+``Resize`` (ONNX)         per axis, a gather of the taps of onnxruntime's kernel with its
+                          weights (the layer's own table: ONNX resizing has no PyTorch twin)
 ``Pad``                   ``F.pad`` with the mode (positive sides), negative sides by slicing
                           after padding -- except ``circular``, where PyTorch crops first
 ``Crop``                  slicing ``x[start:stop:step]``
@@ -56,11 +58,11 @@ from rfmap.core.layers import (
     ConvTranspose,
     Crop,
     Expand,
-    Merge,
     Pad,
     PixelShuffle,
     PixelUnshuffle,
     Reduce,
+    Resize,
     Upsample,
 )
 from rfmap.core.params import pad_pair, per_axis
@@ -317,6 +319,26 @@ class UpsampleNode(_Node):
         return F.interpolate(x, size=self.size, scale_factor=self.scale, mode=self.mode, align_corners=self.align_corners)
 
 
+class ResizeNode(_Node):
+    """ONNX ``Resize``: along each spatial axis, output cell ``o`` is the weighted sum of its
+    taps, as onnxruntime computes them (the :class:`~rfmap.core.axis.Tabulated` table)."""
+
+    def __init__(self, layer: Resize, ndim: int):
+        super().__init__()
+        self.layer, self.ndim = layer, ndim
+
+    def forward(self, x):
+        maps = self.layer.axis_maps(tuple(int(v) for v in x.shape[-self.ndim:]))
+        for a, m in enumerate(maps):
+            if not hasattr(m, "real_idx"):
+                continue  # an axis copied as it is
+            dim = x.dim() - self.ndim + a
+            idx = torch.as_tensor(m.real_idx, device=x.device)
+            w = torch.as_tensor(m.weight, dtype=x.dtype, device=x.device)
+            x = (x.movedim(dim, -1)[..., idx] * w).sum(-1).movedim(-1, dim)
+        return x
+
+
 class PadNode(_Node):
     """``F.pad`` (see :func:`_pad_nd`)."""
 
@@ -514,6 +536,10 @@ def conv_transpose(layer, ndim, c_ins, channels, **_):
 
 def upsample(layer, ndim, c_ins, channels, **_):
     return UpsampleNode(layer, ndim), c_ins[0]
+
+
+def resize(layer, ndim, c_ins, channels, **_):
+    return ResizeNode(layer, ndim), c_ins[0]
 
 
 def pad(layer, ndim, c_ins, channels, **_):

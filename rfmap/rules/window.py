@@ -12,7 +12,7 @@ from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints
 from rfmap.rules.common import REALIZE, nd, onnx_rules, torch_rules
 from rfmap.rules.erf_moments import window_moments
-from rfmap.rules.onnx_attrs import attr_int, attr_ints, attr_str, kernel_pads
+from rfmap.rules.onnx_attrs import attr_flag, attr_ints, attr_str, kernel_pads
 
 
 
@@ -207,9 +207,9 @@ def onnx_pool(op: str):
         kernel = attr_ints(call, "kernel_shape", n, minimum=1)
         if kernel is None:
             raise RFMapError("no kernel_shape")
-        ceil = attr_int(call, "ceil_mode", 0)
-        if ceil not in (0, 1):
-            raise RFMapError(f"attribute ceil_mode must be 0 or 1, got {ceil}")
+        ceil = attr_flag(call, "ceil_mode")
+        attr_flag(call, "count_include_pad")
+        attr_flag(call, "storage_order")
         return Conv(kernel, attr_ints(call, "strides", n, (1,) * n, 1), kernel_pads(call, n),
                     attr_ints(call, "dilations", n, (1,) * n, 1), bool(ceil), op=op)
 

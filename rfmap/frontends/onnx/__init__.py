@@ -149,7 +149,7 @@ class _Walk:
                 for _ in range(8):  # shapes let more fold, and folded sizes let more shapes be inferred
                     before = len(self.consts)
                     self.shapes = static_shapes(self.model, self.consts, inp.name, spatial, size, overrides)
-                    fold_constants(g, self.consts, self.shapes)
+                    fold_constants(g, self.consts, self.shapes, self.opset)
                     bar.advance(len(self.consts) - before)
                     if len(self.consts) == before:
                         break
@@ -197,8 +197,8 @@ class _Walk:
         for o, t in zip(node.output, outs):
             if o and t is None:
                 if rule is not None:
-                    raise RFMapError(f"{where}: the shape of output '{o}' is not known statically "
-                                     "(give an input size, or export with static shapes)")
+                    reason = _inference_error(self.model, node_name) or "give an input size, or export with static shapes"
+                    raise RFMapError(f"{where}: the shape of output '{o}' is not known statically ({reason})")
                 # an op nobody knows, not even shape inference: taken to keep its input's shape
                 first = next(a for a, b in zip(args, arg_binds) if isinstance(b, Bind))
                 outs = [first if t is None else t for t in outs]
@@ -214,6 +214,22 @@ class _Walk:
                 fixed = self.front.corrected_shape(b, t)
                 if fixed is not None and list(fixed) != list(t.shape):
                     raise _Reshape(o, list(fixed))
+
+
+def _inference_error(model, node_name: str) -> str | None:
+    """What onnx's shape inference says about node ``node_name`` in strict mode (an invalid
+    attribute value, say), if anything."""
+    import onnx
+
+    try:
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001 - InferenceError, ValidationError, ...
+        text = " ".join(str(exc).split())
+        key = f"node name: {node_name}): "
+        if key in text:
+            detail = text.split(key, 1)[1].split(" (op_type:", 1)[0]
+            return f"onnx shape inference: {detail.replace('[ShapeInferenceError] ', '')}"[:300]
+    return None
 
 
 def _looks_channels_last(g, input_name: str) -> bool:

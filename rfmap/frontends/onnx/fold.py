@@ -55,9 +55,22 @@ def _predicted(node, values: list[np.ndarray]) -> int | None:
     return None
 
 
-def fold_constants(graph, consts: dict[str, np.ndarray], shapes: dict[str, list[int]]) -> None:
-    """Evaluate the nodes that depend on constants only, within the size budget."""
+def _evaluate(node, inputs: dict[str, np.ndarray], opset: int | None) -> list:
+    """One node run by onnx's reference evaluator at the model's opset (ops such as
+    ``Unsqueeze`` changed their signature between opsets)."""
+    from onnx import helper
     from onnx.reference import ReferenceEvaluator
+
+    if opset is None:
+        return ReferenceEvaluator(node).run(None, inputs)
+    g = helper.make_graph([node], "fold", [helper.make_empty_tensor_value_info(i) for i in node.input if i],
+                          [helper.make_empty_tensor_value_info(o) for o in node.output if o])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    return ReferenceEvaluator(model).run(None, inputs)
+
+
+def fold_constants(graph, consts: dict[str, np.ndarray], shapes: dict[str, list[int]], opset: int | None = None) -> None:
+    """Evaluate the nodes that depend on constants only, within the size budget."""
 
     for node in graph.node:
         if node.op_type == "Shape" and node.input and node.input[0] in shapes and node.output[0] not in consts:
@@ -82,7 +95,7 @@ def fold_constants(graph, consts: dict[str, np.ndarray], shapes: dict[str, list[
         if not budget_ok:
             continue
         try:
-            outs = ReferenceEvaluator(node).run(None, {i: consts[i] for i in inputs})
+            outs = _evaluate(node, {i: consts[i] for i in inputs}, opset)
         except Exception:  # noqa: BLE001 - an op the evaluator lacks or rejects: leave it dynamic
             continue
         if any(np.asarray(v).size > MAX_ELEMENTS for v in outs):

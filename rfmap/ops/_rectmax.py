@@ -1,0 +1,213 @@
+"""Maximum over integer rectangles with the first maximum as argmax: the engine of RoI max
+pooling and max spatial pyramid pooling.
+
+``rect_max`` answers, for every RoI ``k`` and bin ``p``, the maximum of ``input[batch[k], c]``
+over rows ``[top, bottom)`` and columns ``[left, right)``, and where it sits (the first
+maximum in row-major order).  Two ways to treat non-finite values:
+
+- ``caffe=True`` (Fast R-CNN, torchvision ``roi_pool``): the C loop starts from ``-FLT_MAX``
+  and keeps a strictly greater value, so NaN and values ``<= -FLT_MAX`` never win; a bin
+  holding only those gives ``-FLT_MAX`` and no argmax (no gradient);
+- ``caffe=False`` (``torch.nn.functional.adaptive_max_pool2d``): NaN ranks above everything
+  (the first NaN wins), ``-inf`` is an ordinary value.
+
+An empty rectangle gives 0 and no argmax.
+
+Implementation: a two-dimensional sparse table (range-maximum query).  Level ``(a, b)`` holds
+the maximum of every ``2^a x 2^b`` window; a rectangle is the maximum of the windows of the
+largest level that fits, placed at its corners (four for a table with every level it needs).
+The levels kept are capped so that the table has at most ``max(_TABLE, n * H * W)``
+positions (``n`` images in use): rectangles wider than the top level are then covered by a
+row of windows, so memory stays proportional to the input and the output, and time to the
+rectangles' area.  The argmax rides along in 64-bit keys, value order in the high 32 bits
+and the reversed pixel index ``h * W + w`` in the low 32 bits, so the largest key is the
+first maximum; keys are built only when a gradient is wanted.  The backward pass scatters
+each output gradient to its argmax with ``scatter_add_`` along the pixels of a channel-last
+gradient (each channel summed in output order: deterministic on CPU).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import RFMapError
+from ._boxes import MINUS_FLT_MAX, compute_dtype
+
+#: Elements of the largest temporary a query allocates at once.
+_CHUNK = 1 << 20
+#: Positions x channels of one sparse table; channels are processed in groups.
+_TABLE = 1 << 21
+_LOW32 = (1 << 32) - 1
+
+
+def floor_log2(n: Tensor) -> Tensor:
+    """``floor(log2(n))`` for int64 ``n >= 1``, exact (``frexp``: ``n = m * 2^e``, ``m`` in [0.5, 1))."""
+    return torch.frexp(n.to(torch.float64)).exponent.long() - 1
+
+
+def _max_keys(x: Tensor) -> Tensor:
+    """int64 keys of ``(n, H, W, C)`` maps whose maximum over any window of one map is at the
+    window's first maximum in row-major order: value order in the high 32 bits,
+    ``2^32 - 1 - (h * W + w)`` in the low 32.  NaN ranks above everything; ``-0.0`` and
+    ``0.0`` tie."""
+    height, width = x.shape[1:3]
+    nan = torch.isnan(x)
+    x = torch.where(nan, torch.inf, x + 0.0)  # + 0.0 turns -0.0 into 0.0
+    if x.dtype == torch.float32:  # IEEE order as int32: flip the magnitude bits of negatives
+        bits = x.view(torch.int32)
+        order = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long() + nan
+    else:  # float64 has no spare bits: dense ranks (< numel <= _TABLE), NaN one above +inf
+        order = torch.unique(x, return_inverse=True)[1] + nan
+    pixel = torch.arange(height * width, device=x.device).view(1, height, width, 1)
+    return (order << 32) | (_LOW32 - pixel)
+
+
+def _level_sum(length: int, levels: int) -> int:
+    return sum(length - (1 << a) + 1 for a in range(levels + 1))
+
+
+class _SparseTable:
+    """Layout of a 2-D sparse table over ``n`` maps of ``H x W`` with levels ``a <= levels_y``,
+    ``b <= levels_x``: level ``(a, b)`` holds, at ``(h, w)``, the maximum over rows
+    ``h .. h + 2^a - 1`` and columns ``w .. w + 2^b - 1``, stored as rows
+    ``offset[a, b] + (i * H_a + h) * W_b + w`` of one ``[positions, C]`` tensor
+    (``H_a = H - 2^a + 1``, ``W_b = W - 2^b + 1``)."""
+
+    def __init__(self, maps: int, height: int, width: int, levels_y: int, levels_x: int, device: torch.device):
+        self.maps, self.height, self.width = maps, height, width
+        self.levels_y, self.levels_x, self.columns = levels_y, levels_x, levels_x + 1
+        levels = [(a, b) for a in range(levels_y + 1) for b in range(levels_x + 1)]
+        self.shapes = [(height - (1 << a) + 1, width - (1 << b) + 1) for a, b in levels]
+        sizes = torch.tensor([maps * h * w for h, w in self.shapes], dtype=torch.int64)
+        self.positions = int(sizes.sum())
+        self.offset = (sizes.cumsum(0) - sizes).view(levels_y + 1, levels_x + 1).to(device)
+
+    @classmethod
+    def fitting(cls, maps: int, height: int, width: int, need_y: int, need_x: int, device) -> "_SparseTable":
+        """The table with the levels the rectangles need, capped to ``max(_TABLE, n * H * W)`` positions."""
+        budget = max(_TABLE, maps * height * width)
+        while maps * _level_sum(height, need_y) * _level_sum(width, need_x) > budget and need_y + need_x > 0:
+            if need_y >= need_x:
+                need_y -= 1
+            else:
+                need_x -= 1
+        return cls(maps, height, width, need_y, need_x, device)
+
+    def rows(self, slot: Tensor, top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> Tensor:
+        """Table rows of the windows covering each non-empty rectangle ``[top, bottom) x
+        [left, right)`` of map ``slot``: ``[windows, *top.shape]`` int64 (repeated windows pad
+        the rectangles that need fewer)."""
+        a, ys = _axis_windows(top, bottom, self.levels_y)
+        b, xs = _axis_windows(left, right, self.levels_x)
+        h_a, w_b = self.height - (1 << a) + 1, self.width - (1 << b) + 1
+        base = self.offset[a, b] + slot * h_a * w_b
+        rows = base + ys.unsqueeze(1) * w_b + xs.unsqueeze(0)  # [NY, NX, ...]
+        return rows.flatten(0, 1)
+
+    def build(self, leaf: Tensor) -> Tensor:
+        """The table of ``leaf`` ``(n, H, W, C)``: ``[positions, C]``."""
+        channels = leaf.shape[-1]
+        data = leaf.new_empty(self.positions, channels)
+        views, start = [], 0
+        for h, w in self.shapes:
+            views.append(data[start : start + self.maps * h * w].view(self.maps, h, w, channels))
+            start += self.maps * h * w
+        views[0].copy_(leaf)
+        for i, view in enumerate(views[1:], start=1):
+            a, b = divmod(i, self.columns)
+            if b:  # from level (a, b - 1), along columns
+                prev, s = views[i - 1], 1 << (b - 1)
+                torch.maximum(prev[:, :, :-s], prev[:, :, s:], out=view)
+            else:  # from level (a - 1, 0), along rows
+                prev, s = views[i - self.columns], 1 << (a - 1)
+                torch.maximum(prev[:, :-s], prev[:, s:], out=view)
+        return data
+
+
+def _axis_windows(lo: Tensor, hi: Tensor, cap: int) -> tuple[Tensor, Tensor]:
+    """Windows of ``2^a`` cells covering ``[lo, hi)`` (``hi > lo``), ``a = min(floor(log2(len)),
+    cap)``: ``(a, starts)``, ``starts [count, *lo.shape]``: ``lo, lo + 2^a, ...``, the last one
+    ending at ``hi`` (repeated where a range needs fewer windows than the longest)."""
+    length = hi - lo
+    a = floor_log2(length).clamp_max(cap)
+    size = 1 << a
+    count = max(1, int(((length + size - 1) >> a).max())) if length.numel() else 1
+    j = torch.arange(count, device=lo.device).view(-1, *([1] * lo.dim()))
+    return a, torch.minimum(lo + j * size, hi - size)
+
+
+def rect_max(
+    input: Tensor, batch: Tensor, rect: tuple[Tensor, Tensor, Tensor, Tensor], with_argmax: bool, caffe: bool
+) -> tuple[Tensor, Tensor]:
+    """``(out, argmax)``: ``out (K, C, P)`` in the compute dtype, the maximum of
+    ``input[batch[k], c]`` over rectangle ``p`` of RoI ``k`` (``rect``: ``top, bottom, left,
+    right``, ``[K, P]`` int64, half-open); ``argmax (K, P, C)`` int64, the row
+    ``batch * H * W + h * W + w`` of the first maximum, ``-1`` for none (empty when not
+    ``with_argmax``).  ``caffe``: see the module docstring."""
+    channels, height, width = input.shape[1:]
+    if with_argmax and height * width > _LOW32 + 1:
+        raise RFMapError(f"max pooling gradients need H * W <= 2^32, got {height} x {width}")
+    top, bottom, left, right = rect
+    rois, bins = top.shape
+    empty = (bottom <= top) | (right <= left)
+    rect = [torch.where(empty, lo, t) for t, lo in zip(rect, (0, 1, 0, 1))]  # empty: any valid window
+    need_y = int(floor_log2(rect[1] - rect[0]).max()) if empty.numel() else 0
+    need_x = int(floor_log2(rect[3] - rect[2]).max()) if empty.numel() else 0
+    images, slot = torch.unique(batch, return_inverse=True)
+    table = _SparseTable.fitting(images.numel(), height, width, need_y, need_x, input.device)
+    rows = table.rows(slot.view(-1, 1), *rect)  # [windows, K, P]
+    x = input if images.numel() == input.shape[0] else input.index_select(0, images)
+    x = x.to(compute_dtype(input.dtype)).permute(0, 2, 3, 1)  # (n, H, W, C)
+    out = x.new_empty((rois, channels, bins))
+    argmax = torch.empty((rois, bins, channels) if with_argmax else (0,), dtype=torch.int64, device=input.device)
+    first_pixel = (images[slot] * (height * width)).view(-1, 1, 1)  # row of pixel 0 of each RoI's image
+    slot_pixel = (slot * (height * width)).view(-1, 1, 1)
+    per_table = max(1, _TABLE // max(1, table.positions))
+    groups = max(1, -(-channels // per_table))
+    group = max(1, -(-channels // groups))  # channels per group, the groups as even as possible
+    windows = rows.shape[0]
+    step = max(1, _CHUNK // (windows * bins * group))
+    block = max(1, _CHUNK // (bins * group))  # windows per block when one RoI is too big
+    for c0 in range(0, channels, group):
+        c1 = min(channels, c0 + group)
+        leaf = x[..., c0:c1]
+        if caffe:  # NaN and values <= -FLT_MAX never win: they all become -FLT_MAX
+            leaf = torch.where(leaf > MINUS_FLT_MAX, leaf, MINUS_FLT_MAX)
+        values = leaf.reshape(leaf.shape[0] * height * width, c1 - c0)
+        data = table.build(_max_keys(leaf) if with_argmax else leaf)
+        for k0 in range(0, rois, step):
+            k1 = min(rois, k0 + step)
+            best = None
+            for w0 in range(0, windows, block):
+                part = rows[w0 : w0 + block, k0:k1]
+                found = data.index_select(0, part.flatten()).view(*part.shape, c1 - c0).amax(0)
+                best = found if best is None else torch.maximum(best, found)
+            if with_argmax:
+                pixel = _LOW32 - (best & _LOW32)  # h * W + w of the first maximum
+                best = torch.gather(values, 0, (pixel + slot_pixel[k0:k1]).view(pixel.numel() // (c1 - c0), c1 - c0))
+                best = best.view(pixel.shape)
+                target = pixel + first_pixel[k0:k1]
+                lost = empty[k0:k1].unsqueeze(2)
+                if caffe:
+                    lost = lost | (best == MINUS_FLT_MAX)
+                argmax[k0:k1, :, c0:c1] = target.masked_fill_(lost, -1)
+            best = best.masked_fill_(empty[k0:k1].unsqueeze(2), 0)
+            out[k0:k1, c0:c1] = best.transpose(1, 2)
+    return out, argmax
+
+
+def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple) -> Tensor:
+    """The input gradient of :func:`rect_max`: ``grad (K, C, P...)`` added at ``argmax
+    (K, P..., C)`` (nothing where it is -1); ``shape`` ``(N, C, H, W)``, contiguous."""
+    n, channels, height, width = shape
+    rows = n * height * width
+    dtype = compute_dtype(grad.dtype)
+    gx = grad.new_zeros((rows + 1, channels), dtype=dtype)  # a spare row takes the -1s
+    entries = argmax.numel() // max(1, channels)  # K * bins
+    index = argmax.reshape(entries, channels)
+    index = torch.where(index < 0, rows, index)
+    src = grad.to(dtype).reshape(grad.shape[0], channels, entries // max(1, grad.shape[0]))
+    src = src.transpose(1, 2).reshape(entries, channels)
+    gx.scatter_add_(0, index, src)
+    return gx[:rows].view(n, height, width, channels).permute(0, 3, 1, 2).contiguous().to(grad.dtype)

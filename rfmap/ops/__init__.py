@@ -16,13 +16,14 @@ Boxes are a ``Tensor[K, 5]`` of ``(batch_index, x1, y1, x2, y2)`` or a list of
 Deployment: the ops are ``torch.library`` custom ops (``torch.ops.rfmap.roi_align`` ...) with
 fake kernels and registered autograd, so modules calling them work under
 ``torch.compile(fullgraph=True)``, ``torch.export.export`` and ``torch.jit.script``, and
-export to standard ONNX with both ``torch.onnx.export`` exporters (:mod:`rfmap.ops._onnx`).
+export to standard ONNX with both ``torch.onnx.export`` exporters (:mod:`rfmap.ops._onnx`;
+:func:`onnx_translation_table` for a ``torch.export`` program that holds the ops).
 The checks that need the boxes' values run inside the ops' kernels (:mod:`rfmap.ops._boxes`).
 
 This subpackage imports torch; nothing else in rfmap imports it eagerly.
 """
 
-from ._onnx import register_torchscript_symbolics
+from ._onnx import onnx_translation_table, register_torchscript_symbolics
 from .multiscale import MultiScaleRoIAlign
 from .ps_roi import PSRoIAlign, PSRoIPool, ps_roi_align, ps_roi_pool
 from .roi_align import RoIAlign, roi_align
@@ -38,6 +39,7 @@ __all__ = [
     "RoIAlign",
     "RoIPool",
     "SpatialPyramidPool",
+    "onnx_translation_table",
     "ps_roi_align",
     "ps_roi_pool",
     "roi_align",

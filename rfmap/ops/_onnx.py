@@ -92,3 +92,47 @@ def register_torchscript_symbolics() -> None:
     pool = symbolic_helper.parse_args("v", "v", "f", "i", "i", "b")(_roi_pool_ts)
     torch.onnx.register_custom_op_symbolic("rfmap::roi_align", align, ROI_ALIGN_OPSET)
     torch.onnx.register_custom_op_symbolic("rfmap::roi_pool", pool, ROI_ALIGN_OPSET)
+
+
+# -- the dynamo-based exporter on a graph that holds the rfmap ops ------------------------
+
+
+def onnx_translation_table() -> dict:
+    """Translations of ``torch.ops.rfmap.roi_align`` / ``roi_pool`` / ``spp_pool`` into
+    standard ONNX, for ``torch.onnx.export(program, dynamo=True,
+    custom_translation_table=...)`` on a ``torch.export`` program that holds the ops (a
+    module is exported without it: its calls emit the ONNX nodes themselves).  Needs
+    onnxscript, which the dynamo-based exporter needs anyway.  ``spp_pool`` needs a static
+    map size."""
+    from onnxscript import INT64
+    from onnxscript import opset18 as op
+
+    def roi_align(input, rois, spatial_scale: float, pooled_height: int, pooled_width: int, sampling_ratio: int, aligned: bool):
+        batch = op.Cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), to=INT64.dtype)
+        coords = op.CastLike(op.Slice(rois, [1], [5], [1]), input)
+        attrs = _roi_align_attrs(spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
+        return op.RoiAlign(input, coords, batch, **attrs)
+
+    def roi_pool(input, rois, spatial_scale: float, pooled_height: int, pooled_width: int, with_argmax: bool):
+        out = op.MaxRoiPool(input, op.CastLike(rois, input), pooled_shape=[pooled_height, pooled_width], spatial_scale=spatial_scale)
+        return out, op.Shape(out)  # the argmax output has no ONNX counterpart (inference only)
+
+    def spp_pool(input, levels: list[int], mode: str, with_argmax: bool):
+        from .spp import _bins, _regular_windows
+
+        height, width = int(input.shape[2]), int(input.shape[3])
+        reduce = op.ReduceMax if mode == "max" else op.ReduceMean
+        parts = []
+        for n in levels:
+            ky, kx = _regular_windows(n, height), _regular_windows(n, width)
+            if ky is not None and kx is not None:
+                window = {"kernel_shape": [ky[0], kx[0]], "strides": [ky[1], kx[1]]}
+                pooled = op.MaxPool(input, **window)[0] if mode == "max" else op.AveragePool(input, **window)
+            else:
+                rows = op.Concat(*[reduce(op.Slice(input, [a], [b], [2]), [2]) for a, b in _bins(n, height)], axis=2)
+                pooled = op.Concat(*[reduce(op.Slice(rows, [a], [b], [3]), [3]) for a, b in _bins(n, width)], axis=3)
+            parts.append(op.Reshape(pooled, [0, -1]))  # (N, C * n * n)
+        return op.Concat(*parts, axis=1), op.Shape(input)
+
+    ops = torch.ops.rfmap
+    return {ops.roi_align.default: roi_align, ops.roi_pool.default: roi_pool, ops.spp_pool.default: spp_pool}

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from ..errors import RFMapError
 from ._boxes import MINUS_FLT_MAX, compute_dtype
+from ._threads import run_tasks
 
 #: Elements of the largest temporary a query allocates at once.
 _CHUNK = 1 << 20
@@ -138,13 +139,14 @@ def _axis_windows(lo: Tensor, hi: Tensor, cap: int) -> tuple[Tensor, Tensor]:
 
 
 def rect_max(
-    input: Tensor, batch: Tensor, rect: tuple[Tensor, Tensor, Tensor, Tensor], with_argmax: bool, caffe: bool
+    input: Tensor, batch: Tensor, rect: tuple[Tensor, Tensor, Tensor, Tensor], with_argmax: bool, caffe: bool, count: int
 ) -> tuple[Tensor, Tensor]:
     """``(out, argmax)``: ``out (K, C, P)`` in the compute dtype, the maximum of
     ``input[batch[k], c]`` over rectangle ``p`` of RoI ``k`` (``rect``: ``top, bottom, left,
-    right``, ``[K, P]`` int64, half-open); ``argmax (K, P, C)`` int64, the row
+    right``, ``[K, P]`` int64, half-open); ``argmax (C, K, P)`` int64, the pixel
     ``batch * H * W + h * W + w`` of the first maximum, ``-1`` for none (empty when not
-    ``with_argmax``).  ``caffe``: see the module docstring."""
+    ``with_argmax``).  ``caffe``: see the module docstring.  Channel groups (or, when there
+    are few, chunks of RoIs) are tasks for ``count`` threads."""
     channels, height, width = input.shape[1:]
     if with_argmax and height * width > _LOW32 + 1:
         raise RFMapError(f"max pooling gradients need H * W <= 2^32, got {height} x {width}")
@@ -160,54 +162,91 @@ def rect_max(
     x = input if images.numel() == input.shape[0] else input.index_select(0, images)
     x = x.to(compute_dtype(input.dtype)).permute(0, 2, 3, 1)  # (n, H, W, C)
     out = x.new_empty((rois, channels, bins))
-    argmax = torch.empty((rois, bins, channels) if with_argmax else (0,), dtype=torch.int64, device=input.device)
-    first_pixel = (images[slot] * (height * width)).view(-1, 1, 1)  # row of pixel 0 of each RoI's image
-    slot_pixel = (slot * (height * width)).view(-1, 1, 1)
+    argmax = torch.empty((channels, rois, bins) if with_argmax else (0,), dtype=torch.int64, device=input.device)
+    query = _Query(x, table, rows, empty, images, slot, out, argmax, with_argmax, caffe)
+    # channel groups: a table of at most _TABLE elements each, and at least ``count`` of them
     per_table = max(1, _TABLE // max(1, table.positions))
-    groups = max(1, -(-channels // per_table))
-    group = max(1, -(-channels // groups))  # channels per group, the groups as even as possible
-    windows = rows.shape[0]
-    step = max(1, _CHUNK // (windows * bins * group))
-    block = max(1, _CHUNK // (bins * group))  # windows per block when one RoI is too big
-    for c0 in range(0, channels, group):
-        c1 = min(channels, c0 + group)
-        leaf = x[..., c0:c1]
-        if caffe:  # NaN and values <= -FLT_MAX never win: they all become -FLT_MAX
-            leaf = torch.where(leaf > MINUS_FLT_MAX, leaf, MINUS_FLT_MAX)
-        values = leaf.reshape(leaf.shape[0] * height * width, c1 - c0)
-        data = table.build(_max_keys(leaf) if with_argmax else leaf)
-        for k0 in range(0, rois, step):
-            k1 = min(rois, k0 + step)
-            best = None
-            for w0 in range(0, windows, block):
-                part = rows[w0 : w0 + block, k0:k1]
-                found = data.index_select(0, part.flatten()).view(*part.shape, c1 - c0).amax(0)
-                best = found if best is None else torch.maximum(best, found)
-            if with_argmax:
-                pixel = _LOW32 - (best & _LOW32)  # h * W + w of the first maximum
-                best = torch.gather(values, 0, (pixel + slot_pixel[k0:k1]).view(pixel.numel() // (c1 - c0), c1 - c0))
-                best = best.view(pixel.shape)
-                target = pixel + first_pixel[k0:k1]
-                lost = empty[k0:k1].unsqueeze(2)
-                if caffe:
-                    lost = lost | (best == MINUS_FLT_MAX)
-                argmax[k0:k1, :, c0:c1] = target.masked_fill_(lost, -1)
-            best = best.masked_fill_(empty[k0:k1].unsqueeze(2), 0)
-            out[k0:k1, c0:c1] = best.transpose(1, 2)
+    groups = min(channels, max(-(-channels // per_table), count))
+    size = max(1, -(-channels // max(1, groups)))
+    groups = [(c0, min(channels, c0 + size)) for c0 in range(0, channels, size)]
+    if len(groups) >= count:
+        run_tasks(lambda g: query.answer(query.table_of(*g), *g, 0, rois), groups, count, input.device)
+    else:
+        chunks = query.chunks(size)
+        for c0, c1 in groups:
+            data = query.table_of(c0, c1)
+            run_tasks(lambda k: query.answer(data, c0, c1, *k), chunks, count, input.device)
     return out, argmax
 
 
-def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple) -> Tensor:
+class _Query:
+    """The pieces of one :func:`rect_max` call that its tasks share."""
+
+    def __init__(self, x, table, rows, empty, images, slot, out, argmax, with_argmax, caffe):
+        self.x, self.table, self.rows, self.empty = x, table, rows, empty
+        self.out, self.argmax, self.with_argmax, self.caffe = out, argmax, with_argmax, caffe
+        height, width = x.shape[1:3]
+        self.first_pixel = (images[slot] * (height * width)).view(-1, 1, 1)  # pixel 0 of each RoI's image
+        self.slot_pixel = (slot * (height * width)).view(-1, 1, 1)
+
+    def leaf(self, c0: int, c1: int) -> Tensor:
+        leaf = self.x[..., c0:c1]
+        if self.caffe:  # NaN and values <= -FLT_MAX never win: they all become -FLT_MAX
+            leaf = torch.where(leaf > MINUS_FLT_MAX, leaf, MINUS_FLT_MAX)
+        return leaf
+
+    def table_of(self, c0: int, c1: int) -> tuple[Tensor, Tensor]:
+        """``(table, values)`` of channels ``c0 .. c1 - 1``."""
+        leaf = self.leaf(c0, c1)
+        values = leaf.reshape(leaf.shape[0] * leaf.shape[1] * leaf.shape[2], c1 - c0)
+        return self.table.build(_max_keys(leaf) if self.with_argmax else leaf), values
+
+    def chunks(self, group: int) -> list[tuple[int, int]]:
+        rois, bins = self.empty.shape
+        step = max(1, _CHUNK // (self.rows.shape[0] * bins * group))
+        return [(k0, min(rois, k0 + step)) for k0 in range(0, rois, step)]
+
+    def answer(self, data: tuple[Tensor, Tensor], c0: int, c1: int, r0: int, r1: int) -> None:
+        """Write ``out`` (and ``argmax``) for channels ``c0 .. c1 - 1`` of RoIs ``r0 .. r1 - 1``."""
+        table, values = data
+        windows, bins, group = self.rows.shape[0], self.empty.shape[1], c1 - c0
+        step = max(1, _CHUNK // (windows * bins * group))
+        block = max(1, _CHUNK // (bins * group))  # windows per block when one RoI is too big
+        for k0 in range(r0, r1, step):
+            k1 = min(r1, k0 + step)
+            best = None
+            for w0 in range(0, windows, block):
+                part = self.rows[w0 : w0 + block, k0:k1]
+                found = table.index_select(0, part.flatten()).view(*part.shape, group).amax(0)
+                best = found if best is None else torch.maximum(best, found)
+            empty = self.empty[k0:k1].unsqueeze(2)
+            if self.with_argmax:
+                pixel = _LOW32 - (best & _LOW32)  # h * W + w of the first maximum
+                index = (pixel + self.slot_pixel[k0:k1]).view(pixel.numel() // group, group)
+                best = torch.gather(values, 0, index).view(pixel.shape)
+                lost = empty | (best == MINUS_FLT_MAX) if self.caffe else empty
+                self.argmax[c0:c1, k0:k1] = (pixel + self.first_pixel[k0:k1]).masked_fill_(lost, -1).permute(2, 0, 1)
+            self.out[k0:k1, c0:c1] = best.masked_fill_(empty, 0).transpose(1, 2)
+
+
+def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple, count: int) -> Tensor:
     """The input gradient of :func:`rect_max`: ``grad (K, C, P...)`` added at ``argmax
-    (K, P..., C)`` (nothing where it is -1); ``shape`` ``(N, C, H, W)``, contiguous."""
+    (C, K, P...)`` (nothing where it is -1); ``shape`` ``(N, C, H, W)``, contiguous.  Each
+    channel's gradient is summed in output order; channel ranges are tasks."""
     n, channels, height, width = shape
-    rows = n * height * width
+    pixels = n * height * width
     dtype = compute_dtype(grad.dtype)
-    gx = grad.new_zeros((rows + 1, channels), dtype=dtype)  # a spare row takes the -1s
     entries = argmax.numel() // max(1, channels)  # K * bins
-    index = argmax.reshape(entries, channels)
-    index = torch.where(index < 0, rows, index)
+    index = argmax.reshape(channels, entries)
     src = grad.to(dtype).reshape(grad.shape[0], channels, entries // max(1, grad.shape[0]))
-    src = src.transpose(1, 2).reshape(entries, channels)
-    gx.scatter_add_(0, index, src)
-    return gx[:rows].view(n, height, width, channels).permute(0, 3, 1, 2).contiguous().to(grad.dtype)
+    src = src.permute(1, 0, 2).reshape(channels, entries)
+    gx = grad.new_zeros((channels, pixels + 1), dtype=dtype)  # a spare column takes the -1s
+
+    def scatter(span):
+        c0, c1 = span
+        gx[c0:c1].scatter_add_(1, torch.where(index[c0:c1] < 0, pixels, index[c0:c1]), src[c0:c1])
+
+    step = max(1, -(-channels // (4 * count)))
+    run_tasks(scatter, [(c, min(channels, c + step)) for c in range(0, channels, step)], count, grad.device)
+    gx = gx[:, :pixels].reshape(channels, n, height, width).permute(1, 0, 2, 3)
+    return gx.contiguous().to(grad.dtype)

@@ -18,13 +18,13 @@ there the rows are ordered bin-major and each bin is one product with its own ch
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ._boxes import compute_dtype
+from ._threads import run_tasks, scratch
 
 #: Elements of the largest temporary a helper allocates at once (memory bound for huge grids).
 _CHUNK = 1 << 22
@@ -114,19 +114,22 @@ class PoolingMatrix:
         """Columns: the pixels of the images in use."""
         return self.images.numel() * self.height * self.width
 
-    def rows(self, r0: int, r1: int) -> Tensor:
-        """Rows ``r0 .. r1 - 1`` as a CSR tensor."""
-        a, b = int(self.crow[r0]), int(self.crow[r1])
+    def row_blocks(self, step: int) -> list[tuple[int, int, int, int]]:
+        """``(r0, r1, a, b)``: rows ``r0 .. r1 - 1`` in blocks of ``step`` rows, their entries
+        ``a .. b - 1`` (one device-to-host copy for all the blocks)."""
+        rows = self.crow.numel() - 1
+        starts = list(range(0, rows, step))
+        bounds = self.crow[starts + [rows]].tolist() if starts else []
+        return [(r0, min(rows, r0 + step), bounds[i], bounds[i + 1]) for i, r0 in enumerate(starts)]
+
+    def block(self, r0: int, r1: int, a: int, b: int) -> Tensor:
+        """Rows ``r0 .. r1 - 1`` (entries ``a .. b - 1``) as a CSR tensor."""
         return _csr(self.crow[r0 : r1 + 1] - a, self.col[a:b], self.val[a:b], (r1 - r0, self.pixels))
 
-    def blocks(self, step: int) -> Iterator[tuple[int, int, Tensor]]:
-        """``(k0, k1, S_block)``: the rows of RoIs ``k0 .. k1 - 1`` (RoI-major), ``step`` RoIs at a time."""
-        bounds = self.crow[:: self.bins * step].tolist() + [int(self.crow[-1])]
-        for i, k0 in enumerate(range(0, self.rois, step)):
-            k1 = min(self.rois, k0 + step)
-            a, b = bounds[i], bounds[i + 1]
-            crow = self.crow[k0 * self.bins : k1 * self.bins + 1] - a
-            yield k0, k1, _csr(crow, self.col[a:b], self.val[a:b], ((k1 - k0) * self.bins, self.pixels))
+    def rows(self, r0: int, r1: int) -> Tensor:
+        """Rows ``r0 .. r1 - 1`` as a CSR tensor."""
+        a, b = self.crow[[r0, r1]].tolist()
+        return self.block(r0, r1, a, b)
 
 
 def _csr(crow: Tensor, col: Tensor, val: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -168,35 +171,52 @@ def scatter_images(gx: Tensor, images: Tensor, shape: torch.Size) -> Tensor:
     return full
 
 
-def pool_forward(x: Tensor, matrix: PoolingMatrix) -> Tensor:
-    """``S @ X`` as ``(K, C, bins)`` for ``x`` :func:`channels_last` (RoI-major matrix).
+def pool_forward(x: Tensor, matrix: PoolingMatrix, count: int) -> Tensor:
+    """``S @ X`` as ``(K, C, bins)`` for ``x`` :func:`channels_last` (RoI-major matrix), on
+    ``count`` threads.
 
     Blocks of RoIs, so that each block's ``(bins, C)`` rows stay in cache while they are
     transposed into the output."""
     channels, bins = x.shape[1], matrix.bins
     out = x.new_empty((matrix.rois, channels, bins))
-    step = _block(bins, channels)
-    buffer = x.new_empty(min(step, matrix.rois) * bins, channels)
-    for k0, k1, s in matrix.blocks(step):
-        part = buffer[: (k1 - k0) * bins]
-        torch.addmm(part, s, x, beta=0, out=part)  # no zero-fill, no copy of the result
-        out[k0:k1] = part.view(k1 - k0, bins, channels).transpose(1, 2)
+
+    def block(rows):
+        r0, r1, a, b = rows
+        part = scratch(r1 - r0, channels, x.dtype, x.device)
+        torch.addmm(part, matrix.block(*rows), x, beta=0, out=part)  # no zero-fill, no copy of the result
+        out[r0 // bins : r1 // bins] = part.view((r1 - r0) // bins, bins, channels).transpose(1, 2)
+
+    run_tasks(block, matrix.row_blocks(_block(bins, channels) * bins), count, x.device)
     return out
 
 
-def pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size) -> Tensor:
+def _balanced(crow: Tensor, parts: int) -> list[tuple[int, int]]:
+    """Row ranges of a CSR matrix with about the same number of entries each."""
+    rows = crow.numel() - 1
+    targets = torch.linspace(0, float(crow[-1]), parts + 1, dtype=torch.float64, device=crow.device)
+    cuts = torch.searchsorted(crow.to(torch.float64), targets).clamp(0, rows).tolist()
+    cuts = sorted(set([0, rows, *cuts]))
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size, count: int) -> Tensor:
     """``S^T @ G`` for ``grad (K, C, bins)``: the input gradient, ``shape``, in ``grad``'s dtype
-    (channels-last memory).  The blocks' products are added in block order."""
+    (channels-last memory), on ``count`` threads.  Each pixel's gradient is one row of the
+    transpose, summed in the order of ``S``'s rows whatever thread computes it."""
     n, channels, height, width = shape
-    bins = matrix.bins
-    gx = grad.new_zeros(matrix.pixels, channels)
-    step = _block(bins, channels)
-    buffer = grad.new_empty(min(step, max(1, matrix.rois)) * bins, channels)
-    # the (serial) sorts first, then the (parallel) products back to back
-    for k0, k1, st in [(k0, k1, transpose(s)) for k0, k1, s in matrix.blocks(step)]:
-        part = buffer[: (k1 - k0) * bins]
-        part.view(k1 - k0, bins, channels).copy_(grad[k0:k1].transpose(1, 2))
-        torch.addmm(gx, st, part, out=gx)
+    g = grad.transpose(1, 2).reshape(matrix.rois * matrix.bins, channels)  # rows in S's order
+    st = transpose(matrix.rows(0, matrix.rois * matrix.bins))
+    crow, col, val = st.crow_indices(), st.col_indices(), st.values()
+    gx = grad.new_empty(matrix.pixels, channels)
+    bounds = crow.tolist()
+
+    def rows(span):
+        r0, r1 = span
+        a, b = bounds[r0], bounds[r1]
+        part = _csr(crow[r0 : r1 + 1] - a, col[a:b], val[a:b], (r1 - r0, g.shape[0]))
+        torch.addmm(gx[r0:r1], part, g, beta=0, out=gx[r0:r1])
+
+    run_tasks(rows, _balanced(crow, 4 * count), count, grad.device)
     gx = gx.view(matrix.images.numel(), height, width, channels).permute(0, 3, 1, 2)
     return scatter_images(gx, matrix.images, shape)
 
@@ -209,23 +229,28 @@ def ps_inputs(input: Tensor, images: Tensor, bins: int) -> Tensor:
     return x.permute(2, 0, 3, 4, 1).reshape(bins, n * height * width, channels // bins).contiguous()
 
 
-def ps_pool_forward(xs: Tensor, matrix: PoolingMatrix) -> Tensor:
+def ps_pool_forward(xs: Tensor, matrix: PoolingMatrix, count: int) -> Tensor:
     """Position-sensitive ``S @ X``: ``(K, C / bins, bins)``, bin ``p`` from channels ``c * bins + p``,
-    for ``xs`` :func:`ps_inputs` (bin-major matrix)."""
+    for ``xs`` :func:`ps_inputs` (bin-major matrix), one task per bin."""
     bins, rois = matrix.bins, matrix.rois
     out = xs.new_empty(rois, xs.shape[2], bins)
-    for p in range(bins):
+
+    def one_bin(p):
         out[:, :, p] = torch.sparse.mm(matrix.rows(p * rois, (p + 1) * rois), xs[p])
+
+    run_tasks(one_bin, range(bins), count, xs.device)
     return out
 
 
-def ps_pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size) -> Tensor:
+def ps_pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size, count: int) -> Tensor:
     """``S^T @ G`` of :func:`ps_pool_forward`: the input gradient, ``shape``, in ``grad``'s dtype."""
     n, channels, height, width = shape
     bins, rois, used = matrix.bins, matrix.rois, matrix.images.numel()
     gx = grad.new_empty(used, channels // bins, bins, height, width)
-    for p in range(bins):
-        g = grad[:, :, p].contiguous()
-        part = torch.sparse.mm(transpose(matrix.rows(p * rois, (p + 1) * rois)), g)
+
+    def one_bin(p):
+        part = torch.sparse.mm(transpose(matrix.rows(p * rois, (p + 1) * rois)), grad[:, :, p].contiguous())
         gx[:, :, p] = part.view(used, height, width, channels // bins).permute(0, 3, 1, 2)
+
+    run_tasks(one_bin, range(bins), count, grad.device)
     return scatter_images(gx.view(used, channels, height, width), matrix.images, shape)

@@ -44,6 +44,7 @@ from ._boxes import prepare, roi_pool_cells
 from ._library import custom_op, register_backward, roi_rows, script_rois
 from ._samples import axis_reads, axis_weights, sample_grid
 from ._sparse import PoolingMatrix, ps_inputs, ps_pool_backward, ps_pool_forward
+from ._threads import single_threaded
 
 
 def ps_roi_align(
@@ -122,6 +123,18 @@ def _check_kernel(op: str, input: Tensor, rois: Tensor, spatial_scale: float, po
 # -- ps_roi_align ------------------------------------------------------------------------
 
 
+def _nonfinite_reads(xs: Tensor, batch: Tensor, geometry, shape, pooled: tuple[int, int], count: int) -> Tensor:
+    """``(K, C_out, bins)``: NaN where a bin reads an inf or NaN with weight 0, else 0."""
+    start, bins, grid = geometry
+    height, width = shape[2:]
+    ry = axis_reads(start[:, 1], bins[:, 1], grid[:, 1], pooled[0], height)
+    rx = axis_reads(start[:, 0], bins[:, 0], grid[:, 0], pooled[1], width)
+    term = 0
+    for wy, wx in ((ry.zero, rx.touched), (ry.touched, rx.zero)):
+        term = term + ps_pool_forward(xs * 0, PoolingMatrix.separable(wy, wx, batch, height, width, bin_major=True), count)
+    return term
+
+
 def _align_geometry(boxes: Tensor, spatial_scale: float, pooled: tuple[int, int], sampling_ratio: int):
     start = boxes * spatial_scale - 0.5
     bins, grid = sample_grid(start[:, 2:] - start[:, :2], pooled, sampling_ratio)
@@ -145,16 +158,12 @@ def _ps_roi_align_op(input, rois, spatial_scale, pooled_height, pooled_width, sa
     pooled = (pooled_height, pooled_width)
     batch, boxes = _check_kernel("ps_roi_align", input, rois, spatial_scale, pooled)
     geometry = _align_geometry(boxes, spatial_scale, pooled, sampling_ratio)
-    matrix = _align_matrix(input.shape, batch, geometry, pooled)
-    xs = ps_inputs(input, matrix.images, matrix.bins)
-    out = ps_pool_forward(xs, matrix)
-    if not bool(torch.isfinite(xs).all()):  # reads with weight 0 of an inf or NaN give NaN
-        start, bins, grid = geometry
-        height, width = input.shape[2:]
-        ry = axis_reads(start[:, 1], bins[:, 1], grid[:, 1], pooled[0], height)
-        rx = axis_reads(start[:, 0], bins[:, 0], grid[:, 0], pooled[1], width)
-        for wy, wx in ((ry.zero, rx.touched), (ry.touched, rx.zero)):
-            out = out + ps_pool_forward(xs * 0, PoolingMatrix.separable(wy, wx, batch, height, width, bin_major=True))
+    with single_threaded() as count:
+        matrix = _align_matrix(input.shape, batch, geometry, pooled)
+        xs = ps_inputs(input, matrix.images, matrix.bins)
+        out = ps_pool_forward(xs, matrix, count)
+        if not bool(torch.isfinite(xs).all()):  # reads with weight 0 of an inf or NaN give NaN
+            out = out + _nonfinite_reads(xs, batch, geometry, input.shape, pooled, count)
     no_samples = (geometry[2][:, 0] * geometry[2][:, 1] == 0).view(-1, 1, 1)  # 0 / 0 in torchvision
     out = out.masked_fill(no_samples, float("nan"))
     return out.view(out.shape[0], out.shape[1], pooled_height, pooled_width).to(input.dtype)
@@ -175,9 +184,10 @@ def _ps_roi_align_backward_op(grad, rois, spatial_scale, pooled_height, pooled_w
     pooled = (pooled_height, pooled_width)
     dtype = compute_dtype(grad.dtype)
     batch, boxes = check_rois("ps_roi_align", rois, shape[0], spatial_scale, dtype)
-    matrix = _align_matrix(shape, batch, _align_geometry(boxes, spatial_scale, pooled, sampling_ratio), pooled)
-    g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
-    return ps_pool_backward(g, matrix, torch.Size(shape)).contiguous().to(grad.dtype)
+    with single_threaded() as count:
+        matrix = _align_matrix(shape, batch, _align_geometry(boxes, spatial_scale, pooled, sampling_ratio), pooled)
+        g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
+        return ps_pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
 
 
 @_ps_roi_align_backward_op.register_fake
@@ -218,8 +228,9 @@ def _pool_matrix(shape, rois, spatial_scale, pooled, dtype) -> PoolingMatrix:
 def _ps_roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width):
     pooled = (pooled_height, pooled_width)
     _check_kernel("ps_roi_pool", input, rois, spatial_scale, pooled)
-    matrix = _pool_matrix(input.shape, rois, spatial_scale, pooled, compute_dtype(input.dtype))
-    out = ps_pool_forward(ps_inputs(input, matrix.images, matrix.bins), matrix)
+    with single_threaded() as count:
+        matrix = _pool_matrix(input.shape, rois, spatial_scale, pooled, compute_dtype(input.dtype))
+        out = ps_pool_forward(ps_inputs(input, matrix.images, matrix.bins), matrix, count)
     return out.view(out.shape[0], out.shape[1], pooled_height, pooled_width).to(input.dtype)
 
 
@@ -236,9 +247,10 @@ def _(input, rois, spatial_scale, pooled_height, pooled_width):
 )
 def _ps_roi_pool_backward_op(grad, rois, spatial_scale, pooled_height, pooled_width, *shape):
     dtype = compute_dtype(grad.dtype)
-    matrix = _pool_matrix(shape, rois, spatial_scale, (pooled_height, pooled_width), dtype)
-    g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
-    return ps_pool_backward(g, matrix, torch.Size(shape)).contiguous().to(grad.dtype)
+    with single_threaded() as count:
+        matrix = _pool_matrix(shape, rois, spatial_scale, (pooled_height, pooled_width), dtype)
+        g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
+        return ps_pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
 
 
 @_ps_roi_pool_backward_op.register_fake

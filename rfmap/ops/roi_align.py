@@ -54,6 +54,7 @@ from ._boxes import (
 from ._library import custom_op, register_backward, roi_rows, script_rois
 from ._samples import axis_reads, axis_weights, sample_grid
 from ._sparse import PoolingMatrix, channels_last, pool_backward, pool_forward
+from ._threads import single_threaded
 
 
 def roi_align(
@@ -119,7 +120,7 @@ def _matrix(input_shape, rois: Tensor, spatial_scale, pooled, sampling_ratio, al
     return PoolingMatrix.separable(wy, wx, batch, height, width), batch, (start, bins, grid)
 
 
-def _nonfinite_reads(x: Tensor, matrix: PoolingMatrix, batch: Tensor, geometry, pooled: tuple[int, int]) -> Tensor:
+def _nonfinite_reads(x: Tensor, matrix: PoolingMatrix, batch: Tensor, geometry, pooled: tuple[int, int], count: int) -> Tensor:
     """``(K, C, bins)``: NaN where a bin reads an inf or NaN with weight 0, else 0 (``x``: the
     channel-last pixels of ``matrix``'s images)."""
     start, bins, grid = geometry
@@ -129,7 +130,7 @@ def _nonfinite_reads(x: Tensor, matrix: PoolingMatrix, batch: Tensor, geometry, 
     zeroed = x * 0  # NaN exactly where the input is not finite
     term = zeroed.new_zeros(batch.numel(), x.shape[1], pooled[0] * pooled[1])
     for wy, wx in ((ry.zero, rx.touched), (ry.touched, rx.zero)):
-        term += pool_forward(zeroed, PoolingMatrix.separable(wy, wx, batch, height, width))
+        term += pool_forward(zeroed, PoolingMatrix.separable(wy, wx, batch, height, width), count)
     sampled = (grid >= 1).all(dim=1).view(-1, 1, 1)
     outside = ((ry.outside.unsqueeze(2) | rx.outside.unsqueeze(1)) & sampled).flatten(1)  # [K, bins]
     slot = torch.searchsorted(matrix.images, batch)
@@ -146,11 +147,12 @@ def _roi_align_op(input, rois, spatial_scale, pooled_height, pooled_width, sampl
     check_input("roi_align", input)
     pooled = (pooled_height, pooled_width)
     dtype = compute_dtype(input.dtype)
-    matrix, batch, geometry = _matrix(input.shape, rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
-    x = channels_last(input, matrix.images)
-    out = pool_forward(x, matrix)
-    if not bool(torch.isfinite(x).all()):
-        out = out + _nonfinite_reads(x, matrix, batch, geometry, pooled)
+    with single_threaded() as count:
+        matrix, batch, geometry = _matrix(input.shape, rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
+        x = channels_last(input, matrix.images)
+        out = pool_forward(x, matrix, count)
+        if not bool(torch.isfinite(x).all()):
+            out = out + _nonfinite_reads(x, matrix, batch, geometry, pooled, count)
     return out.view(out.shape[0], out.shape[1], pooled_height, pooled_width).to(input.dtype)
 
 
@@ -167,9 +169,10 @@ def _(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, a
 def _roi_align_backward_op(grad, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, *shape):
     dtype = compute_dtype(grad.dtype)
     pooled = (pooled_height, pooled_width)
-    matrix, _, _ = _matrix(shape, rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
-    g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
-    return pool_backward(g, matrix, torch.Size(shape)).to(grad.dtype)
+    with single_threaded() as count:
+        matrix, _, _ = _matrix(shape, rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
+        g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
+        return pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
 
 
 @_roi_align_backward_op.register_fake

@@ -22,7 +22,8 @@ here: it rounds halves to even (8/16 = 0.5 -> 0, not 1).
 
 Implementation: :mod:`rfmap.ops._rectmax` (a capped sparse table answers each bin; the
 argmax is computed only when the input needs a gradient).  The op is registered as
-``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)``.
+``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)`` (argmax ``(C, K, PH, PW)``, empty
+unless ``with_argmax``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ._boxes import check_input, check_output_size, check_rois, check_spatial_sc
 from ._boxes import roi_pool_cells
 from ._library import custom_op, roi_rows, script_rois
 from ._rectmax import argmax_backward, rect_max
+from ._threads import single_threaded
 
 
 def roi_pool(
@@ -109,15 +111,18 @@ def _roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width, with_a
     cells = roi_pool_cells(boxes, spatial_scale)
     top, bottom = bin_edges(cells[:, 1], cells[:, 3], pooled_height, input.shape[2], boxes.dtype)
     left, right = bin_edges(cells[:, 0], cells[:, 2], pooled_width, input.shape[3], boxes.dtype)
-    out, argmax = rect_max(input, batch, bin_rectangles(top, bottom, left, right), with_argmax, caffe=True)
-    out = out.view(out.shape[0], out.shape[1], pooled_height, pooled_width).to(input.dtype)
-    return out, argmax.view(out.shape[0], pooled_height, pooled_width, out.shape[1]) if with_argmax else argmax
+    with single_threaded() as count:
+        rect = bin_rectangles(top, bottom, left, right)
+        out, argmax = rect_max(input, batch, rect, with_argmax, caffe=True, count=count)
+    k, channels = out.shape[:2]
+    out = out.view(k, channels, pooled_height, pooled_width).to(input.dtype)
+    return out, argmax.view(channels, k, pooled_height, pooled_width) if with_argmax else argmax
 
 
 @_roi_pool_op.register_fake
 def _(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     k, channels = roi_rows(input, rois), input.shape[1]
-    argmax_shape = (k, pooled_height, pooled_width, channels) if with_argmax else (0,)
+    argmax_shape = (channels, k, pooled_height, pooled_width) if with_argmax else (0,)
     return input.new_empty(k, channels, pooled_height, pooled_width), input.new_empty(argmax_shape, dtype=torch.int64)
 
 
@@ -126,7 +131,8 @@ def _(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     "(Tensor grad, Tensor argmax, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
 )
 def _argmax_backward_op(grad, argmax, *shape):
-    return argmax_backward(grad, argmax, shape)
+    with single_threaded() as count:
+        return argmax_backward(grad, argmax, shape, count)
 
 
 @_argmax_backward_op.register_fake

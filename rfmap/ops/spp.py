@@ -36,6 +36,7 @@ from ._boxes import check_input, compute_dtype
 from ._library import custom_op
 from ._rectmax import rect_max
 from ._sparse import PoolingMatrix, channels_last, pool_backward, pool_forward
+from ._threads import single_threaded
 
 MODES = ("max", "avg")
 
@@ -130,21 +131,22 @@ def _spp_pool_op(input, levels, mode, with_argmax):
     n_img, _, height, width = input.shape
     device = input.device
     argmax = torch.empty(0, dtype=torch.int64, device=device)
-    if mode == "max":
-        rects = [torch.cat(t).expand(n_img, -1) for t in zip(*(_level_rects(n, height, width, device) for n in levels))]
-        pooled, argmax = rect_max(input, torch.arange(n_img, device=device), rects, with_argmax, caffe=False)
-        parts = list(pooled.split([n * n for n in levels], dim=2))
-    else:
-        matrices = _avg_matrices(levels, input.shape, compute_dtype(input.dtype), device)
-        x = channels_last(input, matrices[0].images)
-        parts = [pool_forward(x, m) for m in matrices]
-    return _flatten_levels(parts, levels).to(input.dtype), argmax
+    with single_threaded() as count:
+        if mode == "max":
+            rects = [torch.cat(t).expand(n_img, -1) for t in zip(*(_level_rects(n, height, width, device) for n in levels))]
+            pooled, argmax = rect_max(input, torch.arange(n_img, device=device), rects, with_argmax, False, count)
+            parts = list(pooled.split([n * n for n in levels], dim=2))
+        else:
+            matrices = _avg_matrices(levels, input.shape, compute_dtype(input.dtype), device)
+            x = channels_last(input, matrices[0].images)
+            parts = [pool_forward(x, m, count) for m in matrices]
+        return _flatten_levels(parts, levels).to(input.dtype), argmax
 
 
 @_spp_pool_op.register_fake
 def _(input, levels, mode, with_argmax):
     bins = sum(n * n for n in levels)
-    argmax_shape = (input.shape[0], bins, input.shape[1]) if mode == "max" and with_argmax else (0,)
+    argmax_shape = (input.shape[1], input.shape[0], bins) if mode == "max" and with_argmax else (0,)
     out = input.new_empty(input.shape[0], input.shape[1] * bins)
     return out, input.new_empty(argmax_shape, dtype=torch.int64)
 
@@ -155,10 +157,11 @@ def _(input, levels, mode, with_argmax):
 )
 def _spp_avg_backward_op(grad, levels, *shape):
     dtype = compute_dtype(grad.dtype)
-    matrices = _avg_matrices(levels, shape, dtype, grad.device)
-    parts = _split_levels(grad.to(dtype), levels, shape[1])
-    total = sum(pool_backward(g.contiguous(), m, torch.Size(shape)) for g, m in zip(parts, matrices))
-    return total.contiguous().to(grad.dtype)
+    with single_threaded() as count:
+        matrices = _avg_matrices(levels, shape, dtype, grad.device)
+        parts = _split_levels(grad.to(dtype), levels, shape[1])
+        total = sum(pool_backward(g.contiguous(), m, torch.Size(shape), count) for g, m in zip(parts, matrices))
+        return total.contiguous().to(grad.dtype)
 
 
 @_spp_avg_backward_op.register_fake
@@ -188,12 +191,17 @@ _spp_pool_op.register_autograd(_spp_backward, setup_context=_spp_setup)
 # -- ONNX export: standard pooling ops ---------------------------------------------------
 
 
+def _bins(n: int, length: int) -> list[tuple[int, int]]:
+    """:func:`level_bins` in Python ints (no tensors: nothing for an exporter to trace)."""
+    return [(i * length // n, -(-(i + 1) * length // n)) for i in range(n)]
+
+
 def _regular_windows(n: int, length: int) -> tuple[int, int] | None:
     """``(kernel, stride)`` if the level's bins are the windows of a plain pooling layer."""
-    start, end = (t.tolist() for t in level_bins(n, length))
-    kernel = end[0] - start[0]
-    stride = start[1] - start[0] if n > 1 else 1
-    if all(s == i * stride and e == s + kernel for i, (s, e) in enumerate(zip(start, end))):
+    bins = _bins(n, length)
+    kernel = bins[0][1] - bins[0][0]
+    stride = bins[1][0] - bins[0][0] if n > 1 else 1
+    if all(s == i * stride and e == s + kernel for i, (s, e) in enumerate(bins)):
         return kernel, stride
     return None
 
@@ -212,9 +220,8 @@ def spp_standard_ops(input: Tensor, levels, mode: str) -> Tensor:
             pooled = pool(input, (ky[0], kx[0]), (ky[1], kx[1]))
         else:
             reduce = (lambda t, d: t.amax(d, keepdim=True)) if mode == "max" else (lambda t, d: t.mean(d, keepdim=True))
-            ys, xs = (list(zip(*(t.tolist() for t in level_bins(n, size)))) for size in (height, width))
-            rows = torch.cat([reduce(input[:, :, a:b], 2) for a, b in ys], dim=2)
-            pooled = torch.cat([reduce(rows[:, :, :, a:b], 3) for a, b in xs], dim=3)
+            rows = torch.cat([reduce(input[:, :, a:b], 2) for a, b in _bins(n, height)], dim=2)
+            pooled = torch.cat([reduce(rows[:, :, :, a:b], 3) for a, b in _bins(n, width)], dim=3)
         parts.append(pooled.reshape(input.shape[0], input.shape[1] * n * n))
     return torch.cat(parts, dim=1)
 

@@ -72,22 +72,35 @@ class MultiScaleRoIAlign(nn.Module):
         levels = [-torch.log2(torch.tensor(s, dtype=torch.float32)).item() for s in (self.scales[0], self.scales[-1])]
         return self.scales, int(levels[0]), int(levels[1])
 
+    def _features(self, x) -> list[Tensor]:
+        features = [v for k, v in x.items() if k in self.featmap_names] if isinstance(x, Mapping) else list(x)
+        if not features:
+            raise RFMapError(f"MultiScaleRoIAlign: none of the feature maps {self.featmap_names} is in the input")
+        return features
+
+    def levels(self, x, boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        """The index into the maps of ``x`` that pools each box (-1: none), as ``forward`` uses it."""
+        features = self._features(x)
+        rois = as_rois("MultiScaleRoIAlign", boxes)
+        return self._levels(rois, *self.setup_scales(features, image_shapes)[1:])
+
+    def _levels(self, rois: Tensor, min_level: int, max_level: int) -> Tensor:
+        return fpn.assign_levels(
+            rois[:, 1:], min_level, max_level, self.rule,
+            canonical_size=self.canonical_scale, canonical_level=self.canonical_level,
+        )  # fmt: skip
+
     def forward(self, x, boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         """Pool ``boxes`` (one ``Tensor[L_i, 4]`` per image) from the maps ``x`` (a dict, see
         ``featmap_names``, or a list, finest first) of images of sizes ``image_shapes``
         (``(height, width)`` before the backbone).  Returns ``(sum L_i, C, PH, PW)``."""
-        features = [v for k, v in x.items() if k in self.featmap_names] if isinstance(x, Mapping) else list(x)
-        if not features:
-            raise RFMapError(f"MultiScaleRoIAlign: none of the feature maps {self.featmap_names} is in the input")
+        features = self._features(x)
         rois = as_rois("MultiScaleRoIAlign", boxes)
         scales, min_level, max_level = self.setup_scales(features, image_shapes)
         pool = dict(output_size=self.output_size, sampling_ratio=self.sampling_ratio, aligned=self.aligned)
         if len(features) == 1:
             return roi_align(features[0], rois, spatial_scale=scales[0], **pool)
-        level = fpn.assign_levels(
-            rois[:, 1:], min_level, max_level, self.rule,
-            canonical_size=self.canonical_scale, canonical_level=self.canonical_level,
-        )  # fmt: skip
+        level = self._levels(rois, min_level, max_level)
         first = features[0]
         result = first.new_zeros((rois.shape[0], first.shape[1], *self.output_size))
         for i, (feature, scale) in enumerate(zip(features, scales)):

@@ -95,3 +95,27 @@ def test_position_sensitive_ops_refuse_onnx_export():
     f, boxes = inputs()
     with pytest.raises(RFMapError, match="ps_roi_align: ONNX has no position-sensitive RoI pooling operator"):
         export(PS(), (f, boxes), dynamo=False)
+
+
+def test_multiscale_roi_align_exports_with_a_dynamic_box_count():
+    from rfmap.ops import MultiScaleRoIAlign
+
+    class Pooler(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pooler = MultiScaleRoIAlign([], 2, 2)
+
+        def forward(self, p2, p3, p4, p5, boxes):
+            return self.pooler([p2, p3, p4, p5], [boxes], [(400, 544)])
+
+    rng = np.random.default_rng(12)
+    maps = [torch.from_numpy(rng.standard_normal((1, 2, h, w)).astype(np.float32)) for h, w in [(100, 136), (50, 68), (25, 34), (13, 17)]]
+    sides = np.exp(rng.uniform(np.log(8), np.log(400), (16, 2)))
+    corners = rng.uniform(0, 140, (16, 2))
+    boxes = torch.from_numpy(np.concatenate([corners, corners + sides], 1).astype(np.float32))
+    model = Pooler().eval()
+    names = ["p2", "p3", "p4", "p5", "boxes"]
+    proto = export(model, (*maps, boxes), dynamo=False, input_names=names, dynamic_axes={"boxes": {0: "k"}})
+    assert "RoiAlign" in {n.op_type for n in proto.graph.node}
+    for rows in (boxes, boxes[:5]):
+        np.testing.assert_allclose(run(proto, *maps, rows)[0], model(*maps, rows).numpy(), rtol=1e-5, atol=1e-5)

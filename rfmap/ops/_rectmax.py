@@ -1,17 +1,12 @@
 """Maximum over integer rectangles with the first maximum as argmax: the engine of RoI max
-pooling and max spatial pyramid pooling.
+pooling (Caffe's and torchvision's loop semantics).
 
 ``rect_max`` answers, for every RoI ``k`` and bin ``p``, the maximum of ``input[batch[k], c]``
-over rows ``[top, bottom)`` and columns ``[left, right)``, and where it sits (the first
-maximum in row-major order).  Two ways to treat non-finite values:
-
-- ``caffe=True`` (Fast R-CNN, torchvision ``roi_pool``): the C loop starts from ``-FLT_MAX``
-  and keeps a strictly greater value, so NaN and values ``<= -FLT_MAX`` never win; a bin
-  holding only those gives ``-FLT_MAX`` and no argmax (no gradient);
-- ``caffe=False`` (``torch.nn.functional.adaptive_max_pool2d``): NaN ranks above everything
-  (the first NaN wins), ``-inf`` is an ordinary value.
-
-An empty rectangle gives 0 and no argmax.
+over rows ``[top, bottom)`` and columns ``[left, right)``, and where it sits, as the C loop
+does: the running maximum starts at ``-FLT_MAX`` and takes a strictly greater value, so
+the argmax is the first maximum in row-major order, NaN and values ``<= -FLT_MAX`` never win,
+and a bin holding only those gives ``-FLT_MAX`` and no argmax.  An empty rectangle gives 0
+and no argmax.
 
 Implementation: a two-dimensional sparse table (range-maximum query).  Level ``(a, b)`` holds
 the maximum of every ``2^a x 2^b`` window; a rectangle is the maximum of the windows of the
@@ -23,7 +18,7 @@ rectangles' area.  The argmax rides along in 64-bit keys, value order in the hig
 and the reversed pixel index ``h * W + w`` in the low 32 bits, so the largest key is the
 first maximum; keys are built only when a gradient is wanted.  The backward pass scatters
 each output gradient to its argmax with ``scatter_add_`` along the pixels of a channel-last
-gradient (each channel summed in output order: deterministic on CPU).
+gradient (each channel summed in output order: deterministic).
 """
 
 from __future__ import annotations
@@ -48,18 +43,16 @@ def floor_log2(n: Tensor) -> Tensor:
 
 
 def _max_keys(x: Tensor) -> Tensor:
-    """int64 keys of ``(n, H, W, C)`` maps whose maximum over any window of one map is at the
-    window's first maximum in row-major order: value order in the high 32 bits,
-    ``2^32 - 1 - (h * W + w)`` in the low 32.  NaN ranks above everything; ``-0.0`` and
-    ``0.0`` tie."""
+    """int64 keys of ``(n, H, W, C)`` maps without NaN whose maximum over any window of one map
+    is at the window's first maximum in row-major order: value order in the high 32 bits,
+    ``2^32 - 1 - (h * W + w)`` in the low 32; ``-0.0`` and ``0.0`` tie."""
     height, width = x.shape[1:3]
-    nan = torch.isnan(x)
-    x = torch.where(nan, torch.inf, x + 0.0)  # + 0.0 turns -0.0 into 0.0
+    x = x + 0.0  # -0.0 becomes 0.0
     if x.dtype == torch.float32:  # IEEE order as int32: flip the magnitude bits of negatives
         bits = x.view(torch.int32)
-        order = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long() + nan
-    else:  # float64 has no spare bits: dense ranks (< numel <= _TABLE), NaN one above +inf
-        order = torch.unique(x, return_inverse=True)[1] + nan
+        order = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
+    else:  # float64 has no spare bits: dense ranks (< numel <= _TABLE)
+        order = torch.unique(x, return_inverse=True)[1]
     pixel = torch.arange(height * width, device=x.device).view(1, height, width, 1)
     return (order << 32) | (_LOW32 - pixel)
 
@@ -139,14 +132,14 @@ def _axis_windows(lo: Tensor, hi: Tensor, cap: int) -> tuple[Tensor, Tensor]:
 
 
 def rect_max(
-    input: Tensor, batch: Tensor, rect: tuple[Tensor, Tensor, Tensor, Tensor], with_argmax: bool, caffe: bool, count: int
+    input: Tensor, batch: Tensor, rect: tuple[Tensor, Tensor, Tensor, Tensor], with_argmax: bool, count: int
 ) -> tuple[Tensor, Tensor]:
     """``(out, argmax)``: ``out (K, C, P)`` in the compute dtype, the maximum of
     ``input[batch[k], c]`` over rectangle ``p`` of RoI ``k`` (``rect``: ``top, bottom, left,
-    right``, ``[K, P]`` int64, half-open); ``argmax (C, K, P)`` int64, the pixel
-    ``batch * H * W + h * W + w`` of the first maximum, ``-1`` for none (empty when not
-    ``with_argmax``).  ``caffe``: see the module docstring.  Channel groups (or, when there
-    are few, chunks of RoIs) are tasks for ``count`` threads."""
+    right``, ``[K, P]`` int64, half-open); ``argmax (K, P, C)`` int64, the pixel
+    ``batch * H * W + h * W + w`` of the first maximum, ``N * H * W`` for none (empty when not
+    ``with_argmax``).  Channel groups (or, when there are few, chunks of RoIs) are tasks for
+    ``count`` threads."""
     channels, height, width = input.shape[1:]
     if with_argmax and height * width > _LOW32 + 1:
         raise RFMapError(f"max pooling gradients need H * W <= 2^32, got {height} x {width}")
@@ -162,8 +155,8 @@ def rect_max(
     x = input if images.numel() == input.shape[0] else input.index_select(0, images)
     x = x.to(compute_dtype(input.dtype)).permute(0, 2, 3, 1)  # (n, H, W, C)
     out = x.new_empty((rois, channels, bins))
-    argmax = torch.empty((channels, rois, bins) if with_argmax else (0,), dtype=torch.int64, device=input.device)
-    query = _Query(x, table, rows, empty, images, slot, out, argmax, with_argmax, caffe)
+    argmax = torch.empty((rois, bins, channels) if with_argmax else (0,), dtype=torch.int64, device=input.device)
+    query = _Query(x, table, rows, empty, images, slot, out, argmax, input.shape[0])
     # channel groups: a table of at most _TABLE elements each, and at least ``count`` of them
     per_table = max(1, _TABLE // max(1, table.positions))
     groups = min(channels, max(-(-channels // per_table), count))
@@ -182,22 +175,22 @@ def rect_max(
 class _Query:
     """The pieces of one :func:`rect_max` call that its tasks share."""
 
-    def __init__(self, x, table, rows, empty, images, slot, out, argmax, with_argmax, caffe):
+    def __init__(self, x, table, rows, empty, images, slot, out, argmax, batch_size):
         self.x, self.table, self.rows, self.empty = x, table, rows, empty
-        self.out, self.argmax, self.with_argmax, self.caffe = out, argmax, with_argmax, caffe
+        self.out, self.argmax, self.with_argmax = out, argmax, argmax.numel() > 0
         height, width = x.shape[1:3]
-        self.first_pixel = (images[slot] * (height * width)).view(-1, 1, 1)  # pixel 0 of each RoI's image
-        self.slot_pixel = (slot * (height * width)).view(-1, 1, 1)
-
-    def leaf(self, c0: int, c1: int) -> Tensor:
-        leaf = self.x[..., c0:c1]
-        if self.caffe:  # NaN and values <= -FLT_MAX never win: they all become -FLT_MAX
-            leaf = torch.where(leaf > MINUS_FLT_MAX, leaf, MINUS_FLT_MAX)
-        return leaf
+        self.any_empty = bool(empty.any())
+        self.none = batch_size * height * width  # argmax of a bin without a winner
+        self.first_pixel = (images[slot] * (height * width)).view(-1, 1, 1) + _LOW32  # pixel 0 of each RoI's image
+        self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32
+        start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
+        self.lost = int(_max_keys(start)) >> 32 if x.dtype == torch.float32 else None  # value order of -FLT_MAX
 
     def table_of(self, c0: int, c1: int) -> tuple[Tensor, Tensor]:
-        """``(table, values)`` of channels ``c0 .. c1 - 1``."""
-        leaf = self.leaf(c0, c1)
+        """``(table, values)`` of channels ``c0 .. c1 - 1``; NaN and values ``<= -FLT_MAX``
+        become ``-FLT_MAX``, the C loop's start, which no value beats."""
+        leaf = self.x[..., c0:c1]
+        leaf = torch.where(leaf > MINUS_FLT_MAX, leaf, MINUS_FLT_MAX)
         values = leaf.reshape(leaf.shape[0] * leaf.shape[1] * leaf.shape[2], c1 - c0)
         return self.table.build(_max_keys(leaf) if self.with_argmax else leaf), values
 
@@ -219,34 +212,38 @@ class _Query:
                 part = self.rows[w0 : w0 + block, k0:k1]
                 found = table.index_select(0, part.flatten()).view(*part.shape, group).amax(0)
                 best = found if best is None else torch.maximum(best, found)
-            empty = self.empty[k0:k1].unsqueeze(2)
             if self.with_argmax:
-                pixel = _LOW32 - (best & _LOW32)  # h * W + w of the first maximum
-                index = (pixel + self.slot_pixel[k0:k1]).view(pixel.numel() // group, group)
-                best = torch.gather(values, 0, index).view(pixel.shape)
-                lost = empty | (best == MINUS_FLT_MAX) if self.caffe else empty
-                self.argmax[c0:c1, k0:k1] = (pixel + self.first_pixel[k0:k1]).masked_fill_(lost, -1).permute(2, 0, 1)
-            self.out[k0:k1, c0:c1] = best.masked_fill_(empty, 0).transpose(1, 2)
+                low = best & _LOW32  # 2^32 - 1 - (h * W + w) of the first maximum
+                index = (self.slot_pixel[k0:k1] - low).view(low.numel() // group, group)
+                values_ = torch.gather(values, 0, index).view(low.shape)
+                lost = best >> 32 == self.lost if self.lost is not None else values_ == MINUS_FLT_MAX
+                if self.any_empty:
+                    lost |= self.empty[k0:k1].unsqueeze(2)
+                self.argmax[k0:k1, :, c0:c1] = torch.where(lost, self.none, self.first_pixel[k0:k1] - low)
+                best = values_
+            if self.any_empty:
+                best = best.masked_fill_(self.empty[k0:k1].unsqueeze(2), 0)
+            self.out[k0:k1, c0:c1] = best.transpose(1, 2)
 
 
 def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple, count: int) -> Tensor:
     """The input gradient of :func:`rect_max`: ``grad (K, C, P...)`` added at ``argmax
-    (C, K, P...)`` (nothing where it is -1); ``shape`` ``(N, C, H, W)``, contiguous.  Each
+    (K, P..., C)`` (``N * H * W``: nowhere); ``shape`` ``(N, C, H, W)``, contiguous.  Each
     channel's gradient is summed in output order; channel ranges are tasks."""
     n, channels, height, width = shape
     pixels = n * height * width
     dtype = compute_dtype(grad.dtype)
     entries = argmax.numel() // max(1, channels)  # K * bins
-    index = argmax.reshape(channels, entries)
+    index = argmax.reshape(entries, channels)
     src = grad.to(dtype).reshape(grad.shape[0], channels, entries // max(1, grad.shape[0]))
-    src = src.permute(1, 0, 2).reshape(channels, entries)
-    gx = grad.new_zeros((channels, pixels + 1), dtype=dtype)  # a spare column takes the -1s
+    src = src.transpose(1, 2).reshape(entries, channels)
+    gx = grad.new_zeros((pixels + 1, channels), dtype=dtype)  # a spare row takes the bins without argmax
 
     def scatter(span):
         c0, c1 = span
-        gx[c0:c1].scatter_add_(1, torch.where(index[c0:c1] < 0, pixels, index[c0:c1]), src[c0:c1])
+        gx[:, c0:c1].scatter_add_(0, index[:, c0:c1], src[:, c0:c1])
 
-    step = max(1, -(-channels // (4 * count)))
+    step = max(1, -(-channels // count))
     run_tasks(scatter, [(c, min(channels, c + step)) for c in range(0, channels, step)], count, grad.device)
-    gx = gx[:, :pixels].reshape(channels, n, height, width).permute(1, 0, 2, 3)
+    gx = gx[:pixels].view(n, height, width, channels).permute(0, 3, 1, 2)
     return gx.contiguous().to(grad.dtype)

@@ -82,7 +82,10 @@ class PoolingMatrix:
         images, slot = torch.unique(batch, return_inverse=True)
         ycol, yval = nonzeros(wy)
         xcol, xval = nonzeros(wx)
-        base = (slot * (height * width)).view(-1, 1, 1, 1, 1)
+        # int32 indices where they fit: what MKL takes without a conversion at every product
+        index = torch.int32 if images.numel() * height * width < 2**31 else torch.int64
+        yoff = ((slot * (height * width)).view(-1, 1, 1) + ycol * width).to(index)  # [K, PH, My]
+        xcol = xcol.to(index)
         entries = max(1, ycol.shape[-1] * xcol.shape[-1])
         if bin_major:  # rows (p, k): loop over the bins, then chunks of RoIs
             step = max(1, _CHUNK // entries)
@@ -93,11 +96,11 @@ class PoolingMatrix:
         cols, vals, counts = [], [], []
         for part, p in parts:
             if p is None:  # [k, ph, pw, My, Mx]
-                col = base[part] + ycol[part, :, None, :, None] * width + xcol[part, None, :, None, :]
+                col = yoff[part, :, None, :, None] + xcol[part, None, :, None, :]
                 val = yval[part, :, None, :, None] * xval[part, None, :, None, :]
             else:  # [k, My, Mx] of bin p
                 ph, pw = divmod(p, pw_)
-                col = base[part, 0, 0] + ycol[part, ph, :, None] * width + xcol[part, pw, None, :]
+                col = yoff[part, ph, :, None] + xcol[part, pw, None, :]
                 val = yval[part, ph, :, None] * xval[part, pw, None, :]
             keep = val != 0
             counts.append(keep.sum(dim=(-2, -1)).flatten())
@@ -105,7 +108,10 @@ class PoolingMatrix:
             vals.append(torch.masked_select(val, keep))
         count = torch.cat(counts) if counts else wy.new_zeros(0, dtype=torch.int64)
         crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
-        col = torch.cat(cols) if cols else crow[:0]
+        col = torch.cat(cols) if cols else crow[:0].to(index)
+        if crow[-1] >= 2**31:
+            col = col.long()
+        crow = crow.to(col.dtype)
         val = torch.cat(vals) if vals else wy.new_zeros(0)
         return cls(crow, col, val, images, rois, ph_ * pw_, height, width, bin_major)
 
@@ -145,8 +151,9 @@ def transpose(s: Tensor) -> Tensor:
     crow, col = s.crow_indices(), s.col_indices()
     keys = col.to(torch.int32) if cols <= torch.iinfo(torch.int32).max else col  # narrower keys sort faster
     order = torch.argsort(keys, stable=True)
-    row = torch.repeat_interleave(torch.arange(rows, device=col.device), crow.diff(), output_size=col.numel())
-    crow_t = torch.cat([crow.new_zeros(1), torch.bincount(col, minlength=cols).cumsum(0)])
+    index = crow.dtype if rows < 2**31 else torch.int64
+    row = torch.repeat_interleave(torch.arange(rows, device=col.device, dtype=index), crow.diff(), output_size=col.numel())
+    crow_t = torch.cat([crow.new_zeros(1), torch.bincount(col, minlength=cols).cumsum(0).to(crow.dtype)])
     return _csr(crow_t, row[order], s.values()[order], (cols, rows))
 
 
@@ -190,33 +197,29 @@ def pool_forward(x: Tensor, matrix: PoolingMatrix, count: int) -> Tensor:
     return out
 
 
-def _balanced(crow: Tensor, parts: int) -> list[tuple[int, int]]:
-    """Row ranges of a CSR matrix with about the same number of entries each."""
-    rows = crow.numel() - 1
-    targets = torch.linspace(0, float(crow[-1]), parts + 1, dtype=torch.float64, device=crow.device)
-    cuts = torch.searchsorted(crow.to(torch.float64), targets).clamp(0, rows).tolist()
-    cuts = sorted(set([0, rows, *cuts]))
-    return list(zip(cuts[:-1], cuts[1:]))
-
-
 def pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size, count: int) -> Tensor:
     """``S^T @ G`` for ``grad (K, C, bins)``: the input gradient, ``shape``, in ``grad``'s dtype
-    (channels-last memory), on ``count`` threads.  Each pixel's gradient is one row of the
-    transpose, summed in the order of ``S``'s rows whatever thread computes it."""
+    (channels-last memory), on ``count`` threads.
+
+    Blocks of RoIs, each block's ``S^T`` (a stable sort) times its ``G`` rows, added into one
+    partial sum per thread: block ``i`` into partial ``i % count``, in block order, and the
+    partials added in order, so the result does not depend on timing."""
     n, channels, height, width = shape
-    g = grad.transpose(1, 2).reshape(matrix.rois * matrix.bins, channels)  # rows in S's order
-    st = transpose(matrix.rows(0, matrix.rois * matrix.bins))
-    crow, col, val = st.crow_indices(), st.col_indices(), st.values()
-    gx = grad.new_empty(matrix.pixels, channels)
-    bounds = crow.tolist()
+    bins = matrix.bins
+    blocks = matrix.row_blocks(_block(bins, channels) * bins)
+    parts = min(count, len(blocks)) if grad.device.type == "cpu" else 1
+    sums = [grad.new_zeros(matrix.pixels, channels) for _ in range(max(1, parts))]
 
-    def rows(span):
-        r0, r1 = span
-        a, b = bounds[r0], bounds[r1]
-        part = _csr(crow[r0 : r1 + 1] - a, col[a:b], val[a:b], (r1 - r0, g.shape[0]))
-        torch.addmm(gx[r0:r1], part, g, beta=0, out=gx[r0:r1])
+    def partial(j):
+        for r0, r1, a, b in blocks[j::parts]:
+            g = scratch(r1 - r0, channels, grad.dtype, grad.device)
+            g.view((r1 - r0) // bins, bins, channels).copy_(grad[r0 // bins : r1 // bins].transpose(1, 2))
+            torch.addmm(sums[j], transpose(matrix.block(r0, r1, a, b)), g, out=sums[j])
 
-    run_tasks(rows, _balanced(crow, 4 * count), count, grad.device)
+    run_tasks(partial, range(parts), parts, grad.device)
+    gx = sums[0]
+    for other in sums[1:]:
+        gx += other
     gx = gx.view(matrix.images.numel(), height, width, channels).permute(0, 3, 1, 2)
     return scatter_images(gx, matrix.images, shape)
 

@@ -162,7 +162,7 @@ def _ps_roi_align_op(input, rois, spatial_scale, pooled_height, pooled_width, sa
         matrix = _align_matrix(input.shape, batch, geometry, pooled)
         xs = ps_inputs(input, matrix.images, matrix.bins)
         out = ps_pool_forward(xs, matrix, count)
-        if not bool(torch.isfinite(xs).all()):  # reads with weight 0 of an inf or NaN give NaN
+        if not bool(torch.isfinite(xs.sum())):  # reads with weight 0 of an inf or NaN give NaN
             out = out + _nonfinite_reads(xs, batch, geometry, input.shape, pooled, count)
     no_samples = (geometry[2][:, 0] * geometry[2][:, 1] == 0).view(-1, 1, 1)  # 0 / 0 in torchvision
     out = out.masked_fill(no_samples, float("nan"))

@@ -22,7 +22,7 @@ here: it rounds halves to even (8/16 = 0.5 -> 0, not 1).
 
 Implementation: :mod:`rfmap.ops._rectmax` (a capped sparse table answers each bin; the
 argmax is computed only when the input needs a gradient).  The op is registered as
-``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)`` (argmax ``(C, K, PH, PW)``, empty
+``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)`` (argmax ``(K, PH, PW, C)``, empty
 unless ``with_argmax``).
 """
 
@@ -113,16 +113,16 @@ def _roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width, with_a
     left, right = bin_edges(cells[:, 0], cells[:, 2], pooled_width, input.shape[3], boxes.dtype)
     with single_threaded() as count:
         rect = bin_rectangles(top, bottom, left, right)
-        out, argmax = rect_max(input, batch, rect, with_argmax, caffe=True, count=count)
+        out, argmax = rect_max(input, batch, rect, with_argmax, count)
     k, channels = out.shape[:2]
     out = out.view(k, channels, pooled_height, pooled_width).to(input.dtype)
-    return out, argmax.view(channels, k, pooled_height, pooled_width) if with_argmax else argmax
+    return out, argmax.view(k, pooled_height, pooled_width, channels) if with_argmax else argmax
 
 
 @_roi_pool_op.register_fake
 def _(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     k, channels = roi_rows(input, rois), input.shape[1]
-    argmax_shape = (channels, k, pooled_height, pooled_width) if with_argmax else (0,)
+    argmax_shape = (k, pooled_height, pooled_width, channels) if with_argmax else (0,)
     return input.new_empty(k, channels, pooled_height, pooled_width), input.new_empty(argmax_shape, dtype=torch.int64)
 
 

@@ -16,10 +16,12 @@ windows whenever those tile the map exactly -- e.g. the paper's ``a = 13`` with
 Coordinates: pixel-index convention, bins are integer index ranges.  The output is
 ``(N, C * sum(n * n))``: each level's ``(C, n, n)`` result flattened, levels in the order
 given, as SPP-net feeds its fully connected layer.  Max mode takes the first maximum in
-row-major order (NaN propagates, as in ``adaptive_max_pool2d``), avg mode the mean over the
-bin; both run on the RoI ops' engines (:mod:`rfmap.ops._rectmax`, :mod:`rfmap.ops._sparse`),
-so their backward passes are deterministic.  Registered as ``torch.ops.rfmap.spp_pool``; in
-ONNX export each level becomes standard pooling ops (:func:`spp_standard_ops`).
+row-major order and propagates NaN (``torch.nn.functional.adaptive_max_pool2d``, whose bins
+these are, computes it; with several NaNs in a bin the gradient goes to the last one, as
+there), avg mode the mean over the bin (``W_y X W_x^T`` with per-axis ``1 / len`` weights).
+The backward passes are rfmap's own and deterministic (the max gradient is scattered
+channel by channel in output order).  Registered as ``torch.ops.rfmap.spp_pool``; in ONNX
+export each level becomes standard pooling ops (:func:`spp_standard_ops`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ from torch import Tensor, nn
 from ..errors import RFMapError
 from ._boxes import check_input, compute_dtype
 from ._library import custom_op
-from ._rectmax import rect_max
-from ._sparse import PoolingMatrix, channels_last, pool_backward, pool_forward
 from ._threads import single_threaded
 
 MODES = ("max", "avg")
@@ -83,12 +83,6 @@ def _spp_pool(input, levels, mode) -> Tensor:
     return torch.ops.rfmap.spp_pool(input, list(levels), mode, with_argmax)[0]
 
 
-def _level_rects(n: int, height: int, width: int, device: torch.device) -> tuple[Tensor, ...]:
-    """``(top, bottom, left, right)`` of the ``n * n`` bins of a level, row-major, ``[n * n]`` each."""
-    (top, bottom), (left, right) = level_bins(n, height, device), level_bins(n, width, device)
-    return top.repeat_interleave(n), bottom.repeat_interleave(n), left.repeat(n), right.repeat(n)
-
-
 def _mean_weights(n: int, length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``[n, length]``: row ``i`` is ``1 / len`` on bin ``i`` of the level, 0 elsewhere."""
     start, end = level_bins(n, length, device)
@@ -97,30 +91,37 @@ def _mean_weights(n: int, length: int, dtype: torch.dtype, device: torch.device)
     return inside.to(dtype) / (end - start).unsqueeze(1).to(dtype)
 
 
-def _avg_matrices(levels, shape, dtype, device) -> list[PoolingMatrix]:
-    n_img, _, height, width = shape
-    images = torch.arange(n_img, device=device)
-    return [
-        PoolingMatrix.separable(
-            _mean_weights(n, height, dtype, device).expand(n_img, n, height),
-            _mean_weights(n, width, dtype, device).expand(n_img, n, width),
-            images,
-            height,
-            width,
-        )
-        for n in levels
-    ]
-
-
-def _flatten_levels(pooled: list[Tensor], levels) -> Tensor:
-    """Per-level ``(N, C, n * n)`` results as ``(N, C * sum(n * n))``."""
-    return torch.cat([p.reshape(p.shape[0], p.shape[1] * p.shape[2]) for p in pooled], dim=1)
+def _flatten_levels(pooled: list[Tensor]) -> Tensor:
+    """Per-level ``(N, C, n, n)`` results as ``(N, C * sum(n * n))``."""
+    return torch.cat([p.reshape(p.shape[0], p.shape[1] * p.shape[2] * p.shape[3]) for p in pooled], dim=1)
 
 
 def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
-    """The inverse of :func:`_flatten_levels`: ``(N, C, n * n)`` per level."""
+    """The inverse of :func:`_flatten_levels`: ``(N, C, n, n)`` per level."""
     parts = grad.split([channels * n * n for n in levels], dim=1)
-    return [p.reshape(grad.shape[0], channels, n * n) for p, n in zip(parts, levels)]
+    return [p.reshape(grad.shape[0], channels, n, n) for p, n in zip(parts, levels)]
+
+
+def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor]:
+    """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax
+    as rows ``image * H * W + h * W + w`` of the channel-last input, ``(N, sum(n * n), C)``."""
+    pooled, where = zip(*(F.adaptive_max_pool2d(x, n, return_indices=True) for n in levels))
+    if not with_argmax:
+        return list(pooled), x.new_empty(0, dtype=torch.int64)
+    n_img, channels, height, width = x.shape
+    first = (torch.arange(n_img, device=x.device) * (height * width)).view(-1, 1, 1)
+    index = torch.cat([w.reshape(n_img, channels, -1) for w in where], dim=2) + first
+    return list(pooled), index.transpose(1, 2).contiguous()
+
+
+def _avg_levels(x: Tensor, levels) -> list[Tensor]:
+    """The mean of every bin, ``W_y X W_x^T`` per level with ``1 / len`` bin weights."""
+    height, width = x.shape[2:]
+    out = []
+    for n in levels:
+        wy, wx = (_mean_weights(n, size, x.dtype, x.device) for size in (height, width))
+        out.append(torch.matmul(torch.matmul(wy, x), wx.T))
+    return out
 
 
 @custom_op("rfmap::spp_pool", "(Tensor input, int[] levels, str mode, bool with_argmax) -> (Tensor, Tensor)")
@@ -128,25 +129,19 @@ def _spp_pool_op(input, levels, mode, with_argmax):
     op = "spp_pool"
     check_input(op, input)
     levels = _check_args(op, levels, mode)
-    n_img, _, height, width = input.shape
-    device = input.device
-    argmax = torch.empty(0, dtype=torch.int64, device=device)
-    with single_threaded() as count:
+    x = input.to(compute_dtype(input.dtype))
+    with single_threaded():
         if mode == "max":
-            rects = [torch.cat(t).expand(n_img, -1) for t in zip(*(_level_rects(n, height, width, device) for n in levels))]
-            pooled, argmax = rect_max(input, torch.arange(n_img, device=device), rects, with_argmax, False, count)
-            parts = list(pooled.split([n * n for n in levels], dim=2))
+            parts, argmax = _max_levels(x, levels, with_argmax)
         else:
-            matrices = _avg_matrices(levels, input.shape, compute_dtype(input.dtype), device)
-            x = channels_last(input, matrices[0].images)
-            parts = [pool_forward(x, m, count) for m in matrices]
-        return _flatten_levels(parts, levels).to(input.dtype), argmax
+            parts, argmax = _avg_levels(x, levels), x.new_empty(0, dtype=torch.int64)
+        return _flatten_levels(parts).to(input.dtype), argmax
 
 
 @_spp_pool_op.register_fake
 def _(input, levels, mode, with_argmax):
     bins = sum(n * n for n in levels)
-    argmax_shape = (input.shape[1], input.shape[0], bins) if mode == "max" and with_argmax else (0,)
+    argmax_shape = (input.shape[0], bins, input.shape[1]) if mode == "max" and with_argmax else (0,)
     out = input.new_empty(input.shape[0], input.shape[1] * bins)
     return out, input.new_empty(argmax_shape, dtype=torch.int64)
 
@@ -157,11 +152,13 @@ def _(input, levels, mode, with_argmax):
 )
 def _spp_avg_backward_op(grad, levels, *shape):
     dtype = compute_dtype(grad.dtype)
-    with single_threaded() as count:
-        matrices = _avg_matrices(levels, shape, dtype, grad.device)
-        parts = _split_levels(grad.to(dtype), levels, shape[1])
-        total = sum(pool_backward(g.contiguous(), m, torch.Size(shape), count) for g, m in zip(parts, matrices))
-        return total.contiguous().to(grad.dtype)
+    height, width = shape[2:]
+    with single_threaded():
+        total = grad.new_zeros(shape, dtype=dtype)
+        for g, n in zip(_split_levels(grad.to(dtype), levels, shape[1]), levels):
+            wy, wx = (_mean_weights(n, size, dtype, grad.device) for size in (height, width))
+            total += torch.matmul(torch.matmul(wy.T, g), wx)
+        return total.to(grad.dtype)
 
 
 @_spp_avg_backward_op.register_fake
@@ -181,7 +178,8 @@ def _spp_backward(ctx, grad, _grad_argmax):
         return torch.ops.rfmap._spp_avg_backward(grad, ctx.levels, *ctx.shape), None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::spp_pool ran with with_argmax=False: no gradient (call rfmap.ops.spp_pool)")
-    per_bin = torch.cat(_split_levels(grad, ctx.levels, ctx.shape[1]), dim=2)
+    n_img, channels = ctx.shape[:2]
+    per_bin = torch.cat([g.reshape(n_img, channels, -1) for g in _split_levels(grad, ctx.levels, channels)], dim=2)
     return torch.ops.rfmap._argmax_backward(per_bin, argmax, *ctx.shape), None, None, None
 
 

@@ -224,8 +224,14 @@ def test_int64_indexing_past_2_31_elements():
     wy = torch.zeros(3, 2, 1000)
     wy[..., [0, -1]] = 0.5
     matrix = PoolingMatrix.separable(wy, wy, torch.tensor([0, 5, 2**40]), 1000, 1000)
-    assert matrix.col.dtype == matrix.crow.dtype == torch.int64
+    assert matrix.col.dtype == matrix.crow.dtype == torch.int32  # 3 images in use: 3e6 columns
     assert int(matrix.col.max()) == 2 * 1000 * 1000 + 999 * 1000 + 999  # image slot 2, last pixel
+    # 2200 images of 1000 x 1000 in use: columns beyond 2^31, int64 indices
+    wy = torch.zeros(2200, 1, 1000)
+    wy[..., -1] = 1.0
+    matrix = PoolingMatrix.separable(wy, wy, torch.arange(2200) * 7, 1000, 1000)
+    assert matrix.col.dtype == matrix.crow.dtype == torch.int64
+    assert int(matrix.col.max()) == 2199 * 1000 * 1000 + 999 * 1000 + 999 > 2**31
 
 
 def test_module():

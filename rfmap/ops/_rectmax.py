@@ -50,11 +50,16 @@ def _max_keys(x: Tensor) -> Tensor:
     x = x + 0.0  # -0.0 becomes 0.0
     if x.dtype == torch.float32:  # IEEE order as int32: flip the magnitude bits of negatives
         bits = x.view(torch.int32)
-        order = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
-    else:  # float64 has no spare bits: dense ranks (< numel <= _TABLE)
-        order = torch.unique(x, return_inverse=True)[1]
-    pixel = torch.arange(height * width, device=x.device).view(1, height, width, 1)
-    return (order << 32) | (_LOW32 - pixel)
+        flip = bits >> 31
+        flip &= 0x7FFFFFFF
+        flip ^= bits
+        del x, bits
+        keys = flip.long()
+    else:  # float64 has no spare bits: dense ranks (< numel <= max(_TABLE, n * H * W))
+        keys = torch.unique(x, return_inverse=True)[1]
+    keys <<= 32
+    keys |= _LOW32 - torch.arange(height * width, device=keys.device).view(1, height, width, 1)
+    return keys
 
 
 def _level_sum(length: int, levels: int) -> int:
@@ -88,20 +93,19 @@ class _SparseTable:
                 need_x -= 1
         return cls(maps, height, width, need_y, need_x, device)
 
-    def rows(self, slot: Tensor, top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> Tensor:
+    def rows(self, slot: Tensor, top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> "_Windows":
         """Table rows of the windows covering each non-empty rectangle ``[top, bottom) x
-        [left, right)`` of map ``slot``: ``[windows, *top.shape]`` int64 (repeated windows pad
-        the rectangles that need fewer)."""
+        [left, right)`` of map ``slot`` (``[K, P]`` each)."""
         a, ys = _axis_windows(top, bottom, self.levels_y)
         b, xs = _axis_windows(left, right, self.levels_x)
         h_a, w_b = self.height - (1 << a) + 1, self.width - (1 << b) + 1
-        base = self.offset[a, b] + slot * h_a * w_b
-        rows = base + ys.unsqueeze(1) * w_b + xs.unsqueeze(0)  # [NY, NX, ...]
-        return rows.flatten(0, 1)
+        return _Windows(self.offset[a, b] + slot * h_a * w_b, ys * w_b, xs)
 
     def build(self, leaf: Tensor) -> Tensor:
         """The table of ``leaf`` ``(n, H, W, C)``: ``[positions, C]``."""
         channels = leaf.shape[-1]
+        if len(self.shapes) == 1 and leaf.is_contiguous():  # level (0, 0) alone: the leaf itself
+            return leaf.view(self.positions, channels)
         data = leaf.new_empty(self.positions, channels)
         views, start = [], 0
         for h, w in self.shapes:
@@ -117,6 +121,28 @@ class _SparseTable:
                 prev, s = views[i - self.columns], 1 << (a - 1)
                 torch.maximum(prev[:, :-s], prev[:, s:], out=view)
         return data
+
+
+class _Windows:
+    """The table rows of a grid of ``NY x NX`` windows per rectangle: ``base + ys[jy] + xs[jx]``,
+    ``[K, P]``, ``[NY, K, P]`` and ``[NX, K, P]`` (repeated windows pad the rectangles that need
+    fewer).  Small grids are spelled out once; large ones (a capped table and big bins) a
+    block at a time, so memory stays bounded."""
+
+    def __init__(self, base: Tensor, ys: Tensor, xs: Tensor):
+        self.base, self.ys, self.xs = base, ys, xs
+        self.count = ys.shape[0] * xs.shape[0]
+        self.all = None
+        if self.count * base.numel() <= 4 * _CHUNK:
+            self.all = (base + ys.unsqueeze(1) + xs.unsqueeze(0)).flatten(0, 1)  # [NY * NX, K, P]
+
+    def block(self, w0: int, w1: int, k0: int, k1: int) -> Tensor:
+        """Rows of windows ``w0 .. w1 - 1`` of RoIs ``k0 .. k1 - 1``: ``[w1 - w0, k1 - k0, P]``."""
+        if self.all is not None:
+            return self.all[w0:w1, k0:k1]
+        j = torch.arange(w0, w1, device=self.base.device)
+        columns = self.xs.shape[0]
+        return self.base[k0:k1] + self.ys[j // columns, k0:k1] + self.xs[j % columns, k0:k1]
 
 
 def _axis_windows(lo: Tensor, hi: Tensor, cap: int) -> tuple[Tensor, Tensor]:
@@ -151,7 +177,7 @@ def rect_max(
     need_x = int(floor_log2(rect[3] - rect[2]).max()) if empty.numel() else 0
     images, slot = torch.unique(batch, return_inverse=True)
     table = _SparseTable.fitting(images.numel(), height, width, need_y, need_x, input.device)
-    rows = table.rows(slot.view(-1, 1), *rect)  # [windows, K, P]
+    rows = table.rows(slot.view(-1, 1), *rect)
     x = input if images.numel() == input.shape[0] else input.index_select(0, images)
     x = x.to(compute_dtype(input.dtype)).permute(0, 2, 3, 1)  # (n, H, W, C)
     out = x.new_empty((rois, channels, bins))
@@ -196,20 +222,20 @@ class _Query:
 
     def chunks(self, group: int) -> list[tuple[int, int]]:
         rois, bins = self.empty.shape
-        step = max(1, _CHUNK // (self.rows.shape[0] * bins * group))
+        step = max(1, _CHUNK // (self.rows.count * bins * group))
         return [(k0, min(rois, k0 + step)) for k0 in range(0, rois, step)]
 
     def answer(self, data: tuple[Tensor, Tensor], c0: int, c1: int, r0: int, r1: int) -> None:
         """Write ``out`` (and ``argmax``) for channels ``c0 .. c1 - 1`` of RoIs ``r0 .. r1 - 1``."""
         table, values = data
-        windows, bins, group = self.rows.shape[0], self.empty.shape[1], c1 - c0
+        windows, bins, group = self.rows.count, self.empty.shape[1], c1 - c0
         step = max(1, _CHUNK // (windows * bins * group))
         block = max(1, _CHUNK // (bins * group))  # windows per block when one RoI is too big
         for k0 in range(r0, r1, step):
             k1 = min(r1, k0 + step)
             best = None
             for w0 in range(0, windows, block):
-                part = self.rows[w0 : w0 + block, k0:k1]
+                part = self.rows.block(w0, min(windows, w0 + block), k0, k1)
                 found = table.index_select(0, part.flatten()).view(*part.shape, group).amax(0)
                 best = found if best is None else torch.maximum(best, found)
             if self.with_argmax:
@@ -219,7 +245,8 @@ class _Query:
                 lost = best >> 32 == self.lost if self.lost is not None else values_ == MINUS_FLT_MAX
                 if self.any_empty:
                     lost |= self.empty[k0:k1].unsqueeze(2)
-                self.argmax[k0:k1, :, c0:c1] = torch.where(lost, self.none, self.first_pixel[k0:k1] - low)
+                target = self.argmax[k0:k1, :, c0:c1]
+                torch.sub(self.first_pixel[k0:k1], low, out=target).masked_fill_(lost, self.none)
                 best = values_
             if self.any_empty:
                 best = best.masked_fill_(self.empty[k0:k1].unsqueeze(2), 0)

@@ -90,30 +90,38 @@ class PoolingMatrix:
         if bin_major:  # rows (p, k): loop over the bins, then chunks of RoIs
             step = max(1, _CHUNK // entries)
             parts = ((slice(k, k + step), p) for p in range(ph_ * pw_) for k in range(0, rois, step))
-        else:
-            step = max(1, _CHUNK // (ph_ * pw_ * entries))
-            parts = ((slice(k, k + step), None) for k in range(0, rois, step))
-        cols, vals, counts = [], [], []
+        elif ph_ * pw_ * entries <= _CHUNK:
+            step = _CHUNK // (ph_ * pw_ * entries)
+            parts = ((slice(k, k + step), slice(None)) for k in range(0, rois, step))
+        else:  # one RoI is too big: rows of bins at a time
+            step = max(1, _CHUNK // (pw_ * entries))
+            parts = ((slice(k, k + 1), slice(p, p + step)) for k in range(rois) for p in range(0, ph_, step))
+        # entries per row: the products of the two axes' non-zeros, known before any is made
+        ykeep, xkeep = yval != 0, xval != 0
+        count = ykeep.sum(-1).unsqueeze(2) * xkeep.sum(-1).unsqueeze(1)  # [K, PH, PW]
+        count = count.permute(1, 2, 0) if bin_major else count
+        crow = torch.cat([count.new_zeros(1), count.flatten().cumsum(0)])
+        total = int(crow[-1])
+        if total >= 2**31:
+            index = torch.int64
+        col = torch.empty(total, dtype=index, device=wy.device)
+        val = wy.new_empty(total)
+        start = 0
         for part, p in parts:
-            if p is None:  # [k, ph, pw, My, Mx]
-                col = yoff[part, :, None, :, None] + xcol[part, None, :, None, :]
-                val = yval[part, :, None, :, None] * xval[part, None, :, None, :]
+            if isinstance(p, slice):  # [k, ph, pw, My, Mx]
+                keep = ykeep[part, p, None, :, None] & xkeep[part, None, :, None, :]
+                entries_ = yoff[part, p, None, :, None] + xcol[part, None, :, None, :]
+                weights = yval[part, p, None, :, None] * xval[part, None, :, None, :]
             else:  # [k, My, Mx] of bin p
                 ph, pw = divmod(p, pw_)
-                col = yoff[part, ph, :, None] + xcol[part, pw, None, :]
-                val = yval[part, ph, :, None] * xval[part, pw, None, :]
-            keep = val != 0
-            counts.append(keep.sum(dim=(-2, -1)).flatten())
-            cols.append(torch.masked_select(col, keep))
-            vals.append(torch.masked_select(val, keep))
-        count = torch.cat(counts) if counts else wy.new_zeros(0, dtype=torch.int64)
-        crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
-        col = torch.cat(cols) if cols else crow[:0].to(index)
-        if crow[-1] >= 2**31:
-            col = col.long()
-        crow = crow.to(col.dtype)
-        val = torch.cat(vals) if vals else wy.new_zeros(0)
-        return cls(crow, col, val, images, rois, ph_ * pw_, height, width, bin_major)
+                keep = ykeep[part, ph, :, None] & xkeep[part, pw, None, :]
+                entries_ = yoff[part, ph, :, None] + xcol[part, pw, None, :]
+                weights = yval[part, ph, :, None] * xval[part, pw, None, :]
+            end = start + int(keep.sum())
+            torch.masked_select(entries_.to(index), keep, out=col[start:end])
+            torch.masked_select(weights, keep, out=val[start:end])
+            start = end
+        return cls(crow.to(index), col, val, images, rois, ph_ * pw_, height, width, bin_major)
 
     @property
     def pixels(self) -> int:

@@ -194,7 +194,7 @@ def rect_max(
         chunks = query.chunks(size)
         for c0, c1 in groups:
             data = query.table_of(c0, c1)
-            run_tasks(lambda k: query.answer(data, c0, c1, *k), chunks, count, input.device)
+            run_tasks(lambda k, data=data, c0=c0, c1=c1: query.answer(data, c0, c1, *k), chunks, count, input.device)
     return out, argmax
 
 
@@ -210,7 +210,8 @@ class _Query:
         self.first_pixel = (images[slot] * (height * width)).view(-1, 1, 1) + _LOW32  # pixel 0 of each RoI's image
         self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32
         start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
-        self.lost = int(_max_keys(start)) >> 32 if x.dtype == torch.float32 else None  # value order of -FLT_MAX
+        # keys below this hold -FLT_MAX, the smallest value there is after the substitution
+        self.lost = ((int(_max_keys(start)) >> 32) + 1) << 32 if x.dtype == torch.float32 else None
 
     def table_of(self, c0: int, c1: int) -> tuple[Tensor, Tensor]:
         """``(table, values)`` of channels ``c0 .. c1 - 1``; NaN and values ``<= -FLT_MAX``
@@ -242,7 +243,7 @@ class _Query:
                 low = best & _LOW32  # 2^32 - 1 - (h * W + w) of the first maximum
                 index = (self.slot_pixel[k0:k1] - low).view(low.numel() // group, group)
                 values_ = torch.gather(values, 0, index).view(low.shape)
-                lost = best >> 32 == self.lost if self.lost is not None else values_ == MINUS_FLT_MAX
+                lost = best < self.lost if self.lost is not None else values_ == MINUS_FLT_MAX
                 if self.any_empty:
                     lost |= self.empty[k0:k1].unsqueeze(2)
                 target = self.argmax[k0:k1, :, c0:c1]

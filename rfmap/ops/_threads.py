@@ -21,6 +21,7 @@ of the registered ops, whose autograd is registered separately).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -33,11 +34,21 @@ _workers: list[threading.Thread] = []
 _state = threading.local()
 
 
-def _worker(ready: threading.Event) -> None:
+def _after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker, say) has none of the parent's threads: start afresh."""
+    global _lock, _jobs, _workers, _state
+    _lock, _jobs, _workers, _state = threading.Lock(), queue.SimpleQueue(), [], threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _worker(ready: threading.Event, jobs: queue.SimpleQueue) -> None:
     torch.set_num_threads(1)  # this thread's OpenMP and MKL setting (they are per thread)
     ready.set()
     while True:
-        _jobs.get()()
+        jobs.get()()
 
 
 def scratch(rows: int, columns: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -58,11 +69,12 @@ def _ensure_workers(count: int) -> None:
     if len(_workers) >= count:
         return
     with _lock:
+        jobs = _jobs
         before = torch.get_num_threads()
         started = []
         while len(_workers) < count:
             ready = threading.Event()
-            thread = threading.Thread(target=_worker, args=(ready,), name=f"rfmap-ops-{len(_workers)}", daemon=True)
+            thread = threading.Thread(target=_worker, args=(ready, jobs), name=f"rfmap-ops-{len(_workers)}", daemon=True)
             thread.start()
             _workers.append(thread)
             started.append(ready)

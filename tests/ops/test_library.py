@@ -157,3 +157,28 @@ def test_data_checks_hold_in_compiled_exported_and_scripted_graphs():
             run(image, bad_batch)
     with pytest.raises(RFMapError):  # eager and compiled raise RFMapError itself
         compiled(image, bad_nan)
+
+
+def test_ops_in_a_forked_child_and_from_several_threads():
+    # the worker pool of rfmap.ops._threads: a forked child (as DataLoader workers are) starts
+    # its own, and concurrent callers share it
+    import multiprocessing
+    import threading
+
+    image, boxes = detector_inputs()
+    expected = roi_align(image, boxes, 3, 0.5, 2, True)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        got = pool.apply_async(roi_align, (image, boxes, 3, 0.5, 2, True)).get(timeout=120)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    results = [None] * 4
+
+    def call(i):
+        results[i] = roi_pool(image, boxes, 2, 0.5)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(torch.equal(r, roi_pool(image, boxes, 2, 0.5)) for r in results)

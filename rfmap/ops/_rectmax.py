@@ -183,9 +183,10 @@ def rect_max(
     out = x.new_empty((rois, channels, bins))
     argmax = torch.empty((rois, bins, channels) if with_argmax else (0,), dtype=torch.int64, device=input.device)
     query = _Query(x, table, rows, empty, images, slot, out, argmax, input.shape[0])
-    # channel groups: a table of at most _TABLE elements each, and at least ``count`` of them
+    # channel groups: a table of at most _TABLE elements each, and 4 per thread at least (small
+    # tasks: when a thread is held up, the others take what is left)
     per_table = max(1, _TABLE // max(1, table.positions))
-    groups = min(channels, max(-(-channels // per_table), count))
+    groups = min(channels, max(-(-channels // per_table), 4 * count if count > 1 else 1))
     size = max(1, -(-channels // max(1, groups)))
     groups = [(c0, min(channels, c0 + size)) for c0 in range(0, channels, size)]
     if len(groups) >= count:

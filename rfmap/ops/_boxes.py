@@ -7,7 +7,16 @@ Box formats (torchvision's, :func:`torchvision.ops.roi_align`):
 
 Coordinates are in input-image units and are multiplied by ``spatial_scale`` to reach the
 feature map; what a coordinate *means* (pixel index or continuous) is up to each op, see
-:mod:`rfmap.ops.roi_pool` and :mod:`rfmap.ops.roi_align`.
+:mod:`rfmap.ops.roi_pool` and :mod:`rfmap.ops.roi_align`.  Boxes with ``x2 < x1`` or
+``y2 < y1`` are valid input: each op computes them the way torchvision's kernels do.
+
+Validation happens in two places.  The public functions check what a tracer can see
+(types, shapes, dtypes, devices, the scalar arguments) before calling the registered op;
+the op's kernel checks what needs the data (:func:`check_rois`: non-finite coordinates,
+batch indices that are not integers in ``[0, N)``, coordinates beyond
+``MAX_SCALED_COORD``) when it runs.  So the data checks also run inside a graph made by
+``torch.compile``, ``torch.export`` or ``torch.jit.script`` (they are part of the op, not of
+the traced code); an exported ONNX model has the ONNX runtime's own checks instead.
 
 Every problem raises :class:`rfmap.RFMapError` (a :class:`ValueError`) whose message names the
 op and, for a bad box, the index of the first offending row of the ``[K, 5]`` form.
@@ -30,6 +39,9 @@ BoxesLike = Union[Tensor, Sequence[Tensor]]
 #: Largest magnitude a scaled box coordinate may have.  Every integer up to 2**24 is exact
 #: in float32, so cell indices and bin edges stay exact in every supported dtype.
 MAX_SCALED_COORD = 2**24
+
+#: ``-FLT_MAX``, the start value of the C max-pooling loops (Caffe, torchvision).
+MINUS_FLT_MAX = -3.4028234663852886e38
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -94,14 +106,18 @@ def check_input(op: str, input: Tensor) -> None:
         raise RFMapError(f"{op}: input has an empty spatial size {list(input.shape[2:])}")
 
 
-def check_rois(op: str, input: Tensor, rois: Tensor, spatial_scale: float) -> Tensor:
-    """Validate ``[K, 5]`` rois against ``input``; return the batch indices as int64.
+def check_rois(op: str, rois: Tensor, batch_size: int, spatial_scale: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The data checks of ``[K, 5]`` rois for a batch of ``batch_size``, run by each op's kernel.
 
-    Rejects non-finite values, a batch index that is not an integer in ``[0, N)``, boxes
-    with ``x2 < x1`` or ``y2 < y1``, and scaled coordinates beyond ``MAX_SCALED_COORD``.
+    Rejects a shape other than ``[K, 5]``, non-finite values, a batch index that is not an
+    integer in ``[0, N)`` and scaled coordinates beyond ``MAX_SCALED_COORD``.  Returns
+    ``(batch int64 [K], boxes [K, 4])``, the boxes in ``dtype`` (the op's compute dtype,
+    :func:`compute_dtype`) and *not* yet scaled, so that each op multiplies by
+    ``spatial_scale`` in that dtype, as the C++ kernels do.
     """
-    if rois.device != input.device:
-        raise RFMapError(f"{op}: boxes are on {rois.device} but input is on {input.device}")
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise RFMapError(f"{op}: boxes must be a Tensor[K, 5] (batch_index, x1, y1, x2, y2), got shape {list(rois.shape)}")
+    _check_box_dtype(op, "boxes", rois)
     r = rois.detach().to(torch.float64)
 
     def first(bad: Tensor) -> int | None:
@@ -112,20 +128,14 @@ def check_rois(op: str, input: Tensor, rois: Tensor, spatial_scale: float) -> Te
     b = r[:, 0]
     if (k := first(b != torch.floor(b))) is not None:
         raise RFMapError(f"{op}: box {k} has a batch index that is not an integer: {b[k].item()}")
-    n = input.shape[0]
-    if (k := first((b < 0) | (b >= n))) is not None:
-        raise RFMapError(f"{op}: box {k} has batch index {int(b[k])}, out of range for a batch of {n}")
-    for lo, hi, axis in ((1, 3, "x"), (2, 4, "y")):
-        if (k := first(r[:, hi] < r[:, lo])) is not None:
-            raise RFMapError(
-                f"{op}: box {k} has {axis}2 < {axis}1 ({axis}1={r[k, lo].item()}, {axis}2={r[k, hi].item()})"
-            )
+    if (k := first((b < 0) | (b >= batch_size))) is not None:
+        raise RFMapError(f"{op}: box {k} has batch index {int(b[k])}, out of range for a batch of {batch_size}")
     if (k := first((r[:, 1:] * spatial_scale).abs().amax(dim=1) > MAX_SCALED_COORD)) is not None:
         raise RFMapError(
             f"{op}: box {k} {r[k, 1:].tolist()} times spatial_scale {spatial_scale} leaves the supported "
             f"range of +-{MAX_SCALED_COORD} feature cells"
         )
-    return b.to(torch.int64)
+    return b.to(torch.int64), rois[:, 1:].detach().to(dtype)
 
 
 def check_output_size(op: str, output_size: int | Sequence[int]) -> tuple[int, int]:
@@ -148,21 +158,31 @@ def check_spatial_scale(op: str, spatial_scale: float) -> float:
     return float(spatial_scale)
 
 
+def check_sampling(op: str, sampling_ratio: int) -> int:
+    """``sampling_ratio`` as an int (``<= 0``: adaptive)."""
+    if not _is_int(sampling_ratio):
+        raise RFMapError(f"{op}: sampling_ratio must be an int (<= 0 for adaptive), got {sampling_ratio!r}")
+    return int(sampling_ratio)
+
+
+def check_flag(op: str, name: str, value: bool) -> bool:
+    if not isinstance(value, bool):
+        raise RFMapError(f"{op}: {name} must be a bool, got {value!r}")
+    return value
+
+
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def prepare(op: str, input: Tensor, boxes: BoxesLike, spatial_scale: float) -> tuple[Tensor, Tensor, float]:
-    """Validate an RoI op's arguments; return ``(batch_index int64 [K], boxes [K, 4], scale)``.
-
-    The boxes come back in the compute dtype (:func:`compute_dtype`), *not* yet scaled, so
-    that each op multiplies by ``spatial_scale`` in that dtype, as the C++ kernels do.
-    """
+def prepare(op: str, input: Tensor, boxes: BoxesLike, spatial_scale: float) -> tuple[Tensor, float]:
+    """The static checks of an RoI op's arguments; returns ``(rois [K, 5], spatial_scale)``."""
     check_input(op, input)
     spatial_scale = check_spatial_scale(op, spatial_scale)
     rois = as_rois(op, boxes)
-    batch = check_rois(op, input, rois, spatial_scale)
-    return batch, rois[:, 1:].detach().to(compute_dtype(input.dtype)), spatial_scale
+    if rois.device != input.device:
+        raise RFMapError(f"{op}: boxes are on {rois.device} but input is on {input.device}")
+    return rois, spatial_scale
 
 
 def roi_pool_cells(boxes: Tensor, spatial_scale: float) -> Tensor:
@@ -170,8 +190,8 @@ def roi_pool_cells(boxes: Tensor, spatial_scale: float) -> Tensor:
 
     ``xs = round(x1 * spatial_scale)`` etc., with C ``round()`` (half away from zero), the
     product taken in ``boxes``' dtype -- Caffe's ``roi_pooling_layer.cpp`` (Girshick 2015),
-    kept unchanged by torchvision's ``roi_pool``.  Example (seed 002): box
-    ``(30, 40, 200, 400)`` at scale 1/16 gives ``(2, 3, 13, 25)``, since 200/16 = 12.5 -> 13.
+    kept unchanged by torchvision's ``roi_pool``.  Example: box ``(30, 40, 200, 400)`` at
+    scale 1/16 gives ``(2, 3, 13, 25)``, since 200/16 = 12.5 -> 13.
 
     ``boxes``: ``[K, 4]`` floating-point ``(x1, y1, x2, y2)``.
     """

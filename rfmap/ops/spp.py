@@ -16,24 +16,27 @@ windows whenever those tile the map exactly -- e.g. the paper's ``a = 13`` with
 Coordinates: pixel-index convention, bins are integer index ranges.  The output is
 ``(N, C * sum(n * n))``: each level's ``(C, n, n)`` result flattened, levels in the order
 given, as SPP-net feeds its fully connected layer.  Max mode takes the first maximum in
-row-major order (NaN propagates), avg mode the mean over the bin; they run on the RoI ops'
-autograd functions (:class:`rfmap.ops.roi_pool.RectMax`, and
-:class:`rfmap.ops.roi_align.SparsePooling` with separable ``1 / len`` weights), so their
-backward passes are deterministic on CPU too.
+row-major order and propagates NaN (``torch.nn.functional.adaptive_max_pool2d``, whose bins
+these are, computes it; with several NaNs in a bin the gradient goes to the last one, as
+there), avg mode the mean over the bin (``W_y X W_x^T`` with per-axis ``1 / len`` weights).
+The backward passes are rfmap's own and deterministic (the max gradient is scattered
+channel by channel in output order).  Registered as ``torch.ops.rfmap.spp_pool``; in ONNX
+export each level becomes standard pooling ops (:func:`spp_standard_ops`).
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from typing import List
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import RFMapError
 from ._boxes import check_input, compute_dtype
-from .roi_align import PoolingMatrix, SparsePooling
-from .roi_pool import RectMax
+from ._library import custom_op
+from ._threads import single_threaded
 
 MODES = ("max", "avg")
 
@@ -45,7 +48,7 @@ def level_bins(n: int, length: int, device: torch.device | None = None) -> tuple
     return i * length // n, -((-(i + 1) * length) // n)
 
 
-def _check_args(op: str, levels: Sequence[int], mode: str) -> tuple[int, ...]:
+def _check_args(op: str, levels, mode: str) -> tuple[int, ...]:
     if isinstance(levels, numbers.Integral):
         levels = (levels,)
     levels = tuple(levels)
@@ -56,7 +59,7 @@ def _check_args(op: str, levels: Sequence[int], mode: str) -> tuple[int, ...]:
     return tuple(int(n) for n in levels)
 
 
-def spp_pool(input: Tensor, levels: Sequence[int] = (4, 2, 1), mode: str = "max") -> Tensor:
+def spp_pool(input: Tensor, levels: List[int] = (4, 2, 1), mode: str = "max") -> Tensor:  # type: ignore[assignment]
     """Spatial pyramid pooling of ``input`` ``(N, C, H, W)`` into ``(N, C * sum(n * n))``.
 
     Bin ``i`` of an ``n``-bin level on an axis of length ``a`` spans
@@ -64,30 +67,20 @@ def spp_pool(input: Tensor, levels: Sequence[int] = (4, 2, 1), mode: str = "max"
     the paper's ``ceil(a/n)`` window and ``floor(a/n)`` stride).  ``mode``: ``"max"`` or
     ``"avg"``.  Differentiable in ``input``; 16-bit floats are computed in float32.
     """
+    if not torch.jit.is_scripting():
+        return _spp_pool(input, levels, mode)
+    return torch.ops.rfmap.spp_pool(input, levels, mode, input.requires_grad)[0]
+
+
+@torch.jit.unused
+def _spp_pool(input, levels, mode) -> Tensor:
     op = "spp_pool"
     check_input(op, input)
     levels = _check_args(op, levels, mode)
-    n_img, channels, height, width = input.shape
-    device = input.device
-    if mode == "max":
-        per_level = zip(*(_level_rects(n, height, width, device) for n in levels))
-        rects = [torch.cat(t).expand(n_img, -1) for t in per_level]
-        pooled = RectMax.apply(input, torch.arange(n_img, device=device), *rects)
-        parts = pooled.split([n * n for n in levels], dim=2)
-    else:
-        images, dtype = torch.arange(n_img, device=device), compute_dtype(input.dtype)
-        parts = []
-        for n in levels:
-            wy = _mean_weights(n, height, dtype, device).expand(n_img, n, height)
-            wx = _mean_weights(n, width, dtype, device).expand(n_img, n, width)
-            parts.append(SparsePooling.apply(input, PoolingMatrix.separable(wy, wx, images, height, width)))
-    return torch.cat([p.reshape(n_img, channels * n * n) for p, n in zip(parts, levels)], dim=1)
-
-
-def _level_rects(n: int, height: int, width: int, device: torch.device) -> tuple[Tensor, ...]:
-    """``(top, bottom, left, right)`` of the ``n * n`` bins of a level, row-major, ``[n * n]`` each."""
-    (top, bottom), (left, right) = level_bins(n, height, device), level_bins(n, width, device)
-    return top.repeat_interleave(n), bottom.repeat_interleave(n), left.repeat(n), right.repeat(n)
+    if torch.onnx.is_in_onnx_export():
+        return spp_standard_ops(input, levels, mode)
+    with_argmax = mode == "max" and input.requires_grad and torch.is_grad_enabled()
+    return torch.ops.rfmap.spp_pool(input, list(levels), mode, with_argmax)[0]
 
 
 def _mean_weights(n: int, length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -98,16 +91,150 @@ def _mean_weights(n: int, length: int, dtype: torch.dtype, device: torch.device)
     return inside.to(dtype) / (end - start).unsqueeze(1).to(dtype)
 
 
+def _flatten_levels(pooled: list[Tensor]) -> Tensor:
+    """Per-level ``(N, C, n, n)`` results as ``(N, C * sum(n * n))``."""
+    return torch.cat([p.reshape(p.shape[0], p.shape[1] * p.shape[2] * p.shape[3]) for p in pooled], dim=1)
+
+
+def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
+    """The inverse of :func:`_flatten_levels`: ``(N, C, n, n)`` per level."""
+    parts = grad.split([channels * n * n for n in levels], dim=1)
+    return [p.reshape(grad.shape[0], channels, n, n) for p, n in zip(parts, levels)]
+
+
+def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor]:
+    """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax
+    as rows ``image * H * W + h * W + w`` of the channel-last input, ``(N, sum(n * n), C)``."""
+    x = x.contiguous(memory_format=torch.channels_last)  # torch's vectorized kernel (many times faster)
+    if not with_argmax:
+        return [F.adaptive_max_pool2d(x, n) for n in levels], x.new_empty(0, dtype=torch.int64)
+    pooled, where = zip(*(F.adaptive_max_pool2d(x, n, return_indices=True) for n in levels))
+    n_img, channels, height, width = x.shape
+    first = (torch.arange(n_img, device=x.device) * (height * width)).view(-1, 1, 1)
+    index = torch.cat([w.reshape(n_img, channels, -1) for w in where], dim=2) + first
+    return list(pooled), index.transpose(1, 2).contiguous()
+
+
+def _avg_levels(x: Tensor, levels) -> list[Tensor]:
+    """The mean of every bin, ``W_y X W_x^T`` per level with ``1 / len`` bin weights."""
+    height, width = x.shape[2:]
+    out = []
+    for n in levels:
+        wy, wx = (_mean_weights(n, size, x.dtype, x.device) for size in (height, width))
+        out.append(torch.matmul(torch.matmul(wy, x), wx.T))
+    return out
+
+
+@custom_op("rfmap::spp_pool", "(Tensor input, int[] levels, str mode, bool with_argmax) -> (Tensor, Tensor)")
+def _spp_pool_op(input, levels, mode, with_argmax):
+    op = "spp_pool"
+    check_input(op, input)
+    levels = _check_args(op, levels, mode)
+    x = input.to(compute_dtype(input.dtype))
+    with single_threaded():
+        if mode == "max":
+            parts, argmax = _max_levels(x, levels, with_argmax)
+        else:
+            parts, argmax = _avg_levels(x, levels), x.new_empty(0, dtype=torch.int64)
+        return _flatten_levels(parts).to(input.dtype), argmax
+
+
+@_spp_pool_op.register_fake
+def _(input, levels, mode, with_argmax):
+    bins = sum(n * n for n in levels)
+    argmax_shape = (input.shape[0], bins, input.shape[1]) if mode == "max" and with_argmax else (0,)
+    out = input.new_empty(input.shape[0], input.shape[1] * bins)
+    return out, input.new_empty(argmax_shape, dtype=torch.int64)
+
+
+@custom_op(
+    "rfmap::_spp_avg_backward",
+    "(Tensor grad, int[] levels, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
+)
+def _spp_avg_backward_op(grad, levels, *shape):
+    dtype = compute_dtype(grad.dtype)
+    height, width = shape[2:]
+    with single_threaded():
+        total = grad.new_zeros(shape, dtype=dtype)
+        for g, n in zip(_split_levels(grad.to(dtype), levels, shape[1]), levels):
+            wy, wx = (_mean_weights(n, size, dtype, grad.device) for size in (height, width))
+            total += torch.matmul(torch.matmul(wy.T, g), wx)
+        return total.to(grad.dtype)
+
+
+@_spp_avg_backward_op.register_fake
+def _(grad, levels, *shape):
+    return grad.new_empty(shape)
+
+
+def _spp_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+    ctx.shape, ctx.levels, ctx.mode, ctx.with_argmax = tuple(inputs[0].shape), inputs[1], inputs[2], inputs[3]
+
+
+def _spp_backward(ctx, grad, _grad_argmax):
+    (argmax,) = ctx.saved_tensors
+    grad = grad.contiguous()
+    if ctx.mode == "avg":
+        return torch.ops.rfmap._spp_avg_backward(grad, ctx.levels, *ctx.shape), None, None, None
+    if not ctx.with_argmax:
+        raise RuntimeError("rfmap::spp_pool ran with with_argmax=False: no gradient (call rfmap.ops.spp_pool)")
+    n_img, channels = ctx.shape[:2]
+    per_bin = torch.cat([g.reshape(n_img, channels, -1) for g in _split_levels(grad, ctx.levels, channels)], dim=2)
+    return torch.ops.rfmap._argmax_backward(per_bin, argmax, *ctx.shape), None, None, None
+
+
+_spp_pool_op.register_autograd(_spp_backward, setup_context=_spp_setup)
+
+
+# -- ONNX export: standard pooling ops ---------------------------------------------------
+
+
+def _bins(n: int, length: int) -> list[tuple[int, int]]:
+    """:func:`level_bins` in Python ints (no tensors: nothing for an exporter to trace)."""
+    return [(i * length // n, -(-(i + 1) * length // n)) for i in range(n)]
+
+
+def _regular_windows(n: int, length: int) -> tuple[int, int] | None:
+    """``(kernel, stride)`` if the level's bins are the windows of a plain pooling layer."""
+    bins = _bins(n, length)
+    kernel = bins[0][1] - bins[0][0]
+    stride = bins[1][0] - bins[0][0] if n > 1 else 1
+    if all(s == i * stride and e == s + kernel for i, (s, e) in enumerate(bins)):
+        return kernel, stride
+    return None
+
+
+def spp_standard_ops(input: Tensor, levels, mode: str) -> Tensor:
+    """:func:`spp_pool` with standard torch ops that every ONNX exporter knows, for the
+    input's (static) map size: ``max_pool2d`` / ``avg_pool2d`` where a level's bins are a
+    regular window grid, otherwise slices reduced with ``amax`` / ``mean`` (rows, then
+    columns; both reductions are separable over a rectangle)."""
+    height, width = int(input.shape[2]), int(input.shape[3])
+    parts = []
+    for n in levels:
+        ky, kx = _regular_windows(n, height), _regular_windows(n, width)
+        if ky is not None and kx is not None:
+            pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+            pooled = pool(input, (ky[0], kx[0]), (ky[1], kx[1]))
+        else:
+            reduce = (lambda t, d: t.amax(d, keepdim=True)) if mode == "max" else (lambda t, d: t.mean(d, keepdim=True))
+            rows = torch.cat([reduce(input[:, :, a:b], 2) for a, b in _bins(n, height)], dim=2)
+            pooled = torch.cat([reduce(rows[:, :, :, a:b], 3) for a, b in _bins(n, width)], dim=3)
+        parts.append(pooled.reshape(input.shape[0], input.shape[1] * n * n))
+    return torch.cat(parts, dim=1)
+
+
 class SpatialPyramidPool(nn.Module):
     """:func:`spp_pool` as a module."""
 
-    def __init__(self, levels: Sequence[int] = (4, 2, 1), mode: str = "max"):
+    def __init__(self, levels: List[int] = (4, 2, 1), mode: str = "max"):  # type: ignore[assignment]
         super().__init__()
         self.levels = _check_args("SpatialPyramidPool", levels, mode)
         self.mode = mode
 
     def forward(self, input: Tensor) -> Tensor:
-        return spp_pool(input, self.levels, self.mode)
+        return spp_pool(input, list(self.levels), self.mode)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, mode={self.mode!r}"

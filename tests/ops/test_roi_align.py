@@ -1,19 +1,15 @@
 """roi_align against the torchvision loop (tests/ops/ops_reference.py), detectron2's published
 values, gradients and the int64 indexing."""
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rfmap.ops import RoIAlign, roi_align
+from rfmap.ops import RoIAlign, _samples, _sparse, roi_align
 from ops_reference import random_rois, roi_align_reference
-from rfmap.ops.roi_align import PoolingMatrix
-
-roi_align_module = sys.modules["rfmap.ops.roi_align"]  # the name rfmap.ops.roi_align is the function
+from rfmap.ops._sparse import PoolingMatrix
 
 
 # -- golden values -------------------------------------------------------------------
@@ -102,10 +98,48 @@ def test_chunked_paths_agree(monkeypatch):
         return out.detach(), x.grad
 
     expected = run()
-    monkeypatch.setattr(roi_align_module, "_CHUNK", 64)
-    monkeypatch.setattr(roi_align_module, "_CACHE", 16)
+    monkeypatch.setattr(_sparse, "_CHUNK", 64)
+    monkeypatch.setattr(_samples, "_CHUNK", 64)
+    monkeypatch.setattr(_sparse, "_CACHE", 16)
     for got, want in zip(run(), expected):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# -- non-finite inputs: torchvision's propagation -------------------------------------
+
+
+def test_zero_weight_reads_propagate_nan():
+    # the sample sits on pixel (0, 0): weight 1 there, weight 0 on its right and lower
+    # neighbours, which torchvision still multiplies: 0 * NaN = NaN
+    x = torch.tensor([[[[1.0, float("nan")], [3.0, 4.0]]]])
+    box = torch.tensor([[0, -0.5, -0.5, 0.5, 0.5]])
+    assert torch.isnan(roi_align(x, box, 1, 1.0, 1)).all()
+    finite = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    assert roi_align(finite, box, 1, 1.0, 1).item() == 1.0
+
+
+def test_outside_samples_read_pixel_zero():
+    # every sample beyond the map: torchvision's CPU kernel reads pixel (0, 0) with weight 0
+    x = torch.ones(1, 2, 4, 4)
+    x[0, 0, 0, 0] = float("inf")
+    out = roi_align(x, torch.tensor([[0, 10.0, 10.0, 12.0, 12.0]]), 1, 1.0, 1, True)
+    assert torch.isnan(out[0, 0]).all() and out[0, 1].item() == 0
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [0, 1, 2])
+def test_non_finite_inputs_against_reference(aligned, sampling_ratio):
+    rng = np.random.default_rng([sampling_ratio, aligned, 7])
+    x = torch.from_numpy(rng.standard_normal((2, 3, 6, 7)))
+    spots = torch.from_numpy(rng.random(x.shape) < 0.1)
+    x[spots] = torch.from_numpy(rng.choice([np.inf, -np.inf, np.nan], int(spots.sum())))
+    x[1, 2] = -np.inf  # an all -inf map: -inf where every read has weight > 0, NaN elsewhere
+    inside, beyond = [1, 2.0, 2, 9, 8], [1, 20.0, 20, 24, 24]  # samples in the map; all beyond it
+    rois = torch.cat([random_rois(rng, 24, 2, 6, 7, 0.5), torch.tensor([inside, beyond])])
+    out = roi_align(x, rois, (2, 3), 0.5, sampling_ratio, aligned).numpy()
+    expected = roi_align_reference(x, rois, (2, 3), 0.5, sampling_ratio, aligned)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)  # NaN and inf where the reference has them
+    assert np.isneginf(out[-2, 2]).all() and np.isnan(out[-1, 2]).all()
 
 
 # -- gradients, dtypes, determinism, shapes ------------------------------------------
@@ -117,6 +151,8 @@ def test_gradcheck(aligned):
     x = torch.from_numpy(rng.standard_normal((2, 1, 4, 5))).requires_grad_()
     rois = random_rois(rng, 6, 2, 4, 5, 0.5)
     assert torch.autograd.gradcheck(lambda t: roi_align(t, rois, (2, 3), 0.5, -1, aligned), (x,))
+    # the op is linear: its backward too, whose gradient is the op again
+    assert torch.autograd.gradgradcheck(lambda t: roi_align(t, rois, (2, 3), 0.5, 2, aligned), (x,))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -188,8 +224,14 @@ def test_int64_indexing_past_2_31_elements():
     wy = torch.zeros(3, 2, 1000)
     wy[..., [0, -1]] = 0.5
     matrix = PoolingMatrix.separable(wy, wy, torch.tensor([0, 5, 2**40]), 1000, 1000)
-    assert matrix.col.dtype == matrix.crow.dtype == torch.int64
+    assert matrix.col.dtype == matrix.crow.dtype == torch.int32  # 3 images in use: 3e6 columns
     assert int(matrix.col.max()) == 2 * 1000 * 1000 + 999 * 1000 + 999  # image slot 2, last pixel
+    # 2200 images of 1000 x 1000 in use: columns beyond 2^31, int64 indices
+    wy = torch.zeros(2200, 1, 1000)
+    wy[..., -1] = 1.0
+    matrix = PoolingMatrix.separable(wy, wy, torch.arange(2200) * 7, 1000, 1000)
+    assert matrix.col.dtype == matrix.crow.dtype == torch.int64
+    assert int(matrix.col.max()) == 2199 * 1000 * 1000 + 999 * 1000 + 999 > 2**31
 
 
 def test_module():

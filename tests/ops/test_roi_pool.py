@@ -1,6 +1,4 @@
-"""roi_pool against the Caffe loop (rfmap.ops._reference), golden values and gradients."""
-
-import sys
+"""roi_pool against the Caffe loop (tests/ops/ops_reference.py), golden values and gradients."""
 
 import numpy as np
 import pytest
@@ -8,12 +6,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rfmap.ops import RoIPool, roi_pool
+from rfmap.ops import RoIPool, _rectmax, roi_pool
 from rfmap.ops._boxes import roi_pool_cells, round_half_away_from_zero
-from ops_reference import random_rois, roi_pool_reference
-from rfmap.ops.roi_pool import plane_offsets
-
-roi_pool_module = sys.modules["rfmap.ops.roi_pool"]  # the name rfmap.ops.roi_pool is the function
+from ops_reference import FLT_MAX, random_rois, roi_pool_reference
 
 
 def reference_grad(input, rois, output_size, scale, grad):
@@ -45,7 +40,7 @@ def check_against_reference(x, rois, output_size, scale):
 # -- golden values -------------------------------------------------------------------
 
 
-def test_seed_002_fast_rcnn_example():
+def test_fast_rcnn_example():
     # box (30, 40, 200, 400) at 1/16 -> cells x 2..13, y 3..25 (200/16 = 12.5 rounds up to 13)
     cells = roi_pool_cells(torch.tensor([[30.0, 40.0, 200.0, 400.0]]), 1 / 16)
     assert cells.tolist() == [[2, 3, 13, 25]]
@@ -107,18 +102,41 @@ def test_ties_take_the_first_maximum():
     assert flat.grad[0, 0].nonzero().tolist() == [[0, 0], [0, 2], [2, 0], [2, 2]]
 
 
-def test_nan_and_infinite_inputs():
-    x = torch.ones(1, 1, 4, 4, dtype=torch.float64)
-    x[0, 0, 0, 1] = float("nan")
-    x[0, 0, 1, 0] = float("nan")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_and_infinite_inputs_like_the_c_loop(dtype):
+    # the loop starts at -FLT_MAX and keeps a strictly greater value: NaN never wins, a bin
+    # of -inf (or NaN) gives -FLT_MAX and no gradient
+    x = torch.ones(1, 2, 4, 4, dtype=dtype)
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = float("nan")
+    x[0, 0, 0, 0] = 0.5
     x[0, 0, 2:, 2:] = float("-inf")
-    check_against_reference(x, torch.tensor([[0, 0.0, 0.0, 3.0, 3.0]], dtype=torch.float64), 2, 1.0)
+    x[0, 0, 2:, :2] = float("nan")
+    x[0, 1] = float("-inf")
+    x[0, 1, 3, 3] = float("inf")
+    box = torch.tensor([[0, 0.0, 0.0, 3.0, 3.0]], dtype=dtype)
+    check_against_reference(x, box, 2, 1.0)
     xg = x.clone().requires_grad_()
-    out = roi_pool(xg, [torch.tensor([[0.0, 0.0, 3.0, 3.0]], dtype=torch.float64)], 2)
-    assert torch.isnan(out[0, 0, 0, 0]) and out[0, 0, 1, 1] == float("-inf")
+    out = roi_pool(xg, box, 2)
+    assert out[0, 0].tolist() == [[1, 1], [-FLT_MAX, -FLT_MAX]]
+    assert out[0, 1].tolist() == [[-FLT_MAX, -FLT_MAX], [-FLT_MAX, float("inf")]]
     out.backward(torch.ones_like(out))
-    assert xg.grad[0, 0, 0, 1] == 1 and xg.grad[0, 0, 1, 0] == 0  # first NaN in row-major order
-    assert xg.grad[0, 0, 2, 2] == 1  # an all -inf bin still has an argmax
+    assert xg.grad[0, 0].nonzero().tolist() == [[0, 2], [1, 1]]  # the first 1 past the NaNs and the 0.5
+    assert xg.grad[0, 1].nonzero().tolist() == [[3, 3]]
+
+
+def test_non_finite_inputs_against_reference():
+    rng = np.random.default_rng(31)
+    x = torch.from_numpy(rng.standard_normal((2, 3, 7, 9)))
+    spots = torch.from_numpy(rng.random(x.shape) < 0.3)
+    x[spots] = torch.from_numpy(rng.choice([np.inf, -np.inf, np.nan], int(spots.sum())))
+    x[1, 1] = -np.inf
+    check_against_reference(x, random_rois(rng, 40, 2, 7, 9, 0.5), (3, 2), 0.5)
+
+
+def test_half_precision_all_minus_inf_bin():
+    # -FLT_MAX is -inf in float16, as in torchvision's kernel for at::Half
+    x = torch.full((1, 1, 2, 2), float("-inf"), dtype=torch.float16)
+    assert roi_pool(x, torch.tensor([[0, 0.0, 0, 1, 1]]), 1).item() == float("-inf")
 
 
 @settings(max_examples=30, deadline=None)
@@ -140,9 +158,26 @@ def test_blocked_paths_agree(monkeypatch):
     rng = np.random.default_rng(21)
     x = torch.from_numpy(rng.standard_normal((3, 5, 7, 9)))
     rois = random_rois(rng, 10, 3, 7, 9, 0.5)
-    monkeypatch.setattr(roi_pool_module, "_TABLE", 200)
-    monkeypatch.setattr(roi_pool_module, "_CHUNK", 1)
+    monkeypatch.setattr(_rectmax, "_TABLE", 200)
+    monkeypatch.setattr(_rectmax, "_CHUNK", 1)
     check_against_reference(x, rois, (3, 2), 0.5)
+
+
+def test_capped_table_levels_agree(monkeypatch):
+    # a table budget below the levels the bins need: wide bins are covered by rows of windows
+    rng = np.random.default_rng(22)
+    x = torch.from_numpy(rng.integers(0, 4, (2, 3, 23, 29)).astype(np.float64))  # many ties
+    rois = torch.cat([random_rois(rng, 12, 2, 23, 29, 1.0), torch.tensor([[1, -3.0, -2, 40, 30]])])
+    table = _rectmax._SparseTable.fitting(2, 23, 29, 4, 4, "cpu")
+    assert (table.levels_y, table.levels_x) == (4, 4)
+    monkeypatch.setattr(_rectmax, "_TABLE", 1)  # budget: the images themselves, level (0, 0)
+    table = _rectmax._SparseTable.fitting(2, 23, 29, 4, 4, "cpu")
+    assert (table.levels_y, table.levels_x) == (0, 0)
+    check_against_reference(x, rois, (2, 3), 1.0)
+    monkeypatch.setattr(_rectmax, "_TABLE", 5 * 2 * 23 * 29)  # some levels, not all
+    check_against_reference(x, rois, (2, 3), 1.0)
+    monkeypatch.setattr(_rectmax, "_CHUNK", 50)  # and windows in blocks
+    check_against_reference(x, rois, (2, 3), 1.0)
 
 
 # -- gradients, dtypes, determinism, shapes ------------------------------------------
@@ -220,10 +255,12 @@ def test_int64_indexing_past_2_31_elements():
     box = torch.tensor([[2.0, 3.0, 27.5, 30.0]])
     rois = torch.cat([torch.full((1, 1), 2.0**22 - 1), box], dim=1)
     assert torch.equal(roi_pool(x, rois, 4), roi_pool(image, [box], 4))
-    # gradient targets: flat offsets into the input, exact in int64
-    offsets = plane_offsets(torch.tensor([2**22 - 1]), 64, 32 * 32)
-    assert offsets.dtype == torch.int64
-    assert offsets[0, -1, 0].item() == ((2**22 - 1) * 64 + 63) * 1024 > 2**37
+    # gradient targets: rows (batch * H + h) * W + w of the channel-last input, exact in int64
+    out, argmax = torch.ops.rfmap.roi_pool(x, rois, 1.0, 4, 4, True)
+    _, expected = torch.ops.rfmap.roi_pool(image, rois[:, [0, 1, 2, 3, 4]] * torch.tensor([0, 1, 1, 1, 1]), 1.0, 4, 4, True)
+    assert argmax.dtype == torch.int64
+    assert torch.equal(argmax - expected, torch.full_like(argmax, (2**22 - 1) * 32 * 32))
+    assert int(argmax.min()) > 2**31
 
 
 def test_module():

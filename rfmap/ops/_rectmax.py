@@ -1,0 +1,278 @@
+"""Maximum over integer rectangles with the first maximum as argmax: the engine of RoI max
+pooling (Caffe's and torchvision's loop semantics).
+
+``rect_max`` answers, for every RoI ``k`` and bin ``p``, the maximum of ``input[batch[k], c]``
+over rows ``[top, bottom)`` and columns ``[left, right)``, and where it sits, as the C loop
+does: the running maximum starts at ``-FLT_MAX`` and takes a strictly greater value, so
+the argmax is the first maximum in row-major order, NaN and values ``<= -FLT_MAX`` never win,
+and a bin holding only those gives ``-FLT_MAX`` and no argmax.  An empty rectangle gives 0
+and no argmax.
+
+Implementation: a two-dimensional sparse table (range-maximum query).  Level ``(a, b)`` holds
+the maximum of every ``2^a x 2^b`` window; a rectangle is the maximum of the windows of the
+largest level that fits, placed at its corners (four for a table with every level it needs).
+The levels kept are capped so that the table has at most ``max(_TABLE, n * H * W)``
+positions (``n`` images in use): rectangles wider than the top level are then covered by a
+row of windows, so memory stays proportional to the input and the output, and time to the
+rectangles' area.  The argmax rides along in 64-bit keys, value order in the high 32 bits
+and the reversed pixel index ``h * W + w`` in the low 32 bits, so the largest key is the
+first maximum; keys are built only when a gradient is wanted.  The backward pass scatters
+each output gradient to its argmax with ``scatter_add_`` along the pixels of a channel-last
+gradient (each channel summed in output order: deterministic).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import RFMapError
+from ._boxes import MINUS_FLT_MAX, compute_dtype
+from ._threads import run_tasks
+
+#: Elements of the largest temporary a query allocates at once.
+_CHUNK = 1 << 20
+#: Positions x channels of one sparse table; channels are processed in groups.
+_TABLE = 1 << 21
+_LOW32 = (1 << 32) - 1
+
+
+def floor_log2(n: Tensor) -> Tensor:
+    """``floor(log2(n))`` for int64 ``n >= 1``, exact (``frexp``: ``n = m * 2^e``, ``m`` in [0.5, 1))."""
+    return torch.frexp(n.to(torch.float64)).exponent.long() - 1
+
+
+def _max_keys(x: Tensor) -> Tensor:
+    """int64 keys of ``(n, H, W, C)`` maps without NaN whose maximum over any window of one map
+    is at the window's first maximum in row-major order: value order in the high 32 bits,
+    ``2^32 - 1 - (h * W + w)`` in the low 32; ``-0.0`` and ``0.0`` tie."""
+    height, width = x.shape[1:3]
+    x = x + 0.0  # -0.0 becomes 0.0
+    if x.dtype == torch.float32:  # IEEE order as int32: flip the magnitude bits of negatives
+        bits = x.view(torch.int32)
+        flip = bits >> 31
+        flip &= 0x7FFFFFFF
+        flip ^= bits
+        del x, bits
+        keys = flip.long()
+    else:  # float64 has no spare bits: dense ranks (< numel <= max(_TABLE, n * H * W))
+        keys = torch.unique(x, return_inverse=True)[1]
+    keys <<= 32
+    keys |= _LOW32 - torch.arange(height * width, device=keys.device).view(1, height, width, 1)
+    return keys
+
+
+def _level_sum(length: int, levels: int) -> int:
+    return sum(length - (1 << a) + 1 for a in range(levels + 1))
+
+
+class _SparseTable:
+    """Layout of a 2-D sparse table over ``n`` maps of ``H x W`` with levels ``a <= levels_y``,
+    ``b <= levels_x``: level ``(a, b)`` holds, at ``(h, w)``, the maximum over rows
+    ``h .. h + 2^a - 1`` and columns ``w .. w + 2^b - 1``, stored as rows
+    ``offset[a, b] + (i * H_a + h) * W_b + w`` of one ``[positions, C]`` tensor
+    (``H_a = H - 2^a + 1``, ``W_b = W - 2^b + 1``)."""
+
+    def __init__(self, maps: int, height: int, width: int, levels_y: int, levels_x: int, device: torch.device):
+        self.maps, self.height, self.width = maps, height, width
+        self.levels_y, self.levels_x, self.columns = levels_y, levels_x, levels_x + 1
+        levels = [(a, b) for a in range(levels_y + 1) for b in range(levels_x + 1)]
+        self.shapes = [(height - (1 << a) + 1, width - (1 << b) + 1) for a, b in levels]
+        sizes = torch.tensor([maps * h * w for h, w in self.shapes], dtype=torch.int64)
+        self.positions = int(sizes.sum())
+        self.offset = (sizes.cumsum(0) - sizes).view(levels_y + 1, levels_x + 1).to(device)
+
+    @classmethod
+    def fitting(cls, maps: int, height: int, width: int, need_y: int, need_x: int, device) -> "_SparseTable":
+        """The table with the levels the rectangles need, capped to ``max(_TABLE, n * H * W)`` positions."""
+        budget = max(_TABLE, maps * height * width)
+        while maps * _level_sum(height, need_y) * _level_sum(width, need_x) > budget and need_y + need_x > 0:
+            if need_y >= need_x:
+                need_y -= 1
+            else:
+                need_x -= 1
+        return cls(maps, height, width, need_y, need_x, device)
+
+    def rows(self, slot: Tensor, top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> "_Windows":
+        """Table rows of the windows covering each non-empty rectangle ``[top, bottom) x
+        [left, right)`` of map ``slot`` (``[K, P]`` each)."""
+        a, ys = _axis_windows(top, bottom, self.levels_y)
+        b, xs = _axis_windows(left, right, self.levels_x)
+        h_a, w_b = self.height - (1 << a) + 1, self.width - (1 << b) + 1
+        return _Windows(self.offset[a, b] + slot * h_a * w_b, ys * w_b, xs)
+
+    def build(self, leaf: Tensor) -> Tensor:
+        """The table of ``leaf`` ``(n, H, W, C)``: ``[positions, C]``."""
+        channels = leaf.shape[-1]
+        if len(self.shapes) == 1 and leaf.is_contiguous():  # level (0, 0) alone: the leaf itself
+            return leaf.view(self.positions, channels)
+        data = leaf.new_empty(self.positions, channels)
+        views, start = [], 0
+        for h, w in self.shapes:
+            views.append(data[start : start + self.maps * h * w].view(self.maps, h, w, channels))
+            start += self.maps * h * w
+        views[0].copy_(leaf)
+        for i, view in enumerate(views[1:], start=1):
+            a, b = divmod(i, self.columns)
+            if b:  # from level (a, b - 1), along columns
+                prev, s = views[i - 1], 1 << (b - 1)
+                torch.maximum(prev[:, :, :-s], prev[:, :, s:], out=view)
+            else:  # from level (a - 1, 0), along rows
+                prev, s = views[i - self.columns], 1 << (a - 1)
+                torch.maximum(prev[:, :-s], prev[:, s:], out=view)
+        return data
+
+
+class _Windows:
+    """The table rows of a grid of ``NY x NX`` windows per rectangle: ``base + ys[jy] + xs[jx]``,
+    ``[K, P]``, ``[NY, K, P]`` and ``[NX, K, P]`` (repeated windows pad the rectangles that need
+    fewer).  Small grids are spelled out once; large ones (a capped table and big bins) a
+    block at a time, so memory stays bounded."""
+
+    def __init__(self, base: Tensor, ys: Tensor, xs: Tensor):
+        self.base, self.ys, self.xs = base, ys, xs
+        self.count = ys.shape[0] * xs.shape[0]
+        self.all = None
+        if self.count * base.numel() <= 4 * _CHUNK:
+            self.all = (base + ys.unsqueeze(1) + xs.unsqueeze(0)).flatten(0, 1)  # [NY * NX, K, P]
+
+    def block(self, w0: int, w1: int, k0: int, k1: int) -> Tensor:
+        """Rows of windows ``w0 .. w1 - 1`` of RoIs ``k0 .. k1 - 1``: ``[w1 - w0, k1 - k0, P]``."""
+        if self.all is not None:
+            return self.all[w0:w1, k0:k1]
+        j = torch.arange(w0, w1, device=self.base.device)
+        columns = self.xs.shape[0]
+        return self.base[k0:k1] + self.ys[j // columns, k0:k1] + self.xs[j % columns, k0:k1]
+
+
+def _axis_windows(lo: Tensor, hi: Tensor, cap: int) -> tuple[Tensor, Tensor]:
+    """Windows of ``2^a`` cells covering ``[lo, hi)`` (``hi > lo``), ``a = min(floor(log2(len)),
+    cap)``: ``(a, starts)``, ``starts [count, *lo.shape]``: ``lo, lo + 2^a, ...``, the last one
+    ending at ``hi`` (repeated where a range needs fewer windows than the longest)."""
+    length = hi - lo
+    a = floor_log2(length).clamp_max(cap)
+    size = 1 << a
+    count = max(1, int(((length + size - 1) >> a).max())) if length.numel() else 1
+    j = torch.arange(count, device=lo.device).view(-1, *([1] * lo.dim()))
+    return a, torch.minimum(lo + j * size, hi - size)
+
+
+def rect_max(
+    input: Tensor, batch: Tensor, rect: tuple[Tensor, Tensor, Tensor, Tensor], with_argmax: bool, count: int
+) -> tuple[Tensor, Tensor]:
+    """``(out, argmax)``: ``out (K, C, P)`` in the compute dtype, the maximum of
+    ``input[batch[k], c]`` over rectangle ``p`` of RoI ``k`` (``rect``: ``top, bottom, left,
+    right``, ``[K, P]`` int64, half-open); ``argmax (K, P, C)`` int64, the pixel
+    ``batch * H * W + h * W + w`` of the first maximum, ``N * H * W`` for none (empty when not
+    ``with_argmax``).  Channel groups (or, when there are few, chunks of RoIs) are tasks for
+    ``count`` threads."""
+    channels, height, width = input.shape[1:]
+    if with_argmax and height * width > _LOW32 + 1:
+        raise RFMapError(f"max pooling gradients need H * W <= 2^32, got {height} x {width}")
+    top, bottom, left, right = rect
+    rois, bins = top.shape
+    empty = (bottom <= top) | (right <= left)
+    rect = [torch.where(empty, lo, t) for t, lo in zip(rect, (0, 1, 0, 1))]  # empty: any valid window
+    need_y = int(floor_log2(rect[1] - rect[0]).max()) if empty.numel() else 0
+    need_x = int(floor_log2(rect[3] - rect[2]).max()) if empty.numel() else 0
+    images, slot = torch.unique(batch, return_inverse=True)
+    table = _SparseTable.fitting(images.numel(), height, width, need_y, need_x, input.device)
+    rows = table.rows(slot.view(-1, 1), *rect)
+    x = input if images.numel() == input.shape[0] else input.index_select(0, images)
+    x = x.to(compute_dtype(input.dtype)).permute(0, 2, 3, 1)  # (n, H, W, C)
+    out = x.new_empty((rois, channels, bins))
+    argmax = torch.empty((rois, bins, channels) if with_argmax else (0,), dtype=torch.int64, device=input.device)
+    query = _Query(x, table, rows, empty, images, slot, out, argmax, input.shape[0])
+    # channel groups: a table of at most _TABLE elements each, and 4 per thread at least (small
+    # tasks: when a thread is held up, the others take what is left)
+    per_table = max(1, _TABLE // max(1, table.positions))
+    groups = min(channels, max(-(-channels // per_table), 4 * count if count > 1 else 1))
+    size = max(1, -(-channels // max(1, groups)))
+    groups = [(c0, min(channels, c0 + size)) for c0 in range(0, channels, size)]
+    if len(groups) >= count:
+        run_tasks(lambda g: query.answer(query.table_of(*g), *g, 0, rois), groups, count, input.device)
+    else:
+        chunks = query.chunks(size)
+        for c0, c1 in groups:
+            data = query.table_of(c0, c1)
+            run_tasks(lambda k, data=data, c0=c0, c1=c1: query.answer(data, c0, c1, *k), chunks, count, input.device)
+    return out, argmax
+
+
+class _Query:
+    """The pieces of one :func:`rect_max` call that its tasks share."""
+
+    def __init__(self, x, table, rows, empty, images, slot, out, argmax, batch_size):
+        self.x, self.table, self.rows, self.empty = x, table, rows, empty
+        self.out, self.argmax, self.with_argmax = out, argmax, argmax.numel() > 0
+        height, width = x.shape[1:3]
+        self.any_empty = bool(empty.any())
+        self.none = batch_size * height * width  # argmax of a bin without a winner
+        self.first_pixel = (images[slot] * (height * width)).view(-1, 1, 1) + _LOW32  # pixel 0 of each RoI's image
+        self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32
+        start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
+        # keys below this hold -FLT_MAX, the smallest value there is after the substitution
+        self.lost = ((int(_max_keys(start)) >> 32) + 1) << 32 if x.dtype == torch.float32 else None
+
+    def table_of(self, c0: int, c1: int) -> tuple[Tensor, Tensor]:
+        """``(table, values)`` of channels ``c0 .. c1 - 1``; NaN and values ``<= -FLT_MAX``
+        become ``-FLT_MAX``, the C loop's start, which no value beats."""
+        leaf = self.x[..., c0:c1]
+        leaf = torch.where(leaf > MINUS_FLT_MAX, leaf, MINUS_FLT_MAX)
+        values = leaf.reshape(leaf.shape[0] * leaf.shape[1] * leaf.shape[2], c1 - c0)
+        return self.table.build(_max_keys(leaf) if self.with_argmax else leaf), values
+
+    def chunks(self, group: int) -> list[tuple[int, int]]:
+        rois, bins = self.empty.shape
+        step = max(1, _CHUNK // (self.rows.count * bins * group))
+        return [(k0, min(rois, k0 + step)) for k0 in range(0, rois, step)]
+
+    def answer(self, data: tuple[Tensor, Tensor], c0: int, c1: int, r0: int, r1: int) -> None:
+        """Write ``out`` (and ``argmax``) for channels ``c0 .. c1 - 1`` of RoIs ``r0 .. r1 - 1``."""
+        table, values = data
+        windows, bins, group = self.rows.count, self.empty.shape[1], c1 - c0
+        step = max(1, _CHUNK // (windows * bins * group))
+        block = max(1, _CHUNK // (bins * group))  # windows per block when one RoI is too big
+        for k0 in range(r0, r1, step):
+            k1 = min(r1, k0 + step)
+            best = None
+            for w0 in range(0, windows, block):
+                part = self.rows.block(w0, min(windows, w0 + block), k0, k1)
+                found = table.index_select(0, part.flatten()).view(*part.shape, group).amax(0)
+                best = found if best is None else torch.maximum(best, found)
+            if self.with_argmax:
+                low = best & _LOW32  # 2^32 - 1 - (h * W + w) of the first maximum
+                index = (self.slot_pixel[k0:k1] - low).view(low.numel() // group, group)
+                values_ = torch.gather(values, 0, index).view(low.shape)
+                lost = best < self.lost if self.lost is not None else values_ == MINUS_FLT_MAX
+                if self.any_empty:
+                    lost |= self.empty[k0:k1].unsqueeze(2)
+                target = self.argmax[k0:k1, :, c0:c1]
+                torch.sub(self.first_pixel[k0:k1], low, out=target).masked_fill_(lost, self.none)
+                best = values_
+            if self.any_empty:
+                best = best.masked_fill_(self.empty[k0:k1].unsqueeze(2), 0)
+            self.out[k0:k1, c0:c1] = best.transpose(1, 2)
+
+
+def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple, count: int) -> Tensor:
+    """The input gradient of :func:`rect_max`: ``grad (K, C, P...)`` added at ``argmax
+    (K, P..., C)`` (``N * H * W``: nowhere); ``shape`` ``(N, C, H, W)``, contiguous.  Each
+    channel's gradient is summed in output order; channel ranges are tasks."""
+    n, channels, height, width = shape
+    pixels = n * height * width
+    dtype = compute_dtype(grad.dtype)
+    entries = argmax.numel() // max(1, channels)  # K * bins
+    index = argmax.reshape(entries, channels)
+    src = grad.to(dtype).reshape(grad.shape[0], channels, entries // max(1, grad.shape[0]))
+    src = src.transpose(1, 2).reshape(entries, channels)
+    gx = grad.new_zeros((pixels + 1, channels), dtype=dtype)  # a spare row takes the bins without argmax
+
+    def scatter(span):
+        c0, c1 = span
+        gx[:, c0:c1].scatter_add_(0, index[:, c0:c1], src[:, c0:c1])
+
+    step = max(1, -(-channels // count))
+    run_tasks(scatter, [(c, min(channels, c + step)) for c in range(0, channels, step)], count, grad.device)
+    gx = gx[:pixels].view(n, height, width, channels).permute(0, 3, 1, 2)
+    return gx.contiguous().to(grad.dtype)

@@ -1,0 +1,267 @@
+"""Linear pooling ops as sparse matrices: the engine of RoIAlign, PS-RoIAlign, PS-RoIPool and
+average spatial pyramid pooling.
+
+A linear pooling op maps an ``(N, C, H, W)`` input to ``(K, C, bins)``: output bin ``p`` of
+RoI ``k`` is a weighted sum of the pixels of image ``batch[k]``, the same weights for every
+channel.  The weights are a sparse matrix ``S`` (one row per RoI bin, one column per pixel of
+the images in use), built from per-axis weights when they factor (``w[k, p, y, x] =
+wy[k, ph, y] * wx[k, pw, x]``, which holds for all the ops here).  The forward pass is
+``S @ X`` with ``X`` the ``(pixels, C)`` channel-last view of the input, the backward pass
+``S^T @ G`` with ``S^T`` built by a stable sort.  Both are CSR products, which compute each
+output row in a fixed order, so the backward pass is deterministic.  Pure torch on the
+input's device; indices are int64 throughout (inputs beyond 2^31 elements are fine).
+
+Position-sensitive pooling (R-FCN) reads, for bin ``p``, only the channels ``c * bins + p``:
+there the rows are ordered bin-major and each bin is one product with its own channel slice.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._boxes import compute_dtype
+from ._threads import run_tasks, scratch
+
+#: Elements of the largest temporary a helper allocates at once (memory bound for huge grids).
+_CHUNK = 1 << 22
+#: Elements of a result block that stays in cache while it is transposed into the output.
+_CACHE = 1 << 20
+
+
+def nonzeros(w: Tensor) -> tuple[Tensor, Tensor]:
+    """The non-zeros of each row of ``w [..., L]``, left-aligned in increasing index order:
+    ``(index int64, value)``, both ``[..., M]`` with ``M`` the longest row, padded with zeros."""
+    flat = w.reshape(-1, w.shape[-1])
+    keep = flat != 0
+    longest = int(keep.sum(1).max()) if flat.numel() else 0
+    # entry (r, i) goes to slot rank-within-row; dropped entries to a spare last slot
+    slot = torch.where(keep, keep.cumsum(1) - 1, longest)
+    index = torch.zeros(flat.shape[0], longest + 1, dtype=torch.int64, device=w.device)
+    value = flat.new_zeros(flat.shape[0], longest + 1)
+    index.scatter_(1, slot, torch.arange(flat.shape[1], device=w.device).expand_as(slot))
+    value.scatter_(1, slot, flat)
+    shape = (*w.shape[:-1], longest)
+    return index[:, :longest].reshape(shape), value[:, :longest].reshape(shape)
+
+
+@dataclass(frozen=True)
+class PoolingMatrix:
+    """A linear pooling op as a CSR matrix ``S``: ``out[k, c, p] = sum_j S[row(k, p), j] X[j, c]``.
+
+    ``row(k, p) = k * bins + p`` (RoI-major) or ``p * rois + k`` (``bin_major``).  Column
+    ``j = slot * H * W + y * W + x`` is pixel ``(y, x)`` of image ``images[slot]`` (only the
+    images some RoI uses take columns).  Only non-zero weights are stored.
+    """
+
+    crow: Tensor
+    col: Tensor
+    val: Tensor
+    images: Tensor
+    rois: int
+    bins: int
+    height: int
+    width: int
+    bin_major: bool = False
+
+    @classmethod
+    def separable(
+        cls, wy: Tensor, wx: Tensor, batch: Tensor, height: int, width: int, bin_major: bool = False
+    ) -> "PoolingMatrix":
+        """Rows ``(k, ph, pw)`` with weight ``wy[k, ph, y] * wx[k, pw, x]`` on image ``batch[k]``.
+
+        Each row is the outer product of the non-zeros of ``wy[k, ph]`` and ``wx[k, pw]``
+        (padded to the longest, then the zero products dropped), so its columns come out
+        sorted.  Built in chunks of RoIs (of bins, when ``bin_major``) to bound memory.
+        """
+        rois, ph_, _ = wy.shape
+        pw_ = wx.shape[1]
+        images, slot = torch.unique(batch, return_inverse=True)
+        ycol, yval = nonzeros(wy)
+        xcol, xval = nonzeros(wx)
+        # int32 indices where they fit: what MKL takes without a conversion at every product
+        index = torch.int32 if images.numel() * height * width < 2**31 else torch.int64
+        yoff = ((slot * (height * width)).view(-1, 1, 1) + ycol * width).to(index)  # [K, PH, My]
+        xcol = xcol.to(index)
+        entries = max(1, ycol.shape[-1] * xcol.shape[-1])
+        if bin_major:  # rows (p, k): loop over the bins, then chunks of RoIs
+            step = max(1, _CHUNK // entries)
+            parts = ((slice(k, k + step), p) for p in range(ph_ * pw_) for k in range(0, rois, step))
+        elif ph_ * pw_ * entries <= _CHUNK:
+            step = _CHUNK // (ph_ * pw_ * entries)
+            parts = ((slice(k, k + step), slice(None)) for k in range(0, rois, step))
+        else:  # one RoI is too big: rows of bins at a time
+            step = max(1, _CHUNK // (pw_ * entries))
+            parts = ((slice(k, k + 1), slice(p, p + step)) for k in range(rois) for p in range(0, ph_, step))
+        # entries per row: the products of the two axes' non-zeros, known before any is made
+        ykeep, xkeep = yval != 0, xval != 0
+        count = ykeep.sum(-1).unsqueeze(2) * xkeep.sum(-1).unsqueeze(1)  # [K, PH, PW]
+        count = count.permute(1, 2, 0) if bin_major else count
+        crow = torch.cat([count.new_zeros(1), count.flatten().cumsum(0)])
+        total = int(crow[-1])
+        if total >= 2**31:
+            index = torch.int64
+        col = torch.empty(total, dtype=index, device=wy.device)
+        val = wy.new_empty(total)
+        start = 0
+        for part, p in parts:
+            if isinstance(p, slice):  # [k, ph, pw, My, Mx]
+                keep = ykeep[part, p, None, :, None] & xkeep[part, None, :, None, :]
+                entries_ = yoff[part, p, None, :, None] + xcol[part, None, :, None, :]
+                weights = yval[part, p, None, :, None] * xval[part, None, :, None, :]
+            else:  # [k, My, Mx] of bin p
+                ph, pw = divmod(p, pw_)
+                keep = ykeep[part, ph, :, None] & xkeep[part, pw, None, :]
+                entries_ = yoff[part, ph, :, None] + xcol[part, pw, None, :]
+                weights = yval[part, ph, :, None] * xval[part, pw, None, :]
+            end = start + int(keep.sum())
+            torch.masked_select(entries_.to(index), keep, out=col[start:end])
+            torch.masked_select(weights, keep, out=val[start:end])
+            start = end
+        return cls(crow.to(index), col, val, images, rois, ph_ * pw_, height, width, bin_major)
+
+    @property
+    def pixels(self) -> int:
+        """Columns: the pixels of the images in use."""
+        return self.images.numel() * self.height * self.width
+
+    def row_blocks(self, step: int) -> list[tuple[int, int, int, int]]:
+        """``(r0, r1, a, b)``: rows ``r0 .. r1 - 1`` in blocks of ``step`` rows, their entries
+        ``a .. b - 1`` (one device-to-host copy for all the blocks)."""
+        rows = self.crow.numel() - 1
+        starts = list(range(0, rows, step))
+        bounds = self.crow[starts + [rows]].tolist() if starts else []
+        return [(r0, min(rows, r0 + step), bounds[i], bounds[i + 1]) for i, r0 in enumerate(starts)]
+
+    def block(self, r0: int, r1: int, a: int, b: int) -> Tensor:
+        """Rows ``r0 .. r1 - 1`` (entries ``a .. b - 1``) as a CSR tensor."""
+        return _csr(self.crow[r0 : r1 + 1] - a, self.col[a:b], self.val[a:b], (r1 - r0, self.pixels))
+
+    def rows(self, r0: int, r1: int) -> Tensor:
+        """Rows ``r0 .. r1 - 1`` as a CSR tensor."""
+        a, b = self.crow[[r0, r1]].tolist()
+        return self.block(r0, r1, a, b)
+
+
+def _csr(crow: Tensor, col: Tensor, val: Tensor, shape: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False)
+
+
+def transpose(s: Tensor) -> Tensor:
+    """``s^T`` as a CSR tensor, its entries stably sorted by column: each row of ``s^T``
+    keeps the order of ``s``'s rows, so products with it are deterministic."""
+    rows, cols = s.shape
+    crow, col = s.crow_indices(), s.col_indices()
+    keys = col.to(torch.int32) if cols <= torch.iinfo(torch.int32).max else col  # narrower keys sort faster
+    order = torch.argsort(keys, stable=True)
+    index = crow.dtype if rows < 2**31 else torch.int64
+    row = torch.repeat_interleave(torch.arange(rows, device=col.device, dtype=index), crow.diff(), output_size=col.numel())
+    crow_t = torch.cat([crow.new_zeros(1), torch.bincount(col, minlength=cols).cumsum(0).to(crow.dtype)])
+    return _csr(crow_t, row[order], s.values()[order], (cols, rows))
+
+
+def _block(bins: int, channels: int) -> int:
+    """RoIs per block: ``_CACHE`` elements of ``(bins, C)`` rows."""
+    return max(1, _CACHE // max(1, bins * channels))
+
+
+def channels_last(input: Tensor, images: Tensor) -> Tensor:
+    """The images in use of ``input`` as a contiguous ``(pixels, C)`` matrix in the compute dtype."""
+    x = input if images.numel() == input.shape[0] else input.index_select(0, images)
+    x = x.to(compute_dtype(input.dtype)).permute(0, 2, 3, 1).reshape(x.shape[0] * x.shape[2] * x.shape[3], x.shape[1])
+    return x.contiguous()  # row-major: MKL would copy it for every block
+
+
+def scatter_images(gx: Tensor, images: Tensor, shape: torch.Size) -> Tensor:
+    """``gx (n, C, H, W)`` for the images in use, placed in a zero ``shape`` tensor."""
+    if images.numel() == shape[0]:
+        return gx
+    full = gx.new_zeros(shape)
+    full[images] = gx
+    return full
+
+
+def pool_forward(x: Tensor, matrix: PoolingMatrix, count: int) -> Tensor:
+    """``S @ X`` as ``(K, C, bins)`` for ``x`` :func:`channels_last` (RoI-major matrix), on
+    ``count`` threads.
+
+    Blocks of RoIs, so that each block's ``(bins, C)`` rows stay in cache while they are
+    transposed into the output."""
+    channels, bins = x.shape[1], matrix.bins
+    out = x.new_empty((matrix.rois, channels, bins))
+
+    def block(rows):
+        r0, r1, a, b = rows
+        part = scratch(r1 - r0, channels, x.dtype, x.device)
+        torch.addmm(part, matrix.block(*rows), x, beta=0, out=part)  # no zero-fill, no copy of the result
+        out[r0 // bins : r1 // bins] = part.view((r1 - r0) // bins, bins, channels).transpose(1, 2)
+
+    run_tasks(block, matrix.row_blocks(_block(bins, channels) * bins), count, x.device)
+    return out
+
+
+def pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size, count: int) -> Tensor:
+    """``S^T @ G`` for ``grad (K, C, bins)``: the input gradient, ``shape``, in ``grad``'s dtype
+    (channels-last memory), on ``count`` threads.
+
+    Blocks of RoIs, each block's ``S^T`` (a stable sort) times its ``G`` rows, added into one
+    partial sum per thread: block ``i`` into partial ``i % count``, in block order, and the
+    partials added in order, so the result does not depend on timing."""
+    n, channels, height, width = shape
+    bins = matrix.bins
+    blocks = matrix.row_blocks(_block(bins, channels) * bins)
+    parts = min(count, len(blocks)) if grad.device.type == "cpu" else 1
+    sums = [grad.new_zeros(matrix.pixels, channels) for _ in range(max(1, parts))]
+
+    def partial(j):
+        for r0, r1, a, b in blocks[j::parts]:
+            g = scratch(r1 - r0, channels, grad.dtype, grad.device)
+            g.view((r1 - r0) // bins, bins, channels).copy_(grad[r0 // bins : r1 // bins].transpose(1, 2))
+            torch.addmm(sums[j], transpose(matrix.block(r0, r1, a, b)), g, out=sums[j])
+
+    run_tasks(partial, range(parts), parts, grad.device)
+    gx = sums[0]
+    for other in sums[1:]:
+        gx += other
+    gx = gx.view(matrix.images.numel(), height, width, channels).permute(0, 3, 1, 2)
+    return scatter_images(gx, matrix.images, shape)
+
+
+def ps_inputs(input: Tensor, images: Tensor, bins: int) -> Tensor:
+    """``(bins, pixels, C / bins)``: slice ``p`` holds the channels ``c * bins + p``, channel-last."""
+    x = input if images.numel() == input.shape[0] else input.index_select(0, images)
+    n, channels, height, width = x.shape
+    x = x.to(compute_dtype(input.dtype)).view(n, channels // bins, bins, height, width)
+    return x.permute(2, 0, 3, 4, 1).reshape(bins, n * height * width, channels // bins).contiguous()
+
+
+def ps_pool_forward(xs: Tensor, matrix: PoolingMatrix, count: int) -> Tensor:
+    """Position-sensitive ``S @ X``: ``(K, C / bins, bins)``, bin ``p`` from channels ``c * bins + p``,
+    for ``xs`` :func:`ps_inputs` (bin-major matrix), one task per bin."""
+    bins, rois = matrix.bins, matrix.rois
+    out = xs.new_empty(rois, xs.shape[2], bins)
+
+    def one_bin(p):
+        out[:, :, p] = torch.sparse.mm(matrix.rows(p * rois, (p + 1) * rois), xs[p])
+
+    run_tasks(one_bin, range(bins), count, xs.device)
+    return out
+
+
+def ps_pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size, count: int) -> Tensor:
+    """``S^T @ G`` of :func:`ps_pool_forward`: the input gradient, ``shape``, in ``grad``'s dtype."""
+    n, channels, height, width = shape
+    bins, rois, used = matrix.bins, matrix.rois, matrix.images.numel()
+    gx = grad.new_empty(used, channels // bins, bins, height, width)
+
+    def one_bin(p):
+        part = torch.sparse.mm(transpose(matrix.rows(p * rois, (p + 1) * rois)), grad[:, :, p].contiguous())
+        gx[:, :, p] = part.view(used, height, width, channels // bins).permute(0, 3, 1, 2)
+
+    run_tasks(one_bin, range(bins), count, grad.device)
+    return scatter_images(gx.view(used, channels, height, width), matrix.images, shape)

@@ -1,0 +1,150 @@
+"""How the RoI ops use CPU threads: one thread per operation, tasks shared out dynamically.
+
+torch's intra-op parallelism (OpenMP) splits every operation statically over its threads and
+waits for all of them at the end of each one.  When other processes compete for the cores,
+a thread that is not scheduled holds up the others for a time slice, at every operation:
+an op made of many small torch operations then runs many times slower than on an idle
+machine (measured with ``benchmarks/bench_roi_ops.py``).  So the kernels here run on a
+single intra-op thread (:func:`single_threaded`), and their few heavy steps -- the sparse
+products, the max queries, the gradient scatters -- are split into independent tasks that
+the calling thread and a small pool of worker threads (:func:`run_tasks`, each worker on one
+intra-op thread too) take one after another until none are left.  A busy core then slows
+an op by its share of the machine, not by a time slice per operation.  Each task writes
+its own part of the result, so results do not depend on which thread ran what.
+
+The number of threads is torch's (``torch.get_num_threads()`` in the calling thread), so
+``torch.set_num_threads`` governs the ops as it governs torch.  Tensors not on the CPU run
+their tasks in order on the calling thread.  Tasks run without autograd (they are the inside
+of the registered ops, whose autograd is registered separately).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+_lock = threading.Lock()
+_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_workers: list[threading.Thread] = []
+_state = threading.local()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker, say) has none of the parent's threads: start afresh."""
+    global _lock, _jobs, _workers, _state
+    _lock, _jobs, _workers, _state = threading.Lock(), queue.SimpleQueue(), [], threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _worker(ready: threading.Event, jobs: queue.SimpleQueue) -> None:
+    torch.set_num_threads(1)  # this thread's OpenMP and MKL setting (they are per thread)
+    ready.set()
+    while True:
+        jobs.get()()
+
+
+def scratch(rows: int, columns: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A ``(rows, columns)`` buffer of the calling thread, reused across calls on the CPU
+    (fresh memory costs page faults at every use)."""
+    if torch.device(device).type != "cpu":
+        return torch.empty(rows, columns, dtype=dtype, device=device)
+    buffers = _state.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(dtype)
+    if buffer is None or buffer.numel() < rows * columns:
+        buffer = buffers[dtype] = torch.empty(rows * columns, dtype=dtype)
+    return buffer[: rows * columns].view(rows, columns)
+
+
+def _ensure_workers(count: int) -> None:
+    """Start pool workers until there are ``count``; the process-wide default thread count
+    that ``torch.set_num_threads`` also sets is restored afterwards."""
+    if len(_workers) >= count:
+        return
+    with _lock:
+        jobs = _jobs
+        before = torch.get_num_threads()
+        started = []
+        while len(_workers) < count:
+            ready = threading.Event()
+            thread = threading.Thread(target=_worker, args=(ready, jobs), name=f"rfmap-ops-{len(_workers)}", daemon=True)
+            thread.start()
+            _workers.append(thread)
+            started.append(ready)
+        for ready in started:
+            ready.wait()
+        torch.set_num_threads(before)
+
+
+def threads() -> int:
+    """Threads the ops may use in the calling thread: torch's setting (1 inside a task)."""
+    return 1 if getattr(_state, "in_op", False) else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[int]:
+    """Run the body on one intra-op thread; yields the thread count the body may use for
+    :func:`run_tasks` (the caller's setting on entry).  Nested uses are free."""
+    if getattr(_state, "in_op", False):
+        yield 1
+        return
+    count = torch.get_num_threads()
+    _state.in_op = True
+    if count > 1:
+        torch.set_num_threads(1)
+    try:
+        yield count
+    finally:
+        if count > 1:
+            torch.set_num_threads(count)
+        _state.in_op = False
+
+
+def run_tasks(fn: Callable[[object], None], tasks: Sequence, count: int, device: torch.device | str = "cpu") -> None:
+    """``fn(task)`` for every task, on ``count`` threads (the caller and ``count - 1`` pool
+    workers), each thread taking the next task when it is done.  The first exception is
+    raised in the caller once every thread has stopped."""
+    tasks = list(tasks)
+    count = min(count, len(tasks))
+    if count <= 1 or torch.device(device).type != "cpu":
+        for task in tasks:
+            fn(task)
+        return
+    _ensure_workers(count - 1)
+    cursor = iter(range(len(tasks)))
+    take = threading.Lock()
+    errors: list[BaseException] = []
+    done = threading.Semaphore(0)
+
+    def work() -> None:
+        try:
+            with torch.no_grad():  # grad mode is per thread: a worker's is on
+                while not errors:
+                    with take:
+                        i = next(cursor, None)
+                    if i is None:
+                        return
+                    fn(tasks[i])
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+            errors.append(error)
+
+    def job() -> None:
+        try:
+            work()
+        finally:
+            done.release()
+
+    for _ in range(count - 1):
+        _jobs.put(job)
+    work()
+    for _ in range(count - 1):
+        done.acquire()
+    if errors:
+        raise errors[0]

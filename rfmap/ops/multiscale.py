@@ -2,15 +2,15 @@
 detectron2 ``ROIPooler``), on :func:`rfmap.ops.roi_align`.
 
 Each box is pooled from one level of the feature pyramid, chosen by the FPN rule
-(:func:`rfmap.levels.assign_levels`: ``floor(4 + log2(sqrt(w * h) / 224))``, clamped to the
+(:func:`rfmap.mapping.levels.assign_levels`: ``floor(4 + log2(sqrt(w * h) / 224))``, clamped to the
 levels given), with that level's scale, and the results come back in the boxes' order.  The
-scales are inferred as torchvision does (:func:`rfmap.levels.infer_scales`: powers of two from
+scales are inferred as torchvision does (:func:`rfmap.mapping.levels.infer_scales`: powers of two from
 the feature-map / image height ratio) unless given.
 
 Coordinates: boxes ``(x1, y1, x2, y2)`` in input-image units, continuous, as
 :func:`rfmap.ops.roi_align` takes them (``aligned=False`` by default, torchvision's choice;
 ``aligned=True`` is detectron2's ``ROIAlignV2``).  A box with no level (negative area, see
-:mod:`rfmap.levels`) gives zeros, as torchvision's pooler does on CPU.
+:mod:`rfmap.mapping.levels`) gives zeros, as torchvision's pooler does on CPU.
 
 Differences from torchvision's module, on purpose: the scales are inferred at every call from
 the sizes at hand (torchvision infers them at its first call and keeps them), and a
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .. import levels as fpn
+from ..mapping import levels as fpn
 from ..errors import RFMapError
 from ._boxes import as_rois, check_output_size, check_sampling
 from .roi_align import roi_align
@@ -36,7 +36,7 @@ class MultiScaleRoIAlign(nn.Module):
     ``featmap_names``: the keys of the maps to pool from when ``forward`` gets a dict (taken
     in the dict's order, as torchvision does); ``output_size``: ``PH`` or ``(PH, PW)``;
     ``sampling_ratio``: as :func:`rfmap.ops.roi_align`.  Keyword-only: ``canonical_scale``,
-    ``canonical_level`` (FPN's 224 and 4), ``rule`` (:data:`rfmap.levels.RULES`),
+    ``canonical_level`` (FPN's 224 and 4), ``rule`` (:data:`rfmap.mapping.levels.RULES`),
     ``aligned`` and ``scales`` (one per map, finest first; ``None`` infers them).
     """
 

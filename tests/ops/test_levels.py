@@ -1,4 +1,4 @@
-"""rfmap.levels: FPN level assignment by the torchvision, detectron2 and mmdetection rules and
+"""rfmap.mapping.levels: FPN level assignment by the torchvision, detectron2 and mmdetection rules and
 torchvision's scale inference, on numpy arrays and torch tensors, against the libraries' rules
 restated in torch (tests/ops/fpn_reference.py)."""
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rfmap import RFMapError
-from rfmap.levels import RULES, assign_levels, infer_scale, infer_scales
+from rfmap.mapping.levels import RULES, assign_levels, infer_scale, infer_scales
 from fpn_reference import detectron2_levels, mmdet_levels, torchvision_infer_scale, torchvision_levels
 
 
@@ -101,7 +101,7 @@ def test_traceable_with_compile_and_export():
 
 
 def test_no_array_library_imported_at_module_level():
-    tree = ast.parse(Path(__file__).parents[2].joinpath("rfmap", "levels.py").read_text())
+    tree = ast.parse(Path(__file__).parents[2].joinpath("rfmap", "mapping", "levels.py").read_text())
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = {a.name.split(".")[0] for n in top for a in n.names} | {(n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
     assert not names & {"numpy", "torch"}

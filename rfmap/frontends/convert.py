@@ -22,7 +22,7 @@ from typing import Any
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise
 from rfmap.errors import RFMapError, RFMapWarning
-from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, leaves, right_aligned
+from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, first_tensor, is_tensor, leaves, right_aligned
 from rfmap.rules.common import broadcast_dims, distinct, flat_global
 
 
@@ -47,6 +47,11 @@ class NodeInfo:
     params: int = 0
     first_call: bool = True
     owner: str = ""
+
+
+class NoSpatialOutput(RFMapError):
+    """No output of the captured graph depends on the input's spatial positions (a capture
+    that missed tensors stored by forward hooks, or a model that ignores its input)."""
 
 
 def has_bind(*structs) -> bool:
@@ -178,6 +183,11 @@ class Front:
         n_before = len(self.nodes)
         try:
             result = convert(call)
+        except PooledInput:
+            # an op over the channels of a pooled vector (ECA's Conv1d): pointwise on its one cell
+            del self.nodes[n_before:]
+            call.out_dims = (None,) * self.rank
+            return self._finish(call, Pointwise(op=call.op_name), rule_based=True)
         except LayoutError as exc:
             del self.nodes[n_before:]
             return self._finish(call, self._unsupported(call, f": {exc}"), rule_based=False)
@@ -353,7 +363,7 @@ class Front:
         """
         named = [(key, b, v) for key, b, v in _keyed(outputs, values) if isinstance(b, Bind)]
         if not named:
-            raise RFMapError(f"{name}: the model's output does not depend on its input's spatial positions")
+            raise NoSpatialOutput(f"{name}: the model's output does not depend on its input's spatial positions")
         out_nodes = [self._materialize(b, v) for _, b, v in named]
         main = out_nodes[0]
         keep: set[str] = set()

@@ -49,6 +49,13 @@ class LayoutError(Exception):
     concatenated along, or H and W swapped); the front end then treats it as unsupported."""
 
 
+class PooledInput(LayoutError):
+    """The op (a convolution, a pooling) reads a pooled vector -- every spatial axis reduced
+    to one cell, its tensor dims holding channels -- as if it were a map (ECA's ``Conv1d``
+    across channels): it acts on non-spatial dims, so the front end makes it pointwise on
+    the one-cell map."""
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """A tensor known by its shape (and, for constants, its value): what the ONNX front end
@@ -235,6 +242,8 @@ class Call:
         live = [d for d in b.dims if d is not None]
         if all(d is None or d == w for d, w in zip(b.dims, want)) and len(set(live)) == len(live):
             size = tuple(int(self.x.shape[w]) for w in want)
+            if all(n == 1 for n in self.sizes(b)) and any(n != 1 for n in size):
+                raise PooledInput(f"it reads a pooled vector (no spatial extent left) of shape {list(self.x.shape)}")
             node = self.emit(".expand", Expand(size), b)
             self.bind = Bind(node.node, want)
             self.inputs[0] = (self.x, self.bind)

@@ -56,7 +56,7 @@ import torch.nn as nn
 
 from rfmap.core.graph import Graph
 from rfmap.errors import RFMapError
-from rfmap.frontends.convert import NodeInfo, one_line
+from rfmap.frontends.convert import NodeInfo, NoSpatialOutput, one_line
 from rfmap.frontends.torch import targets as T
 from rfmap.frontends.torch.run import TracedModel, _ExportRun, _fetch, _FxRun
 
@@ -105,17 +105,32 @@ def trace_module(
         raise RFMapError(f"expected a torch.nn.Module, got {type(module).__name__}")
     if method not in ("auto", "fx", "export"):
         raise RFMapError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
-    fx_error = None
-    if method in ("auto", "fx"):
+    fx_error: Exception | None = None
+    why = ""
+    hooked = _hooked_modules(module) if method == "auto" else []
+    if hooked:
+        # fx does not run the hooks of the modules it keeps whole, so tensors a hook stores
+        # (timm's FeatureHookNet) would be missing from its graph
+        why = (f"forward hooks on {', '.join(repr(h) for h in hooked[:3])}{' ...' if len(hooked) > 3 else ''} "
+               "(torch.fx does not run them); captured with torch.export")
+    elif method in ("auto", "fx"):
         try:
             gm = _symbolic_trace(module)
         except Exception as exc:  # noqa: BLE001 - any tracing failure falls back
             fx_error = exc
             if method == "fx":
                 raise RFMapError(f"torch.fx cannot trace {type(module).__name__}: {one_line(exc)}") from None
+            why = f"torch.fx could not trace the model ({one_line(exc)}); captured with torch.export"
         else:
             spec = _InputSpec.from_fx(module, gm, input_size, in_channels)
-            return _with_module_aliases(_FxRun(module, gm, spec, strict).run())
+            try:
+                return _with_module_aliases(_FxRun(module, gm, spec, strict).run())
+            except NoSpatialOutput as exc:
+                if method == "fx":
+                    raise
+                fx_error = exc
+                why = ("the torch.fx graph's outputs do not depend on the input (tensors taken by hooks?); "
+                       "captured with torch.export")
     spec = _InputSpec.from_modules(module, input_size, in_channels)
     try:
         ep = _export(module, spec)
@@ -125,15 +140,20 @@ def trace_module(
             f"cannot capture the graph of {type(module).__name__}: {where}torch.export: {one_line(exc)}"
         ) from None
     run = _ExportRun(module, ep, spec, strict)
-    if fx_error is not None:
-        run.front.notes.append(f"torch.fx could not trace the model ({one_line(fx_error)}); captured with torch.export")
+    if why:
+        run.front.notes.append(why)
     return _with_module_aliases(run.run())
+
+
+def _hooked_modules(module: nn.Module) -> list[str]:
+    """Paths of the submodules with forward hooks (``''`` for the model itself)."""
+    return [name for name, m in module.named_modules() if m._forward_hooks]
 
 
 def _with_module_aliases(traced: TracedModel) -> TracedModel:
     """Name container modules (``layer3``, ``layer3.5``) after the last node they produced,
     so that ``analysis.layer("layer3")`` works as it does for the zoo."""
-    names = {n.name for n in traced.graph.nodes}
+    names = {n.name for n in traced.graph.nodes} | {a for a, _ in traced.graph.aliases}
     last: dict[str, str] = {}
     for info in traced.infos:  # in graph order: later nodes overwrite
         parts = info.path.split(".") if info.path else []
@@ -142,7 +162,7 @@ def _with_module_aliases(traced: TracedModel) -> TracedModel:
             if prefix not in names:
                 last[prefix] = info.name
     g = traced.graph
-    graph = Graph(g.nodes, g.name, g.input_size, g.notes, tuple(sorted(last.items())))
+    graph = Graph(g.nodes, g.name, g.input_size, g.notes, tuple(g.aliases) + tuple(sorted(last.items())), g.outputs)
     return dataclasses.replace(traced, graph=graph)
 
 

@@ -4,7 +4,8 @@
 ``GroupNormalization``, ``LayerNormalization``, ``LpNormalization``, ``MeanVarianceNormalization``).
 
 Axis-aware: they are global only over the spatial axes on the dims they reduce; over
-channels they are pointwise.  Ops that keep their cells add a global branch merged with
+channels they are pointwise; over a dim that holds some digits of an axis (the tokens of a
+window, the 2x2 blocks of patch merging) each cell sees the cells differing in those digits.  Ops that keep their cells add a global branch merged with
 the local path (so ``exclude_global`` shows the local field).
 """
 
@@ -16,6 +17,7 @@ from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints, is_tensor
 from rfmap.rules.common import crop_for, distinct, merge_or_pointwise, mix_on_dims, onnx_rules, reduce_dims, torch_rules
 from rfmap.rules.onnx_attrs import attr_int, attr_ints, const_ints
+from rfmap.rules.split_axes import layout_aware
 
 MEAN_LIKE = ("mean", "sum", "nansum", "nanmean", "prod", "amax", "amin", "logsumexp", "std", "var", "norm", "all", "any",
              "count_nonzero", "argmax", "argmin", "median", "nanmedian", "mode", "max", "min", "aminmax", "std_mean",
@@ -25,6 +27,7 @@ ONNX_REDUCE = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd"
 
 
 def reduction(dim_index: int = 1, keep_index: int = 2, dim_name: str = "dim"):
+    @layout_aware
     def rule(call: Call):
         dim = call.arg(dim_index, dim_name)
         if is_tensor(dim):  # torch.max(x, y): elementwise
@@ -56,6 +59,7 @@ def pairwise_reduce(call: Call):
     return merge_or_pointwise(call, "mul")
 
 
+@layout_aware
 def softmax(call: Call):
     if call.module is not None:
         dim = call.module.dim
@@ -67,6 +71,7 @@ def softmax(call: Call):
 
 
 def dim_rule(default_dim: int, index: int = 1, name: str = "dim"):
+    @layout_aware
     def rule(call: Call):
         return mix_on_dims(call, int(call.arg(index, name, default_dim)), call.op_name)
 
@@ -91,6 +96,7 @@ def instance_norm_fn(call: Call):
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
 
+@layout_aware
 def layer_norm(call: Call):
     shape = call.module.normalized_shape if call.module is not None else call.arg(1, "normalized_shape")
     k = 1 if isinstance(shape, int) else len(as_ints(shape, 1))
@@ -111,6 +117,7 @@ def glu(call: Call):
 # -- ONNX ---------------------------------------------------------------------------------
 
 
+@layout_aware
 def onnx_reduce(call: Call):
     """``Reduce*``: ``axes`` (attribute, or input 1 since opset 18 and for ReduceSum since
     13), ``keepdims`` (default 1), ``noop_with_empty_axes``."""
@@ -125,10 +132,12 @@ def onnx_reduce(call: Call):
     return reduce_dims(call, list(axes or ()), bool(keep))
 
 
+@layout_aware
 def onnx_arg_reduce(call: Call):
     return reduce_dims(call, attr_int(call, "axis", 0), bool(attr_int(call, "keepdims", 1)))
 
 
+@layout_aware
 def onnx_softmax(call: Call):
     """Softmax, LogSoftmax, Hardmax: over ``axis`` (default -1) since opset 13; before, over
     the dims from ``axis`` (default 1) on, flattened."""
@@ -143,11 +152,13 @@ def onnx_instance_norm(call: Call):
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
 
+@layout_aware
 def onnx_layer_norm(call: Call):
     axis = call.norm_dim(attr_int(call, "axis", -1))
     return mix_on_dims(call, tuple(range(axis, call.ndim)), "layer_norm")
 
 
+@layout_aware
 def onnx_lp_norm(call: Call):
     return mix_on_dims(call, attr_int(call, "axis", -1), "lp_norm")
 

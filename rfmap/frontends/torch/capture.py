@@ -271,6 +271,11 @@ class _InputSpec:
             if node.op == "call_module" and isinstance(modules.get(node.target), _CONV_MODULES):
                 m = modules[node.target]
                 found = (len(m.kernel_size), _channels_at_input(node, m.in_channels, modules))
+                if in_channels is None:
+                    spec = cls.build(module, input_size, None, found)
+                    probed = _probe_channels(gm, node, m.in_channels, spec)
+                    if probed is not None:
+                        found = (found[0], probed)
                 break
             if node.op == "call_function" and node.target in _CONV_FNS:
                 rank, transposed = _CONV_FNS[node.target]
@@ -301,6 +306,45 @@ class _InputSpec:
                 found = (len(m.kernel_size), channels)
                 break
         return cls.build(module, input_size, in_channels, found)
+
+
+def _probe_channels(gm: "_Traced", conv: torch.fx.Node, channels: int, spec: "_InputSpec") -> int | None:
+    """Where views and permutes between the input and the first convolution change the
+    channel count (a space-to-depth stem written with ``view``/``permute``, as TResNet's),
+    the input channel count whose shapes give the convolution its ``channels``: the ops
+    before it are run on the meta device for a few candidates.  ``None``: no such ops, or
+    no candidate fits."""
+    ancestors: list[torch.fx.Node] = []
+    stack, seen = [a for a in conv.args[:1] if isinstance(a, torch.fx.Node)], set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        ancestors.append(n)
+        stack.extend(n.all_input_nodes)
+    if not any(n.op in ("call_method", "call_function") for n in ancestors):
+        return None
+    if any(n.op in ("call_module", "get_attr") for n in ancestors):
+        return None
+    order = [n for n in gm.graph.nodes if n in seen]
+    for c in dict.fromkeys([spec.channels] + [channels // f for f in (4, 9, 16, 64) if channels % f == 0] + [3, 1]):
+        env: dict[torch.fx.Node, Any] = {}
+        try:
+            for n in order:
+                if n.op == "placeholder":
+                    env[n] = torch.empty((1, c) + spec.sizes, dtype=spec.dtype, device="meta")
+                    continue
+                args = torch.fx.node.map_arg(n.args, env.__getitem__)
+                kwargs = torch.fx.node.map_arg(n.kwargs, env.__getitem__)
+                fn = n.target if n.op == "call_function" else getattr(args[0], n.target)
+                env[n] = fn(*args, **kwargs) if n.op == "call_function" else fn(*args[1:], **kwargs)
+            x = env[conv.args[0]]
+        except Exception:  # noqa: BLE001 - this candidate does not fit the ops
+            continue
+        if isinstance(x, torch.Tensor) and x.dim() >= 2 and int(x.shape[1]) == channels:
+            return c
+    return None
 
 
 def _channels_at_input(node: torch.fx.Node, channels: int, modules: dict) -> int:

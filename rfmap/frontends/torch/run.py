@@ -28,6 +28,10 @@ from rfmap.frontends.torch import targets as T
 from rfmap.rules.call import Bind, leaves
 
 
+#: constants up to this many elements keep their values for the rules (attention masks)
+CONST_LIMIT = 1 << 22
+
+
 def _fetch(root: nn.Module, target: str):
     obj = root
     for part in target.split("."):
@@ -123,6 +127,8 @@ class _FxRun:
         self.calls: dict[str, int] = {}
         self.real_fallbacks: list[str] = []
         self._metas: dict[int, torch.Tensor] = {}
+        #: real values of small constants (buffers, parameters, what is computed from them)
+        self.values: dict[torch.fx.Node, Any] = {}
 
     def run(self) -> TracedModel:
         env: dict[torch.fx.Node, Any] = {}
@@ -143,8 +149,10 @@ class _FxRun:
                     binds[node] = None
                 continue
             if op == "get_attr":
-                env[node] = _meta(_fetch(self.gm.root, node.target))
+                real = _fetch(self.gm.root, node.target)
+                env[node] = _meta(real)
                 binds[node] = None
+                self._keep_value(node, env[node], real)
                 continue
             if op == "output":
                 outputs = map_arg(node.args[0], lambda n: binds.get(n))
@@ -170,6 +178,7 @@ class _FxRun:
             env[node] = out
             if not spatial:
                 binds[node] = None
+                self._const_value(node, kind, module, out)
                 continue
             path = node.target if module is not None else _enclosing(node)
             params, first_call = 0, True
@@ -198,6 +207,42 @@ class _FxRun:
                 "run on zeros of the real input shape (no meta kernel): " + ", ".join(self.real_fallbacks)
             )
         return finish(self.front, self.spec, outputs, values, type(self.module).__name__, "fx")
+
+    def _keep_value(self, node, meta, real) -> None:
+        """Remember the value of a small constant tensor (an attention mask, a bias table)
+        for the rules that read values (see :meth:`rfmap.rules.call.Call.const`)."""
+        if not isinstance(real, torch.Tensor) or real.device.type == "meta" or real.numel() > CONST_LIMIT:
+            return
+        self.values[node] = real.detach()
+        if isinstance(meta, torch.Tensor):
+            value = real.detach().cpu()
+            value = value.float() if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64) else value
+            self.front.consts[id(meta)] = (meta, value.numpy())
+
+    def _const_value(self, node, kind, module, meta) -> None:
+        """Compute a node whose inputs are all constants of known value (cheap: small tensors)."""
+        inputs = node.all_input_nodes
+        if not inputs or any(n not in self.values for n in inputs):
+            return
+        name = str(node.target).lower()
+        if any(w in name for w in ("rand", "normal", "bernoulli", "dropout", "empty", "uniform")):
+            return
+        args = map_arg(node.args, self.values.__getitem__)
+        kwargs = map_arg(node.kwargs, self.values.__getitem__)
+        try:
+            with torch.no_grad():
+                if kind == "module":
+                    real = module(*args, **kwargs)
+                elif kind == "function":
+                    real = node.target(*args, **kwargs)
+                else:
+                    real = getattr(args[0], node.target)(*args[1:], **kwargs)
+        except Exception:  # noqa: BLE001 - values are a refinement; shapes come from the meta run
+            return
+        if isinstance(real, torch.Tensor):
+            self._keep_value(node, meta, real)
+        elif not isinstance(real, (list, tuple, dict)):
+            self.values[node] = real
 
     def _execute(self, node, kind, module, args, kwargs):
         try:

@@ -1,0 +1,441 @@
+"""Rules for tensors whose spatial axes are split across dims (windows folded into the
+batch, tokens, space-to-depth in the channels, channels-last blocks, pending rolls).
+
+Where such a tensor (a :class:`~rfmap.rules.call.Bind` with a
+:class:`~rfmap.rules.layout_algebra.Layout`) reaches an op, the front end calls
+:func:`route`: rules written for split layouts (marked ``layout_aware``) read the layout
+themselves; indexing, padding and pointwise ops of the other rule families have their
+split-layout versions here; any other rule gets the tensor after pending rolls are applied
+(a circular pad and a crop, as ``torch.roll`` is everywhere else), and where its axes are
+still split, only a rule that reads its input through :meth:`Call.standard` (convolutions,
+pooling, resizing) may take it -- :func:`standardize` then turns the layout back into a map
+(a pixel unshuffle or shuffle where the layout is one, else a :class:`~rfmap.core.regroup.Regroup`).
+Otherwise the op is unsupported and treated as global, saying which op and why.
+
+The helpers :func:`emit_mix` and :func:`emit_drop` are what mixing a dim means for the
+digits on it (see :mod:`rfmap.core.regroup`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from rfmap.core.layers import Crop, Expand, GlobalOp, Merge, Pad, PixelShuffle, PixelUnshuffle, Pointwise
+from rfmap.core.regroup import Regroup
+from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, leaves
+from rfmap.rules.layout_algebra import Factor, Layout, drop_digits, mix_labels, relabel, with_shape, without_dims
+
+
+def layout_aware(fn: Callable) -> Callable:
+    """Mark a converter that reads split layouts itself (``call.layout_of``)."""
+    fn.layout_aware = True  # type: ignore[attr-defined]
+    return fn
+
+
+def is_split(bind: Any) -> bool:
+    return isinstance(bind, Bind) and bind.layout is not None
+
+
+def has_split(call: Call) -> bool:
+    binds = leaves(list(call.arg_binds) + list(call.kwarg_binds.values()))
+    return any(is_split(b) for b in binds)
+
+
+def _plain(bind: Bind) -> Bind:
+    return Bind(bind.node, bind.dims)
+
+
+# -- the router ----------------------------------------------------------------------------
+
+
+def route(call: Call, convert: Callable) -> Any:
+    """Convert a call that reads a tensor with split axes (see the module docstring)."""
+    if getattr(convert, "layout_aware", False):
+        return convert(call)
+    generic = _generic().get(convert)
+    if generic is not None:
+        return generic(call)
+    for _v, b in list(call.inputs):
+        if is_split(b):
+            call.rebind(b, settle(call, b))
+    if not any(is_split(b) for _, b in call.inputs):
+        return convert(call)
+    if not all(b is call.bind or not is_split(b) for _, b in call.inputs):
+        raise LayoutError(f"it reads tensors whose spatial axes are split across dims ({_describe(call)})")
+    result = convert(call)
+    if any(is_split(b) for _, b in call.inputs):
+        raise LayoutError(f"its rule cannot follow spatial axes split across dims ({_describe(call)})")
+    return result
+
+
+def _describe(call: Call) -> str:
+    for _, b in call.inputs:
+        if is_split(b):
+            return f"layout {b.layout.describe()}"
+    return "layout"
+
+
+# -- settling rolls, standard layouts ----------------------------------------------------------
+
+
+def settle(call: Call, bind: Bind) -> Bind:
+    """Apply pending rolls (a circular pad and a crop per rolled axis, as ``torch.roll``
+    everywhere else): the returned bind's layout has no offsets (plain where it can be)."""
+    if is_split(bind) and bind.layout.is_pair:
+        from rfmap.rules.window_attention import resolve_pair
+
+        bind = resolve_pair(call, bind)
+    layout: Layout = bind.layout
+    if layout is None or not any(layout.offsets):
+        return bind
+    sizes = layout.sizes
+    pads = tuple((off, 0) for off in layout.offsets)
+    padded = call.emit(".roll", Pad(pads, "circular"), _plain(bind))
+    node = call.emit(".rolled", Crop(0, tuple(sizes), 1), padded)
+    settled = Layout(layout.dims, layout.sizes, (0,) * len(sizes))
+    return call.bind_for(node.node, settled)
+
+
+def standardize(call: Call) -> Bind:
+    """Make the input a map on the last ``rank`` dims for a convolution, pooling or resize:
+    digits of an axis on the channel dim are mixed by the op (dropped: a pixel unshuffle);
+    channels on an axis's dim become new inner cells (a pixel shuffle)."""
+    bind = settle(call, call.bind)
+    layout = call.layout_of(bind, call.x)
+    n = call.ndim
+    want = call.standard_dims()
+    if n != call.rank + 2:
+        raise LayoutError(f"a rank-{n} tensor with split spatial axes read as a map")
+    groups, sizes, named = [], [], []
+    for a in range(call.rank):
+        got = _standard_axis(layout, a, want[a])
+        groups.append(got[:2])
+        sizes.append(len(got[1]))
+        named.append(got[2])
+    if any(f.spatial for f in layout.dims[0]):
+        raise LayoutError("a convolution over tensors whose batch dim holds spatial positions (windows)")
+    if all(k is not None and k[0] == named[0][0] for k in named):
+        layer: Any = (PixelUnshuffle if named[0][0] == "unshuffle" else PixelShuffle)(tuple(k[1] for k in named))
+    else:
+        layer = Regroup(tuple(groups), op="space_to_depth")
+    node = call.emit(".layout", layer, _plain(bind), dims=want)
+    if tuple(call.sizes(node)) != tuple(sizes):
+        raise LayoutError("the layout's cells do not match the tensor's")
+    new = Bind(node.node, want)
+    call.rebind(call.bind, new)
+    return new
+
+
+def _standard_axis(layout: Layout, axis: int, dim: int):
+    """Per axis: ``(in_group, out_group, named)`` of the map a convolution reads along tensor
+    dim ``dim``; ``named`` is ``("unshuffle", r)``/``("shuffle", r)`` where it is one."""
+    n = layout.sizes[axis]
+    on_dim = layout.dims[dim]
+    if any(f.spatial and f.axis != axis for f in on_dim):
+        raise LayoutError(f"dim {dim} holds digits of another spatial axis")
+    others = [(d, f) for d, f in layout.factors(axis) if d != dim]
+    if any(d != 1 for d, _ in others) or any(f.key for f in on_dim):
+        raise LayoutError(f"digits of spatial axis {axis} are on dims other than {dim} and the channels")
+    # the new cells: positions along ``dim``; each reads the cell whose kept digits they hold
+    kept = [f for f in on_dim if f.spatial]
+    if [f.place for f in kept] != sorted((f.place for f in kept), reverse=True):
+        raise LayoutError(f"dim {dim} holds the digits of spatial axis {axis} out of order")
+    m = int(np.prod([f.size for f in on_dim])) if on_dim else 1
+    pos = np.arange(m, dtype=np.int64)
+    cell_of_pos = np.zeros(m, dtype=np.int64)
+    inner = m
+    for f in on_dim:
+        inner //= f.size
+        if f.spatial:
+            cell_of_pos += ((pos // inner) % f.size) * f.place
+    t = layout.positions(axis)
+    kept_of_cell = np.zeros(n, dtype=np.int64)
+    for f in kept:
+        kept_of_cell += ((t // f.place) % f.size) * f.place
+    named = None
+    if not others and len(on_dim) == 2 and on_dim[0].spatial and not on_dim[1].spatial and on_dim[0].place == 1:
+        named = ("shuffle", on_dim[1].size)
+    elif len(on_dim) == 1 and on_dim[0].spatial and len(others) == 1 and others[0][1].place == 1:
+        named = ("unshuffle", others[0][1].size)
+    elif len(on_dim) == 1 and on_dim[0].spatial and not others:
+        named = ("unshuffle", 1)
+    return tuple(kept_of_cell.tolist()), tuple(cell_of_pos.tolist()), named
+
+
+# -- mixing and dropping digits ----------------------------------------------------------------
+
+
+def _all_digits_on(layout: Layout, dims: set[int]) -> bool:
+    live = [a for a, n in enumerate(layout.sizes) if n > 1]
+    return bool(live) and all(d in dims for a in live for d, _ in layout.factors(a))
+
+
+def emit_mix(call: Call, bind: Bind, layout: Layout, dims: Sequence[int], op: str) -> Bind:
+    """Every cell also sees the cells that differ from it only in the digits on tensor
+    dims ``dims`` (attention, softmax, layer norm over them).  Where those are all the digits
+    of every axis, the whole map: a global branch merged with the local path, as for any op
+    over all positions (so ``exclude_global`` can leave it out)."""
+    dims = set(dims)
+    if _all_digits_on(layout, dims):
+        stats = call.emit(".stats", GlobalOp(op=f"{op}_stats"), _plain(bind))
+        expanded = call.emit(".expand", Expand(call.sizes(bind)), stats)
+        node = call.emit("", Merge("mul"), _plain(bind), expanded)
+        return Bind(node.node, bind.dims, bind.layout)
+    groups = []
+    for a in range(len(layout.sizes)):
+        labels = mix_labels(layout, a, dims)
+        groups.append(None if labels is None else (tuple(labels.tolist()),) * 2)
+    if all(g is None for g in groups):
+        return bind
+    node = call.emit(f".{op}" if op != call.op_name else "", Regroup(tuple(groups), op=op), _plain(bind))
+    return Bind(node.node, bind.dims, bind.layout)
+
+
+def emit_drop(call: Call, bind: Bind, layout: Layout, dims: Sequence[int], op: str) -> tuple[Bind, Layout]:
+    """Sum the digits on tensor dims ``dims`` away (a linear layer or reduction over them):
+    each new cell sees the cells with its remaining digits.  Returns the new map's bind and
+    its layout (the dims ``dims`` keep their non-spatial factors)."""
+    dims = set(dims)
+    if _all_digits_on(layout, dims):  # nothing of the map is left: a global op (flatten + linear)
+        node = call.emit(f".{op}" if op != call.op_name else "", GlobalOp(op=op), _plain(bind))
+        flat = Layout(tuple(tuple(f for f in fs if not f.spatial) for fs in layout.dims), (1,) * len(layout.sizes),
+                      (0,) * len(layout.sizes))
+        return Bind(node.node, (None,) * len(layout.sizes)), flat
+    groups: list[Any] = []
+    for a in range(len(layout.sizes)):
+        got = drop_digits(layout, a, dims)
+        if got is None:
+            groups.append(None)
+            continue
+        owner, n_new, new = got
+        groups.append((tuple(owner.tolist()), tuple(range(n_new))))
+        layout = relabel(layout, a, new, dims, n_new)
+    if all(g is None for g in groups):
+        return bind, layout
+    node = call.emit(f".{op}" if op != call.op_name else "", Regroup(tuple(groups), op=op), _plain(bind))
+    return Bind(node.node, bind.dims), layout
+
+
+def mix_split(call: Call, dims: Any, op: str):
+    """Softmax, layer norm, normalization over tensor dims ``dims`` of a split layout."""
+    dims = [call.norm_dim(int(d)) for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+    bind = call.bind
+    layout = call.layout_of()
+    if layout.is_pair:
+        key_dims = {d for d, fs in enumerate(layout.dims) if any(f.key for f in fs)}
+        on = {d for d in dims if any(f.spatial for f in layout.dims[d])}
+        if on <= key_dims:  # softmax over the keys: the scores stay scores
+            call.out_layout = layout
+            return Pointwise(op=call.op_name)
+        bind = settle(call, bind)
+        layout = call.layout_of(bind, call.x)
+    out = emit_mix(call, bind, layout, dims, op)
+    call.out_layout = layout
+    return Pointwise(op=call.op_name) if out is call.bind else out
+
+
+def reduce_split(call: Call, dims: Sequence[int], keepdim: bool):
+    """A reduction over tensor dims ``dims`` of a split layout: their digits are dropped."""
+    bind = settle(call, call.bind) if call.bind.layout.is_pair else call.bind
+    layout = call.layout_of(bind, call.x)
+    node, new = emit_drop(call, bind, layout, dims, call.op_name)
+    new = without_dims(new, dims, keep_size_one=keepdim)
+    call.out_layout = with_shape(new, tuple(int(v) for v in first_tensor(call.out).shape))
+    return Pointwise(op=call.op_name) if node is call.bind else node
+
+
+# -- generic ops on split layouts -------------------------------------------------------------
+
+
+def _out_layout(call: Call, layout: Layout, out: Any = None) -> Layout:
+    return with_shape(layout, tuple(int(v) for v in first_tensor(call.out if out is None else out).shape))
+
+
+def pointwise_split(call: Call):
+    """An elementwise op: one map keeps its layout (broadcast to the output's shape)."""
+    binds = _distinct(call)
+    if len(binds) > 1:
+        return merge_split(call, "add")
+    v, b = binds[0]
+    call.out_layout = _out_layout(call, call.layout_of(b, v))
+    return Pointwise(op=call.op_name)
+
+
+def elementwise_split(call: Call, op: str):
+    """An elementwise op on split layouts; a constant mask added to attention scores (or
+    ``masked_fill`` with a very negative value) splits their key groups."""
+    binds = _distinct(call)
+    if len(binds) > 1:
+        return merge_split(call, op)
+    v, b = binds[0]
+    layout = call.layout_of(b, v)
+    if layout.is_pair:
+        allowed = _mask_of(call)
+        if allowed is not None:
+            from rfmap.rules.window_attention import with_mask
+
+            layout = with_mask(call, layout, allowed)
+    call.out_layout = _out_layout(call, layout)
+    return Pointwise(op=call.op_name)
+
+
+def _mask_of(call: Call) -> np.ndarray | None:
+    """Which pairs a constant argument lets through (``None``: no such argument)."""
+    from rfmap.rules.window_attention import MASKED
+
+    name = call.op_name.strip("_").lower()
+    consts = [call.const(v) for v in leaves(list(call.args) + list(call.kwargs.values()))
+              if is_tensor(v) and not any(v is x for x, _ in call.inputs)]
+    consts = [np.asarray(c) for c in consts if c is not None]
+    if not consts:
+        return None
+    if name in ("add", "iadd", "radd") and consts[0].dtype != bool:
+        return consts[0].astype(np.float64) > MASKED
+    if name.startswith("masked_fill") and consts[0].dtype == bool:
+        value = call.arg(2, "value")
+        value = call.const(value) if is_tensor(value) else value
+        if value is not None and float(np.asarray(value)) <= MASKED:
+            return ~consts[0]
+    return None
+
+
+def _distinct(call: Call) -> list[tuple[Any, Bind]]:
+    seen, out = set(), []
+    for v, b in call.inputs:
+        if b.node not in seen:
+            seen.add(b.node)
+            out.append((v, b))
+    return out
+
+
+def merge_split(call: Call, op: str):
+    """An elementwise op of several maps: their digits must be where the others' are (maps of
+    one cell are broadcast to the others' cells)."""
+    out_shape = tuple(int(v) for v in first_tensor(call.out).shape)
+    laid = []
+    for v, b in _distinct(call):
+        b = settle(call, b) if is_split(b) and any(b.layout.offsets) else b
+        laid.append((b, with_shape(call.layout_of(b, v), out_shape)))
+    ref = max(laid, key=lambda item: sum(f.spatial for fs in item[1].dims for f in fs))[1]
+    if ref.is_pair:
+        raise LayoutError("it combines attention scores with another map")
+    want = _spatial_signature(ref)
+    fitted = []
+    for i, (b, lay) in enumerate(laid):
+        if all(n == 1 for n in lay.sizes):
+            b = call.emit(f".expand{i}", Expand(ref.sizes), _plain(b))
+        elif _spatial_signature(lay) != want:
+            raise LayoutError(f"its inputs hold spatial digits at different dims ({lay.describe()} vs {ref.describe()})")
+        fitted.append(_plain(b))
+    call.out_layout = ref
+    if len({b.node for b in fitted}) == 1:
+        return call.emit("", Pointwise(op=call.op_name), fitted[0])
+    return call.emit("", Merge(op), *fitted)
+
+
+def _spatial_signature(layout: Layout):
+    return tuple(tuple((f.axis, f.size, f.place, f.key) for f in fs if f.spatial) for fs in layout.dims), layout.offsets
+
+
+def _index_entries(call: Call, idx: Any) -> list:
+    idx = idx if isinstance(idx, tuple) else (idx,)
+    n = call.ndim
+    consuming = sum(1 for e in idx if e is not None and e is not Ellipsis)
+    entries: list = []
+    for e in idx:
+        if e is Ellipsis:
+            entries.extend([slice(None)] * (n - consuming))
+        else:
+            entries.append(e)
+    entries.extend([slice(None)] * (n - sum(1 for e in entries if e is not None)))
+    return entries
+
+
+def getitem_split(call: Call):
+    """Indexing that leaves every dim with spatial digits whole (``qkv[0]``, ``x[:, None]``)."""
+    seq_bind = call.arg_binds[0]
+    if isinstance(seq_bind, (list, tuple)):
+        return seq_bind[call.args[1]]
+    layout = call.layout_of()
+    dims: list[tuple[Factor, ...]] = []
+    d = 0
+    for e in _index_entries(call, call.args[1]):
+        if e is None:
+            dims.append(())
+            continue
+        size = int(call.x.shape[d])
+        spatial = any(f.spatial for f in layout.dims[d])
+        if isinstance(e, slice) and slice(e.start, e.stop, e.step).indices(size) == (0, size, 1):
+            dims.append(layout.dims[d])
+        elif spatial:
+            raise LayoutError(f"it indexes dim {d}, which holds spatial digits ({layout.describe()})")
+        elif isinstance(e, slice):
+            dims.append(())
+        elif hasattr(e, "__index__") and not is_tensor(e):
+            pass
+        else:
+            raise LayoutError("advanced indexing of a tensor with split spatial axes")
+        d += 1
+    call.out_layout = with_shape(Layout(tuple(dims), layout.sizes, layout.offsets, layout.key_node, layout.key_labels),
+                                 tuple(int(v) for v in call.out.shape))
+    return SAME
+
+
+def _pieces(call: Call, dim: int, keep: bool):
+    layout = call.layout_of()
+    if any(f.spatial for f in layout.dims[dim]):
+        raise LayoutError(f"it splits dim {dim}, which holds spatial digits ({layout.describe()})")
+    outs = [o for o in leaves(call.out) if is_tensor(o)]
+    base = layout if keep else without_dims(layout, [dim])
+    pieces = []
+    for o in outs:
+        lay = with_shape(base, tuple(int(v) for v in o.shape))
+        pieces.append(call.bind_for(call.bind.node, lay))
+    return pieces
+
+
+def unbind_split(call: Call):
+    return _pieces(call, call.norm_dim(int(call.arg(1, "dim", 0))), keep=False)
+
+
+def split_split(call: Call):
+    return _pieces(call, call.norm_dim(int(call.arg(2, "dim", 0))), keep=True)
+
+
+def select_split(call: Call):
+    dim = call.norm_dim(int(call.arg(1, "dim")))
+    layout = call.layout_of()
+    call.out_layout = without_dims(layout, [dim])
+    return SAME
+
+
+def pad_split(call: Call):
+    """``F.pad`` of nothing (Swin pads to whole windows): no op; real padding needs the map."""
+    pad = call.arg(1, "pad") if call.module is None else getattr(call.module, "padding", None)
+    if pad is not None and all(int(p) == 0 for p in (pad if isinstance(pad, (list, tuple)) else (pad,))):
+        call.out_layout = call.layout_of()
+        return SAME
+    raise LayoutError("it pads a tensor whose spatial axes are split across dims")
+
+
+_GENERIC_CACHE: dict[Callable, Callable] = {}
+
+
+def _generic() -> dict[Callable, Callable]:
+    """The split-layout versions of other families' rules (by the rule they replace)."""
+    if not _GENERIC_CACHE:
+        from rfmap.rules import pointwise, slicing
+
+        pairs = [("getitem", getitem_split), ("unbind", unbind_split), ("split", split_split),
+                 ("select", select_split), ("pad_fn", pad_split)]
+        for name, fn in pairs:
+            rule = getattr(slicing, name, None)
+            if rule is not None:
+                _GENERIC_CACHE[rule] = fn
+        module_pointwise = getattr(pointwise, "module_pointwise", None)
+        if module_pointwise is not None:
+            _GENERIC_CACHE[module_pointwise] = pointwise_split
+    return _GENERIC_CACHE

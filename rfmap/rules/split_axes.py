@@ -6,7 +6,7 @@ Where such a tensor (a :class:`~rfmap.rules.call.Bind` with a
 :func:`route`: rules written for split layouts (marked ``layout_aware``) read the layout
 themselves; indexing, padding and pointwise ops of the other rule families have their
 split-layout versions here; any other rule gets the tensor after pending rolls are applied
-(a circular pad and a crop, as ``torch.roll`` is everywhere else), and where its axes are
+(a permutation of the cells), and where its axes are
 still split, only a rule that reads its input through :meth:`Call.standard` (convolutions,
 pooling, resizing) may take it -- :func:`standardize` then turns the layout back into a map
 (a pixel unshuffle or shuffle where the layout is one, else a :class:`~rfmap.core.regroup.Regroup`).
@@ -23,10 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from rfmap.core.layers import Crop, Expand, GlobalOp, Merge, Pad, PixelShuffle, PixelUnshuffle, Pointwise
+from rfmap.core.layers import Expand, GlobalOp, Merge, PixelShuffle, PixelUnshuffle, Pointwise
 from rfmap.core.regroup import Regroup
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, leaves
 from rfmap.rules.layout_algebra import Factor, Layout, drop_digits, mix_labels, relabel, with_shape, without_dims
+
+
+class NeedsMap(Exception):
+    """A split-layout rule declines: the op needs the map itself (pending rolls applied)."""
 
 
 def layout_aware(fn: Callable) -> Callable:
@@ -57,7 +61,10 @@ def route(call: Call, convert: Callable) -> Any:
         return convert(call)
     generic = _generic().get(convert)
     if generic is not None:
-        return generic(call)
+        try:
+            return generic(call)
+        except NeedsMap:
+            pass
     for _v, b in list(call.inputs):
         if is_split(b):
             call.rebind(b, settle(call, b))
@@ -82,8 +89,9 @@ def _describe(call: Call) -> str:
 
 
 def settle(call: Call, bind: Bind) -> Bind:
-    """Apply pending rolls (a circular pad and a crop per rolled axis, as ``torch.roll``
-    everywhere else): the returned bind's layout has no offsets (plain where it can be)."""
+    """Apply pending rolls (a permutation of the cells per rolled axis, so that boxes
+    stay at the cells' real positions): the returned bind's layout has no offsets (plain
+    where it can be)."""
     if is_split(bind) and bind.layout.is_pair:
         from rfmap.rules.window_attention import resolve_pair
 
@@ -91,11 +99,12 @@ def settle(call: Call, bind: Bind) -> Bind:
     layout: Layout = bind.layout
     if layout is None or not any(layout.offsets):
         return bind
-    sizes = layout.sizes
-    pads = tuple((off, 0) for off in layout.offsets)
-    padded = call.emit(".roll", Pad(pads, "circular"), _plain(bind))
-    node = call.emit(".rolled", Crop(0, tuple(sizes), 1), padded)
-    settled = Layout(layout.dims, layout.sizes, (0,) * len(sizes))
+    groups = []
+    for n, off in zip(layout.sizes, layout.offsets):
+        cells = np.arange(n, dtype=np.int64)
+        groups.append(None if off == 0 else (tuple(cells.tolist()), tuple(((cells - off) % n).tolist())))
+    node = call.emit(".roll", Regroup(tuple(groups), op="roll"), _plain(bind))
+    settled = Layout(layout.dims, layout.sizes, (0,) * len(layout.sizes))
     return call.bind_for(node.node, settled)
 
 
@@ -418,7 +427,7 @@ def pad_split(call: Call):
     if pad is not None and all(int(p) == 0 for p in (pad if isinstance(pad, (list, tuple)) else (pad,))):
         call.out_layout = call.layout_of()
         return SAME
-    raise LayoutError("it pads a tensor whose spatial axes are split across dims")
+    raise NeedsMap()
 
 
 _GENERIC_CACHE: dict[Callable, Callable] = {}

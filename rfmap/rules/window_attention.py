@@ -85,7 +85,7 @@ def _scores(call: Call, a, b, out_letters: str, op: str):
 
 
 def _pair_layout(call: Call, a, b, out_letters: str) -> Layout:
-    (_, qb, ql, qlay), (_, kb, kl, klay) = a, b
+    (_, _, ql, qlay), (_, kb, kl, klay) = a, b
     if qlay.sizes != klay.sizes or qlay.offsets != klay.offsets or qlay.is_pair or klay.is_pair:
         raise LayoutError("attention between maps of different layouts")
     if any(f.spatial for d, letter in enumerate(ql) if letter not in out_letters for f in qlay.dims[d]) or any(

@@ -27,7 +27,6 @@ from rfmap.frontends.convert import Front, NodeInfo, has_bind, one_line
 from rfmap.frontends.torch import targets as T
 from rfmap.rules.call import Bind, leaves
 
-
 #: constants up to this many elements keep their values for the rules (attention masks)
 CONST_LIMIT = 1 << 22
 
@@ -178,7 +177,7 @@ class _FxRun:
             env[node] = out
             if not spatial:
                 binds[node] = None
-                self._const_value(node, kind, module, out)
+                self._const_value(node, kind, module, out, env)
                 continue
             path = node.target if module is not None else _enclosing(node)
             params, first_call = 0, True
@@ -219,16 +218,24 @@ class _FxRun:
             value = value.float() if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64) else value
             self.front.consts[id(meta)] = (meta, value.numpy())
 
-    def _const_value(self, node, kind, module, meta) -> None:
-        """Compute a node whose inputs are all constants of known value (cheap: small tensors)."""
-        inputs = node.all_input_nodes
-        if not inputs or any(n not in self.values for n in inputs):
+    def _const_value(self, node, kind, module, meta, env) -> None:
+        """Compute a node whose inputs are all constants of known value (cheap: small tensors)
+        or plain Python values (sizes read off the maps' shapes)."""
+        known = {}
+        for n in node.all_input_nodes:
+            if n in self.values:
+                known[n] = self.values[n]
+            elif n in env and not any(isinstance(v, torch.Tensor) for v in leaves(env[n])):
+                known[n] = env[n]
+            else:
+                return
+        if not known:
             return
         name = str(node.target).lower()
         if any(w in name for w in ("rand", "normal", "bernoulli", "dropout", "empty", "uniform")):
             return
-        args = map_arg(node.args, self.values.__getitem__)
-        kwargs = map_arg(node.kwargs, self.values.__getitem__)
+        args = map_arg(node.args, known.__getitem__)
+        kwargs = map_arg(node.kwargs, known.__getitem__)
         try:
             with torch.no_grad():
                 if kind == "module":

@@ -24,7 +24,7 @@ from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise
 from rfmap.errors import RFMapError, RFMapWarning
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, first_tensor, is_tensor, leaves, right_aligned
 from rfmap.rules.common import broadcast_dims, distinct, flat_global
-from rfmap.rules.split_axes import has_split, route, settle
+from rfmap.rules.split_axes import dispatch, has_split, settle
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class Front:
             return self._finish(call, self._unsupported(call, ""), rule_based=False)
         n_before = len(self.nodes)
         try:
-            result = route(call, convert) if has_split(call) else convert(call)
+            result = dispatch(call, convert)
         except PooledInput:
             # an op over the channels of a pooled vector (ECA's Conv1d): pointwise on its one cell
             del self.nodes[n_before:]
@@ -361,6 +361,8 @@ class Front:
     def corrected_shape(self, bind: Bind, out) -> tuple[int, ...] | None:
         """``out``'s shape with the spatial dims of ``bind`` set to the engine's sizes, where
         each axis is on a dim of its own (else ``None``)."""
+        if bind.layout is not None:  # digits on several dims: the layout follows the tensor's shapes
+            return tuple(bind.layout.shape) if tuple(bind.layout.sizes) == tuple(self.sizes[bind.node]) else None
         dims = [d for d in bind.dims if d is not None]
         if len(set(dims)) != len(dims) or any(not 0 <= d < out.dim() for d in dims):
             return None

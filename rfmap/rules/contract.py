@@ -92,11 +92,16 @@ def _contract(call: Call, operands: list[tuple[Any, Any, str]], out_letters: str
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def _rank(x) -> int:
+    """Rank of a tensor of either front end, or of an ONNX constant (a numpy array)."""
+    return x.dim() if hasattr(x, "dim") else len(getattr(x, "shape", ()))
+
+
 @layout_aware
 def _matmul_rule(call: Call):
     a, b = call.args[0], call.args[1]
     ba, bb = call.arg_binds[0], call.arg_binds[1]
-    na, nb = a.dim(), b.dim()
+    na, nb = _rank(a), _rank(b)
     batch = max(na, nb) - 2
     batch_letters = _LETTERS[: max(batch, 0)]
     i, j, k = "x", "y", "z"

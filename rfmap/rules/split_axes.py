@@ -55,6 +55,19 @@ def _plain(bind: Bind) -> Bind:
 # -- the router ----------------------------------------------------------------------------
 
 
+def dispatch(call: Call, convert: Callable) -> Any:
+    """How the front end converts a call: split layouts through :func:`route`; a
+    concatenation of pieces of one map along an axis (``torch.roll`` as ONNX writes it:
+    two slices concatenated) as the permutation it is; everything else by its rule."""
+    if has_split(call):
+        return route(call, convert)
+    if call.op_name in ("cat", "concat", "concatenate"):
+        pieces = concat_pieces(call)
+        if pieces is not None:
+            return pieces
+    return convert(call)
+
+
 def route(call: Call, convert: Callable) -> Any:
     """Convert a call that reads a tensor with split axes (see the module docstring)."""
     if getattr(convert, "layout_aware", False):
@@ -297,7 +310,7 @@ def _mask_of(call: Call) -> np.ndarray | None:
 
     name = call.op_name.strip("_").lower()
     consts = [call.const(v) for v in leaves(list(call.args) + list(call.kwargs.values()))
-              if is_tensor(v) and not any(v is x for x, _ in call.inputs)]
+              if hasattr(v, "shape") and not any(v is x for x, _ in call.inputs)]
     consts = [np.asarray(c) for c in consts if c is not None]
     if not consts:
         return None
@@ -448,3 +461,51 @@ def _generic() -> dict[Callable, Callable]:
         if module_pointwise is not None:
             _GENERIC_CACHE[module_pointwise] = pointwise_split
     return _GENERIC_CACHE
+
+
+# -- concatenated pieces of one map ---------------------------------------------------------------
+
+
+def concat_pieces(call: Call) -> Bind | None:
+    """``cat([x[..., s:, :], x[..., :s, :]], dim)`` and the like: slices of one map put back
+    together along one axis are a rearrangement of its cells (a roll, a swap of halves).
+    ``None`` where the call is not that."""
+    if call.kind == "onnx":
+        binds, dim = list(call.arg_binds), call.kwargs.get("axis", 0)
+    else:
+        binds, dim = call.arg_binds[0] if call.arg_binds else None, call.arg(1, "dim", 0)
+    if not isinstance(binds, (list, tuple)) or len(binds) < 2 or not all(isinstance(b, Bind) for b in binds):
+        return None
+    if any(b.layout is not None or b.dims != binds[0].dims for b in binds):
+        return None
+    dim = int(dim) + (first_tensor(call.out).dim() if int(dim) < 0 else 0)
+    axes = [a for a, d in enumerate(binds[0].dims) if d == dim]
+    if len(axes) != 1:
+        return None
+    axis = axes[0]
+    nodes = {n.name: n for n in call._front.nodes}
+    source, cells = None, []
+    for b in binds:
+        node = nodes[b.node]
+        crop = node.layer if type(node.layer).__name__ == "Crop" else None
+        parent = node.inputs[0] if crop is not None else b.node
+        if source not in (None, parent):
+            return None
+        source = parent
+        n_src = call.sizes(Bind(parent, b.dims))
+        if crop is None:
+            cells.append(np.arange(n_src[axis], dtype=np.int64))
+            continue
+        maps = crop.axis_maps(n_src)
+        for a, m in enumerate(maps):
+            o = np.arange(m.n_out, dtype=np.int64)
+            idx, valid = m.taps(o)
+            if idx.shape[1] != 1 or not valid.all() or (a != axis and not np.array_equal(idx[:, 0], o)):
+                return None
+            if a == axis:
+                cells.append(idx[:, 0])
+    n_src = call.sizes(Bind(source, binds[0].dims))
+    groups = [None] * len(n_src)
+    groups[axis] = (tuple(range(n_src[axis])), tuple(np.concatenate(cells).tolist()))
+    call.out_dims = binds[0].dims
+    return call.emit("", Regroup(tuple(groups), op="concat_pieces"), Bind(source, binds[0].dims))

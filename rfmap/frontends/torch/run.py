@@ -341,9 +341,13 @@ class _ExportRun:
         groups = self._module_calls(graph)
         calls: dict[str, int] = {}
         outputs = None
+        owners = self._state_names()
+        values: dict[torch.fx.Node, Any] = {}
         for node in graph.nodes:
             if node.op == "placeholder":
                 binds[node] = Bind("input", standard) if user_inputs and node.name == user_inputs[0] else None
+                if node.name in owners:
+                    self._keep(values, node, _fetch(self.module, owners[node.name]))
                 continue
             if node.op == "output":
                 outputs = map_arg(node.args[0], lambda n: binds.get(n))
@@ -360,6 +364,7 @@ class _ExportRun:
             out = node.meta.get("val")
             if not has_bind(arg_binds, kwarg_binds):
                 binds[node] = None
+                self._compute(values, node)
                 continue
             path, mtype, key, is_last = groups.get(node, ("", None, None, False))
             module = None
@@ -397,6 +402,44 @@ class _ExportRun:
                 if isinstance(binds.get(node.args[0]), Bind) and isinstance(result, Bind):
                     binds[node.args[0]] = result
         return finish(self.front, self.spec, outputs, values, type(self.module).__name__, "export")
+
+    def _state_names(self) -> dict[str, str]:
+        """Placeholder name -> the module's parameter or buffer it lifts."""
+        sig = self.ep.graph_signature
+        names: dict[str, str] = {}
+        for mapping in (getattr(sig, "inputs_to_parameters", {}), getattr(sig, "inputs_to_buffers", {})):
+            names.update(mapping)
+        return names
+
+    def _keep(self, values: dict, node, real) -> None:
+        if not isinstance(real, torch.Tensor) or real.device.type == "meta" or real.numel() > CONST_LIMIT:
+            return
+        values[node] = real.detach()
+        fake = node.meta.get("val")
+        if isinstance(fake, torch.Tensor):
+            value = real.detach().cpu()
+            value = value.float() if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64) else value
+            self.front.consts[id(fake)] = (fake, value.numpy())
+
+    def _compute(self, values: dict, node) -> None:
+        """The value of an ATen op on constants of known value (attention masks)."""
+        known = {}
+        for n in node.all_input_nodes:
+            if n in values:
+                known[n] = values[n]
+            elif not isinstance(n.meta.get("val"), torch.Tensor) and n.meta.get("val") is not None:
+                known[n] = n.meta["val"]
+            else:
+                return
+        name = str(node.target).lower()
+        if not known or any(w in name for w in ("rand", "normal", "bernoulli", "dropout", "empty", "uniform")):
+            return
+        try:
+            with torch.no_grad():
+                real = node.target(*map_arg(node.args, known.__getitem__), **map_arg(node.kwargs, known.__getitem__))
+        except Exception:  # noqa: BLE001 - values are a refinement; shapes come from the fake tensors
+            return
+        self._keep(values, node, real)
 
     def _module_calls(self, graph) -> dict:
         """Per node: (module path, leaf module type, call key, last op of that call)."""

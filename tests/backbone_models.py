@@ -218,6 +218,69 @@ class SwinStage(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
+class TokenAttention(nn.Module):
+    """Multi-head self-attention over dim -2 of ``(batch, tokens, channels)``."""
+
+    def __init__(self, dim: int, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class BlockGridStage(nn.Module):
+    """MaxViT's pair of attentions: inside 4x4 blocks, then across a 4x4 grid of strided
+    positions (the grid index folded into the tokens, the position inside into the batch)."""
+
+    def __init__(self, dim: int = 8, p: int = 4):
+        super().__init__()
+        self.p = p
+        self.embed = nn.Conv2d(3, dim, 2, stride=2)
+        self.block = TokenAttention(dim)
+        self.grid = TokenAttention(dim)
+
+    def forward(self, x):
+        x = self.embed(x).permute(0, 2, 3, 1)
+        b, h, w, c = x.shape
+        p = self.p
+        blocks = window_partition(x, p).view(-1, p * p, c)
+        x = x + window_reverse(self.block(blocks).view(-1, p, p, c), p, h, w)
+        grid = x.view(b, p, h // p, p, w // p, c).permute(0, 2, 4, 1, 3, 5).reshape(-1, p * p, c)
+        y = self.grid(grid).view(b, h // p, w // p, p, p, c).permute(0, 3, 1, 4, 2, 5).reshape(b, h, w, c)
+        return (x + y).permute(0, 3, 1, 2)
+
+
+class SeparableAttentionBlock(nn.Module):
+    """MobileViT v2: the map unfolded into (pixels of a patch, patches), 1x1 convs, a
+    softmax over the patches into one context vector per patch pixel, broadcast back
+    (with ``k = 1`` each cell sees the strided grid of its pixel in every patch)."""
+
+    def __init__(self, ch: int = 8, patch: int = 2, k: int = 1):
+        super().__init__()
+        self.patch, self.ch = patch, ch
+        self.local = nn.Conv2d(3, ch, k, padding=k // 2)
+        self.qkv = nn.Conv2d(ch, 1 + 2 * ch, 1)
+        self.out = nn.Conv2d(ch, ch, 1)
+        self.head = nn.Conv2d(ch, 4, k, padding=k // 2)
+
+    def forward(self, x):
+        x = self.local(x)
+        b, c, h, w = x.shape
+        p = self.patch
+        x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4).reshape(b, c, p * p, -1)
+        q, k, v = self.qkv(x).split([1, c, c], dim=1)
+        context = (k * F.softmax(q, dim=-1)).sum(dim=-1, keepdim=True)
+        x = self.out(F.relu(v) * context.expand_as(v))
+        x = x.reshape(b, c, p, p, h // p, w // p).permute(0, 1, 4, 2, 5, 3).reshape(b, c, h, w)
+        return self.head(x)
+
+
 # -- hook-based feature extractors -------------------------------------------------------------
 
 

@@ -155,6 +155,27 @@ def test_swin_through_torch_export():
     assert_supports(a, cells, gradient_sets(model, (56, 84), cells))
 
 
+def test_grid_attention_sees_strided_positions():
+    """MaxViT's block then grid attention: the grid's tokens are strided positions."""
+    model = bm.BlockGridStage().eval()
+    a, tr = analyze(model, (64, 48))
+    assert tr.unsupported == ()
+    cells = corners(a.output.output_size, [(5, 7), (17, 3)])
+    assert_supports(a, cells, gradient_sets(model, (64, 48), cells))
+
+
+@pytest.mark.parametrize("patch", [2, 4])
+def test_separable_attention_over_patches(patch):
+    """MobileViT v2: a softmax over patches and a context broadcast back: strided grids."""
+    model = bm.SeparableAttentionBlock(patch=patch).eval()
+    a, tr = analyze(model, (12, 16))
+    assert tr.unsupported == ()
+    cells = corners(a.output.output_size, [(5, 7), (6, 3)])
+    want = gradient_sets(model, (12, 16), cells)
+    assert len(want[0][0]) == 12 // patch  # one row per patch: a strided grid, not the whole axis
+    assert_supports(a, cells, want)
+
+
 # -- the ONNX export of each pattern -----------------------------------------------------------
 
 
@@ -170,7 +191,8 @@ def _onnx(model, size):
 
 
 @pytest.mark.parametrize("name,size", [
-    ("s2d", (64, 48)), ("d2s", (10, 12)), ("merge", (64, 72)), ("swin", (224, 196)),
+    ("s2d", (64, 48)), ("d2s", (10, 12)), ("merge", (64, 72)), ("swin", (224, 196)), ("grid", (64, 48)),
+    ("separable", (12, 16)), ("dfc", (29, 31)),
     pytest.param("swin_padded", (120, 148), marks=pytest.mark.slow),
 ])
 def test_onnx_exports_match_the_gradient(name, size):
@@ -179,11 +201,34 @@ def test_onnx_exports_match_the_gradient(name, size):
         "d2s": lambda: bm.DepthToSpaceHead(),
         "merge": lambda: bm.ChannelsLastMerge(),
         "swin": lambda: bm.SwinStage(size, dim=8, fill=INF),
+        "grid": lambda: bm.BlockGridStage(),
+        "separable": lambda: bm.SeparableAttentionBlock(),
+        "dfc": lambda: bm.DFCStack(4),
         "swin_padded": lambda: bm.SwinStage(size, dim=8, fill=INF, merge=True, depth=4),
     }[name]().eval()
     a = _onnx(model, size)
     cells = corners(a.output.output_size)
     assert_supports(a, cells, gradient_sets(model, size, cells))
+
+
+@pytest.mark.parametrize("gate", ["eca", "cbam", "gc"])
+def test_onnx_gates_exclude_global(gate):
+    model = bm.GateNet(gate).eval()
+    a = _onnx(model, (19, 23))
+    local = Analysis(a.graph, (19, 23), exclude_global=True)
+    cells = corners(a.output.output_size)
+    assert_supports(a, cells, gradient_sets(model, (19, 23), cells))
+    assert_supports(local, cells, gradient_sets(_held(model), (19, 23), cells))
+
+
+def test_onnx_export_of_hook_features():
+    model = bm.HookFeatures().eval()
+    a = _onnx(model, (20, 22))
+    rows = a.output_rows()
+    assert [r.output_size for r in rows] == [(20, 22), (5, 6)]
+    for k, row in enumerate(rows):
+        cells = corners(row.output_size)
+        assert_supports(a, cells, gradient_sets(model, (20, 22), cells, pick=lambda y, k=k: y[k]), row.name)
 
 
 # -- 4: features taken by forward hooks --------------------------------------------------------

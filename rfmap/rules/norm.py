@@ -78,21 +78,30 @@ def dim_rule(default_dim: int, index: int = 1, name: str = "dim"):
     return rule
 
 
+@layout_aware
 def group_norm(call: Call):
     """Statistics over channels and all positions: every cell also sees the whole map."""
-    return mix_on_dims(call, tuple(range(2, call.ndim)), "group_norm")
+    return mix_on_dims(call, tuple(range(1, call.ndim)), "group_norm")
 
 
+def _running_stats(call: Call, op: str):
+    """Normalization with stored statistics: pointwise (whatever the layout)."""
+    call.out_layout = call.bind.layout
+    return Pointwise(op=op)
+
+
+@layout_aware
 def instance_norm_module(call: Call):
     m = call.module
     if m.track_running_stats and not m.training:
-        return Pointwise(op=type(m).__name__)
+        return _running_stats(call, type(m).__name__)
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
 
+@layout_aware
 def instance_norm_fn(call: Call):
     if not call.arg(5, "use_input_stats", True):
-        return Pointwise(op="instance_norm")
+        return _running_stats(call, "instance_norm")
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
 
@@ -148,6 +157,7 @@ def onnx_softmax(call: Call):
     return mix_on_dims(call, -1 if axis is None else axis, call.op_name)
 
 
+@layout_aware
 def onnx_instance_norm(call: Call):
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
@@ -163,6 +173,7 @@ def onnx_lp_norm(call: Call):
     return mix_on_dims(call, attr_int(call, "axis", -1), "lp_norm")
 
 
+@layout_aware
 def onnx_mvn(call: Call):
     axes = attr_ints(call, "axes", default=(0, 2, 3))
     if any(not -call.ndim <= a < call.ndim for a in axes):

@@ -85,10 +85,32 @@ def route(call: Call, convert: Callable) -> Any:
         return convert(call)
     if not all(b is call.bind or not is_split(b) for _, b in call.inputs):
         raise LayoutError(f"it reads tensors whose spatial axes are split across dims ({_describe(call)})")
+    split = call.bind
+    call.virtual_ok = True  # a 1x1 convolution reads any layout: see standardize
     result = convert(call)
+    if getattr(call, "virtual", None) is not None:
+        return _pointwise_or_raise(call, split, result)
     if any(is_split(b) for _, b in call.inputs):
         raise LayoutError(f"its rule cannot follow spatial axes split across dims ({_describe(call)})")
     return result
+
+
+def _pointwise_or_raise(call: Call, split: Bind, result: Any):
+    """A rule read a split layout as a map it could not make (:func:`standardize`): fine
+    where its layer keeps every position where it is (a 1x1 convolution, as in MobileViT's
+    patches); otherwise the op is unsupported."""
+    from rfmap.core.layers import Layer
+
+    sizes, reason = call.virtual
+    if isinstance(result, Layer) and not result.merge:
+        maps = result.axis_maps(sizes)
+        if all(m.n_out == m.n_in and np.array_equal(m.window(np.arange(m.n_in))[0], np.arange(m.n_in))
+               and np.array_equal(m.window(np.arange(m.n_in))[1], np.arange(m.n_in)) for m in maps):
+            call.rebind(call.bind, split)
+            call.out_layout = _out_layout(call, call.layout_of(split, call.x))
+            call.out_dims = None
+            return Pointwise(op=call.op_name)
+    raise LayoutError(reason)
 
 
 def _describe(call: Call) -> str:
@@ -132,13 +154,22 @@ def standardize(call: Call) -> Bind:
     if n != call.rank + 2:
         raise LayoutError(f"a rank-{n} tensor with split spatial axes read as a map")
     groups, sizes, named = [], [], []
-    for a in range(call.rank):
-        got = _standard_axis(layout, a, want[a])
-        groups.append(got[:2])
-        sizes.append(len(got[1]))
-        named.append(got[2])
-    if any(f.spatial for f in layout.dims[0]):
-        raise LayoutError("a convolution over tensors whose batch dim holds spatial positions (windows)")
+    try:
+        for a in range(call.rank):
+            got = _standard_axis(layout, a, want[a])
+            groups.append(got[:2])
+            sizes.append(len(got[1]))
+            named.append(got[2])
+        if any(f.spatial for f in layout.dims[0]):
+            raise LayoutError("a convolution over tensors whose batch dim holds spatial positions (windows)")
+    except LayoutError as exc:
+        if not getattr(call, "virtual_ok", False):
+            raise
+        # the op may still keep every position (a 1x1 convolution): read the tensor's own dims
+        call.virtual = (tuple(int(call.x.shape[d]) for d in want), f"{exc} ({layout.describe()})")
+        virtual = Bind(bind.node, want)
+        call.rebind(call.bind, virtual)
+        return virtual
     if all(k is not None and k[0] == named[0][0] for k in named):
         layer: Any = (PixelUnshuffle if named[0][0] == "unshuffle" else PixelShuffle)(tuple(k[1] for k in named))
     else:
@@ -350,12 +381,42 @@ def merge_split(call: Call, op: str):
         if all(n == 1 for n in lay.sizes):
             b = call.emit(f".expand{i}", Expand(ref.sizes), _plain(b))
         elif _spatial_signature(lay) != want:
-            raise LayoutError(f"its inputs hold spatial digits at different dims ({lay.describe()} vs {ref.describe()})")
+            groups = _broadcast_groups(lay, ref)
+            if groups is None:
+                raise LayoutError(f"its inputs hold spatial digits at different dims ({lay.describe()} vs {ref.describe()})")
+            b = call.emit(f".expand{i}", Regroup(groups, op="expand"), _plain(b))
         fitted.append(_plain(b))
     call.out_layout = ref
     if len({b.node for b in fitted}) == 1:
         return call.emit("", Pointwise(op=call.op_name), fitted[0])
     return call.emit("", Merge(op), *fitted)
+
+
+def _broadcast_groups(small: Layout, ref: Layout):
+    """Where ``small`` holds a subset of ``ref``'s digits (the rest broadcast over, as a
+    context vector per patch position expanded back to every patch in MobileViT v2), per
+    axis the groups that give each cell of ``ref``'s map the cell of ``small``'s it reads;
+    ``None`` where the layouts do not nest that way."""
+    if any(small.offsets) or small.is_pair or ref.is_pair or len(small.dims) != len(ref.dims):
+        return None
+    groups = []
+    for a, n in enumerate(ref.sizes):
+        t = ref.positions(a)
+        cell = np.zeros(n, dtype=np.int64)
+        for d, (fs, rs) in enumerate(zip(small.dims, ref.dims)):
+            mine = [f for f in fs if f.axis == a]
+            theirs = [f for f in rs if f.axis == a]
+            if not mine:
+                continue
+            if [f.size for f in mine] != [f.size for f in theirs]:
+                return None
+            for f, r in zip(mine, theirs):
+                cell += ((t // r.place) % r.size) * f.place
+        if small.sizes[a] == n and np.array_equal(cell, np.arange(n)):
+            groups.append(None)
+        else:
+            groups.append((tuple(range(small.sizes[a])), tuple(cell.tolist())))
+    return tuple(groups)
 
 
 def _spatial_signature(layout: Layout):
@@ -424,7 +485,19 @@ def unbind_split(call: Call):
 
 
 def split_split(call: Call):
-    return _pieces(call, call.norm_dim(int(call.arg(2, "dim", 0))), keep=True)
+    dim = call.kwargs.get("axis", 0) if call.kind == "onnx" else call.arg(2, "dim", 0)
+    return _pieces(call, call.norm_dim(int(dim)), keep=True)
+
+
+def slice_split(call: Call):
+    """A slice (``x.narrow``, ``aten.slice``, ONNX ``Slice``) of dims without spatial digits."""
+    layout = call.layout_of()
+    out = tuple(int(v) for v in first_tensor(call.out).shape)
+    for d, (fs, n) in enumerate(zip(layout.dims, out)):
+        if any(f.spatial for f in fs) and int(call.x.shape[d]) != n:
+            raise LayoutError(f"it slices dim {d}, which holds spatial digits ({layout.describe()})")
+    call.out_layout = with_shape(layout, out)
+    return SAME
 
 
 def select_split(call: Call):
@@ -452,7 +525,8 @@ def _generic() -> dict[Callable, Callable]:
         from rfmap.rules import pointwise, slicing
 
         pairs = [("getitem", getitem_split), ("unbind", unbind_split), ("split", split_split),
-                 ("select", select_split), ("pad_fn", pad_split)]
+                 ("select", select_split), ("pad_fn", pad_split), ("narrow", slice_split), ("aten_slice", slice_split),
+                 ("onnx_slice", slice_split)]
         for name, fn in pairs:
             rule = getattr(slicing, name, None)
             if rule is not None:

@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-
 import backbone_models  # noqa: E402
-import rfmap  # noqa: E402
+import torch  # noqa: E402
 from _timm import import_timm  # noqa: E402
+
+import rfmap  # noqa: E402
 from rfmap.frontends.torch.capture import trace_module  # noqa: E402
 
 TIMM_MODELS = [

@@ -47,7 +47,7 @@ class Grouped(AxisMap):
     period_: int = field(init=False, repr=False)
     shift_: int = field(init=False, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         in_group = np.asarray(self.in_group, dtype=np.int64)
         out_group = np.asarray(self.out_group, dtype=np.int64)
         if in_group.shape != (self.n_in,) or out_group.shape != (self.n_out,):
@@ -96,16 +96,16 @@ class Grouped(AxisMap):
                 return p, s
         return n_out, n_in
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         o = np.asarray(o, dtype=np.int64)
         q, r = np.divmod(o, self.period_)
         rows = self._rows(r)
         return np.where(rows >= 0, rows + (q * self.shift_)[:, None], 0), rows >= 0
 
-    def taps(self, o):
+    def taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.virtual_taps(o)
 
-    def window(self, o):
+    def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx, valid = self.virtual_taps(o)
         big = np.iinfo(np.int64).max // 4
         lo = np.where(valid, idx, big).min(axis=1)
@@ -141,7 +141,7 @@ def gather(owner: Sequence[int] | np.ndarray, n_out: int) -> Grouped:
     return Grouped(owner.size, n_out, owner, np.arange(n_out, dtype=np.int64))
 
 
-def _dense(labels) -> np.ndarray:
+def _dense(labels: Sequence[int] | np.ndarray) -> np.ndarray:
     """Labels renumbered ``0..G-1`` in order of first appearance."""
     labels = np.asarray(labels, dtype=np.int64)
     _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
@@ -161,8 +161,8 @@ class Regroup(Layer):
     groups: tuple[Any, ...]
     op: str = "regroup"
 
-    def __post_init__(self):
-        norm = []
+    def __post_init__(self) -> None:
+        norm: list[tuple[tuple[int, ...], tuple[int, ...]] | None] = []
         for g in self.groups:
             if g is None:
                 norm.append(None)
@@ -171,7 +171,7 @@ class Regroup(Layer):
             norm.append((tuple(int(v) for v in a), tuple(int(v) for v in b)))
         object.__setattr__(self, "groups", tuple(norm))
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         if len(sizes) != len(self.groups):
             raise RFMapError(f"a regroup over {len(self.groups)} axes applied to {len(sizes)} axes")
         maps: list[AxisMap] = []

@@ -145,6 +145,9 @@ class Call:
         self.out_dims: tuple[int | None, ...] | None = None
         #: a converter's answer for where the output's digits are (see :class:`Bind`)
         self.out_layout: Any = None
+        #: a split layout read by a rule written for maps (see rfmap.rules.split_axes.route)
+        self.virtual_ok = False
+        self.virtual: Any = None
         self._front = front
         self._op_name = op_name
         #: ONNX: the opset of the node's domain (its ops changed meaning between opsets)

@@ -102,8 +102,8 @@ class Layout:
             if math.prod(sizes[a] for a in axes) != int(n):
                 raise LayoutError(f"dim {d} of size {n} does not hold spatial axes of sizes {[sizes[a] for a in axes]}")
             out.append(_merge(Factor(a, int(sizes[a])) for a in axes))
-        for a, d in enumerate(dims):
-            if d is None and sizes[a] != 1:
+        for a, dim in enumerate(dims):
+            if dim is None and sizes[a] != 1:
                 raise LayoutError(f"spatial axis {a} of {sizes[a]} cells is on no dim")
         return cls(tuple(out), tuple(int(v) for v in sizes), (0,) * len(sizes))
 
@@ -156,7 +156,7 @@ class Layout:
         names = "HW" if len(self.sizes) == 2 else "DHW"[-len(self.sizes):] if len(self.sizes) <= 3 else "?"
         parts = []
         for fs in self.dims:
-            items = [f"{'k' if f.key else ''}{names[f.axis]}{f.size}" if f.spatial else str(f.size) for f in fs]
+            items = [f"{'k' if f.key else ''}{names[f.axis or 0]}{f.size}" if f.spatial else str(f.size) for f in fs]
             parts.append("(" + " ".join(items) + ")" if items else "()")
         return " ".join(parts)
 
@@ -226,13 +226,13 @@ class Layout:
 def mix_labels(layout: Layout, axis: int, mixed: Sequence[int], key: bool = False) -> np.ndarray | None:
     """Per cell of ``axis``, a label shared by the cells that differ only in the digits on
     tensor dims ``mixed`` (``None``: no digit of the axis is there)."""
-    mixed = set(mixed)
+    free = set(mixed)
     digits = layout.digits_of(axis, key)
-    if not any(d in mixed for d, _, _ in digits):
+    if not any(d in free for d, _, _ in digits):
         return None
     t = layout.positions(axis, key)
     for d, f, v in digits:
-        if d in mixed:
+        if d in free:
             t = t - v * f.place
     return t
 
@@ -241,11 +241,11 @@ def drop_digits(layout: Layout, axis: int, dropped: Sequence[int]) -> tuple[np.n
     """Drop the digits of ``axis`` on tensor dims ``dropped``: per cell its new cell (the
     kept digits, in place order), the new number of cells, and the kept ``(dim, factor)``
     with their new places.  ``None``: no digit of the axis is there."""
-    dropped = set(dropped)
+    gone = set(dropped)
     digits = layout.digits_of(axis)
-    if not any(d in dropped for d, _, _ in digits):
+    if not any(d in gone for d, _, _ in digits):
         return None
-    kept = sorted([(d, f, v) for d, f, v in digits if d not in dropped], key=lambda x: -x[1].place)
+    kept = sorted([(d, f, v) for d, f, v in digits if d not in gone], key=lambda x: -x[1].place)
     owner = np.zeros(layout.sizes[axis], dtype=np.int64)
     place = 1
     new: list[tuple[int, Factor]] = []
@@ -280,10 +280,10 @@ def relabel(layout: Layout, axis: int, new: list[tuple[int, Factor]], dropped: I
 def without_dims(layout: Layout, dims: Iterable[int], keep_size_one: bool = False) -> Layout:
     """``layout`` with tensor dims ``dims`` removed (or, ``keep_size_one``, emptied); their
     factors must be non-spatial."""
-    dims = set(dims)
-    out = []
+    removed = set(dims)
+    out: list[tuple[Factor, ...]] = []
     for d, fs in enumerate(layout.dims):
-        if d in dims:
+        if d in removed:
             if any(f.spatial for f in fs):
                 raise LayoutError(f"it removes dim {d}, which holds spatial positions")
             if keep_size_one:

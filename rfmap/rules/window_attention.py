@@ -186,7 +186,7 @@ def merge_groups(call: Call, layout: Layout, query: Bind, extra: list[str]) -> B
     groups = key_groups(layout)
     regroup = Regroup(tuple(None if g is None else (tuple(g.tolist()),) * 2 for g in groups), op="window_attention")
     parts = [query.node]
-    for i, node in enumerate(dict.fromkeys([layout.key_node, *extra])):
+    for i, node in enumerate(dict.fromkeys([str(layout.key_node), *extra])):
         if all(g is None for g in groups):
             parts.append(node)
             continue
@@ -269,7 +269,7 @@ def _mask_labels(layout: Layout, allowed: np.ndarray) -> list | None:
     axis (within its window); ``None`` where the mask is not of that form."""
     dims = sorted(d for d, fs in enumerate(layout.dims) if any(f.spatial for f in fs))
     other = tuple(d for d in range(allowed.ndim) if d not in dims)
-    allowed = allowed.any(axis=other) if other else allowed
+    allowed = np.asarray(allowed.any(axis=other)) if other else allowed
     q_cells, k_cells = _cells(layout, dims, key=False), _cells(layout, dims, key=True)
     labels, inside = [], np.ones(allowed.shape, dtype=bool)
     for a, n in enumerate(layout.sizes):

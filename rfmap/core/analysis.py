@@ -37,6 +37,10 @@ class _NodeState:
     maps: tuple[AxisMap, ...] | None  # None for the input and merges
     families: tuple[tuple[Family, ...], ...]  # per axis
     is_global: bool  # every path through this node went through a global op
+    #: the families with context mixing (attention inside windows, a norm over a window's
+    #: cells: layers with ``context``) left out: what alignment compares; ``families`` itself
+    #: where no such layer is upstream
+    anchors: tuple[tuple[Family, ...], ...] | None = None
 
 
 #: the largest input size per axis: boxes are int64 and must not overflow far past it
@@ -126,6 +130,7 @@ class Analysis:
             aligned = True
             if node.layer is None:
                 families = tuple((Boxes.identity(),) for _ in range(ndim))
+                anchors = families
                 is_global = False
             elif node.layer.merge:
                 parents = [self._index[p] for p in node.inputs]
@@ -140,6 +145,13 @@ class Analysis:
                 is_global = all(states[p].is_global for p in parents)
                 global_context = any(rows[p].global_context for p in parents)
                 aligned = all(aligned_of[p] for p in parents)
+                anchors = families
+                if any(states[p].anchors is not states[p].families for p in used):
+                    anchors = tuple(
+                        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
+                                       for p in used for f in states[p].anchors[a]], need[k][a]))
+                        for a in range(ndim)
+                    )
                 msg = self._alignment(node, used, states, names)
                 if msg:
                     aligned = False
@@ -155,7 +167,8 @@ class Analysis:
                 is_global = states[parent].is_global or node.layer.global_context
                 global_context = rows[parent].global_context or node.layer.global_context
                 aligned = aligned_of[parent]
-            states.append(_NodeState(sizes, maps, families, is_global))
+                anchors = self._anchors(states[parent], node, maps, families, need[k])
+            states.append(_NodeState(sizes, maps, families, is_global, anchors))
             aligned_of.append(aligned)
             rows.append(
                 LayerGeometry(
@@ -168,6 +181,17 @@ class Analysis:
                 )
             )
         return tuple(states), tuple(rows)
+
+    @staticmethod
+    def _anchors(parent: _NodeState, node: Node, maps, families, need):
+        """The families alignment compares: a context layer (mixing within windows) passes
+        its input's on; others carry them through like the families themselves."""
+        if getattr(node.layer, "context", False):
+            return parent.anchors
+        if parent.anchors is parent.families:
+            return families
+        return tuple(tuple(combine([f.through(m, need[a]) for f in fams], need[a]))
+                     for a, (m, fams) in enumerate(zip(maps, parent.anchors)))
 
     def _plan(self) -> list[tuple[tuple[int, ...], tuple[AxisMap, ...] | None]]:
         """Sizes and per-axis rules of every node (``None`` for the input and merges)."""
@@ -205,12 +229,13 @@ class Analysis:
 
     def _alignment(self, node, parents: Sequence[int], states, names) -> str | None:
         """Paths meeting at a merge are aligned iff, per axis, their local path families
-        (global ones, of stride 0, excepted) agree in stride and cell-0 center."""
+        (global ones, of stride 0, excepted; context mixing within windows left out) agree
+        in stride and cell-0 center."""
         nodes = self.graph.nodes
         for axis, axis_name in enumerate(names):
             seen: list[tuple[int, Fraction, Fraction]] = []
             for p in parents:
-                local = [f for f in states[p].families[axis] if f.jump != 0]
+                local = [f for f in states[p].anchors[axis] if f.jump != 0]
                 if not local:
                     continue
                 lo, hi = hull_at(local, np.zeros(1, dtype=np.int64))
@@ -237,7 +262,7 @@ class Analysis:
     @staticmethod
     def _axis_differs(states, q: int, p: int, axis: int) -> bool:
         def key(k):
-            local = [f for f in states[k].families[axis] if f.jump != 0]
+            local = [f for f in states[k].anchors[axis] if f.jump != 0]
             if not local:
                 return None
             lo, hi = hull_at(local, np.zeros(1, dtype=np.int64))

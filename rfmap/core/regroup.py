@@ -160,6 +160,9 @@ class Regroup(Layer):
 
     groups: tuple[Any, ...]
     op: str = "regroup"
+    #: cells keep their place and also see their group (attention or a norm within windows):
+    #: context that alignment leaves out, as it leaves out global branches
+    context: bool = False
 
     def __post_init__(self) -> None:
         norm: list[tuple[tuple[int, ...], tuple[int, ...]] | None] = []

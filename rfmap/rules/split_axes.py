@@ -244,7 +244,7 @@ def emit_mix(call: Call, bind: Bind, layout: Layout, dims: Sequence[int], op: st
         groups.append(None if labels is None else (tuple(labels.tolist()),) * 2)
     if all(g is None for g in groups):
         return bind
-    node = call.emit(f".{op}" if op != call.op_name else "", Regroup(tuple(groups), op=op), _plain(bind))
+    node = call.emit(f".{op}" if op != call.op_name else "", Regroup(tuple(groups), op=op, context=True), _plain(bind))
     return Bind(node.node, bind.dims, bind.layout)
 
 

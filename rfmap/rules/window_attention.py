@@ -184,7 +184,7 @@ def merge_groups(call: Call, layout: Layout, query: Bind, extra: list[str]) -> B
     """The query map merged with the key map (and ``extra`` maps, the values) each seen
     through the key groups (a :class:`Regroup` per map)."""
     groups = key_groups(layout)
-    regroup = Regroup(tuple(None if g is None else (tuple(g.tolist()),) * 2 for g in groups), op="window_attention")
+    regroup = Regroup(tuple(None if g is None else (tuple(g.tolist()),) * 2 for g in groups), op="window_attention", context=True)
     parts = [query.node]
     for i, node in enumerate(dict.fromkeys([str(layout.key_node), *extra])):
         if all(g is None for g in groups):

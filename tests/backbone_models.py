@@ -424,3 +424,20 @@ class GateNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.block(self.stem(x)))
+
+
+class MergeOutput(nn.Module):
+    """Channels-last stem and patch merging as the model's output (B, H/8, W/8, 2C)."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 4, stride=4)
+        self.merge = PatchMerging(dim)
+
+    def forward(self, x):
+        return self.merge.norm(self._merged(x))
+
+    def _merged(self, x):
+        x = self.stem(x).permute(0, 2, 3, 1)
+        b, h, w, c = x.shape
+        return x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)

@@ -107,6 +107,16 @@ def test_channels_last_patch_merging_keeps_the_map():
     assert_supports(a, cells, gradient_sets(model, (128, 136), cells))
 
 
+def test_channels_last_output_is_the_tensors_grid():
+    """The issue's case: patch merging then a layer norm over the last dim as the output:
+    a 16x16 map (not 1x1), cell (8, 8) queryable, its support the gradient's."""
+    model = bm.MergeOutput().eval()
+    a, tr = analyze(model, (128, 128))
+    assert tr.unsupported == () and a.output.output_size == (16, 16)
+    cells = [(0, 0), (8, 8), (15, 15)]
+    assert_supports(a, cells, gradient_sets(model, (128, 128), cells, pick=lambda y: y.permute(0, 3, 1, 2)))
+
+
 # -- 3: windowed and shifted-window attention --------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise
 from rfmap.errors import RFMapError, RFMapWarning
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, first_tensor, is_tensor, leaves, right_aligned
 from rfmap.rules.common import broadcast_dims, distinct, flat_global
-from rfmap.rules.split_axes import dispatch, has_split, settle
+from rfmap.rules.split_axes import as_map, dispatch, has_split
 
 
 @dataclass(frozen=True)
@@ -439,13 +439,14 @@ class Front:
         return graph, infos
 
     def _settled(self, bind: Bind) -> Bind:
-        """An output whose rolls are still pending gets them applied (see split_axes.settle)."""
-        if bind.layout is None or not any(bind.layout.offsets):
+        """An output whose axes are split or rolled becomes the map of the tensor's own grid
+        (see :func:`rfmap.rules.split_axes.as_map`)."""
+        if bind.layout is None:
             return bind
-        call = Call(kind="function", target="roll", name=self.reserve(f"{bind.node}.roll"), path="", module=None,
+        call = Call(kind="function", target="output", name=bind.node, path="", module=None,
                     args=(), kwargs={}, arg_binds=(), kwarg_binds={}, out=None, rank=self.rank, front=self,
-                    op_name="roll")
-        return settle(call, bind)
+                    op_name="output")
+        return as_map(call, bind)
 
     def const_value(self, value: Any):
         """The numpy value of a constant tensor the capture knows (see :meth:`Call.const`)."""

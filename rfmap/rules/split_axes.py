@@ -184,15 +184,42 @@ def standardize(call: Call) -> Bind:
     return new
 
 
-def _standard_axis(layout: Layout, axis: int, dim: int):
+def as_map(call: Call, bind: Bind) -> Bind:
+    """A model's output whose axes are split (channels-last after patch merging, with the
+    2x2 neighbours still in the channels): the map of the tensor's own grid -- each axis on
+    the dim of its outermost digit, the digits on other dims (the channels) mixed away -- so
+    that its cells are the tensor's.  Unchanged where the tensor has no such grid (windows)."""
+    bind = settle(call, bind)
+    layout: Layout | None = bind.layout
+    if layout is None:
+        return bind
+    homes: list[int | None] = []
+    for a, n in enumerate(layout.sizes):
+        digits = layout.factors(a)
+        homes.append(None if n == 1 or not digits else max(digits, key=lambda df: df[1].place)[0])
+    taken = [h for h in homes if h is not None]
+    if len(set(taken)) != len(taken) or 0 in taken:
+        return bind
+    droppable = {d for d in range(1, len(layout.dims)) if d not in taken}
+    try:
+        got = [None if h is None else _standard_axis(layout, a, h, droppable) for a, h in enumerate(homes)]
+    except LayoutError:
+        return bind
+    groups = tuple(None if g is None else g[:2] for g in got)
+    node = call.emit(".grid", Regroup(groups, op="space_to_depth"), _plain(bind), dims=tuple(homes))
+    return Bind(node.node, tuple(homes))
+
+
+def _standard_axis(layout: Layout, axis: int, dim: int, droppable: set[int] | None = None):
     """Per axis: ``(in_group, out_group, named)`` of the map a convolution reads along tensor
-    dim ``dim``; ``named`` is ``("unshuffle", r)``/``("shuffle", r)`` where it is one."""
+    dim ``dim`` (digits on the ``droppable`` dims, default the channels, are mixed away);
+    ``named`` is ``("unshuffle", r)``/``("shuffle", r)`` where it is one."""
     n = layout.sizes[axis]
     on_dim = layout.dims[dim]
     if any(f.spatial and f.axis != axis for f in on_dim):
         raise LayoutError(f"dim {dim} holds digits of another spatial axis")
     others = [(d, f) for d, f in layout.factors(axis) if d != dim]
-    if any(d != 1 for d, _ in others) or any(f.key for f in on_dim):
+    if any(d not in (droppable or {1}) for d, _ in others) or any(f.key for f in on_dim):
         raise LayoutError(f"digits of spatial axis {axis} are on dims other than {dim} and the channels")
     # the new cells: positions along ``dim``; each reads the cell whose kept digits they hold
     kept = [f for f in on_dim if f.spatial]

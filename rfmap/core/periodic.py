@@ -36,7 +36,7 @@ Range = tuple[int, int]
 SMALL = 64
 
 #: the most cells an explicit layout may hold (int64 boxes: 2 x 8 bytes each)
-MAX_EXPLICIT = 1 << 27
+MAX_EXPLICIT = 1 << 24
 
 
 @dataclass(frozen=True)

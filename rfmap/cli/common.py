@@ -140,7 +140,7 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
         if default_size is None:
             raise RFMapError(f"'{args.source}' has no default input size: give one with --input H[,W]")
         size = default_size()
-    return analyze(graph, size, strict=strict)
+    return analyze(graph, size, strict=strict, exclude_global=getattr(args, "exclude_global", False))
 
 
 def require_matplotlib(what: str) -> None:

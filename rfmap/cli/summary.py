@@ -23,6 +23,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, metavar="N",
                    help="PyTorch sources: one row per module, collapsed to blocks N levels deep (torchinfo style)")
     add_strict(p)
+    p.add_argument("--exclude-global", action="store_true",
+                   help="leave out branches that depend on globally pooled features (squeeze-excitation, ECA and other "
+                   "channel gates, attention pooling) where they meet local paths: the local receptive field")
     p.add_argument("--no-color", action="store_true", help="plain text, no colour (also when stdout is not a terminal)")
 
 
@@ -47,5 +50,5 @@ def _module_summary(args: argparse.Namespace) -> str:
         raise RFMapError(f"--depth must be >= 0, got {args.depth}")
     model = load_factory(args.source)
     size = parse_input_size(args.input) if args.input is not None else None
-    rows = module_table(model, size, depth=args.depth or None, strict=args.strict)
+    rows = module_table(model, size, depth=args.depth or None, strict=args.strict, exclude_global=args.exclude_global)
     return render_modules(rows, args.format, title=args.source, color=False if args.no_color else None)

@@ -4,9 +4,11 @@ Coordinates follow the pixel-index convention (see :mod:`rfmap.core.result`): in
 is the point ``i``; boxes are inclusive, starts first, axes in (H, W) order.
 
 Cost: O(layers + edges) times the period of each map (1 for plain convolutional nets,
-the upsampling factor after upsampling), independent of the input size.  Per-cell
-queries are exact: :meth:`Analysis.rf_box` in O(1), :meth:`Analysis.support` by
-propagating index sets back through the real maps.
+the upsampling factor after upsampling), independent of the input size; where periods
+would multiply past the map size (pooling, then resizing back to an odd size), a map's
+boxes are kept explicitly for the cells that can be asked about, so the cost never exceeds
+O((layers + edges) x map size).  Per-cell queries are exact: :meth:`Analysis.rf_box` in
+O(1), :meth:`Analysis.support` by propagating index sets back through the real maps.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from rfmap.core.box import AXES, Box
 from rfmap.errors import RFMapError, RFMapWarning, at_layer
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Pointwise
-from rfmap.core.periodic import Boxes, combine, hull_at, max_size
+from rfmap.core.periodic import Boxes, Family, Range, combine, hull_at, max_size
 from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
 
 
@@ -33,8 +35,12 @@ from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_numbe
 class _NodeState:
     sizes: tuple[int, ...]
     maps: tuple[AxisMap, ...] | None  # None for the input and merges
-    families: tuple[tuple[Boxes, ...], ...]  # per axis
+    families: tuple[tuple[Family, ...], ...]  # per axis
     is_global: bool  # every path through this node went through a global op
+    #: the families with context mixing (attention inside windows, a norm over a window's
+    #: cells: layers with ``context``) left out: what alignment compares; ``families`` itself
+    #: where no such layer is upstream
+    anchors: tuple[tuple[Family, ...], ...] | None = None
 
 
 #: the largest input size per axis: boxes are int64 and must not overflow far past it
@@ -111,33 +117,41 @@ class Analysis:
     # -- the forward pass -------------------------------------------------------------
 
     def _run(self, messages: list[str]):
+        plans = self._plan()
+        need = _needed_ranges(self.graph, self._index, plans)
         ndim = len(self.input_size)
         names = axis_names(ndim)
         states: list[_NodeState] = []
         rows: list[LayerGeometry] = []
         aligned_of: list[bool] = []
         for k, node in enumerate(self.graph.nodes):
+            sizes, maps = plans[k]
             global_context = False
             aligned = True
             if node.layer is None:
-                sizes = self.input_size
-                maps = None
                 families = tuple((Boxes.identity(),) for _ in range(ndim))
+                anchors = families
                 is_global = False
             elif node.layer.merge:
                 parents = [self._index[p] for p in node.inputs]
-                sizes = self._merged_sizes(node, parents, states)
                 used = parents
                 if self.exclude_global and not all(states[p].is_global for p in parents):
                     used = [p for p in parents if not states[p].is_global]
-                maps = None
                 families = tuple(
-                    tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a]) for p in used for f in states[p].families[a]]))
+                    tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
+                                   for p in used for f in states[p].families[a]], need[k][a]))
                     for a in range(ndim)
                 )
                 is_global = all(states[p].is_global for p in parents)
                 global_context = any(rows[p].global_context for p in parents)
                 aligned = all(aligned_of[p] for p in parents)
+                anchors = families
+                if any(states[p].anchors is not states[p].families for p in used):
+                    anchors = tuple(
+                        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
+                                       for p in used for f in states[p].anchors[a]], need[k][a]))
+                        for a in range(ndim)
+                    )
                 msg = self._alignment(node, used, states, names)
                 if msg:
                     aligned = False
@@ -146,19 +160,15 @@ class Analysis:
                     messages.append(msg)
             else:
                 parent = self._index[node.inputs[0]]
-                in_sizes = states[parent].sizes
-                try:
-                    maps = node.layer.axis_maps(in_sizes)
-                except RFMapError as exc:
-                    raise at_layer(node.name, node.op, f"{exc} (input size {list(in_sizes)})") from None
-                sizes = tuple(m.n_out for m in maps)
                 families = tuple(
-                    tuple(combine([f.through(m) for f in fams])) for m, fams in zip(maps, states[parent].families)
+                    tuple(combine([f.through(m, need[k][a]) for f in fams], need[k][a]))
+                    for a, (m, fams) in enumerate(zip(maps, states[parent].families))
                 )
                 is_global = states[parent].is_global or node.layer.global_context
                 global_context = rows[parent].global_context or node.layer.global_context
                 aligned = aligned_of[parent]
-            states.append(_NodeState(sizes, maps, families, is_global))
+                anchors = self._anchors(states[parent], node, maps, families, need[k])
+            states.append(_NodeState(sizes, maps, families, is_global, anchors))
             aligned_of.append(aligned)
             rows.append(
                 LayerGeometry(
@@ -172,30 +182,60 @@ class Analysis:
             )
         return tuple(states), tuple(rows)
 
-    def _merged_sizes(self, node, parents: Sequence[int], states) -> tuple[int, ...]:
+    @staticmethod
+    def _anchors(parent: _NodeState, node: Node, maps, families, need):
+        """The families alignment compares: a context layer (mixing within windows) passes
+        its input's on; others carry them through like the families themselves."""
+        if getattr(node.layer, "context", False):
+            return parent.anchors
+        if parent.anchors is parent.families:
+            return families
+        return tuple(tuple(combine([f.through(m, need[a]) for f in fams], need[a]))
+                     for a, (m, fams) in enumerate(zip(maps, parent.anchors)))
+
+    def _plan(self) -> list[tuple[tuple[int, ...], tuple[AxisMap, ...] | None]]:
+        """Sizes and per-axis rules of every node (``None`` for the input and merges)."""
+        plans: list[tuple[tuple[int, ...], tuple[AxisMap, ...] | None]] = []
+        for node in self.graph.nodes:
+            if node.layer is None:
+                plans.append((self.input_size, None))
+            elif node.layer.merge:
+                parents = [self._index[p] for p in node.inputs]
+                plans.append((self._merged_sizes(node, parents, plans), None))
+            else:
+                in_sizes = plans[self._index[node.inputs[0]]][0]
+                try:
+                    maps = node.layer.axis_maps(in_sizes)
+                except RFMapError as exc:
+                    raise at_layer(node.name, node.op, f"{exc} (input size {list(in_sizes)})") from None
+                plans.append((tuple(m.n_out for m in maps), maps))
+        return plans
+
+    def _merged_sizes(self, node, parents: Sequence[int], plans) -> tuple[int, ...]:
         """Inputs of a merge agree in size; add and mul also broadcast a size-1 axis (numpy rules)."""
-        first = states[parents[0]].sizes
+        first = plans[parents[0]][0]
         broadcasts = node.op in ("add", "mul")
-        sizes = tuple(max(states[p].sizes[a] for p in parents) for a in range(len(first))) if broadcasts else first
+        sizes = tuple(max(plans[p][0][a] for p in parents) for a in range(len(first))) if broadcasts else first
         for p in parents:
-            if any(m != n and not (broadcasts and m == 1) for m, n in zip(states[p].sizes, sizes)):
+            if any(m != n and not (broadcasts and m == 1) for m, n in zip(plans[p][0], sizes)):
                 q = parents[0] if p != parents[0] else parents[1]
                 raise at_layer(
                     node.name,
                     node.op,
-                    f"inputs '{self.graph.nodes[q].name}' {list(states[q].sizes)} and "
-                    f"'{self.graph.nodes[p].name}' {list(states[p].sizes)} differ in size",
+                    f"inputs '{self.graph.nodes[q].name}' {list(plans[q][0])} and "
+                    f"'{self.graph.nodes[p].name}' {list(plans[p][0])} differ in size",
                 )
         return sizes
 
     def _alignment(self, node, parents: Sequence[int], states, names) -> str | None:
         """Paths meeting at a merge are aligned iff, per axis, their local path families
-        (global ones, of stride 0, excepted) agree in stride and cell-0 center."""
+        (global ones, of stride 0, excepted; context mixing within windows left out) agree
+        in stride and cell-0 center."""
         nodes = self.graph.nodes
         for axis, axis_name in enumerate(names):
             seen: list[tuple[int, Fraction, Fraction]] = []
             for p in parents:
-                local = [f for f in states[p].families[axis] if f.jump != 0]
+                local = [f for f in states[p].anchors[axis] if f.jump != 0]
                 if not local:
                     continue
                 lo, hi = hull_at(local, np.zeros(1, dtype=np.int64))
@@ -222,7 +262,7 @@ class Analysis:
     @staticmethod
     def _axis_differs(states, q: int, p: int, axis: int) -> bool:
         def key(k):
-            local = [f for f in states[k].families[axis] if f.jump != 0]
+            local = [f for f in states[k].anchors[axis] if f.jump != 0]
             if not local:
                 return None
             lo, hi = hull_at(local, np.zeros(1, dtype=np.int64))
@@ -481,8 +521,8 @@ def _rebuild(graph: Graph, input_size, strict: bool, exclude_global: bool) -> An
     return Analysis(graph, input_size, strict=strict, exclude_global=exclude_global)
 
 
-def _axis_geometry(n: int, families: Sequence[Boxes]) -> AxisGeometry:
-    if len(families) == 1 and families[0].period == 1:  # shift-invariant: plain integers
+def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
+    if len(families) == 1 and isinstance(families[0], Boxes) and families[0].period == 1:  # shift-invariant
         lo0, hi0 = int(families[0].lo[0]), int(families[0].hi[0])
         return AxisGeometry(n, families[0].jump, hi0 - lo0 + 1, -lo0, Fraction(lo0 + hi0, 2), True)
     fams = list(families)
@@ -498,9 +538,33 @@ def _axis_geometry(n: int, families: Sequence[Boxes]) -> AxisGeometry:
     )
 
 
-def _broadcast(family: Boxes, n_in: int, n_out: int) -> Boxes:
+def _broadcast(family: Family, n_in: int, n_out: int, need: Range) -> Family:
     """A merge input of size 1 along an axis is broadcast: every cell reads its one cell."""
-    return family if n_in == n_out else family.through(Global(1, n_out))
+    return family if n_in == n_out else family.through(Global(1, n_out), need)
+
+
+def _needed_ranges(graph: Graph, index: dict[str, int], plans) -> list[list[Range]]:
+    """Per node and axis, the cells ``[lo, hi)`` whose boxes anyone will ask about: the
+    real cells, and the virtual cells that later layers read through their padding (one
+    backward pass; O(1) per rule for the built-in ones).  Explicit layouts
+    (:class:`~rfmap.core.periodic.Explicit`) are kept for exactly these cells."""
+    need = [[(0, n) for n in sizes] for sizes, _ in plans]
+    for k in range(len(graph.nodes) - 1, 0, -1):
+        node = graph.nodes[k]
+        sizes, maps = plans[k]
+        for name in node.inputs:
+            p = index[name]
+            p_sizes = plans[p][0]
+            for a, (lo, hi) in enumerate(need[k]):
+                if maps is not None:
+                    r_lo, r_hi = maps[a].reach(lo, hi)
+                elif p_sizes[a] != sizes[a]:
+                    r_lo, r_hi = 0, 1  # a broadcast 1-cell axis
+                else:
+                    r_lo, r_hi = lo, hi
+                old_lo, old_hi = need[p][a]
+                need[p][a] = (min(old_lo, r_lo), max(old_hi, r_hi))
+    return need
 
 
 def _prune(products: list[tuple[np.ndarray, ...]]) -> list[tuple[np.ndarray, ...]]:

@@ -61,6 +61,15 @@ class AxisMap:
         idx, valid = self.virtual_taps(o)
         return idx, valid & (idx >= 0) & (idx < self.n_in)
 
+    def reach(self, lo: int, hi: int) -> tuple[int, int]:
+        """The input cells ``[a, b)`` (unclipped) that the windows of output cells ``[lo, hi)``
+        touch.  Windows repeat with the period, shifted by ``shift >= 0``, so the first and the
+        last period of the range bound them: O(period)."""
+        p = max(int(self.period), 1)
+        first = np.arange(lo, min(hi, lo + p), dtype=np.int64)
+        last = np.arange(max(lo, hi - p), hi, dtype=np.int64)
+        return int(self.window(first)[0].min()), int(self.window(last)[1].max()) + 1
+
     def support(self, mask_out: np.ndarray) -> np.ndarray:
         """Input cells that influence any output cell selected by the boolean ``mask_out``."""
         o = np.flatnonzero(mask_out)

@@ -1,4 +1,4 @@
-"""Exact receptive-field boxes of every cell of a map, in O(period) storage.
+"""Exact receptive-field boxes of every cell of a map, in O(period) storage (or O(map size)).
 
 For one path family with effective stride (jump) ``J`` the theoretical box of cell ``i``
 is periodic: ``box(i + T) = box(i) + T*J`` with ``T*J`` an integer.  Plain
@@ -6,6 +6,12 @@ convolutional chains have ``T = 1`` (``box(i) = [-P + i*J, -P + i*J + r - 1]``);
 upsampling by ``p/q`` and transposed convolution by ``s`` make ``T > 1``.  Storing the
 boxes of cells ``0..T-1`` gives the box of any cell, also of virtual cells outside the map,
 which is what the next layer's window reads when it reaches into padding.
+
+Periods can multiply from layer to layer (pooling, then resizing back to an odd size, as in
+GhostNetV2's gates: periods 29, 841, 24389, ...).  Where a period would exceed the range of
+cells anyone can ask about -- the map's real cells and the virtual cells that later layers
+read through their padding, computed beforehand by the analysis -- the boxes are kept
+explicitly for that range (:class:`Explicit`), which is exact there and costs O(map size).
 
 Coordinates: pixel-index convention (input pixel ``i`` is the point ``i``); boxes are
 inclusive ``[lo, hi]``.
@@ -20,6 +26,17 @@ from math import gcd, lcm
 import numpy as np
 
 from rfmap.core.axis import BIG, AxisMap, Identity, Window
+from rfmap.errors import RFMapError
+
+#: cells ``[lo, hi)`` of a map whose boxes will be asked for (real cells and the virtual
+#: cells later layers read through their padding)
+Range = tuple[int, int]
+
+#: periods up to this length stay periodic even on a smaller range (cheap either way)
+SMALL = 64
+
+#: the most cells an explicit layout may hold (int64 boxes: 2 x 8 bytes each)
+MAX_EXPLICIT = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -61,11 +78,13 @@ class Boxes:
         lo, hi = self.at(np.arange(self.period + 1, dtype=np.int64))
         return bool((np.diff(lo) >= 0).all() and (np.diff(hi) >= 0).all())
 
-    def through(self, rule: AxisMap) -> "Boxes":
+    def through(self, rule: AxisMap, need: Range | None = None) -> "Family":
         """The boxes of the output cells of ``rule`` applied to this map.
 
         The box of an output cell is the hull of the boxes of its (virtual) taps: over
         monotone boxes ``[lo(first tap), hi(last tap)]``, otherwise over every tap.
+        ``need``: the output cells anyone will ask about; where the period would be longer
+        than that range, the boxes are kept for that range only (:class:`Explicit`).
         """
         if self.period == 1 and type(rule) in (Window, Identity):
             # the common case in plain Python: box(0) of a window over a shift-invariant map
@@ -80,6 +99,8 @@ class Boxes:
             return Boxes(1, self.jump * shift, lo, hi, self.step * shift)
         shift = rule.shift
         period = rule.period * self.period // gcd(self.period, shift)
+        if need is not None and period > max(need[1] - need[0], SMALL):
+            return _explicit_through(self, rule, need)
         o = np.arange(period, dtype=np.int64)
         if self.is_monotone():
             w_lo, w_hi = rule.window(o)
@@ -92,9 +113,13 @@ class Boxes:
             hi = np.where(valid, t_hi, -BIG).max(axis=1)
         return Boxes(period, self.jump * rule.stride, lo, hi)
 
-    def union(self, other: "Boxes") -> "Boxes":
+    def union(self, other: "Family", need: Range | None = None) -> "Family":
         """Hull of two box layouts with the same jump."""
+        if isinstance(other, Explicit):
+            return other.union(self, need)
         period = lcm(self.period, other.period)
+        if need is not None and period > max(need[1] - need[0], SMALL):
+            return Explicit.of(self, need).union(other, need)
         o = np.arange(period, dtype=np.int64)
         a_lo, a_hi = self.at(o)
         b_lo, b_hi = other.at(o)
@@ -111,18 +136,27 @@ class Boxes:
         return bool(np.array_equal(self.lo[:m], expected) and np.array_equal(self.hi[:m], expected + self.hi[0] - self.lo[0]))
 
 
-def combine(families: list[Boxes]) -> list[Boxes]:
-    """Merge path families: equal jumps fold into one layout, others stay apart."""
+def combine(families: list[Family], need: Range | None = None) -> list[Family]:
+    """Merge path families: equal jumps fold into one layout, others stay apart -- except
+    explicit ones, which fold into one (its jump the largest), so that their number stays
+    bounded whatever the periods do."""
     if len(families) == 1:
         return families
-    by_jump: dict[Fraction, Boxes] = {}
+    by_jump: dict[Fraction, Family] = {}
     for fam in families:
         prev = by_jump.get(fam.jump)
-        by_jump[fam.jump] = fam if prev is None else prev.union(fam)
-    return list(by_jump.values())
+        by_jump[fam.jump] = fam if prev is None else prev.union(fam, need)
+    out = list(by_jump.values())
+    explicit = [f for f in out if isinstance(f, Explicit) and f.jump != 0]
+    if len(explicit) > 1:
+        folded = explicit[0]
+        for f in explicit[1:]:
+            folded = folded.union(f, need)
+        out = [f for f in out if not (isinstance(f, Explicit) and f.jump != 0)] + [folded]
+    return out
 
 
-def hull_at(families: list[Boxes], i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def hull_at(families: list[Family], i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Box of cells ``i``: the hull over all path families."""
     lo, hi = families[0].at(i)
     for fam in families[1:]:
@@ -131,10 +165,102 @@ def hull_at(families: list[Boxes], i: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return lo, hi
 
 
-def max_size(families: list[Boxes], n: int) -> int:
-    """Largest box over the real cells ``0..n-1``; O(period) for one family."""
-    if len(families) == 1:
+def max_size(families: list[Family], n: int) -> int:
+    """Largest box over the real cells ``0..n-1``; O(period) for one periodic family."""
+    if len(families) == 1 and isinstance(families[0], Boxes):
         m = min(families[0].period, n)
         return int((families[0].hi[:m] - families[0].lo[:m]).max()) + 1
     lo, hi = hull_at(families, np.arange(n, dtype=np.int64))
     return int((hi - lo).max()) + 1
+
+
+@dataclass(frozen=True)
+class Explicit:
+    """Boxes of the cells ``start .. start + len(lo) - 1`` of a map, one by one.
+
+    Used where a periodic layout's period would be longer than the range of cells asked
+    about; exact on that range (the analysis computes it so that every later layer's
+    windows stay inside it).  Same interface as :class:`Boxes`.
+    """
+
+    start: int
+    jump: Fraction
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def period(self) -> int:
+        return int(self.lo.size)
+
+    @classmethod
+    def of(cls, family: "Family", need: Range) -> "Explicit":
+        if isinstance(family, Explicit):
+            return family
+        size = need[1] - need[0]
+        if size > MAX_EXPLICIT:
+            raise RFMapError(
+                f"the receptive fields of this map vary from cell to cell with a period longer than "
+                f"{MAX_EXPLICIT:,} cells; analyze a smaller input"
+            )
+        lo, hi = family.at(np.arange(need[0], need[1], dtype=np.int64))
+        return cls(need[0], family.jump, lo, hi)
+
+    def at(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = np.asarray(i, dtype=np.int64) - self.start
+        if k.size and (int(k.min()) < 0 or int(k.max()) >= self.lo.size):
+            raise RFMapError(
+                f"internal error: cells {int(k.min()) + self.start}..{int(k.max()) + self.start} asked of a layout "
+                f"kept for cells {self.start}..{self.start + self.lo.size - 1}"
+            )
+        return self.lo[k], self.hi[k]
+
+    def is_monotone(self) -> bool:
+        return bool((np.diff(self.lo) >= 0).all() and (np.diff(self.hi) >= 0).all())
+
+    def through(self, rule: AxisMap, need: Range | None = None) -> "Family":
+        if rule.shift == 0:  # every output cell reads the same window: one box for all
+            return _periodic_through(self, rule, 1)
+        assert need is not None, "an explicit layout needs the range of cells to compute"
+        return _explicit_through(self, rule, need)
+
+    def union(self, other: "Family", need: Range | None = None) -> "Explicit":
+        assert need is not None, "an explicit layout needs the range of cells to compute"
+        o = np.arange(need[0], need[1], dtype=np.int64)
+        a_lo, a_hi = self.at(o)
+        b_lo, b_hi = other.at(o)
+        return Explicit(need[0], max(self.jump, other.jump), np.minimum(a_lo, b_lo), np.maximum(a_hi, b_hi))
+
+    def is_shift_invariant(self, n: int) -> bool:
+        if self.jump.denominator != 1:
+            return n == 1
+        lo, hi = self.at(np.arange(n, dtype=np.int64))
+        expected = lo[0] + np.arange(n) * int(self.jump)
+        return bool(np.array_equal(lo, expected) and np.array_equal(hi - lo, np.full(n, hi[0] - lo[0])))
+
+
+#: a path family's boxes: periodic, or explicit on a range
+Family = Boxes | Explicit
+
+
+def _hull_of_taps(family: Family, rule: AxisMap, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if family.is_monotone():
+        w_lo, w_hi = rule.window(o)
+        return family.at(w_lo)[0], family.at(w_hi)[1]
+    idx, valid = rule.virtual_taps(o)
+    t_lo, t_hi = family.at(idx)
+    return np.where(valid, t_lo, BIG).min(axis=1), np.where(valid, t_hi, -BIG).max(axis=1)
+
+
+def _periodic_through(family: Family, rule: AxisMap, period: int) -> Boxes:
+    lo, hi = _hull_of_taps(family, rule, np.arange(period, dtype=np.int64))
+    return Boxes(period, family.jump * rule.stride, lo, hi)
+
+
+def _explicit_through(family: Family, rule: AxisMap, need: Range) -> Explicit:
+    if need[1] - need[0] > MAX_EXPLICIT:
+        raise RFMapError(
+            f"the receptive fields of this map vary from cell to cell with a period longer than "
+            f"{MAX_EXPLICIT:,} cells; analyze a smaller input"
+        )
+    lo, hi = _hull_of_taps(family, rule, np.arange(need[0], need[1], dtype=np.int64))
+    return Explicit(need[0], family.jump * rule.stride, lo, hi)

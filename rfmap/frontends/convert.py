@@ -22,8 +22,9 @@ from typing import Any
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise
 from rfmap.errors import RFMapError, RFMapWarning
-from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, leaves, right_aligned
+from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, first_tensor, is_tensor, leaves, right_aligned
 from rfmap.rules.common import broadcast_dims, distinct, flat_global
+from rfmap.rules.split_axes import as_map, dispatch, has_split
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class NodeInfo:
     params: int = 0
     first_call: bool = True
     owner: str = ""
+
+
+class NoSpatialOutput(RFMapError):
+    """No output of the captured graph depends on the input's spatial positions (a capture
+    that missed tensors stored by forward hooks, or a model that ignores its input)."""
 
 
 def has_bind(*structs) -> bool:
@@ -87,6 +93,8 @@ class Front:
         self.unsupported: list[str] = []
         self.notes: list[str] = []
         self._current: dict = {}
+        #: values of small constant tensors (attention masks, bias tables): id -> (tensor, array)
+        self.consts: dict[int, tuple[Any, Any]] = {}
 
     # names ------------------------------------------------------------------------------
 
@@ -177,7 +185,12 @@ class Front:
             return self._finish(call, self._unsupported(call, ""), rule_based=False)
         n_before = len(self.nodes)
         try:
-            result = convert(call)
+            result = dispatch(call, convert)
+        except PooledInput:
+            # an op over the channels of a pooled vector (ECA's Conv1d): pointwise on its one cell
+            del self.nodes[n_before:]
+            call.out_dims = (None,) * self.rank
+            return self._finish(call, Pointwise(op=call.op_name), rule_based=True)
         except LayoutError as exc:
             del self.nodes[n_before:]
             return self._finish(call, self._unsupported(call, f": {exc}"), rule_based=False)
@@ -198,6 +211,8 @@ class Front:
                 "(or analyze with strict=False to treat it as pointwise)"
             )
         out = first_tensor(call.out)
+        if has_split(call):
+            return self._unsupported_split(call, where, reason, out)
         dims = call.bind.dims if out.dim() == call.ndim else right_aligned(call.bind.dims, call.ndim, out.dim())
         binds = distinct(call)
         if not reason and self._fits(Bind(call.bind.node, dims), out) and all(
@@ -213,10 +228,30 @@ class Front:
             return call.emit("", Merge("add"), *flat, dims=call.out_dims)
         return GlobalOp(op=call.op_name)
 
+    def _unsupported_split(self, call: Call, where: str, reason: str, out: Any):
+        """An op without a rule (or whose rule cannot follow split axes) on a tensor whose
+        spatial axes are split across dims: pointwise where it keeps the tensor's shape and
+        reads one map, else global."""
+        binds = distinct(call)
+        if not reason and len(binds) == 1 and is_tensor(out) and tuple(out.shape) == tuple(call.x.shape):
+            self.unsupported.append(f"{where}: no rule, treated as pointwise")
+            call.out_layout = call.layout_of()
+            return Pointwise(op=call.op_name)
+        self.unsupported.append(f"{where}{reason or ': no rule, and it changes the shape'}; treated as global")
+        call.out_dims = (None,) * self.rank
+        flat = [call.emit(f".global{i}", GlobalOp(op=call.op_name), Bind(b.node, b.dims), dims=call.out_dims)
+                for i, (_, b) in enumerate(binds)]
+        if len(flat) == 1:
+            return flat[0]
+        return call.emit("", Merge("add"), *flat, dims=call.out_dims)
+
     def _fits(self, bind: Bind, tensor: Any) -> bool:
         if not is_tensor(tensor):
             return False
         sizes = self.sizes[bind.node]
+        if bind.layout is not None:
+            lay = bind.layout
+            return tuple(lay.sizes) == tuple(sizes) and lay.shape == tuple(int(v) for v in tensor.shape)
         if len(sizes) != len(bind.dims):
             return False
         groups: dict[int, int] = {}
@@ -251,13 +286,15 @@ class Front:
             result = self._apply(call, result)
         elif not isinstance(result, Bind):
             raise RFMapError(f"{self._where(call)}: the rule returned {result!r}, not a Layer, SAME or a Bind")
-        if call.out_dims is not None and isinstance(result, Bind) and result.dims != call.out_dims and len(
+        if call.out_layout is not None:
+            result = call.bind_for(result.node, call.out_layout)
+        elif call.out_dims is not None and isinstance(result, Bind) and result.dims != call.out_dims and len(
             call.out_dims
         ) == len(result.dims):
             result = Bind(result.node, call.out_dims)
         if self._current.get("own_node") and result.node != call.name and call.name not in self.node_names:
             node = self.emit(call, call.name, Pointwise(op=call.op_name), [result.node])  # a module keeps its row
-            result = Bind(node, result.dims)
+            result = Bind(node, result.dims, result.layout)
         return self._mirror(call, result, out, rule_based)
 
     def _default_dims(self, call: Call):
@@ -267,11 +304,14 @@ class Front:
         return right_aligned(call.bind.dims, call.ndim, out.dim())
 
     def _apply(self, call: Call, layer: Layer) -> Bind:
+        if layer.merge and call.out_layout is not None:  # the rule fitted the maps itself
+            node = self.emit(call, call.name, layer, [b.node for _, b in distinct(call)])
+            return Bind(node, call.out_layout.approx_dims())
         if layer.merge:
             dims = call.out_dims if call.out_dims is not None else broadcast_dims(call, first_tensor(call.out))
             want = call.out_sizes(dims, first_tensor(call.out))
             fitted = []
-            for i, (v, b) in enumerate(distinct(call)):
+            for i, (_v, b) in enumerate(distinct(call)):
                 if self.sizes[b.node] != want:
                     b = call.emit(f".expand{i}", Expand(want), b)
                 fitted.append(b.node)
@@ -329,6 +369,8 @@ class Front:
     def corrected_shape(self, bind: Bind, out) -> tuple[int, ...] | None:
         """``out``'s shape with the spatial dims of ``bind`` set to the engine's sizes, where
         each axis is on a dim of its own (else ``None``)."""
+        if bind.layout is not None:  # digits on several dims: the layout follows the tensor's shapes
+            return tuple(bind.layout.shape) if tuple(bind.layout.sizes) == tuple(self.sizes[bind.node]) else None
         dims = [d for d in bind.dims if d is not None]
         if len(set(dims)) != len(dims) or any(not 0 <= d < out.dim() for d in dims):
             return None
@@ -359,9 +401,9 @@ class Front:
         model returns a dict (an alias of its node), else by its node's name.  The first
         output's node is the graph's last (the table's last row).
         """
-        named = [(key, b, v) for key, b, v in _keyed(outputs, values) if isinstance(b, Bind)]
+        named = [(key, self._settled(b), v) for key, b, v in _keyed(outputs, values) if isinstance(b, Bind)]
         if not named:
-            raise RFMapError(f"{name}: the model's output does not depend on its input's spatial positions")
+            raise NoSpatialOutput(f"{name}: the model's output does not depend on its input's spatial positions")
         out_nodes = [self._materialize(b, v) for _, b, v in named]
         main = out_nodes[0]
         keep: set[str] = set()
@@ -403,6 +445,21 @@ class Front:
         graph = Graph(tuple(nodes), name, self.input_sizes, tuple(notes), tuple(aliases), outs)
         infos = tuple(self.infos[n.name] for n in nodes[1:] if n.name in self.infos)
         return graph, infos
+
+    def _settled(self, bind: Bind) -> Bind:
+        """An output whose axes are split or rolled becomes the map of the tensor's own grid
+        (see :func:`rfmap.rules.split_axes.as_map`)."""
+        if bind.layout is None:
+            return bind
+        call = Call(kind="function", target="output", name=bind.node, path="", module=None,
+                    args=(), kwargs={}, arg_binds=(), kwarg_binds={}, out=None, rank=self.rank, front=self,
+                    op_name="output")
+        return as_map(call, bind)
+
+    def const_value(self, value: Any):
+        """The numpy value of a constant tensor the capture knows (see :meth:`Call.const`)."""
+        hit = self.consts.get(id(value))
+        return hit[1] if hit is not None and hit[0] is value else None
 
     def _materialize(self, bind: Bind, value: Any) -> str:
         """The output's node; axes reduced away that the output tensor still has (a map

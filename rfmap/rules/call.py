@@ -38,15 +38,29 @@ SAME = _Same()
 class Bind:
     """Where a tensor's spatial axes are: the rfmap node whose map it is, and per spatial
     axis the tensor dim holding it (``None``: reduced away, the map is 1 cell wide there;
-    two axes on one dim: flattened together, row-major, as in ``x.flatten(2)``)."""
+    two axes on one dim: flattened together, row-major, as in ``x.flatten(2)``).
+
+    ``layout``: where an axis is split into digits on several dims, shares a dim with
+    channels, or is rolled (windows, space-to-depth, shifted windows), a
+    :class:`rfmap.rules.layout_algebra.Layout` says where each digit is; ``dims`` then only
+    names the dim of each axis's outermost digit, and the rules that read such tensors use
+    the layout (:mod:`rfmap.rules.split_axes`)."""
 
     node: str
     dims: tuple[int | None, ...]
+    layout: Any = None
 
 
 class LayoutError(Exception):
     """The op moves spatial axes in a way the engine cannot follow (an axis split in two,
     concatenated along, or H and W swapped); the front end then treats it as unsupported."""
+
+
+class PooledInput(LayoutError):
+    """The op (a convolution, a pooling) reads a pooled vector -- every spatial axis reduced
+    to one cell, its tensor dims holding channels -- as if it were a map (ECA's ``Conv1d``
+    across channels): it acts on non-spatial dims, so the front end makes it pointwise on
+    the one-cell map."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,11 @@ class Call:
         self.out = out
         self.rank = rank
         self.out_dims: tuple[int | None, ...] | None = None
+        #: a converter's answer for where the output's digits are (see :class:`Bind`)
+        self.out_layout: Any = None
+        #: a split layout read by a rule written for maps (see rfmap.rules.split_axes.route)
+        self.virtual_ok = False
+        self.virtual: Any = None
         self._front = front
         self._op_name = op_name
         #: ONNX: the opset of the node's domain (its ops changed meaning between opsets)
@@ -230,16 +249,71 @@ class Call:
         broadcasting axes that were reduced away; raises :class:`LayoutError` otherwise."""
         want = self.standard_dims()
         b = self.bind
+        if b.layout is not None:
+            from rfmap.rules.split_axes import standardize
+
+            return standardize(self)
         if b.dims == want:
             return b
         live = [d for d in b.dims if d is not None]
         if all(d is None or d == w for d, w in zip(b.dims, want)) and len(set(live)) == len(live):
             size = tuple(int(self.x.shape[w]) for w in want)
+            if all(n == 1 for n in self.sizes(b)) and any(n != 1 for n in size):
+                raise PooledInput(f"it reads a pooled vector (no spatial extent left) of shape {list(self.x.shape)}")
             node = self.emit(".expand", Expand(size), b)
             self.bind = Bind(node.node, want)
             self.inputs[0] = (self.x, self.bind)
             return self.bind
         raise LayoutError(f"its spatial axes are at dims {list(b.dims)} of a {self.ndim}-d tensor, not the last {self.rank}")
+
+    # -- layouts and constants ------------------------------------------------------------
+
+    def layout_of(self, bind: Bind | None = None, value: Any = None):
+        """The :class:`~rfmap.rules.layout_algebra.Layout` of ``bind`` (default: the input)."""
+        from rfmap.rules.layout_algebra import Layout
+
+        if bind is None:
+            bind, value = self.bind, self.x
+        if bind.layout is not None:
+            return bind.layout
+        if value is None:
+            value = next((v for v, b in self.inputs if b is bind), self.x)
+        return Layout.from_dims(bind.dims, tuple(int(v) for v in value.shape), self.sizes(bind))
+
+    def bind_for(self, node: str, layout) -> Bind:
+        """A :class:`Bind` of ``node`` laid out as ``layout`` (the plain form where it is one)."""
+        dims = layout.simple()
+        if dims is not None:
+            return Bind(node, dims)
+        return Bind(node, layout.approx_dims(), layout)
+
+    def const(self, value: Any):
+        """The value of a constant argument (an attention mask, a bias table) as a numpy
+        array, where the front end knows it; else ``None``."""
+        if isinstance(value, TensorInfo):
+            return value.value
+        if hasattr(value, "__array__") and not is_tensor(value):
+            return value
+        getter = getattr(self._front, "const_value", None)
+        return None if getter is None else getter(value)
+
+    def rebind(self, old: Bind, new: Bind) -> None:
+        """Read ``new`` wherever the call read ``old`` (a layout settled by a helper node)."""
+
+        def swap(obj):
+            if obj is old:
+                return new
+            if isinstance(obj, (list, tuple)):
+                return type(obj)(swap(o) for o in obj)
+            if isinstance(obj, dict):
+                return {k: swap(v) for k, v in obj.items()}
+            return obj
+
+        self.arg_binds = swap(self.arg_binds)
+        self.kwarg_binds = swap(self.kwarg_binds)
+        self.inputs = [(v, new if b is old else b) for v, b in self.inputs]
+        if self.bind is old:
+            self.bind = new
 
     # -- building ------------------------------------------------------------------------
 

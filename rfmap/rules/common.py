@@ -8,6 +8,8 @@ from typing import Any, Callable
 from rfmap.core.layers import Crop, Expand, GlobalOp, Layer, Merge, Pointwise, Reduce
 from rfmap.core.registry import OnnxRule, TorchRule
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, right_aligned
+from rfmap.rules.split_axes import has_split, layout_aware, mix_split, reduce_split
+from rfmap.rules.split_ops import elementwise_split
 
 
 #: where the PyTorch realizations of the layers live (imported only to build a twin)
@@ -45,6 +47,7 @@ def flat_global(call: Call, value, bind: Bind, suffix: str) -> Bind:
     return call.emit(suffix, GlobalOp(op=call.op_name), bind, dims=(None,) * len(bind.dims))
 
 
+@layout_aware
 def global_rule(call: Call):
     """Every output sees the whole input (and every input map, when there are several)."""
     call.out_dims = (None,) * call.rank
@@ -72,6 +75,8 @@ def broadcast_dims(call: Call, out: Any = None) -> tuple[int | None, ...]:
 
 def merge_or_pointwise(call: Call, op: str):
     """An elementwise op of several tensors: a merge of the distinct maps among them."""
+    if has_split(call):
+        return elementwise_split(call, op)
     dims = broadcast_dims(call)
     call.out_dims = dims
     binds = distinct(call)
@@ -87,14 +92,18 @@ def merge_or_pointwise(call: Call, op: str):
 def elementwise(op: str) -> Callable[[Call], Any]:
     """The converter of an elementwise op that merges its maps by ``op`` (add or mul)."""
 
+    @layout_aware
     def rule(call: Call):
         return merge_or_pointwise(call, op)
 
     return rule
 
 
+@layout_aware
 def pointwise(call: Call):
     """An op that changes no geometry (a merge when it reads several maps)."""
+    if has_split(call):
+        return elementwise_split(call, "add")
     if len(distinct(call)) > 1 or (is_tensor(call.out) and call.out.dim() != call.ndim):
         return merge_or_pointwise(call, "add")
     return Pointwise(op=call.op_name)
@@ -129,6 +138,8 @@ def reduce_dims(call: Call, dim, keepdim: bool):
     else:
         red = {call.norm_dim(int(dim))}
     b = call.bind
+    if b.layout is not None:
+        return reduce_split(call, sorted(red), keepdim)
     axes = tuple(a for a, d in enumerate(b.dims) if d is not None and d in red)
     if keepdim:
         dims = b.dims
@@ -144,7 +155,10 @@ def reduce_dims(call: Call, dim, keepdim: bool):
 
 
 def mix_on_dims(call: Call, dims, op: str):
-    """Every cell also sees the whole of the spatial axes on tensor dims ``dims``."""
+    """Every cell also sees the whole of the spatial axes on tensor dims ``dims`` (where
+    axes are split across dims: the cells that differ only in the digits on them)."""
+    if call.bind.layout is not None:
+        return mix_split(call, dims, op)
     axes = call.axes_on(dims)
     if not axes:
         return Pointwise(op=call.op_name)

@@ -5,7 +5,9 @@ and scaled dot-product attention, transformer layers, recurrent layers, ``grid_s
 A contraction keeps the spatial axes its first spatial operand carries into the output;
 an axis summed over is reduced (each output sees that whole axis).  Attention makes every
 query position see every key/value position: a global branch merged with the local path,
-so that ``exclude_global`` can show the local field.
+so that ``exclude_global`` can show the local field -- unless the tokens are windows of the
+map (their axes split across dims), where each query sees its window
+(:mod:`rfmap.rules.window_attention`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from rfmap.errors import RFMapError
 from rfmap.rules.call import Bind, Call, LayoutError, first_tensor, is_tensor
 from rfmap.rules.common import distinct, flat_global, onnx_rules, torch_rules
 from rfmap.rules.onnx_attrs import attr_flag, attr_str
+from rfmap.rules.split_axes import layout_aware
+from rfmap.rules.window_attention import contract_split, sdpa_split
 
 
 def _contract(call: Call, operands: list[tuple[Any, Any, str]], out_letters: str, op: str):
@@ -30,6 +34,8 @@ def _contract(call: Call, operands: list[tuple[Any, Any, str]], out_letters: str
     attention scores ``q @ k^T``) join as a global branch.
     """
     spatial_ops = [(v, b, letters) for v, b, letters in operands if isinstance(b, Bind)]
+    if any(b.layout is not None for _, b, _ in spatial_ops):
+        return contract_split(call, operands, out_letters, op)
     known = {c for _, _, letters in operands for c in letters}
     v0, b0, l0 = spatial_ops[0]
     dims: list[int | None] = [None] * call.rank
@@ -92,6 +98,7 @@ def _rank(value: Any) -> int:
     return value.dim() if is_tensor(value) else len(value.shape)
 
 
+@layout_aware
 def _matmul_rule(call: Call):
     a, b = call.args[0], call.args[1]
     ba, bb = call.arg_binds[0], call.arg_binds[1]
@@ -114,6 +121,7 @@ def _matmul_rule(call: Call):
     return _contract(call, [(a, ba, la), (b, bb, lb)], out_letters, "matmul")
 
 
+@layout_aware
 def _linear_rule(call: Call):
     x = call.x
     letters = _LETTERS[: x.dim()]
@@ -129,6 +137,7 @@ def _bilinear_rule(call: Call):
     return _contract(call, [(x1, call.arg_binds[0], l1), (x2, call.arg_binds[1], l2)], out, "bilinear")
 
 
+@layout_aware
 def _einsum_rule(call: Call):
     eq = call.args[0].replace(" ", "")
     operands = call.args[1:]
@@ -200,7 +209,10 @@ def _mha_rule(call: Call):
     return _attention(call, 0, [1, 2], seq)
 
 
+@layout_aware
 def _sdpa_rule(call: Call):
+    if any(b.layout is not None for _, b in call.inputs):
+        return sdpa_split(call)
     return _attention(call, 0, [1, 2], -2 + call.args[0].dim())
 
 
@@ -265,6 +277,7 @@ def _grid_sample_rule(call: Call):
 # -- ONNX ---------------------------------------------------------------------------------
 
 
+@layout_aware
 def _onnx_gemm(call: Call):
     a, b = call.args[0], call.args[1]
     la = "zx" if attr_flag(call, "transA") else "xz"
@@ -277,6 +290,7 @@ def _onnx_gemm(call: Call):
     return _contract(call, ops, "xy", "gemm")
 
 
+@layout_aware
 def _onnx_einsum(call: Call):
     eq = attr_str(call, "equation", None)
     if not eq:

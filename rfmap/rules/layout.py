@@ -3,7 +3,9 @@
 ONNX ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Transpose``, ``Expand``, ``Tile``).
 
 These ops make no node of their own where they only move axes (``SAME`` with the output's
-dims); a reshape that mixes positions with other dims is global.
+dims).  Where a reshape splits an axis into digits on several dims (windows, space-to-depth,
+patch merging), the layout algebra (:mod:`rfmap.rules.layout_algebra`) follows the digits;
+only a reshape that really mixes positions with other dims is global.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from rfmap.core.layers import Crop, Expand, GlobalOp, Pad, PixelShuffle, PixelUnshuffle, Pointwise
+from rfmap.core.layers import Expand, GlobalOp, Pad, Pointwise
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, as_ints, first_tensor, is_tensor, right_aligned
 from rfmap.rules.common import no_node, onnx_rules, torch_rules
+from rfmap.rules.layout_algebra import with_shape
 from rfmap.rules.onnx_attrs import attr_ints, const_ints
+from rfmap.rules.split_axes import layout_aware
 
 
 def _virtual(shape: Sequence[int], bind: Bind, sizes: Sequence[int]):
@@ -139,27 +143,43 @@ def _split(moved: _Moved, a: int, v: int, n: int, p_in, p_out, out_shape) -> Non
     moved.split[a] = n // out_shape[coarse]
 
 
+@layout_aware
 def _reshape_rule(call: Call):
     out = first_tensor(call.out)
-    moved = _reshape_dims(call, tuple(call.x.shape), tuple(out.shape), call.bind)
-    if moved.collapsed:
-        call.out_dims = (None,) * len(moved.dims)
+    collapsed = False
+    if call.bind.layout is None:
+        try:
+            moved = _reshape_dims(call, tuple(call.x.shape), tuple(out.shape), call.bind)
+        except LayoutError:
+            moved = None  # an axis split over several dims: the layout algebra follows it
+        if moved is not None and not (moved.collapsed or moved.split or moved.merged):
+            call.out_dims = tuple(moved.dims)
+            return Pointwise(op=call.op_name) if call.kind == "module" else SAME
+        collapsed = moved is not None and moved.collapsed
+    layout = call.layout_of().reshape(tuple(int(v) for v in out.shape))
+    if collapsed and _is_flatten(layout):
+        call.out_dims = (None,) * len(call.bind.dims)
         return GlobalOp(op="flatten")
-    dims = tuple(moved.dims)
-    call.out_dims = dims
-    if moved.split and moved.merged:
-        raise LayoutError("it splits some spatial axes and refines others")
-    if moved.split or moved.merged:
-        factors = tuple((moved.split or moved.merged).get(a, 1) for a in range(len(dims)))
-        return PixelUnshuffle(factors, op="space_to_depth") if moved.split else PixelShuffle(factors, op="depth_to_space")
-    if call.kind == "module":
-        return Pointwise(op=call.op_name)
-    return SAME
+    call.out_layout = layout
+    return Pointwise(op=call.op_name) if call.kind == "module" else SAME
+
+
+def _is_flatten(layout) -> bool:
+    """A classifier's flatten: channels and then whole spatial axes in one dim (``x.flatten(1)``),
+    read as global, as a linear layer over it will be."""
+    for fs in layout.dims:
+        if len(fs) > 1 and not fs[0].spatial and all(f.spatial and f.place == 1 for f in fs[1:]):
+            return True
+    return False
 
 
 def _permute_rule(perm_of: Callable[[Call], Sequence[int]]):
+    @layout_aware
     def rule(call: Call):
         perm = [call.norm_dim(int(p)) for p in perm_of(call)]
+        if call.bind.layout is not None:
+            call.out_layout = call.bind.layout.permute(perm)
+            return SAME
         call.out_dims = tuple(None if d is None else perm.index(d) for d in call.bind.dims)
         return SAME
 
@@ -206,6 +226,7 @@ def _mT_args(call: Call):
     return perm
 
 
+@layout_aware
 def _getattr_rule(call: Call):
     attr = call.args[1]
     if attr in ("T", "mT", "H", "mH"):
@@ -215,8 +236,12 @@ def _getattr_rule(call: Call):
     raise LayoutError(f"tensor attribute {attr!r}")
 
 
+@layout_aware
 def _expand_rule(call: Call):
     out = call.out
+    if call.bind.layout is not None:
+        call.out_layout = with_shape(call.bind.layout, tuple(int(v) for v in out.shape))
+        return SAME
     dims = right_aligned(call.bind.dims, call.ndim, out.dim())
     std = call.standard_dims(out.dim())
     # axes reduced away (None) come back where a convolution expects them
@@ -247,8 +272,12 @@ def _repeat_rule(call: Call):
     return _tile_by(call, reps)
 
 
+@layout_aware
 def _roll_rule(call: Call):
-    """``torch.roll``: a circular pad on the left, then the first ``n`` cells."""
+    """``torch.roll`` along dims that each hold one whole axis: a pending shift of the axis
+    (tensor position ``t`` holds cell ``(t - shift) mod n``), applied where an op needs the
+    map itself (a circular pad on the left, then the first ``n`` cells); ops that only
+    regroup positions (Swin's shifted windows) read it as it is."""
     shifts = call.arg(1, "shifts")
     dims = call.arg(2, "dims")
     if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
@@ -256,27 +285,38 @@ def _roll_rule(call: Call):
     shifts, dims = as_ints(shifts, 1), as_ints(dims, 1)
     if len(shifts) == 1 and len(dims) > 1:
         shifts = shifts * len(dims)
-    pads = [(0, 0)] * len(call.bind.dims)
-    sizes = call.sizes()
+    layout = call.layout_of()
+    by_axis: dict[int, int] = {}
     for s, d in zip(shifts, dims):
-        for a in call.axes_on(int(d)):
-            pads[a] = (int(s) % sizes[a], 0)
-    if all(p == (0, 0) for p in pads):
+        d = call.norm_dim(int(d))
+        spatial = [f for f in layout.dims[d] if f.spatial]
+        if not spatial:
+            continue
+        f = spatial[0]
+        if len(layout.dims[d]) != 1 or f.place != 1 or f.size != layout.sizes[f.axis] or f.key:
+            raise LayoutError(f"it rolls dim {d}, which holds more than one whole spatial axis ({layout.describe()})")
+        by_axis[f.axis] = by_axis.get(f.axis, 0) + int(s)  # type: ignore[index]
+    if not by_axis:
+        call.out_layout = layout if call.bind.layout is not None else None
         return SAME
-    padded = call.emit(".pad", Pad(tuple(pads), "circular"), call.bind)
-    return call.emit("", Crop(0, tuple(sizes), 1), padded)
+    call.out_layout = layout.roll(by_axis)
+    return SAME
 
 
+@layout_aware
 def _same_rule(call: Call):
     """No-ops (``contiguous``, ``clone``, ``to``); a change of rank is a reshape."""
     if is_tensor(call.out) and call.out.dim() != call.ndim:
         return _reshape_rule(call)
+    if call.bind.layout is not None:
+        call.out_layout = call.bind.layout
     return SAME
 
 
 # -- ONNX ---------------------------------------------------------------------------------
 
 
+@layout_aware
 def _onnx_reshape(call: Call):
     """``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``: the output shape is known from
     shape inference; the axes are followed as for ``view``."""
@@ -286,6 +326,7 @@ def _onnx_reshape(call: Call):
     return _reshape_rule(call)
 
 
+@layout_aware
 def _onnx_transpose(call: Call):
     perm = attr_ints(call, "perm")
     n = call.ndim
@@ -295,6 +336,7 @@ def _onnx_transpose(call: Call):
     return _permute_rule(lambda c: perm)(call)
 
 
+@layout_aware
 def _onnx_expand(call: Call):
     out = first_tensor(call.out)
     if not is_tensor(out):

@@ -4,7 +4,8 @@
 ``GroupNormalization``, ``LayerNormalization``, ``LpNormalization``, ``MeanVarianceNormalization``).
 
 Axis-aware: they are global only over the spatial axes on the dims they reduce; over
-channels they are pointwise.  Ops that keep their cells add a global branch merged with
+channels they are pointwise; over a dim that holds some digits of an axis (the tokens of a
+window, the 2x2 blocks of patch merging) each cell sees the cells differing in those digits.  Ops that keep their cells add a global branch merged with
 the local path (so ``exclude_global`` shows the local field).
 """
 
@@ -16,6 +17,7 @@ from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints, is_tensor
 from rfmap.rules.common import crop_for, distinct, merge_or_pointwise, mix_on_dims, onnx_rules, reduce_dims, torch_rules
 from rfmap.rules.onnx_attrs import attr_axis, attr_flag, attr_int, attr_ints, check_axes, const_ints
+from rfmap.rules.split_axes import layout_aware
 
 MEAN_LIKE = ("mean", "sum", "nansum", "nanmean", "prod", "amax", "amin", "logsumexp", "std", "var", "norm", "all", "any",
              "count_nonzero", "argmax", "argmin", "median", "nanmedian", "mode", "max", "min", "aminmax", "std_mean",
@@ -25,6 +27,7 @@ ONNX_REDUCE = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd"
 
 
 def reduction(dim_index: int = 1, keep_index: int = 2, dim_name: str = "dim"):
+    @layout_aware
     def rule(call: Call):
         dim = call.arg(dim_index, dim_name)
         if is_tensor(dim):  # torch.max(x, y): elementwise
@@ -62,6 +65,7 @@ def pairwise_reduce(call: Call):
     return call.emit("", Merge("mul"), *parts, dims=call.out_dims)
 
 
+@layout_aware
 def softmax(call: Call):
     if call.module is not None:
         dim = call.module.dim
@@ -73,30 +77,41 @@ def softmax(call: Call):
 
 
 def dim_rule(default_dim: int, index: int = 1, name: str = "dim"):
+    @layout_aware
     def rule(call: Call):
         return mix_on_dims(call, int(call.arg(index, name, default_dim)), call.op_name)
 
     return rule
 
 
+@layout_aware
 def group_norm(call: Call):
     """Statistics over channels and all positions: every cell also sees the whole map."""
-    return mix_on_dims(call, tuple(range(2, call.ndim)), "group_norm")
+    return mix_on_dims(call, tuple(range(1, call.ndim)), "group_norm")
 
 
+def _running_stats(call: Call, op: str):
+    """Normalization with stored statistics: pointwise (whatever the layout)."""
+    call.out_layout = call.bind.layout
+    return Pointwise(op=op)
+
+
+@layout_aware
 def instance_norm_module(call: Call):
     m = call.module
     if m.track_running_stats and not m.training:
-        return Pointwise(op=type(m).__name__)
+        return _running_stats(call, type(m).__name__)
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
 
+@layout_aware
 def instance_norm_fn(call: Call):
     if not call.arg(5, "use_input_stats", True):
-        return Pointwise(op="instance_norm")
+        return _running_stats(call, "instance_norm")
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
 
+@layout_aware
 def layer_norm(call: Call):
     shape = call.module.normalized_shape if call.module is not None else call.arg(1, "normalized_shape")
     k = 1 if isinstance(shape, int) else len(as_ints(shape, 1))
@@ -117,6 +132,7 @@ def glu(call: Call):
 # -- ONNX ---------------------------------------------------------------------------------
 
 
+@layout_aware
 def onnx_reduce(call: Call):
     """``Reduce*``: ``axes`` (attribute, or input 1 since opset 18 and for ReduceSum since
     13), ``keepdims`` (default 1), ``noop_with_empty_axes``."""
@@ -132,11 +148,13 @@ def onnx_reduce(call: Call):
     return reduce_dims(call, list(axes), keep)
 
 
+@layout_aware
 def onnx_arg_reduce(call: Call):
     attr_flag(call, "select_last_index")
     return reduce_dims(call, attr_axis(call, "axis", 0), attr_flag(call, "keepdims", 1))
 
 
+@layout_aware
 def onnx_softmax(call: Call):
     """Softmax, LogSoftmax, Hardmax: over ``axis`` (default -1) since opset 13; before, over
     the dims from ``axis`` (default 1) on, flattened."""
@@ -146,10 +164,12 @@ def onnx_softmax(call: Call):
     return mix_on_dims(call, attr_axis(call, "axis", -1), call.op_name)
 
 
+@layout_aware
 def onnx_instance_norm(call: Call):
     return mix_on_dims(call, tuple(range(2, call.ndim)), "instance_norm")
 
 
+@layout_aware
 def onnx_group_norm(call: Call):
     groups = attr_int(call, "num_groups")
     channels = int(call.x.shape[1]) if call.ndim > 1 else 0
@@ -158,11 +178,13 @@ def onnx_group_norm(call: Call):
     return mix_on_dims(call, tuple(range(2, call.ndim)), "group_norm")
 
 
+@layout_aware
 def onnx_layer_norm(call: Call):
     axis = attr_axis(call, "axis", -1)
     return mix_on_dims(call, tuple(range(axis, call.ndim)), "layer_norm")
 
 
+@layout_aware
 def onnx_lp_norm(call: Call):
     p = attr_int(call, "p", 2)
     if p not in (1, 2):
@@ -170,6 +192,7 @@ def onnx_lp_norm(call: Call):
     return mix_on_dims(call, attr_axis(call, "axis", -1), "lp_norm")
 
 
+@layout_aware
 def onnx_mvn(call: Call):
     axes = check_axes(call, attr_ints(call, "axes", default=(0, 2, 3)), "attribute axes")
     return mix_on_dims(call, axes, "mean_variance_norm")

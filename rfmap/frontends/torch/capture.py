@@ -56,7 +56,7 @@ import torch.nn as nn
 
 from rfmap.core.graph import Graph
 from rfmap.errors import RFMapError
-from rfmap.frontends.convert import NodeInfo, one_line
+from rfmap.frontends.convert import NodeInfo, NoSpatialOutput, one_line
 from rfmap.frontends.torch import targets as T
 from rfmap.frontends.torch.run import TracedModel, _ExportRun, _fetch, _FxRun
 
@@ -105,17 +105,32 @@ def trace_module(
         raise RFMapError(f"expected a torch.nn.Module, got {type(module).__name__}")
     if method not in ("auto", "fx", "export"):
         raise RFMapError(f"method must be 'auto', 'fx' or 'export', got {method!r}")
-    fx_error = None
-    if method in ("auto", "fx"):
+    fx_error: Exception | None = None
+    why = ""
+    hooked = _hooked_modules(module) if method == "auto" else []
+    if hooked:
+        # fx does not run the hooks of the modules it keeps whole, so tensors a hook stores
+        # (timm's FeatureHookNet) would be missing from its graph
+        why = (f"forward hooks on {', '.join(repr(h) for h in hooked[:3])}{' ...' if len(hooked) > 3 else ''} "
+               "(torch.fx does not run them); captured with torch.export")
+    elif method in ("auto", "fx"):
         try:
             gm = _symbolic_trace(module)
         except Exception as exc:  # noqa: BLE001 - any tracing failure falls back
             fx_error = exc
             if method == "fx":
                 raise RFMapError(f"torch.fx cannot trace {type(module).__name__}: {one_line(exc)}") from None
+            why = f"torch.fx could not trace the model ({one_line(exc)}); captured with torch.export"
         else:
             spec = _InputSpec.from_fx(module, gm, input_size, in_channels)
-            return _with_module_aliases(_FxRun(module, gm, spec, strict).run())
+            try:
+                return _with_module_aliases(_FxRun(module, gm, spec, strict).run())
+            except NoSpatialOutput as exc:
+                if method == "fx":
+                    raise
+                fx_error = exc
+                why = ("the torch.fx graph's outputs do not depend on the input (tensors taken by hooks?); "
+                       "captured with torch.export")
     spec = _InputSpec.from_modules(module, input_size, in_channels)
     try:
         ep = _export(module, spec)
@@ -125,15 +140,20 @@ def trace_module(
             f"cannot capture the graph of {type(module).__name__}: {where}torch.export: {one_line(exc)}"
         ) from None
     run = _ExportRun(module, ep, spec, strict)
-    if fx_error is not None:
-        run.front.notes.append(f"torch.fx could not trace the model ({one_line(fx_error)}); captured with torch.export")
+    if why:
+        run.front.notes.append(why)
     return _with_module_aliases(run.run())
+
+
+def _hooked_modules(module: nn.Module) -> list[str]:
+    """Paths of the submodules with forward hooks (``''`` for the model itself)."""
+    return [name for name, m in module.named_modules() if m._forward_hooks]
 
 
 def _with_module_aliases(traced: TracedModel) -> TracedModel:
     """Name container modules (``layer3``, ``layer3.5``) after the last node they produced,
     so that ``analysis.layer("layer3")`` works as it does for the zoo."""
-    names = {n.name for n in traced.graph.nodes}
+    names = {n.name for n in traced.graph.nodes} | {a for a, _ in traced.graph.aliases}
     last: dict[str, str] = {}
     for info in traced.infos:  # in graph order: later nodes overwrite
         parts = info.path.split(".") if info.path else []
@@ -253,6 +273,11 @@ class _InputSpec:
             if node.op == "call_module" and isinstance(modules.get(node.target), _CONV_MODULES):
                 m = modules[node.target]
                 found = (len(m.kernel_size), _channels_at_input(node, m.in_channels, modules))
+                if in_channels is None:
+                    spec = cls.build(module, input_size, None, found)
+                    probed = _probe_channels(gm, node, m.in_channels, spec)
+                    if probed is not None:
+                        found = (found[0], probed)
                 break
             if node.op == "call_function" and node.target in _CONV_FNS:
                 rank, transposed = _CONV_FNS[node.target]
@@ -283,6 +308,45 @@ class _InputSpec:
                 found = (len(m.kernel_size), channels)
                 break
         return cls.build(module, input_size, in_channels, found)
+
+
+def _probe_channels(gm: "_Traced", conv: torch.fx.Node, channels: int, spec: "_InputSpec") -> int | None:
+    """Where views and permutes between the input and the first convolution change the
+    channel count (a space-to-depth stem written with ``view``/``permute``, as TResNet's),
+    the input channel count whose shapes give the convolution its ``channels``: the ops
+    before it are run on the meta device for a few candidates.  ``None``: no such ops, or
+    no candidate fits."""
+    ancestors: list[torch.fx.Node] = []
+    stack, seen = [a for a in conv.args[:1] if isinstance(a, torch.fx.Node)], set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        ancestors.append(n)
+        stack.extend(n.all_input_nodes)
+    if not any(n.op in ("call_method", "call_function") for n in ancestors):
+        return None
+    if any(n.op in ("call_module", "get_attr") for n in ancestors):
+        return None
+    order = [n for n in gm.graph.nodes if n in seen]
+    for c in dict.fromkeys([spec.channels] + [channels // f for f in (4, 9, 16, 64) if channels % f == 0] + [3, 1]):
+        env: dict[torch.fx.Node, Any] = {}
+        try:
+            for n in order:
+                if n.op == "placeholder":
+                    env[n] = torch.empty((1, c) + spec.sizes, dtype=spec.dtype, device="meta")
+                    continue
+                args = torch.fx.node.map_arg(n.args, env.__getitem__)
+                kwargs = torch.fx.node.map_arg(n.kwargs, env.__getitem__)
+                fn = n.target if n.op == "call_function" else getattr(args[0], n.target)
+                env[n] = fn(*args, **kwargs) if n.op == "call_function" else fn(*args[1:], **kwargs)
+            x = env[conv.args[0]]
+        except Exception:  # noqa: BLE001 - this candidate does not fit the ops
+            continue
+        if isinstance(x, torch.Tensor) and x.dim() >= 2 and int(x.shape[1]) == channels:
+            return c
+    return None
 
 
 def _channels_at_input(node: torch.fx.Node, channels: int, modules: dict) -> int:

@@ -27,6 +27,9 @@ from rfmap.frontends.convert import Front, NodeInfo, has_bind, one_line
 from rfmap.frontends.torch import targets as T
 from rfmap.rules.call import Bind, leaves
 
+#: constants up to this many elements keep their values for the rules (attention masks)
+CONST_LIMIT = 1 << 22
+
 
 def _fetch(root: nn.Module, target: str):
     obj = root
@@ -123,6 +126,8 @@ class _FxRun:
         self.calls: dict[str, int] = {}
         self.real_fallbacks: list[str] = []
         self._metas: dict[int, torch.Tensor] = {}
+        #: real values of small constants (buffers, parameters, what is computed from them)
+        self.values: dict[torch.fx.Node, Any] = {}
 
     def run(self) -> TracedModel:
         env: dict[torch.fx.Node, Any] = {}
@@ -143,8 +148,10 @@ class _FxRun:
                     binds[node] = None
                 continue
             if op == "get_attr":
-                env[node] = _meta(_fetch(self.gm.root, node.target))
+                real = _fetch(self.gm.root, node.target)
+                env[node] = _meta(real)
                 binds[node] = None
+                self._keep_value(node, env[node], real)
                 continue
             if op == "output":
                 outputs = map_arg(node.args[0], lambda n: binds.get(n))
@@ -170,6 +177,7 @@ class _FxRun:
             env[node] = out
             if not spatial:
                 binds[node] = None
+                self._const_value(node, kind, module, out, env)
                 continue
             path = node.target if module is not None else _enclosing(node)
             params, first_call = 0, True
@@ -198,6 +206,50 @@ class _FxRun:
                 "run on zeros of the real input shape (no meta kernel): " + ", ".join(self.real_fallbacks)
             )
         return finish(self.front, self.spec, outputs, values, type(self.module).__name__, "fx")
+
+    def _keep_value(self, node, meta, real) -> None:
+        """Remember the value of a small constant tensor (an attention mask, a bias table)
+        for the rules that read values (see :meth:`rfmap.rules.call.Call.const`)."""
+        if not isinstance(real, torch.Tensor) or real.device.type == "meta" or real.numel() > CONST_LIMIT:
+            return
+        self.values[node] = real.detach()
+        if isinstance(meta, torch.Tensor):
+            value = real.detach().cpu()
+            value = value.float() if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64) else value
+            self.front.consts[id(meta)] = (meta, value.numpy())
+
+    def _const_value(self, node, kind, module, meta, env) -> None:
+        """Compute a node whose inputs are all constants of known value (cheap: small tensors)
+        or plain Python values (sizes read off the maps' shapes)."""
+        known = {}
+        for n in node.all_input_nodes:
+            if n in self.values:
+                known[n] = self.values[n]
+            elif n in env and not any(isinstance(v, torch.Tensor) for v in leaves(env[n])):
+                known[n] = env[n]
+            else:
+                return
+        if not known:
+            return
+        name = str(node.target).lower()
+        if any(w in name for w in ("rand", "normal", "bernoulli", "dropout", "empty", "uniform")):
+            return
+        args = map_arg(node.args, known.__getitem__)
+        kwargs = map_arg(node.kwargs, known.__getitem__)
+        try:
+            with torch.no_grad():
+                if kind == "module":
+                    real = module(*args, **kwargs)
+                elif kind == "function":
+                    real = node.target(*args, **kwargs)
+                else:
+                    real = getattr(args[0], node.target)(*args[1:], **kwargs)
+        except Exception:  # noqa: BLE001 - values are a refinement; shapes come from the meta run
+            return
+        if isinstance(real, torch.Tensor):
+            self._keep_value(node, meta, real)
+        elif not isinstance(real, (list, tuple, dict)):
+            self.values[node] = real
 
     def _execute(self, node, kind, module, args, kwargs):
         try:
@@ -289,9 +341,13 @@ class _ExportRun:
         groups = self._module_calls(graph)
         calls: dict[str, int] = {}
         outputs = None
+        owners = self._state_names()
+        values: dict[torch.fx.Node, Any] = {}
         for node in graph.nodes:
             if node.op == "placeholder":
                 binds[node] = Bind("input", standard) if user_inputs and node.name == user_inputs[0] else None
+                if node.name in owners:
+                    self._keep(values, node, _fetch(self.module, owners[node.name]))
                 continue
             if node.op == "output":
                 outputs = map_arg(node.args[0], lambda n: binds.get(n))
@@ -308,6 +364,7 @@ class _ExportRun:
             out = node.meta.get("val")
             if not has_bind(arg_binds, kwarg_binds):
                 binds[node] = None
+                self._compute(values, node)
                 continue
             path, mtype, key, is_last = groups.get(node, ("", None, None, False))
             module = None
@@ -345,6 +402,44 @@ class _ExportRun:
                 if isinstance(binds.get(node.args[0]), Bind) and isinstance(result, Bind):
                     binds[node.args[0]] = result
         return finish(self.front, self.spec, outputs, values, type(self.module).__name__, "export")
+
+    def _state_names(self) -> dict[str, str]:
+        """Placeholder name -> the module's parameter or buffer it lifts."""
+        sig = self.ep.graph_signature
+        names: dict[str, str] = {}
+        for mapping in (getattr(sig, "inputs_to_parameters", {}), getattr(sig, "inputs_to_buffers", {})):
+            names.update(mapping)
+        return names
+
+    def _keep(self, values: dict, node, real) -> None:
+        if not isinstance(real, torch.Tensor) or real.device.type == "meta" or real.numel() > CONST_LIMIT:
+            return
+        values[node] = real.detach()
+        fake = node.meta.get("val")
+        if isinstance(fake, torch.Tensor):
+            value = real.detach().cpu()
+            value = value.float() if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64) else value
+            self.front.consts[id(fake)] = (fake, value.numpy())
+
+    def _compute(self, values: dict, node) -> None:
+        """The value of an ATen op on constants of known value (attention masks)."""
+        known = {}
+        for n in node.all_input_nodes:
+            if n in values:
+                known[n] = values[n]
+            elif not isinstance(n.meta.get("val"), torch.Tensor) and n.meta.get("val") is not None:
+                known[n] = n.meta["val"]
+            else:
+                return
+        name = str(node.target).lower()
+        if not known or any(w in name for w in ("rand", "normal", "bernoulli", "dropout", "empty", "uniform")):
+            return
+        try:
+            with torch.no_grad():
+                real = node.target(*map_arg(node.args, known.__getitem__), **map_arg(node.kwargs, known.__getitem__))
+        except Exception:  # noqa: BLE001 - values are a refinement; shapes come from the fake tensors
+            return
+        self._keep(values, node, real)
 
     def _module_calls(self, graph) -> dict:
         """Per node: (module path, leaf module type, call key, last op of that call)."""

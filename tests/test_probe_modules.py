@@ -477,9 +477,9 @@ def test_output_padding_too_large():
     assert check_model(Drawn(model, (6, 9), ()), None) == "rejected"
 
 
-@pytest.mark.xfail(strict=True, reason="rfmap's front end takes the input channels from the first convolution")
 def test_concat_before_any_convolution():
-    """``conv(cat([x, x]))``: the front end builds a 4-channel input from the convolution's
-    in_channels and fails where PyTorch runs the 2-channel input."""
+    """``conv(cat([x, x]))``: the input has half the convolution's in_channels; the front end
+    finds that by running the ops before the convolution (it once built a 4-channel input and
+    failed where PyTorch runs the 2-channel one)."""
     model = net(Branches(Net([]), Net([]), "cat", None, 2))
     assert check_model(Drawn(model, (5, 6), ()), None) == "checked"

@@ -312,7 +312,8 @@ class _InputSpec:
 
 def _probe_channels(gm: "_Traced", conv: torch.fx.Node, channels: int, spec: "_InputSpec") -> int | None:
     """Where views and permutes between the input and the first convolution change the
-    channel count (a space-to-depth stem written with ``view``/``permute``, as TResNet's),
+    channel count (a space-to-depth stem written with ``view``/``permute``, as TResNet's, or
+    a concatenation of the input with itself),
     the input channel count whose shapes give the convolution its ``channels``: the ops
     before it are run on the meta device for a few candidates.  ``None``: no such ops, or
     no candidate fits."""
@@ -330,7 +331,8 @@ def _probe_channels(gm: "_Traced", conv: torch.fx.Node, channels: int, spec: "_I
     if any(n.op in ("call_module", "get_attr") for n in ancestors):
         return None
     order = [n for n in gm.graph.nodes if n in seen]
-    for c in dict.fromkeys([spec.channels] + [channels // f for f in (4, 9, 16, 64) if channels % f == 0] + [3, 1]):
+    divisors = [channels // f for f in range(1, channels + 1) if channels % f == 0]  # also cat([x, x]): half
+    for c in dict.fromkeys([spec.channels] + [channels // f for f in (4, 9, 16, 64) if channels % f == 0] + [3, 1] + divisors):
         env: dict[torch.fx.Node, Any] = {}
         try:
             for n in order:

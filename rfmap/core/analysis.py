@@ -26,7 +26,7 @@ from rfmap.core.axis import AxisMap, Global
 from rfmap.core.box import AXES, Box
 from rfmap.errors import RFMapError, RFMapWarning, at_layer
 from rfmap.core.graph import Graph, Node
-from rfmap.core.layers import Pointwise
+from rfmap.core.layers import Pointwise, resolved_maps
 from rfmap.core.periodic import Boxes, Family, Range, combine, hull_at, max_size
 from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
 
@@ -118,8 +118,11 @@ class Analysis:
 
     def _run(self, messages: list[str]):
         plans = self._plan()
-        need = _needed_ranges(self.graph, self._index, plans)
         ndim = len(self.input_size)
+        if any(m.period != 1 for _, maps in plans if maps is not None for m in maps):
+            need = _needed_ranges(self.graph, self._index, plans)
+        else:  # every period is 1: no layout can outgrow the cells asked about
+            need = [[None] * ndim for _ in plans]
         names = axis_names(ndim)
         states: list[_NodeState] = []
         rows: list[LayerGeometry] = []
@@ -205,7 +208,7 @@ class Analysis:
             else:
                 in_sizes = plans[self._index[node.inputs[0]]][0]
                 try:
-                    maps = node.layer.axis_maps(in_sizes)
+                    maps = resolved_maps(node.layer, in_sizes)
                 except RFMapError as exc:
                     raise at_layer(node.name, node.op, f"{exc} (input size {list(in_sizes)})") from None
                 plans.append((tuple(m.n_out for m in maps), maps))

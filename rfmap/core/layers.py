@@ -74,6 +74,27 @@ def _check_out(n_out: int, n_in: int, detail: str) -> int:
     return n_out
 
 
+_MAPS_CACHE: dict = {}
+_MAPS_CACHE_SIZE = 4096
+
+
+def resolved_maps(layer: "Layer", sizes: Sequence[int]) -> tuple[AxisMap, ...]:
+    """``layer.axis_maps(sizes)``, remembered: layers and rules are immutable, and a front end
+    and the analysis resolve the same layers at the same sizes (bounded; unhashable layers
+    are resolved every time)."""
+    key = (layer, tuple(sizes))
+    try:
+        maps = _MAPS_CACHE.get(key)
+    except TypeError:
+        return layer.axis_maps(sizes)
+    if maps is None:
+        maps = layer.axis_maps(sizes)
+        if len(_MAPS_CACHE) >= _MAPS_CACHE_SIZE:
+            _MAPS_CACHE.clear()
+        _MAPS_CACHE[key] = maps
+    return maps
+
+
 class Layer:
     """Base class: an op that maps one input map to one output map, axis by axis."""
 

@@ -35,14 +35,16 @@ Converter = Callable[[Any], Any]
 @dataclass(frozen=True)
 class TorchRule:
     """A PyTorch target and its converter.  ``same_shape``: the output has the first
-    argument's shape; ``broadcast``: the broadcast shape of the tensor arguments (either
-    way the front end need not run the op to know it)."""
+    argument's shape; ``broadcast``: the broadcast shape of the tensor arguments;
+    ``shape(module, args, kwargs)``: the output shape computed from the arguments' shapes,
+    or ``None`` to run the op (each way the front end need not run the op to know it)."""
 
     target: Any
     convert: Converter
     same_shape: bool = False
     broadcast: bool = False
     user: bool = False
+    shape: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

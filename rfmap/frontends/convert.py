@@ -16,11 +16,11 @@ Coordinates: pixel-index convention, axes in (H, W) order.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from rfmap.core.graph import Graph, Node
-from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise
+from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise, resolved_maps
 from rfmap.errors import RFMapError, RFMapWarning
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, first_tensor, is_tensor, leaves, right_aligned
 from rfmap.rules.common import broadcast_dims, distinct, flat_global
@@ -118,43 +118,38 @@ class Front:
             name = self.reserve(name)
         else:
             self.taken.add(name)
-        where = self._where(call)
         if not inputs:
-            raise RFMapError(f"{where}: the rule added a node with no input")
+            raise RFMapError(f"{self._where(call)}: the rule added a node with no input")
+        sizes_of = self.sizes
         if layer.merge:
-            sizes = self.sizes[inputs[0]]
+            sizes = sizes_of[inputs[0]]
             for other in inputs[1:]:
-                if self.sizes[other] != sizes:
-                    raise RFMapError(
-                        f"{where}: inputs '{inputs[0]}' {list(sizes)} and '{other}' {list(self.sizes[other])} differ in size"
-                    )
+                if sizes_of[other] != sizes:
+                    raise RFMapError(f"{self._where(call)}: inputs '{inputs[0]}' {list(sizes)} and '{other}' "
+                                     f"{list(sizes_of[other])} differ in size")
             inputs = list(dict.fromkeys(inputs))
             if len(inputs) == 1:
                 layer = Pointwise(op=layer.op)
         else:
             if len(inputs) != 1:
-                raise RFMapError(f"{where}: a {layer.op} node takes one input, got {len(inputs)}")
+                raise RFMapError(f"{self._where(call)}: a {layer.op} node takes one input, got {len(inputs)}")
             try:
-                maps = layer.axis_maps(self.sizes[inputs[0]])
+                maps = resolved_maps(layer, sizes_of[inputs[0]])
             except RFMapError as exc:
-                raise RFMapError(f"{where}: {exc} (input size {list(self.sizes[inputs[0]])})") from None
+                raise RFMapError(f"{self._where(call)}: {exc} (input size {list(sizes_of[inputs[0]])})") from None
             sizes = tuple(m.n_out for m in maps)
         self.nodes.append(Node(name, layer, tuple(inputs)))
         self.node_names.add(name)
-        self.sizes[name] = sizes
-        primary = name == call.name
+        sizes_of[name] = sizes
         module = call.module
-        self.infos[name] = NodeInfo(
-            name=name,
-            path=call.path,
-            kind=call.kind if primary else "helper",
-            op=call.op_name if primary else layer.op,
-            shape=None,
-            module_type=type(module).__name__ if module is not None and primary else None,
-            params=self._current.get("params", 0) if primary else 0,
-            first_call=self._current.get("first_call", True) if primary else False,
-            owner=call.name,
-        )
+        if name == call.name:
+            current = self._current
+            info = NodeInfo(name, call.path, call.kind, call.op_name, None,
+                            type(module).__name__ if module is not None else None,
+                            current.get("params", 0), current.get("first_call", True), call.name)
+        else:
+            info = NodeInfo(name, call.path, "helper", layer.op, None, None, 0, False, call.name)
+        self.infos[name] = info
         return name
 
     def _where(self, call: Call) -> str:
@@ -388,7 +383,8 @@ class Front:
             return
         info = self.infos.get(binds.node)
         if info is not None and info.shape is None and is_tensor(tensors):
-            self.infos[binds.node] = replace(info, shape=tuple(int(v) for v in tensors.shape))
+            # the info is this front end's own, not yet handed out: filled in place
+            object.__setattr__(info, "shape", tuple(int(v) for v in tensors.shape))
 
     # the graph --------------------------------------------------------------------------
 

@@ -83,11 +83,17 @@ def is_tensor(value: Any) -> bool:
 
 def leaves(obj: Any) -> list:
     """The leaves of nested lists, tuples and dicts, in order."""
-    if isinstance(obj, (list, tuple)):
-        return [leaf for item in obj for leaf in leaves(item)]
     if isinstance(obj, dict):
-        return [leaf for item in obj.values() for leaf in leaves(item)]
-    return [obj]
+        obj = list(obj.values())
+    elif not isinstance(obj, (list, tuple)):
+        return [obj]
+    out: list = []
+    for item in obj:
+        if isinstance(item, (list, tuple, dict)):
+            out.extend(leaves(item))
+        else:
+            out.append(item)
+    return out
 
 
 def first_tensor(out: Any) -> Any:

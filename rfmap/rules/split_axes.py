@@ -25,7 +25,7 @@ import numpy as np
 
 from rfmap.core.layers import Expand, GlobalOp, Merge, PixelShuffle, PixelUnshuffle, Pointwise
 from rfmap.core.regroup import Regroup
-from rfmap.rules.call import Bind, Call, LayoutError, first_tensor, leaves
+from rfmap.rules.call import Bind, Call, LayoutError, first_tensor
 from rfmap.rules.layout_algebra import Layout, drop_digits, mix_labels, relabel, with_shape, without_dims
 
 
@@ -44,8 +44,7 @@ def is_split(bind: Any) -> bool:
 
 
 def has_split(call: Call) -> bool:
-    binds = leaves(list(call.arg_binds) + list(call.kwarg_binds.values()))
-    return any(is_split(b) for b in binds)
+    return any(b.layout is not None for _, b in call.inputs)
 
 
 def _plain(bind: Bind) -> Bind:

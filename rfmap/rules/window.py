@@ -184,6 +184,52 @@ def fold(call: Call):
     return ConvTranspose(k, s, p, op_, d, op="fold")
 
 
+# -- output shapes without running the op (PyTorch's own formulas) -------------------------
+
+
+def _window_out(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    span = n + 2 * p - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def conv_module_shape(m, args, kwargs):
+    """``nn.ConvNd`` on a batched input of the right channel count: ``(N, C_out, *sizes)``."""
+    x = args[0] if args else None
+    nd = len(m.kernel_size)
+    if x is None or kwargs or len(args) != 1 or x.dim() != nd + 2 or int(x.shape[1]) != m.in_channels:
+        return None
+    if isinstance(m.padding, str):
+        if m.padding == "same":
+            return (int(x.shape[0]), m.out_channels) + tuple(int(n) for n in x.shape[2:])
+        pads = (0,) * nd
+    else:
+        pads = tuple(m.padding)
+    sizes = tuple(_window_out(int(n), k, s, p, d, False)
+                  for n, k, s, p, d in zip(x.shape[2:], m.kernel_size, m.stride, pads, m.dilation))
+    return None if min(sizes) < 1 else (int(x.shape[0]), m.out_channels) + sizes
+
+
+def pool_module_shape(m, args, kwargs):
+    """``nn.MaxPoolNd``/``nn.AvgPoolNd`` (no indices) on a batched input: PyTorch's
+    ``pooling_output_shape`` (a padding over half the kernel is left for PyTorch to refuse)."""
+    x = args[0] if args else None
+    name = type(m).__name__
+    nd = int(name[-2]) if name[-2:-1].isdigit() else 0
+    if x is None or kwargs or len(args) != 1 or x.dim() != nd + 2 or getattr(m, "return_indices", False):
+        return None
+    k = as_ints(m.kernel_size, nd)
+    s = as_ints(m.stride if m.stride not in (None, ()) else m.kernel_size, nd)
+    p = as_ints(m.padding, nd)
+    d = as_ints(getattr(m, "dilation", 1), nd)
+    if any(2 * pi > ki for pi, ki in zip(p, k)):
+        return None
+    sizes = tuple(_window_out(int(n), ki, si, pi, di, bool(m.ceil_mode)) for n, ki, si, pi, di in zip(x.shape[2:], k, s, p, d))
+    return None if min(sizes) < 1 else tuple(int(v) for v in x.shape[:2]) + sizes
+
+
 # -- ONNX ---------------------------------------------------------------------------------
 
 
@@ -239,7 +285,7 @@ def onnx_conv_transpose(call: Call):
 OPS = [
     OpDef(
         "conv", conv, aliases=("convolution",), layer=Conv,
-        torch=torch_rules(nd("nn.Conv"), conv_module)
+        torch=torch_rules(nd("nn.Conv"), conv_module, shape=conv_module_shape)
         + torch_rules(nd("F.conv") + ["aten.conv1d", "aten.conv2d", "aten.conv3d"], conv_fn)
         + torch_rules(["aten.convolution", "aten._convolution"], aten_convolution),
         onnx=onnx_rules(["Conv"], onnx_conv),
@@ -248,7 +294,7 @@ OPS = [
     ),
     OpDef(
         "maxpool", maxpool, aliases=("pool", "max_pool"), layer=Conv,
-        torch=torch_rules(nd("nn.MaxPool"), pool_module)
+        torch=torch_rules(nd("nn.MaxPool"), pool_module, shape=pool_module_shape)
         + torch_rules(nd("F.max_pool") + [f"F.max_pool{d}d_with_indices" for d in (1, 2, 3)]
                       + nd("torch.max_pool") + [f"aten.max_pool{d}d" for d in (1, 2, 3)]
                       + [f"aten.max_pool{d}d_with_indices" for d in (1, 2, 3)], max_pool_fn),
@@ -258,7 +304,7 @@ OPS = [
     ),
     OpDef(
         "avgpool", avgpool, aliases=("avg_pool",), layer=Conv,
-        torch=torch_rules(nd("nn.AvgPool"), pool_module)
+        torch=torch_rules(nd("nn.AvgPool"), pool_module, shape=pool_module_shape)
         + torch_rules(nd("F.avg_pool") + ["torch.avg_pool1d"] + [f"aten.avg_pool{d}d" for d in (1, 2, 3)], avg_pool_fn),
         onnx=onnx_rules(["AveragePool"], onnx_pool("avgpool")),
         realize=f"{REALIZE}:pool", erf=window_moments,

@@ -90,14 +90,26 @@ def _broadcast_out(args, kwargs):
     tensors = [v for v in leaves([list(args), kwargs]) if isinstance(v, torch.Tensor)]
     if not tensors or any(not t.is_floating_point() for t in tensors):
         return None
-    try:
-        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-    except RuntimeError:
+    shape = _broadcast_shape([tuple(t.shape) for t in tensors])
+    if shape is None:
         return None
     dtype = tensors[0].dtype
     for t in tensors[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
     return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """numpy's broadcast of shapes (``None`` where they do not broadcast)."""
+    rank = max(len(s) for s in shapes)
+    out = [1] * rank
+    for s in shapes:
+        for i, n in enumerate(s, rank - len(s)):
+            if n != 1:
+                if out[i] not in (1, n):
+                    return None
+                out[i] = n
+    return tuple(out)
 
 
 def _inplace(kind: str, target: Any, module: Any, kwargs: dict) -> bool:
@@ -172,6 +184,9 @@ class _FxRun:
                     out = args[0]
                 elif rule.broadcast:
                     out = _broadcast_out(args, kwargs)
+                elif rule.shape is not None and isinstance(args[0] if args else None, torch.Tensor):
+                    shape = rule.shape(module if module is not None else target, args, kwargs)
+                    out = None if shape is None else torch.empty(shape, dtype=args[0].dtype, device="meta")
             if out is None:
                 out = self._execute(node, kind, module, args, kwargs)
             env[node] = out
@@ -184,8 +199,7 @@ class _FxRun:
             if module is not None:
                 count = self.calls.get(node.target, 0)
                 self.calls[node.target] = count + 1
-                first_call = count == 0
-                params = sum(p.numel() for p in module.parameters())
+                first_call = count == 0  # a module's parameters are counted by the module table
             else:
                 params = sum(
                     int(_fetch(self.gm.root, a.target).numel())
@@ -379,7 +393,7 @@ class _ExportRun:
                 count = calls.get(path, 0)
                 calls[path] = count + 1
                 base = path
-                params = sum(p.numel() for p in module.parameters()) if count == 0 else 0
+                params = 0  # counted by the module table
                 first_call = count == 0
             elif module is not None:
                 base, params, first_call = f"{path}.{op_name}", 0, False

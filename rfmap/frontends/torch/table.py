@@ -116,7 +116,7 @@ def module_table(
         first = kinds[key]
         levels = len(info.path.split(".")) if info.path else 0
         if depth is None:
-            params = info.params if info.first_call else 0
+            params = (_module_params(module, info.path) if info.kind == "module" else info.params) if info.first_call else 0
             typ = info.module_type or info.op
             row_depth = levels if info.kind == "module" else levels + 1
             path = info.path
@@ -132,7 +132,8 @@ def module_table(
                 row_depth = len(key.split("."))
                 path = key
             else:
-                params = sum(infos[n].params for n in names if infos[n].first_call)
+                params = sum(_module_params(module, infos[n].path) if infos[n].kind == "module" else infos[n].params
+                             for n in names if infos[n].first_call)
                 typ = first.module_type or first.op
                 row_depth = 1
                 path = first.path
@@ -141,3 +142,8 @@ def module_table(
     return rows
 
 
+def _module_params(module: nn.Module, path: str) -> int:
+    try:
+        return sum(p.numel() for p in module.get_submodule(path).parameters())
+    except AttributeError:
+        return 0

@@ -44,9 +44,10 @@ Coordinates: pixel-index convention (pixel ``i`` is the point ``i``), axes in (H
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import dataclasses
 import inspect
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -113,6 +114,9 @@ def trace_module(
         # (timm's FeatureHookNet) would be missing from its graph
         why = (f"forward hooks on {', '.join(repr(h) for h in hooked[:3])}{' ...' if len(hooked) > 3 else ''} "
                "(torch.fx does not run them); captured with torch.export")
+    elif method == "auto" and _rank_of(input_size) in _FX_FAILED.get(module, {}):
+        # decided before: torch.fx cannot trace this model at this input rank
+        why = _FX_FAILED[module][_rank_of(input_size)]
     elif method in ("auto", "fx"):
         try:
             gm = _symbolic_trace(module)
@@ -121,6 +125,7 @@ def trace_module(
             if method == "fx":
                 raise RFMapError(f"torch.fx cannot trace {type(module).__name__}: {one_line(exc)}") from None
             why = f"torch.fx could not trace the model ({one_line(exc)}); captured with torch.export"
+            _FX_FAILED.setdefault(module, {})[_rank_of(input_size)] = why
         else:
             spec = _InputSpec.from_fx(module, gm, input_size, in_channels)
             try:
@@ -211,10 +216,41 @@ class _Traced:
         return self.root.named_modules()
 
 
+#: models torch.fx failed on, by input rank: the next capture of the same model goes straight
+#: to torch.export (the reason is kept for the notes).  Per model, not per class: a wrapper
+#: class may trace or not depending on what it wraps.
+_FX_FAILED: "weakref.WeakKeyDictionary[nn.Module, dict[int | None, str]]" = weakref.WeakKeyDictionary()
+
+
+def _rank_of(input_size: Any) -> int | None:
+    return len(input_size) if isinstance(input_size, (list, tuple)) else None
+
+
 def _export(module: nn.Module, spec: "_InputSpec"):
-    meta_module = copy.deepcopy(module).to("meta")
-    example = torch.empty(spec.shape, dtype=spec.dtype, device="meta")
-    return torch.export.export(meta_module, (example,), strict=False)
+    """``torch.export`` of the module itself (not a copy: it traces with fake tensors, so
+    nothing runs on data) on an uninitialized example of the input's shape (never touched,
+    so a large input costs no memory), with torch's own logging silenced."""
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    example = torch.empty(spec.shape, dtype=spec.dtype, device=device)
+    with _quiet_torch_logs():
+        return torch.export.export(module, (example,), strict=False)
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    """torch.export and dynamo log warnings of their own; rfmap says what matters in one line."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("torch._dynamo", "torch._export", "torch.export", "torch.fx.experimental.symbolic_shapes",
+                                              "torch._subclasses.fake_tensor", "torch._functorch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 _CONV_MODULES = (nn.modules.conv._ConvNd,)

@@ -104,15 +104,15 @@ def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
 
 def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor]:
     """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax
-    as rows ``image * H * W + h * W + w`` of the channel-last input, ``(N, sum(n * n), C)``."""
+    as flat indices into ``x``, ``(N, C, sum(n * n))``."""
     x = x.contiguous(memory_format=torch.channels_last)  # torch's vectorized kernel (many times faster)
     if not with_argmax:
         return [F.adaptive_max_pool2d(x, n) for n in levels], x.new_empty(0, dtype=torch.int64)
     pooled, where = zip(*(F.adaptive_max_pool2d(x, n, return_indices=True) for n in levels))
     n_img, channels, height, width = x.shape
-    first = (torch.arange(n_img, device=x.device) * (height * width)).view(-1, 1, 1)
-    index = torch.cat([w.reshape(n_img, channels, -1) for w in where], dim=2) + first
-    return list(pooled), index.transpose(1, 2).contiguous()
+    plane = (torch.arange(n_img * channels, device=x.device) * (height * width)).view(n_img, channels, 1)
+    index = torch.cat([w.reshape(n_img, channels, -1) for w in where], dim=2) + plane
+    return list(pooled), index
 
 
 def _avg_levels(x: Tensor, levels) -> list[Tensor]:
@@ -142,7 +142,7 @@ def _spp_pool_op(input, levels, mode, with_argmax):
 @_spp_pool_op.register_fake
 def _(input, levels, mode, with_argmax):
     bins = sum(n * n for n in levels)
-    argmax_shape = (input.shape[0], bins, input.shape[1]) if mode == "max" and with_argmax else (0,)
+    argmax_shape = (input.shape[0], input.shape[1], bins) if mode == "max" and with_argmax else (0,)
     out = input.new_empty(input.shape[0], input.shape[1] * bins)
     return out, input.new_empty(argmax_shape, dtype=torch.int64)
 
@@ -168,12 +168,15 @@ def _(grad, levels, *shape):
 
 
 def _spp_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zeros for the argmax output
     ctx.save_for_backward(output[1])
     ctx.shape, ctx.levels, ctx.mode, ctx.with_argmax = tuple(inputs[0].shape), inputs[1], inputs[2], inputs[3]
 
 
 def _spp_backward(ctx, grad, _grad_argmax):
     (argmax,) = ctx.saved_tensors
+    if grad is None:
+        return None, None, None, None
     grad = grad.contiguous()
     if ctx.mode == "avg":
         return torch.ops.rfmap._spp_avg_backward(grad, ctx.levels, *ctx.shape), None, None, None

@@ -92,8 +92,27 @@ def _mean_weights(n: int, length: int, dtype: torch.dtype, device: torch.device)
 
 
 def _flatten_levels(pooled: list[Tensor]) -> Tensor:
-    """Per-level ``(N, C, n, n)`` results as ``(N, C * sum(n * n))``."""
-    return torch.cat([p.reshape(p.shape[0], p.shape[1] * p.shape[2] * p.shape[3]) for p in pooled], dim=1)
+    """Per-level ``(N, C, n, n)`` results (any memory format) as ``(N, C * sum(n * n))``, each
+    copied once into its place."""
+    n_img, channels = pooled[0].shape[:2]
+    out = pooled[0].new_empty(n_img, sum(channels * p.shape[2] * p.shape[3] for p in pooled))
+    start = 0
+    for p in pooled:
+        size = channels * p.shape[2] * p.shape[3]
+        out[:, start : start + size].view(p.shape).copy_(p)
+        start += size
+    return out
+
+
+def _grouping(fine: int, coarse: int, length: int) -> int | None:
+    """``g`` if every bin of the ``coarse``-bin level is the union of ``g`` consecutive bins of
+    the ``fine``-bin level (groups ``[i * g, (i + 1) * g)``), else ``None``."""
+    if fine % coarse:
+        return None
+    g = fine // coarse
+    fine_bins, coarse_bins = _bins(fine, length), _bins(coarse, length)
+    ok = all(fine_bins[i * g][0] == s and fine_bins[(i + 1) * g - 1][1] == e for i, (s, e) in enumerate(coarse_bins))
+    return g if ok else None
 
 
 def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
@@ -104,10 +123,21 @@ def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
 
 def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor]:
     """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax
-    as flat indices into ``x``, ``(N, C, sum(n * n))``."""
+    as flat indices into ``x``, ``(N, C, sum(n * n))``.  Without the argmax, a level whose
+    bins are unions of a finer level's bins (SPP-net's 6, 3, 2, 1 on 13 x 13) is pooled from
+    that level's result: the maximum of maxima, NaN propagating as in the direct pooling."""
     x = x.contiguous(memory_format=torch.channels_last)  # torch's vectorized kernel (many times faster)
     if not with_argmax:
-        return [F.adaptive_max_pool2d(x, n) for n in levels], x.new_empty(0, dtype=torch.int64)
+        height, width = x.shape[2:]
+        done: dict[int, Tensor] = {}
+        for n in sorted(set(levels), reverse=True):
+            finer = [f for f in done if _grouping(f, n, height) and _grouping(f, n, width)]
+            if finer:
+                f = min(finer)
+                done[n] = F.max_pool2d(done[f], (_grouping(f, n, height), _grouping(f, n, width)))
+            else:
+                done[n] = F.adaptive_max_pool2d(x, n)
+        return [done[n] for n in levels], x.new_empty(0, dtype=torch.int64)
     pooled, where = zip(*(F.adaptive_max_pool2d(x, n, return_indices=True) for n in levels))
     n_img, channels, height, width = x.shape
     plane = (torch.arange(n_img * channels, device=x.device) * (height * width)).view(n_img, channels, 1)

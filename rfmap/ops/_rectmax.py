@@ -296,8 +296,9 @@ class _Query:
 
 
 def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple) -> Tensor:
-    """The input gradient of :func:`rect_max`: ``grad (K, C, P...)`` added at ``argmax
-    (K, C, P...)``, flat indices into ``shape`` ``(N, C, H, W)`` (``N * C * H * W``: nowhere),
+    """The input gradient of :func:`rect_max` (and of SPP's max levels): each element of
+    ``grad`` added at the same element of ``argmax`` (same shape), a flat index into ``shape``
+    ``(N, C, H, W)`` (``N * C * H * W``: nowhere),
     in output order (``scatter_add_`` on the CPU runs in index order: deterministic)."""
     total = shape[0] * shape[1] * shape[2] * shape[3]
     dtype = compute_dtype(grad.dtype)

@@ -123,7 +123,7 @@ def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
 
 def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor]:
     """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax
-    as flat indices into ``x``, ``(N, C, sum(n * n))``.  Without the argmax, a level whose
+    as flat indices into ``x``, ``(N, C * sum(n * n))`` in the output's order.  Without the argmax, a level whose
     bins are unions of a finer level's bins (SPP-net's 6, 3, 2, 1 on 13 x 13) is pooled from
     that level's result: the maximum of maxima, NaN propagating as in the direct pooling."""
     x = x.contiguous(memory_format=torch.channels_last)  # torch's vectorized kernel (many times faster)
@@ -141,7 +141,7 @@ def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Ten
     pooled, where = zip(*(F.adaptive_max_pool2d(x, n, return_indices=True) for n in levels))
     n_img, channels, height, width = x.shape
     plane = (torch.arange(n_img * channels, device=x.device) * (height * width)).view(n_img, channels, 1)
-    index = torch.cat([w.reshape(n_img, channels, -1) for w in where], dim=2) + plane
+    index = _flatten_levels([(w.reshape(n_img, channels, -1) + plane).view(w.shape) for w in where])
     return list(pooled), index
 
 
@@ -172,7 +172,7 @@ def _spp_pool_op(input, levels, mode, with_argmax):
 @_spp_pool_op.register_fake
 def _(input, levels, mode, with_argmax):
     bins = sum(n * n for n in levels)
-    argmax_shape = (input.shape[0], input.shape[1], bins) if mode == "max" and with_argmax else (0,)
+    argmax_shape = (input.shape[0], input.shape[1] * bins) if mode == "max" and with_argmax else (0,)
     out = input.new_empty(input.shape[0], input.shape[1] * bins)
     return out, input.new_empty(argmax_shape, dtype=torch.int64)
 
@@ -212,9 +212,7 @@ def _spp_backward(ctx, grad, _grad_argmax):
         return torch.ops.rfmap._spp_avg_backward(grad, ctx.levels, *ctx.shape), None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::spp_pool ran with with_argmax=False: no gradient (call rfmap.ops.spp_pool)")
-    n_img, channels = ctx.shape[:2]
-    per_bin = torch.cat([g.reshape(n_img, channels, -1) for g in _split_levels(grad, ctx.levels, channels)], dim=2)
-    return torch.ops.rfmap._argmax_backward(per_bin, argmax, *ctx.shape), None, None, None
+    return torch.ops.rfmap._argmax_backward(grad, argmax, *ctx.shape), None, None, None  # argmax in grad's order
 
 
 _spp_pool_op.register_autograd(_spp_backward, setup_context=_spp_setup)

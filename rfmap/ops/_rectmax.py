@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..errors import RFMapError
 from ._boxes import MINUS_FLT_MAX, compute_dtype
-from ._threads import run_tasks
+from ._threads import run_tasks, scratch
 
 #: Elements of the largest temporary a query allocates at once.
 _CHUNK = 1 << 20
@@ -42,24 +42,34 @@ def floor_log2(n: Tensor) -> Tensor:
     return torch.frexp(n.to(torch.float64)).exponent.long() - 1
 
 
-def _max_keys(x: Tensor) -> Tensor:
-    """int64 keys of ``(n, H, W, C)`` maps without NaN whose maximum over any window of one map
-    is at the window's first maximum in row-major order: value order in the high 32 bits,
-    ``2^32 - 1 - (h * W + w)`` in the low 32; ``-0.0`` and ``0.0`` tie."""
+def _max_keys(x: Tensor, keys: Tensor) -> Tensor:
+    """Write into ``keys`` int64 keys of ``x``, ``(n, H, W, C)`` maps without NaN, whose maximum
+    over any window of one map is at the window's first maximum in row-major order: value
+    order in the high 32 bits, ``2^32 - 1 - (h * W + w)`` in the low 32; ``-0.0`` and ``0.0``
+    tie (``x`` is changed: ``-0.0`` becomes ``0.0``)."""
     height, width = x.shape[1:3]
-    x = x + 0.0  # -0.0 becomes 0.0
+    x.add_(0.0)  # -0.0 becomes 0.0
     if x.dtype == torch.float32:  # IEEE order as int32: flip the magnitude bits of negatives
         bits = x.view(torch.int32)
         flip = bits >> 31
         flip &= 0x7FFFFFFF
         flip ^= bits
-        del x, bits
-        keys = flip.long()
+        keys.copy_(flip)
     else:  # float64 has no spare bits: dense ranks (< numel <= max(_TABLE, n * H * W))
-        keys = torch.unique(x, return_inverse=True)[1]
+        keys.copy_(torch.unique(x, return_inverse=True)[1])
     keys <<= 32
     keys |= _LOW32 - torch.arange(height * width, device=keys.device).view(1, height, width, 1)
     return keys
+
+
+def _gather_rows(table: Tensor, index: Tensor, out: Tensor) -> Tensor:
+    """``table[index]`` into ``out``; 64-bit rows are copied as twice as many 32-bit words
+    (torch's ``index_select`` copies those several times faster)."""
+    if table.element_size() == 8:
+        torch.index_select(table.view(torch.int32), 0, index, out=out.view(torch.int32))
+    else:
+        torch.index_select(table, 0, index, out=out)
+    return out
 
 
 def _level_sum(length: int, levels: int) -> int:
@@ -101,17 +111,14 @@ class _SparseTable:
         h_a, w_b = self.height - (1 << a) + 1, self.width - (1 << b) + 1
         return _Windows(self.offset[a, b] + slot * h_a * w_b, ys * w_b, xs)
 
-    def build(self, leaf: Tensor) -> Tensor:
-        """The table of ``leaf`` ``(n, H, W, C)``: ``[positions, C]``."""
-        channels = leaf.shape[-1]
-        if len(self.shapes) == 1 and leaf.is_contiguous():  # level (0, 0) alone: the leaf itself
-            return leaf.view(self.positions, channels)
-        data = leaf.new_empty(self.positions, channels)
+    def build(self, data: Tensor) -> Tensor:
+        """Fill the levels of ``data`` ``[positions, C]`` from its first ``n * H * W`` rows,
+        level ``(0, 0)``; returns ``data``."""
+        channels = data.shape[-1]
         views, start = [], 0
         for h, w in self.shapes:
             views.append(data[start : start + self.maps * h * w].view(self.maps, h, w, channels))
             start += self.maps * h * w
-        views[0].copy_(leaf)
         for i, view in enumerate(views[1:], start=1):
             a, b = divmod(i, self.columns)
             if b:  # from level (a, b - 1), along columns
@@ -162,13 +169,13 @@ def rect_max(
 ) -> tuple[Tensor, Tensor]:
     """``(out, argmax)``: ``out (K, C, P)`` in the compute dtype, the maximum of
     ``input[batch[k], c]`` over rectangle ``p`` of RoI ``k`` (``rect``: ``top, bottom, left,
-    right``, ``[K, P]`` int64, half-open); ``argmax (K, P, C)`` int64, the pixel
-    ``batch * H * W + h * W + w`` of the first maximum, ``N * H * W`` for none (empty when not
-    ``with_argmax``).  Channel groups (or, when there are few, chunks of RoIs) are tasks for
-    ``count`` threads."""
+    right``, ``[K, P]`` int64, half-open); ``argmax (K, C, P)`` int64, the flat index
+    ``((batch * C + c) * H + h) * W + w`` into ``input`` of the first maximum, or ``N * C * H * W``
+    where there is none (empty when not ``with_argmax``).  Channel groups (or, when there
+    are few, chunks of RoIs) are tasks for ``count`` threads."""
     channels, height, width = input.shape[1:]
-    if with_argmax and height * width > _LOW32 + 1:
-        raise RFMapError(f"max pooling gradients need H * W <= 2^32, got {height} x {width}")
+    if with_argmax and height * width > 1 << 31:
+        raise RFMapError(f"max pooling gradients need H * W <= 2^31, got {height} x {width}")
     top, bottom, left, right = rect
     rois, bins = top.shape
     empty = (bottom <= top) | (right <= left)
@@ -179,10 +186,10 @@ def rect_max(
     table = _SparseTable.fitting(images.numel(), height, width, need_y, need_x, input.device)
     rows = table.rows(slot.view(-1, 1), *rect)
     x = input if images.numel() == input.shape[0] else input.index_select(0, images)
-    x = x.to(compute_dtype(input.dtype)).permute(0, 2, 3, 1)  # (n, H, W, C)
+    x = x.to(compute_dtype(input.dtype))
     out = x.new_empty((rois, channels, bins))
-    argmax = torch.empty((rois, bins, channels) if with_argmax else (0,), dtype=torch.int64, device=input.device)
-    query = _Query(x, table, rows, empty, images, slot, out, argmax, input.shape[0])
+    argmax = torch.empty((rois, channels, bins) if with_argmax else (0,), dtype=torch.int64, device=input.device)
+    query = _Query(x, table, rows, empty, (batch, slot), out, argmax, input.shape[0])
     # channel groups: a table of at most _TABLE elements each, and 4 per thread at least (small
     # tasks: when a thread is held up, the others take what is left)
     per_table = max(1, _TABLE // max(1, table.positions))
@@ -202,25 +209,37 @@ def rect_max(
 class _Query:
     """The pieces of one :func:`rect_max` call that its tasks share."""
 
-    def __init__(self, x, table, rows, empty, images, slot, out, argmax, batch_size):
+    def __init__(self, x, table, rows, empty, batch_slot, out, argmax, batch_size):
         self.x, self.table, self.rows, self.empty = x, table, rows, empty
+        batch, slot = batch_slot
         self.out, self.argmax, self.with_argmax = out, argmax, argmax.numel() > 0
-        height, width = x.shape[1:3]
+        channels, height, width = x.shape[1:]
         self.any_empty = bool(empty.any())
-        self.none = batch_size * height * width  # argmax of a bin without a winner
-        self.first_pixel = (images[slot] * (height * width)).view(-1, 1, 1) + _LOW32  # pixel 0 of each RoI's image
-        self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32
+        self.none = batch_size * channels * height * width  # argmax of a bin without a winner
+        if self.with_argmax:  # (K, 1, C): LOW32 past the first pixel of each RoI's plane
+            plane = batch.view(-1, 1, 1) * channels + torch.arange(channels, device=x.device).view(1, 1, -1)
+            self.base = plane * (height * width) + _LOW32
+            self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32  # float64: rows of values
         start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
         # keys below this hold -FLT_MAX, the smallest value there is after the substitution
-        self.lost = ((int(_max_keys(start)) >> 32) + 1) << 32 if x.dtype == torch.float32 else None
+        keys = _max_keys(start, torch.empty(1, 1, 1, 1, dtype=torch.int64))
+        self.lost = ((int(keys) >> 32) + 1) << 32 if x.dtype == torch.float32 else None
 
     def table_of(self, c0: int, c1: int) -> tuple[Tensor, Tensor]:
-        """``(table, values)`` of channels ``c0 .. c1 - 1``; NaN and values ``<= -FLT_MAX``
-        become ``-FLT_MAX``, the C loop's start, which no value beats."""
-        leaf = self.x[..., c0:c1]
-        leaf = torch.where(leaf > MINUS_FLT_MAX, leaf, MINUS_FLT_MAX)
-        values = leaf.reshape(leaf.shape[0] * leaf.shape[1] * leaf.shape[2], c1 - c0)
-        return self.table.build(_max_keys(leaf) if self.with_argmax else leaf), values
+        """``(table, values)`` of channels ``c0 .. c1 - 1`` (buffers of the calling thread);
+        NaN and values ``<= -FLT_MAX`` become ``-FLT_MAX``, the C loop's start, which no value
+        beats (``fmax`` ignores NaN)."""
+        n, _, height, width = self.x.shape
+        pixels, group, device = height * width, c1 - c0, self.x.device
+        dtype = torch.int64 if self.with_argmax else self.x.dtype
+        data = scratch(self.table.positions, group, dtype, device, "table")
+        values = scratch(n * pixels, group, self.x.dtype, device, "values") if self.with_argmax else data[: n * pixels]
+        for i in range(n):  # 2-D transposes: torch's fast path
+            values[i * pixels : (i + 1) * pixels].copy_(self.x[i, c0:c1].reshape(group, pixels).t())
+        torch.fmax(values, values.new_tensor(MINUS_FLT_MAX), out=values)
+        if self.with_argmax:
+            _max_keys(values.view(n, height, width, group), data[: n * pixels].view(n, height, width, group))
+        return self.table.build(data), values
 
     def chunks(self, group: int) -> list[tuple[int, int]]:
         rois, bins = self.empty.shape
@@ -235,44 +254,54 @@ class _Query:
         block = max(1, _CHUNK // (bins * group))  # windows per block when one RoI is too big
         for k0 in range(r0, r1, step):
             k1 = min(r1, k0 + step)
-            best = None
+            best = scratch((k1 - k0) * bins, group, table.dtype, table.device, "best").view(k1 - k0, bins, group)
             for w0 in range(0, windows, block):
                 part = self.rows.block(w0, min(windows, w0 + block), k0, k1)
-                found = table.index_select(0, part.flatten()).view(*part.shape, group).amax(0)
-                best = found if best is None else torch.maximum(best, found)
+                found = scratch(part.numel(), group, table.dtype, table.device, "found")
+                found = _gather_rows(table, part.flatten(), found).view(*part.shape, group)
+                if w0:
+                    torch.maximum(best, found.amax(0), out=best)
+                else:
+                    torch.amax(found, 0, out=best)
+            empty = self.empty[k0:k1].unsqueeze(2) if self.any_empty else None
             if self.with_argmax:
-                low = best & _LOW32  # 2^32 - 1 - (h * W + w) of the first maximum
-                index = (self.slot_pixel[k0:k1] - low).view(low.numel() // group, group)
-                values_ = torch.gather(values, 0, index).view(low.shape)
-                lost = best < self.lost if self.lost is not None else values_ == MINUS_FLT_MAX
-                if self.any_empty:
-                    lost |= self.empty[k0:k1].unsqueeze(2)
-                target = self.argmax[k0:k1, :, c0:c1]
-                torch.sub(self.first_pixel[k0:k1], low, out=target).masked_fill_(lost, self.none)
-                best = values_
-            if self.any_empty:
-                best = best.masked_fill_(self.empty[k0:k1].unsqueeze(2), 0)
+                best = self._argmax(best, values, empty, c0, c1, k0, k1)
+            if empty is not None:
+                best = best.masked_fill_(empty, 0)
             self.out[k0:k1, c0:c1] = best.transpose(1, 2)
 
+    def _argmax(self, best: Tensor, values: Tensor, empty: Tensor | None, c0: int, c1: int, k0: int, k1: int) -> Tensor:
+        """Write ``argmax`` from the keys ``best`` ``(k, P, group)``; returns their values."""
+        rows, group, device = best.shape[0] * best.shape[1], c1 - c0, best.device
+        target = scratch(rows, group, torch.int64, device, "target").view(best.shape)
+        torch.bitwise_and(best, _LOW32, out=target)  # 2^32 - 1 - (h * W + w)
+        torch.sub(self.base[k0:k1, :, c0:c1], target, out=target)
+        lost = scratch(rows, group, torch.bool, device, "lost").view(best.shape)
+        if self.lost is not None:  # float32: the value is in the high word
+            high = best.view(torch.int32)[..., 1::2]  # little-endian words: low, high
+            torch.lt(high, self.lost >> 32, out=lost)
+            found = scratch(rows, group, torch.int32, device, "found32").view(best.shape)
+            torch.bitwise_right_shift(high, 31, out=found)
+            found &= 0x7FFFFFFF
+            found ^= high  # the inverse of _max_keys' flip
+            found = found.view(torch.float32)
+        else:  # float64: ranks; read the values
+            index = (self.slot_pixel[k0:k1] - (best & _LOW32)).view(-1, group)
+            found = torch.gather(values, 0, index).view(best.shape)
+            torch.eq(found, MINUS_FLT_MAX, out=lost)
+        if empty is not None:
+            lost |= empty
+        self.argmax[k0:k1, c0:c1] = target.masked_fill_(lost, self.none).transpose(1, 2)
+        return found
 
-def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple, count: int) -> Tensor:
-    """The input gradient of :func:`rect_max`: ``grad (K, C, P...)`` added at ``argmax
-    (K, P..., C)`` (``N * H * W``: nowhere); ``shape`` ``(N, C, H, W)``, contiguous.  Each
-    channel's gradient is summed in output order; channel ranges are tasks."""
-    n, channels, height, width = shape
-    pixels = n * height * width
+
+def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple) -> Tensor:
+    """The input gradient of :func:`rect_max` (and of SPP's max levels): each element of
+    ``grad`` added at the same element of ``argmax`` (same shape), a flat index into ``shape``
+    ``(N, C, H, W)`` (``N * C * H * W``: nowhere),
+    in output order (``scatter_add_`` on the CPU runs in index order: deterministic)."""
+    total = shape[0] * shape[1] * shape[2] * shape[3]
     dtype = compute_dtype(grad.dtype)
-    entries = argmax.numel() // max(1, channels)  # K * bins
-    index = argmax.reshape(entries, channels)
-    src = grad.to(dtype).reshape(grad.shape[0], channels, entries // max(1, grad.shape[0]))
-    src = src.transpose(1, 2).reshape(entries, channels)
-    gx = grad.new_zeros((pixels + 1, channels), dtype=dtype)  # a spare row takes the bins without argmax
-
-    def scatter(span):
-        c0, c1 = span
-        gx[:, c0:c1].scatter_add_(0, index[:, c0:c1], src[:, c0:c1])
-
-    step = max(1, -(-channels // count))
-    run_tasks(scatter, [(c, min(channels, c + step)) for c in range(0, channels, step)], count, grad.device)
-    gx = gx[:pixels].view(n, height, width, channels).permute(0, 3, 1, 2)
-    return gx.contiguous().to(grad.dtype)
+    gx = grad.new_zeros(total + 1, dtype=dtype)  # a spare element takes the bins without a winner
+    gx.scatter_add_(0, argmax.flatten(), grad.to(dtype).flatten())
+    return gx[:total].view(shape).to(grad.dtype)

@@ -117,7 +117,7 @@ class PoolingMatrix:
                 keep = ykeep[part, ph, :, None] & xkeep[part, pw, None, :]
                 entries_ = yoff[part, ph, :, None] + xcol[part, pw, None, :]
                 weights = yval[part, ph, :, None] * xval[part, pw, None, :]
-            end = start + int(keep.sum())
+            end = start + int(keep.count_nonzero())
             torch.masked_select(entries_.to(index), keep, out=col[start:end])
             torch.masked_select(weights, keep, out=val[start:end])
             start = end
@@ -207,7 +207,7 @@ def pool_forward(x: Tensor, matrix: PoolingMatrix, count: int) -> Tensor:
 
 def pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size, count: int) -> Tensor:
     """``S^T @ G`` for ``grad (K, C, bins)``: the input gradient, ``shape``, in ``grad``'s dtype
-    (channels-last memory), on ``count`` threads.
+    (contiguous), on ``count`` threads.
 
     Blocks of RoIs, each block's ``S^T`` (a stable sort) times its ``G`` rows, added into one
     partial sum per thread: block ``i`` into partial ``i % count``, in block order, and the
@@ -228,8 +228,17 @@ def pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size, count:
     gx = sums[0]
     for other in sums[1:]:
         gx += other
-    gx = gx.view(matrix.images.numel(), height, width, channels).permute(0, 3, 1, 2)
-    return scatter_images(gx, matrix.images, shape)
+    return scatter_images(channels_first(gx, matrix.images.numel(), height, width), matrix.images, shape)
+
+
+def channels_first(x: Tensor, n: int, height: int, width: int) -> Tensor:
+    """``x`` ``(n * H * W, C)`` (channel-last pixels) as a contiguous ``(n, C, H, W)`` tensor,
+    an image at a time (2-D transposes are torch's fast copy; a 4-D permutation is not)."""
+    pixels, channels = height * width, x.shape[1]
+    out = x.new_empty(n, channels, height, width)
+    for i in range(n):
+        out[i].view(channels, pixels).copy_(x[i * pixels : (i + 1) * pixels].t())
+    return out
 
 
 def ps_inputs(input: Tensor, images: Tensor, bins: int) -> Tensor:

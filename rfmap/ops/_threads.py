@@ -32,6 +32,8 @@ _lock = threading.Lock()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
 _workers: list[threading.Thread] = []
 _state = threading.local()
+#: Elements of the largest buffer :func:`scratch` keeps for reuse.
+_KEPT = 1 << 23
 
 
 def _after_fork_in_child() -> None:
@@ -51,15 +53,16 @@ def _worker(ready: threading.Event, jobs: queue.SimpleQueue) -> None:
         jobs.get()()
 
 
-def scratch(rows: int, columns: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A ``(rows, columns)`` buffer of the calling thread, reused across calls on the CPU
-    (fresh memory costs page faults at every use)."""
-    if torch.device(device).type != "cpu":
+def scratch(rows: int, columns: int, dtype: torch.dtype, device: torch.device, name: str = "") -> torch.Tensor:
+    """A ``(rows, columns)`` buffer of the calling thread, one per ``name`` and dtype, reused
+    across calls on the CPU (fresh memory costs page faults at every use); buffers of more
+    than ``_KEPT`` elements are not kept."""
+    if torch.device(device).type != "cpu" or rows * columns > _KEPT:
         return torch.empty(rows, columns, dtype=dtype, device=device)
     buffers = _state.__dict__.setdefault("buffers", {})
-    buffer = buffers.get(dtype)
+    buffer = buffers.get((name, dtype))
     if buffer is None or buffer.numel() < rows * columns:
-        buffer = buffers[dtype] = torch.empty(rows * columns, dtype=dtype)
+        buffer = buffers[(name, dtype)] = torch.empty(rows * columns, dtype=dtype)
     return buffer[: rows * columns].view(rows, columns)
 
 

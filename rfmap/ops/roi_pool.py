@@ -22,8 +22,8 @@ here: it rounds halves to even (8/16 = 0.5 -> 0, not 1).
 
 Implementation: :mod:`rfmap.ops._rectmax` (a capped sparse table answers each bin; the
 argmax is computed only when the input needs a gradient).  The op is registered as
-``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)`` (argmax ``(K, PH, PW, C)``, empty
-unless ``with_argmax``).
+``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)`` (argmax ``(K, C, PH, PW)``, flat
+indices into the input, empty unless ``with_argmax``).
 """
 
 from __future__ import annotations
@@ -116,13 +116,13 @@ def _roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width, with_a
         out, argmax = rect_max(input, batch, rect, with_argmax, count)
     k, channels = out.shape[:2]
     out = out.view(k, channels, pooled_height, pooled_width).to(input.dtype)
-    return out, argmax.view(k, pooled_height, pooled_width, channels) if with_argmax else argmax
+    return out, argmax.view(k, channels, pooled_height, pooled_width) if with_argmax else argmax
 
 
 @_roi_pool_op.register_fake
 def _(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     k, channels = roi_rows(input, rois), input.shape[1]
-    argmax_shape = (k, pooled_height, pooled_width, channels) if with_argmax else (0,)
+    argmax_shape = (k, channels, pooled_height, pooled_width) if with_argmax else (0,)
     return input.new_empty(k, channels, pooled_height, pooled_width), input.new_empty(argmax_shape, dtype=torch.int64)
 
 
@@ -131,8 +131,8 @@ def _(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     "(Tensor grad, Tensor argmax, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
 )
 def _argmax_backward_op(grad, argmax, *shape):
-    with single_threaded() as count:
-        return argmax_backward(grad, argmax, shape, count)
+    with single_threaded():
+        return argmax_backward(grad, argmax, shape)
 
 
 @_argmax_backward_op.register_fake
@@ -141,6 +141,7 @@ def _(grad, argmax, *shape):
 
 
 def _roi_pool_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zeros for the argmax output
     ctx.save_for_backward(output[1])
     ctx.shape = tuple(inputs[0].shape)
     ctx.with_argmax = inputs[5]
@@ -148,6 +149,8 @@ def _roi_pool_setup(ctx, inputs, output):
 
 def _roi_pool_backward(ctx, grad, _grad_argmax):
     (argmax,) = ctx.saved_tensors
+    if grad is None:
+        return None, None, None, None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::roi_pool ran with with_argmax=False: no gradient (call rfmap.ops.roi_pool)")
     return torch.ops.rfmap._argmax_backward(grad.contiguous(), argmax, *ctx.shape), None, None, None, None, None

@@ -92,8 +92,27 @@ def _mean_weights(n: int, length: int, dtype: torch.dtype, device: torch.device)
 
 
 def _flatten_levels(pooled: list[Tensor]) -> Tensor:
-    """Per-level ``(N, C, n, n)`` results as ``(N, C * sum(n * n))``."""
-    return torch.cat([p.reshape(p.shape[0], p.shape[1] * p.shape[2] * p.shape[3]) for p in pooled], dim=1)
+    """Per-level ``(N, C, n, n)`` results (any memory format) as ``(N, C * sum(n * n))``, each
+    copied once into its place."""
+    n_img, channels = pooled[0].shape[:2]
+    out = pooled[0].new_empty(n_img, sum(channels * p.shape[2] * p.shape[3] for p in pooled))
+    start = 0
+    for p in pooled:
+        size = channels * p.shape[2] * p.shape[3]
+        out[:, start : start + size].view(p.shape).copy_(p)
+        start += size
+    return out
+
+
+def _grouping(fine: int, coarse: int, length: int) -> int | None:
+    """``g`` if every bin of the ``coarse``-bin level is the union of ``g`` consecutive bins of
+    the ``fine``-bin level (groups ``[i * g, (i + 1) * g)``), else ``None``."""
+    if fine % coarse:
+        return None
+    g = fine // coarse
+    fine_bins, coarse_bins = _bins(fine, length), _bins(coarse, length)
+    ok = all(fine_bins[i * g][0] == s and fine_bins[(i + 1) * g - 1][1] == e for i, (s, e) in enumerate(coarse_bins))
+    return g if ok else None
 
 
 def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
@@ -104,15 +123,26 @@ def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
 
 def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor]:
     """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax
-    as rows ``image * H * W + h * W + w`` of the channel-last input, ``(N, sum(n * n), C)``."""
+    as flat indices into ``x``, ``(N, C * sum(n * n))`` in the output's order.  Without the argmax, a level whose
+    bins are unions of a finer level's bins (SPP-net's 6, 3, 2, 1 on 13 x 13) is pooled from
+    that level's result: the maximum of maxima, NaN propagating as in the direct pooling."""
     x = x.contiguous(memory_format=torch.channels_last)  # torch's vectorized kernel (many times faster)
     if not with_argmax:
-        return [F.adaptive_max_pool2d(x, n) for n in levels], x.new_empty(0, dtype=torch.int64)
+        height, width = x.shape[2:]
+        done: dict[int, Tensor] = {}
+        for n in sorted(set(levels), reverse=True):
+            finer = [f for f in done if _grouping(f, n, height) and _grouping(f, n, width)]
+            if finer:
+                f = min(finer)
+                done[n] = F.max_pool2d(done[f], (_grouping(f, n, height), _grouping(f, n, width)))
+            else:
+                done[n] = F.adaptive_max_pool2d(x, n)
+        return [done[n] for n in levels], x.new_empty(0, dtype=torch.int64)
     pooled, where = zip(*(F.adaptive_max_pool2d(x, n, return_indices=True) for n in levels))
     n_img, channels, height, width = x.shape
-    first = (torch.arange(n_img, device=x.device) * (height * width)).view(-1, 1, 1)
-    index = torch.cat([w.reshape(n_img, channels, -1) for w in where], dim=2) + first
-    return list(pooled), index.transpose(1, 2).contiguous()
+    plane = (torch.arange(n_img * channels, device=x.device) * (height * width)).view(n_img, channels, 1)
+    index = _flatten_levels([(w.reshape(n_img, channels, -1) + plane).view(w.shape) for w in where])
+    return list(pooled), index
 
 
 def _avg_levels(x: Tensor, levels) -> list[Tensor]:
@@ -142,7 +172,7 @@ def _spp_pool_op(input, levels, mode, with_argmax):
 @_spp_pool_op.register_fake
 def _(input, levels, mode, with_argmax):
     bins = sum(n * n for n in levels)
-    argmax_shape = (input.shape[0], bins, input.shape[1]) if mode == "max" and with_argmax else (0,)
+    argmax_shape = (input.shape[0], input.shape[1] * bins) if mode == "max" and with_argmax else (0,)
     out = input.new_empty(input.shape[0], input.shape[1] * bins)
     return out, input.new_empty(argmax_shape, dtype=torch.int64)
 
@@ -168,20 +198,21 @@ def _(grad, levels, *shape):
 
 
 def _spp_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zeros for the argmax output
     ctx.save_for_backward(output[1])
     ctx.shape, ctx.levels, ctx.mode, ctx.with_argmax = tuple(inputs[0].shape), inputs[1], inputs[2], inputs[3]
 
 
 def _spp_backward(ctx, grad, _grad_argmax):
     (argmax,) = ctx.saved_tensors
+    if grad is None:
+        return None, None, None, None
     grad = grad.contiguous()
     if ctx.mode == "avg":
         return torch.ops.rfmap._spp_avg_backward(grad, ctx.levels, *ctx.shape), None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::spp_pool ran with with_argmax=False: no gradient (call rfmap.ops.spp_pool)")
-    n_img, channels = ctx.shape[:2]
-    per_bin = torch.cat([g.reshape(n_img, channels, -1) for g in _split_levels(grad, ctx.levels, channels)], dim=2)
-    return torch.ops.rfmap._argmax_backward(per_bin, argmax, *ctx.shape), None, None, None
+    return torch.ops.rfmap._argmax_backward(grad, argmax, *ctx.shape), None, None, None  # argmax in grad's order
 
 
 _spp_pool_op.register_autograd(_spp_backward, setup_context=_spp_setup)

@@ -103,8 +103,14 @@ def test_compile_fullgraph_forward_and_backward(backend):
     image, boxes = detector_inputs()
     expected = outputs_and_grads(model, image, boxes)
     compiled = torch.compile(model, fullgraph=True, backend=backend)
-    for got, want in zip(outputs_and_grads(compiled, image, boxes), expected):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # no graphs from the on-disk caches: their keys do not cover the ops' fake kernels, so a
+    # graph compiled before a kernel's output layout changed would be reused
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(fx_graph_cache=False), functorch_config.patch(enable_autograd_cache=False):
+        for got, want in zip(outputs_and_grads(compiled, image, boxes), expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_export_with_a_dynamic_number_of_boxes():

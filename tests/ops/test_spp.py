@@ -103,3 +103,21 @@ def test_empty_batch_and_module():
     x = torch.randn(2, 4, 13, 13)
     assert torch.equal(m(x), spp_pool(x, (6, 3, 2, 1), "avg"))
     assert SpatialPyramidPool().levels == (4, 2, 1)
+
+
+def test_levels_pooled_from_a_finer_level_match_direct_pooling():
+    # SPP-net's 6, 3, 2, 1 on 13 x 13: the coarse levels come from the 6 x 6 result without a
+    # gradient; values, NaN and infinities as pooling each level from the map
+    rng = np.random.default_rng(8)
+    x = torch.from_numpy(rng.integers(0, 3, (2, 3, 13, 13)).astype(np.float32))
+    u = torch.from_numpy(rng.random((2, 3, 13, 13)))
+    x[u < 0.02] = float("nan")
+    x[(u > 0.02) & (u < 0.04)] = float("inf")
+    x[(u > 0.04) & (u < 0.06)] = -float("inf")
+    with torch.no_grad():
+        out = spp_pool(x, [6, 3, 2, 1])
+    direct = torch.cat([F.adaptive_max_pool2d(x, n).reshape(2, -1) for n in (6, 3, 2, 1)], dim=1)
+    assert torch.equal(out.isnan(), direct.isnan())
+    assert torch.equal(out.nan_to_num(0.5), direct.nan_to_num(0.5))
+    with_grad = spp_pool(x.requires_grad_(), [6, 3, 2, 1]).detach()  # every level pooled from the map
+    assert torch.equal(with_grad.nan_to_num(0.5), out.nan_to_num(0.5))

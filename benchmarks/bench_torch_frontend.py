@@ -1,38 +1,41 @@
-"""Cost of analyzing a real PyTorch model: `python benchmarks/bench_torch_frontend.py`.
+"""Analysis at the speed of graph capture: `python benchmarks/bench_torch_frontend.py [repeat]`.
 
-The model is the torchvision-layout ResNet-50 of tests/torch_models.py (no torchvision
-needed).  Printed, each the best of several runs taken in turns in the same run:
+Each line is a ratio against the floor of that job, measured in the same run, the two taking
+turns (best of ``repeat`` each, so load on a shared machine hits both alike):
 
-* ``rfmap.analyze(model, 224)``: capture with torch.fx, meta-device shapes, rule
-  conversion and the engine's analysis, against a bare ``torch.fx.symbolic_trace`` of
-  the model -- the floor any fx-based tool pays (target: within 3x);
-* the same at 4096 pixels against 224 (target: within 1.2x; nothing runs on real data);
-* against torchscan's ``summary`` (a forward-hook tool that runs the model on real data,
-  so its cost grows with the input), when torchscan is installed.
+* ``rfmap.analyze(model, px)`` of ResNet-50, ResNet-152, an EfficientNet-B0 and a ConvNeXt-T
+  (plain PyTorch, benchmarks/_models.py) against a bare ``torch.fx.symbolic_trace`` of the same
+  module, at 224 and at 4096 pixels (target: at most 1.3x);
+* a model torch.fx cannot trace (a ResNet-50 behind control flow on the input's shape):
+  ``rfmap.analyze`` against a bare ``torch.export.export`` (target: at most 1.2x);
+* torchscan's ``summary`` (a forward-hook tool) against ``rfmap.analyze``, when torchscan is
+  installed (``pip install torchscan``; target: rfmap at least 4x faster);
+* the command line: ``rfmap --help``, ``rfmap --version``, ``rfmap erf --help`` (target: under
+  0.1 s) and ``rfmap summary vgg16`` against ``python -c "import numpy"`` (target: at most 1.3x),
+  each a fresh process.
+
+The timm list (capture path and time of 30 architectures) is in bench_backbones.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+import _timing  # noqa: F401  (puts the checkout's rfmap first on sys.path)
+import torch
 
-import torch  # noqa: E402
-
-import rfmap  # noqa: E402
-import torch_models  # noqa: E402
+import _models
+import rfmap
 
 
-def timeit(fns, repeat=9):
-    """Best time of each function, the functions taking turns (so load on a shared
-    machine hits them alike); the best of several runs is the least disturbed one."""
+def best_of(fns, repeat: int) -> list[float]:
+    """Best time of each function, the functions taking turns after one warm-up each."""
     for fn in fns:
         fn()
     best = [float("inf")] * len(fns)
@@ -44,44 +47,70 @@ def timeit(fns, repeat=9):
     return best
 
 
-def main(repeat: int = 9) -> None:
-    model = torch_models.resnet50().eval()
-    warnings.simplefilter("ignore")
+def capture(repeat: int) -> None:
+    print("rfmap.analyze against a bare torch.fx.symbolic_trace (target <= 1.3x)")
+    for name, build in _models.MODELS.items():
+        model = build()
+        t_fx, t_224, t_4096 = best_of([lambda: torch.fx.symbolic_trace(model), lambda: rfmap.analyze(model, 224),
+                                       lambda: rfmap.analyze(model, 4096)], repeat)
+        print(f"  {name:16s} fx {t_fx * 1e3:7.1f} ms | analyze 224 {t_224 * 1e3:7.1f} ms = {t_224 / t_fx:4.2f}x | "
+              f"4096 {t_4096 * 1e3:7.1f} ms = {t_4096 / t_fx:4.2f}x")
 
-    t_fx, t_224, t_4096 = timeit(
-        [lambda: torch.fx.symbolic_trace(model), lambda: rfmap.analyze(model, 224), lambda: rfmap.analyze(model, 4096)],
-        repeat,
-    )
-    a = rfmap.analyze(model, 224)
-    layer4 = a.layer("layer4")
-    print(f"ResNet-50 (torchvision layout), {len(a.layers) - 1} nodes; layer4: rf {layer4.rf[0]}, "
-          f"stride {layer4.stride[0]}, P {layer4.padding[0]} at 224")
-    print(f"  bare torch.fx.symbolic_trace : {t_fx * 1e3:8.1f} ms")
-    print(f"  rfmap.analyze at 224         : {t_224 * 1e3:8.1f} ms   ratio to fx trace {t_224 / t_fx:5.2f}x (target <= 3)")
-    print(f"  rfmap.analyze at 4096        : {t_4096 * 1e3:8.1f} ms   ratio 4096/224    {t_4096 / t_224:5.2f}x (target <= 1.2)")
 
+def fallback(repeat: int) -> None:
+    model = _models.NoFx().eval()
+    example = torch.zeros(1, 3, 224, 224)
+    t_export, t_ours = best_of([lambda: torch.export.export(model, (example,), strict=False),
+                                lambda: rfmap.analyze(model, 224)], max(2, repeat // 3))
+    print("rfmap.analyze of a model torch.fx cannot trace, against a bare torch.export.export (target <= 1.2x)")
+    print(f"  ResNet-50 behind shape control flow: export {t_export:6.2f} s | analyze {t_ours:6.2f} s = "
+          f"{t_ours / t_export:4.2f}x")
+
+
+def torchscan_peer(repeat: int) -> None:
     try:
         import torchscan
     except ImportError:
-        print("  torchscan: peer unavailable (pip install torchscan)")
+        print("torchscan: peer unavailable (pip install torchscan)")
         return
+    model = _models.resnet50()
 
-    def scan(px):
+    def scan():
         with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-            return torchscan.summary(model, (3, px, px), receptive_field=True)
+            return torchscan.summary(model, (3, 224, 224), receptive_field=True)
 
-    sizes = (224, 448, 1024)
-    t_scan = dict(zip(sizes, timeit([lambda px=px: scan(px) for px in sizes], max(2, repeat // 3))))
-    for px in sizes:
-        ours = t_224 if px == 224 else timeit([lambda px=px: rfmap.analyze(model, px)], repeat)[0]
-        print(f"  torchscan {torchscan.__version__} summary at {px:4d}: {t_scan[px] * 1e3:8.1f} ms   "
-              f"rfmap at {px:4d} {ours * 1e3:6.1f} ms: {t_scan[px] / ours:6.1f}x faster (target >= 20)")
-    print("  (torchscan runs the model on real data, so its cost grows with the pixels; rfmap's does not)")
-    report = scan(224)
-    rows = {row["path"]: row for row in report["layers"]}
-    rf = rows.get("layer4", {}).get("metrics", {}).get("receptive_field", {}).get("value")
-    print(f"  torchscan's receptive-field column is per module (layer4: {rf if rf is not None else '?'}); "
-          f"rfmap's layer4 row: {layer4.rf[0]}")
+    t_scan, t_ours = best_of([scan, lambda: rfmap.analyze(model, 224)], max(2, repeat // 3))
+    print(f"torchscan {torchscan.__version__} summary of ResNet-50 at 224: {t_scan * 1e3:.1f} ms, rfmap {t_ours * 1e3:.1f} ms: "
+          f"rfmap {t_scan / t_ours:.1f}x faster (target >= 4)")
+
+
+def cli(repeat: int) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_timing.Path(__file__).resolve().parents[1])]))
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        'python -c "import numpy"': [sys.executable, "-c", "import numpy"],
+        "rfmap --help": [sys.executable, "-m", "rfmap", "--help"],
+        "rfmap --version": [sys.executable, "-m", "rfmap", "--version"],
+        "rfmap erf --help": [sys.executable, "-m", "rfmap", "erf", "--help"],
+        "rfmap summary vgg16": [sys.executable, "-m", "rfmap", "summary", "vgg16"],
+    }
+    runs = [lambda argv=argv: subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True) for argv in commands.values()]
+    times = dict(zip(commands, best_of(runs, repeat)))
+    numpy = times['python -c "import numpy"']
+    print("the command line, fresh processes (help and version: target < 0.1 s; summary: <= 1.3x numpy's import)")
+    for name, t in times.items():
+        ratio = f" = {t / numpy:4.2f}x numpy's import" if name.startswith("rfmap summary") else ""
+        print(f"  {name:26s} {t:6.3f} s{ratio}")
+
+
+def main(repeat: int = 9) -> None:
+    warnings.simplefilter("ignore")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.2f}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    capture(repeat)
+    fallback(repeat)
+    torchscan_peer(repeat)
+    cli(repeat)
 
 
 if __name__ == "__main__":

@@ -36,3 +36,55 @@ class ProgressBar:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class Status:
+    """``with Status("reading mymodels:build"): ...`` -- a one-line status with a spinner on
+    stderr for work that may take long (importing torch, tracing a model), shown only when it
+    has run for ``delay`` seconds and stderr is a terminal; cleared when the work ends.  Plain
+    ``\\r`` writes: it needs neither rich nor anything else that is slow to import."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, message: str, delay: float = 1.0, stream=None):
+        import sys
+
+        self.message = message
+        self.delay = delay
+        self.stream = stream if stream is not None else sys.stderr
+        self._thread = None
+        self._done = None
+
+    def _enabled(self) -> bool:
+        import os
+
+        isatty = getattr(self.stream, "isatty", None)
+        try:
+            return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
+        except ValueError:
+            return False
+
+    def _spin(self) -> None:
+        if self._done.wait(self.delay):
+            return
+        k = 0
+        while not self._done.wait(0.1):
+            self.stream.write(f"\r{self.FRAMES[k % 4]} {self.message} ...")
+            self.stream.flush()
+            k += 1
+        self.stream.write("\r" + " " * (len(self.message) + 6) + "\r")
+        self.stream.flush()
+
+    def __enter__(self) -> "Status":
+        if self._enabled():
+            import threading
+
+            self._done = threading.Event()
+            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._done.set()
+            self._thread.join()

@@ -122,6 +122,7 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
     else ``default_size()`` (the plot and report commands use the image's size)."""
     from rfmap import analyze
     from rfmap.frontends import load
+    from rfmap.progress import Status
 
     strict = getattr(args, "strict", False)
     text = getattr(args, "input", None)
@@ -133,7 +134,8 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
             size = (size,) * ndim
     # traced sources (PyTorch factories) are captured at the size asked for; ONNX files and
     # zoo entries built for a size (FCN crops) use it too
-    graph = load(args.source, size, strict=strict)
+    with Status(f"reading {args.source}"):  # importing torch and tracing a model can take seconds
+        graph = load(args.source, size, strict=strict)
     if text is not None and isinstance(size, tuple) and graph.input_size and len(graph.input_size) != len(size):
         size = parse_input_size(text, len(graph.input_size))  # a traced source of another rank
     elif text is None and graph.input_size is None:

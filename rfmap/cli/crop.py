@@ -19,7 +19,7 @@ HELP = "the offset that crops one map to line up with another (FCN's Caffe crop 
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from rfmap.mapping.crop import CONVENTIONS
+    from rfmap.mapping.names import CONVENTIONS
 
     add_source(p)
     p.add_argument("cropped", metavar="CROPPED", help="the layer whose map is cropped (Caffe's first bottom)")

@@ -28,14 +28,14 @@ HELP = "effective receptive field of a cell: map (.npy), statistics (.json), hea
 
 
 def _weights_help() -> str:
-    from rfmap.erf.weights import WEIGHTS_HELP
+    from rfmap.erf.names import WEIGHTS_HELP
 
     parts = [f"{name}: {text}" for name, text in WEIGHTS_HELP.items()]
     return "; ".join(parts) + " (default: as-is for a factory, uniform for a twin)"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from rfmap.erf import AGGREGATES, PROTOCOLS, WEIGHTS
+    from rfmap.erf.names import AGGREGATES, PROTOCOL_NAMES as PROTOCOLS, WEIGHTS
 
     p.add_argument(
         "source",

@@ -14,7 +14,7 @@ HELP = "project image boxes onto a layer under the detectors' rules (spp, fast-r
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from rfmap.mapping.project import RULES
+    from rfmap.mapping.names import RULES
 
     add_source(p)
     p.add_argument("layer", metavar="LAYER", help="layer name (or its index in the table)")

@@ -527,13 +527,22 @@ def _rebuild(graph: Graph, input_size, strict: bool, exclude_global: bool) -> An
 def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
     if len(families) == 1 and isinstance(families[0], Boxes) and families[0].period == 1:  # shift-invariant
         lo0, hi0 = int(families[0].lo[0]), int(families[0].hi[0])
-        return AxisGeometry(n, families[0].jump, hi0 - lo0 + 1, -lo0, Fraction(lo0 + hi0, 2), True)
+        return AxisGeometry(n, Fraction(families[0].jump), hi0 - lo0 + 1, -lo0, Fraction(lo0 + hi0, 2), True)
     fams = list(families)
+    if all(isinstance(f, Boxes) and f.period == 1 for f in fams):
+        # several shift-invariant families (a local path and a global branch): plain ints; the
+        # hull's size is largest at an end cell (see periodic.max_size)
+        los = [(int(f.lo[0]), f.step) for f in fams]
+        his = [(int(f.hi[0]), f.step) for f in fams]
+        lo0, hi0 = min(v for v, _ in los), max(v for v, _ in his)
+        last = n - 1
+        size = max(hi0 - lo0, max(v + last * t for v, t in his) - min(v + last * t for v, t in los)) + 1
+        return AxisGeometry(n, Fraction(max(f.jump for f in fams)), size, -lo0, Fraction(lo0 + hi0, 2), False)
     lo, hi = hull_at(fams, np.zeros(1, dtype=np.int64))
     jump = max((f.jump for f in fams), default=Fraction(1))
     return AxisGeometry(
         size=n,
-        stride=jump,
+        stride=Fraction(jump),
         rf=max_size(fams, n),
         padding=-int(lo[0]),
         center0=Fraction(int(lo[0]) + int(hi[0]), 2),

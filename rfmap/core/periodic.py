@@ -39,9 +39,16 @@ SMALL = 64
 MAX_EXPLICIT = 1 << 24
 
 
+def exact(value: Fraction | int) -> Fraction | int:
+    """A jump as an int where it is whole (cheaper arithmetic; equal and hashing alike), else
+    the Fraction."""
+    return int(value) if value.denominator == 1 else value
+
+
 @dataclass(frozen=True)
 class Boxes:
-    """Boxes ``[lo(i), hi(i)]`` of the cells of one map along one axis, for one jump."""
+    """Boxes ``[lo(i), hi(i)]`` of the cells of one map along one axis, for one jump (an int
+    where it is whole, else a Fraction: the two compare and hash alike)."""
 
     period: int
     jump: Fraction
@@ -67,7 +74,7 @@ class Boxes:
     @classmethod
     def identity(cls) -> "Boxes":
         zero = np.zeros(1, dtype=np.int64)
-        return cls(1, Fraction(1), zero, zero)
+        return cls(1, 1, zero, zero)
 
     def is_monotone(self) -> bool:
         """``lo`` and ``hi`` never decrease from a cell to the next.  True unless a
@@ -111,7 +118,7 @@ class Boxes:
             t_lo, t_hi = self.at(idx)
             lo = np.where(valid, t_lo, BIG).min(axis=1)
             hi = np.where(valid, t_hi, -BIG).max(axis=1)
-        return Boxes(period, self.jump * rule.stride, lo, hi)
+        return Boxes(period, exact(self.jump * rule.stride), lo, hi)
 
     def union(self, other: "Family", need: Range | None = None) -> "Family":
         """Hull of two box layouts with the same jump."""
@@ -170,7 +177,13 @@ def max_size(families: list[Family], n: int) -> int:
     if len(families) == 1 and isinstance(families[0], Boxes):
         m = min(families[0].period, n)
         return int((families[0].hi[:m] - families[0].lo[:m]).max()) + 1
-    lo, hi = hull_at(families, np.arange(n, dtype=np.int64))
+    if all(isinstance(f, Boxes) and f.period == 1 for f in families):
+        # every family's box is affine in the cell: the hull's size, a convex function of the
+        # cell (a max of affine ends minus a min of affine starts), is largest at an end
+        cells = np.array([0, n - 1], dtype=np.int64)
+    else:
+        cells = np.arange(n, dtype=np.int64)
+    lo, hi = hull_at(families, cells)
     return int((hi - lo).max()) + 1
 
 
@@ -253,7 +266,7 @@ def _hull_of_taps(family: Family, rule: AxisMap, o: np.ndarray) -> tuple[np.ndar
 
 def _periodic_through(family: Family, rule: AxisMap, period: int) -> Boxes:
     lo, hi = _hull_of_taps(family, rule, np.arange(period, dtype=np.int64))
-    return Boxes(period, family.jump * rule.stride, lo, hi)
+    return Boxes(period, exact(family.jump * rule.stride), lo, hi)
 
 
 def _explicit_through(family: Family, rule: AxisMap, need: Range) -> Explicit:
@@ -263,4 +276,4 @@ def _explicit_through(family: Family, rule: AxisMap, need: Range) -> Explicit:
             f"{MAX_EXPLICIT:,} cells; analyze a smaller input"
         )
     lo, hi = _hull_of_taps(family, rule, np.arange(need[0], need[1], dtype=np.int64))
-    return Explicit(need[0], family.jump * rule.stride, lo, hi)
+    return Explicit(need[0], exact(family.jump * rule.stride), lo, hi)

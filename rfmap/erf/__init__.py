@@ -44,40 +44,45 @@ when :func:`erf` runs.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from rfmap.erf.closed_form import closed_form_moments, closed_form_sigma
-from rfmap.erf.inputs import IMAGE_SUFFIXES
-from rfmap.erf.measure import erf
-from rfmap.erf.protocols import AGGREGATES, PROTOCOLS, Protocol
-from rfmap.erf.result import ERF
-from rfmap.erf.stats import NORMALIZE, THRESHOLDS, area_ratio, gaussian_fit, square_side
-from rfmap.erf.weights import WEIGHTS
+#: the public names, each loaded on first use (``import rfmap.erf`` imports no numpy)
+_LAZY = {
+    "closed_form_moments": "rfmap.erf.closed_form",
+    "closed_form_sigma": "rfmap.erf.closed_form",
+    "IMAGE_SUFFIXES": "rfmap.erf.inputs",
+    "erf": "rfmap.erf.measure",
+    "PROTOCOLS": "rfmap.erf.protocols",
+    "Protocol": "rfmap.erf.protocols",
+    "ERF": "rfmap.erf.result",
+    "NORMALIZE": "rfmap.erf.stats",
+    "THRESHOLDS": "rfmap.erf.stats",
+    "area_ratio": "rfmap.erf.stats",
+    "gaussian_fit": "rfmap.erf.stats",
+    "square_side": "rfmap.erf.stats",
+    "AGGREGATES": "rfmap.erf.names",
+    "WEIGHTS": "rfmap.erf.names",
+}
 
-__all__ = [
-    "AGGREGATES",
-    "ERF",
-    "IMAGE_SUFFIXES",
-    "NORMALIZE",
-    "PROTOCOLS",
-    "THRESHOLDS",
-    "WEIGHTS",
-    "Protocol",
-    "area_ratio",
-    "closed_form_moments",
-    "closed_form_sigma",
-    "erf",
-    "gaussian_fit",
-    "square_side",
-]
+__all__ = sorted(_LAZY)
 
 
 class _CallableModule(__import__("types").ModuleType):
     """``rfmap.erf`` is this module; calling it measures, as :func:`erf` does (the name
-    ``rfmap.erf(model, ...)`` predates the package)."""
+    ``rfmap.erf(model, ...)`` predates the package).  Its public names load on first use."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> ERF:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from rfmap.erf.measure import erf
+
         return erf(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _LAZY:
+            value = getattr(importlib.import_module(_LAZY[name]), name)
+            setattr(self, name, value)
+            return value
+        raise AttributeError(f"module 'rfmap.erf' has no attribute {name!r}")
 
 
 __import__("sys").modules[__name__].__class__ = _CallableModule

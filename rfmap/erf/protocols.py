@@ -45,8 +45,8 @@ from rfmap.errors import RFMapError
 
 __all__ = ["AGGREGATES", "PROTOCOLS", "Protocol", "get_protocol"]
 
-#: How ``luo2016`` turns the input gradient ``g`` into a per-pixel contribution (then summed over channels).
-AGGREGATES = ("abs", "square", "relu")
+from rfmap.erf.names import AGGREGATES, PROTOCOL_NAMES  # noqa: E402  (AGGREGATES re-exported)
+
 REPLKNET_THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 OPENERF_RADII = (5, 10, 20, 30, 40, 60, 80)
 

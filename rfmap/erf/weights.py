@@ -19,18 +19,7 @@ import math
 
 __all__ = ["WEIGHTS", "WEIGHTS_HELP", "infer_channels", "redraw", "reweight"]
 
-#: Weights of the measured network: the model's own, re-drawn per batch, or all equal.
-WEIGHTS = ("as-is", "random", "uniform")
-
-#: What each choice does, for the CLI's help and the rendered result.
-WEIGHTS_HELP = {
-    "as-is": "the module's own weights (trained if the factory loads them); a spec, zoo or ONNX "
-    "source has none, so its linear twin gets random positive weights",
-    "random": "Kaiming-normal weights re-drawn for every batch, biases 0, batch norms removed "
-    "(the map averages over weight draws)",
-    "uniform": "every weight 1/fan_in, biases 0, batch norms removed (with a linear network: "
-    "the network of the closed form)",
-}
+from rfmap.erf.names import WEIGHTS, WEIGHTS_HELP  # noqa: E402  (re-exported)
 
 
 def _conv_types():

@@ -37,8 +37,24 @@ The quantization error of a rule is measured by back-projecting its window to th
 
 from __future__ import annotations
 
-from rfmap.mapping.axes import AffineAxis, CellAxis
-from rfmap.mapping.mapper import Mapper, mapper
-from rfmap.mapping.project import CENTER_RULES, RULE_USES, RULES, Projection
+import importlib
+from typing import Any
 
-__all__ = ["CENTER_RULES", "RULES", "RULE_USES", "AffineAxis", "CellAxis", "Mapper", "Projection", "mapper"]
+from rfmap.mapping.names import CENTER_RULES, RULE_USES, RULES
+
+_LAZY = {
+    "AffineAxis": "rfmap.mapping.axes",
+    "CellAxis": "rfmap.mapping.axes",
+    "Mapper": "rfmap.mapping.coordinates",
+    "mapper": "rfmap.mapping.coordinates",
+    "Projection": "rfmap.mapping.project",
+}
+
+__all__ = ["CENTER_RULES", "RULES", "RULE_USES", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    """The mapping's classes load on first use (the names above import no numpy)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rfmap.mapping' has no attribute {name!r}")

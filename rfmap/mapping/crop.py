@@ -42,7 +42,7 @@ from rfmap.core.axis import AxisMap, Identity, Transposed, Window
 from rfmap.core.result import axis_names, fmt_number, json_number
 from rfmap.errors import RFMapError, at_layer
 
-CONVENTIONS = ("caffe", "rf-center")
+from rfmap.mapping.names import CONVENTIONS  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)

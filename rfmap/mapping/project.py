@@ -15,19 +15,7 @@ import numpy as np
 from rfmap.core.box import box_iou
 from rfmap.errors import RFMapError
 
-RULES = ("spp", "spp-simple", "fast-rcnn", "align", "contain", "cover")
-
-#: What each rule reads of the layer: the stride alone, or the exact per-cell geometry.
-RULE_USES = {
-    "spp": "per-cell RF centers (nearest center)",
-    "spp-simple": "the stride only (cell i centered at i*S)",
-    "fast-rcnn": "the stride only (round(x / S))",
-    "align": "the stride only (x / S - 0.5, continuous)",
-    "contain": "per-cell RF centers (centers inside the box)",
-    "cover": "per-cell RF boxes (boxes meeting the box)",
-}
-#: the rules that read per-cell geometry (the others only the stride)
-CENTER_RULES = ("spp", "contain", "cover")
+from rfmap.mapping.names import CENTER_RULES, RULE_USES, RULES  # noqa: E402,F401  (re-exported)
 
 
 class Projection:

@@ -274,6 +274,14 @@ def _grid_sample_rule(call: Call):
     return call.emit("", Expand(call.out_sizes(dims)), g, dims=dims)
 
 
+def _linear_shape(m, args, kwargs):
+    """``nn.Linear`` on an input whose last dim is its ``in_features``: ``(..., out_features)``."""
+    x = args[0]
+    if kwargs or len(args) != 1 or x.dim() < 1 or int(x.shape[-1]) != m.in_features:
+        return None
+    return tuple(int(v) for v in x.shape[:-1]) + (m.out_features,)
+
+
 # -- ONNX ---------------------------------------------------------------------------------
 
 
@@ -330,7 +338,8 @@ OPS = [
     ),
     OpDef(
         "linear", None,
-        torch=torch_rules(["nn.Linear", "nn.LazyLinear", "F.linear", "aten.linear"], _linear_rule)
+        torch=torch_rules(["nn.Linear"], _linear_rule, shape=_linear_shape)
+        + torch_rules(["nn.LazyLinear", "F.linear", "aten.linear"], _linear_rule)
         + torch_rules(["nn.Bilinear", "F.bilinear"], _bilinear_rule),
         onnx=onnx_rules(["Gemm"], _onnx_gemm),
         description="a linear layer over the last dim: global over the axes it sums",

@@ -38,6 +38,27 @@ def reduction(dim_index: int = 1, keep_index: int = 2, dim_name: str = "dim"):
     return rule
 
 
+def reduce_shape(target, args, kwargs):
+    """Output shape of ``x.mean(dim, keepdim)`` and its float kin (sum, amax, ...), or ``None``."""
+    if len(args) < 1 or set(kwargs) - {"dim", "keepdim"} or len(args) > 3:
+        return None
+    x = args[0]
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+    n = x.dim()
+    if dim is None or not isinstance(keep, bool):
+        return None
+    dims = (dim,) if isinstance(dim, int) else tuple(dim) if isinstance(dim, (list, tuple)) else None
+    if not dims or not all(isinstance(d, int) and -n <= d < n for d in dims):
+        return None
+    red = {d % n for d in dims}
+    return tuple(1 if i in red else int(v) for i, v in enumerate(x.shape) if keep or i not in red)
+
+
+#: reductions whose output is a float tensor of the reduced shape (no indices, no tuples)
+_SHAPED = ("mean", "sum", "amax", "amin", "nansum", "nanmean", "logsumexp")
+
+
 def _reduction_for(name: str):
     if name in ("std", "var", "std_mean", "var_mean"):
         return reduction(1, 3)
@@ -202,7 +223,8 @@ OPS = [
     OpDef(
         "reduce", lambda axes, op="reduce": Reduce(axes, op=op), layer=Reduce,
         torch=tuple(r for name in MEAN_LIKE for r in torch_rules([f"torch.{name}", f"Tensor.{name}", f"aten.{name}"],
-                                                                   _reduction_for(name)))
+                                                                   _reduction_for(name),
+                                                                   shape=reduce_shape if name in _SHAPED else None))
         + torch_rules(["nn.CosineSimilarity", "nn.PairwiseDistance", "F.cosine_similarity", "F.pairwise_distance"],
                       pairwise_reduce),
         onnx=onnx_rules(ONNX_REDUCE, onnx_reduce) + onnx_rules(["ArgMax", "ArgMin"], onnx_arg_reduce),
@@ -212,8 +234,9 @@ OPS = [
     OpDef(
         "softmax", None,
         torch=torch_rules(["nn.Softmax", "nn.Softmin", "nn.LogSoftmax", "F.softmax", "F.softmin", "F.log_softmax",
-                           "torch.softmax", "torch.log_softmax", "Tensor.softmax", "Tensor.log_softmax", "aten._softmax",
-                           "aten.softmax", "aten._log_softmax", "aten.log_softmax"], softmax)
+                           "torch.softmax", "torch.log_softmax", "Tensor.softmax", "Tensor.log_softmax"], softmax,
+                          same_shape=True)
+        + torch_rules(["aten._softmax", "aten.softmax", "aten._log_softmax", "aten.log_softmax"], softmax)
         + torch_rules(["F.normalize"], dim_rule(1, index=2))
         + torch_rules(["nn.GLU", "F.glu", "Tensor.glu"], glu),
         onnx=onnx_rules(["Softmax", "LogSoftmax", "Hardmax"], onnx_softmax) + onnx_rules(["LpNormalization"], onnx_lp_norm),
@@ -221,12 +244,12 @@ OPS = [
     ),
     OpDef(
         "norm", None,
-        torch=torch_rules(["nn.GroupNorm", "F.group_norm", "torch.group_norm", "aten.group_norm", "aten.native_group_norm"],
-                          group_norm)
-        + torch_rules(["nn.InstanceNorm1d", "nn.InstanceNorm2d", "nn.InstanceNorm3d"], instance_norm_module)
-        + torch_rules(["F.instance_norm", "aten.instance_norm"], instance_norm_fn)
-        + torch_rules(["nn.LayerNorm", "nn.RMSNorm", "F.layer_norm", "torch.layer_norm", "F.rms_norm", "aten.layer_norm",
-                       "aten.native_layer_norm", "aten.rms_norm"], layer_norm),
+        torch=torch_rules(["nn.GroupNorm", "F.group_norm", "torch.group_norm"], group_norm, same_shape=True)
+        + torch_rules(["aten.group_norm", "aten.native_group_norm"], group_norm)
+        + torch_rules(["nn.InstanceNorm1d", "nn.InstanceNorm2d", "nn.InstanceNorm3d"], instance_norm_module, same_shape=True)
+        + torch_rules(["F.instance_norm"], instance_norm_fn, same_shape=True) + torch_rules(["aten.instance_norm"], instance_norm_fn)
+        + torch_rules(["nn.LayerNorm", "nn.RMSNorm", "F.layer_norm", "torch.layer_norm", "F.rms_norm"], layer_norm, same_shape=True)
+        + torch_rules(["aten.layer_norm", "aten.native_layer_norm", "aten.rms_norm"], layer_norm),
         onnx=onnx_rules(["InstanceNormalization"], onnx_instance_norm) + onnx_rules(["GroupNormalization"], onnx_group_norm)
         + onnx_rules(["LayerNormalization", "RMSNormalization"], onnx_layer_norm)
         + onnx_rules(["MeanVarianceNormalization"], onnx_mvn),

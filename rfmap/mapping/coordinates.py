@@ -1,4 +1,4 @@
-"""The :class:`Mapper`: coordinates between the image and one layer (see :mod:`rfmap.mapping`)."""
+"""Coordinates between the image and one layer: the :class:`Mapper` (see :mod:`rfmap.mapping`)."""
 
 from __future__ import annotations
 

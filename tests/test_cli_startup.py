@@ -1,0 +1,49 @@
+"""The command line starts instantly: help and version import neither numpy nor torch; long
+work shows a status line on a terminal only."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rfmap.cli.app import COMMANDS
+from rfmap.progress import Status
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]] + [[c.name, "--help"] for c in COMMANDS])
+def test_help_and_version_import_no_numpy_nor_torch(argv):
+    code = (
+        "import sys\nfrom rfmap.cli import main\n"
+        f"status = main({argv!r})\n"
+        "heavy = [m for m in ('numpy', 'torch', 'onnx', 'matplotlib', 'rich') if m in sys.modules]\n"
+        "assert status == 0 and not heavy, (status, heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-500:]
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_status_line_only_on_a_terminal_and_only_after_a_delay():
+    tty = _Tty()
+    with Status("reading mymodels:build", delay=0.05, stream=tty):
+        time.sleep(0.4)
+    assert "reading mymodels:build ..." in tty.getvalue() and tty.getvalue().endswith("\r")
+    quick = _Tty()
+    with Status("reading vgg16", delay=5, stream=quick):
+        pass
+    assert quick.getvalue() == ""
+    pipe = io.StringIO()
+    with Status("reading mymodels:build", delay=0.0, stream=pipe):
+        time.sleep(0.2)
+    assert pipe.getvalue() == ""

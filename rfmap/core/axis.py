@@ -26,6 +26,8 @@ from math import gcd
 
 import numpy as np
 
+from rfmap.core.budget import check_cells, check_work, chunk
+
 BIG = np.iinfo(np.int64).max // 4
 
 
@@ -48,13 +50,25 @@ class AxisMap:
         """Input cells per output cell."""
         return Fraction(self.shift, self.period)
 
+    @property
+    def width(self) -> int:
+        """Taps per output cell (columns of :meth:`virtual_taps`), known without evaluating
+        them, so that a budget can be checked first (:mod:`rfmap.core.budget`)."""
+        return int(self.virtual_taps(np.zeros(1, dtype=np.int64))[0].shape[1])
+
     def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unclipped taps ``(idx[len(o), K], valid[len(o), K])`` with non-zero weight."""
         raise NotImplementedError
 
     def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """First and last input index (unclipped) seen by each output cell in ``o``."""
-        return _window_from_taps(*self.virtual_taps(o))
+        width = self.width
+        check_work(o.size, width, "its windows")
+        step = chunk(width)
+        if o.size <= step:
+            return _window_from_taps(*self.virtual_taps(o))
+        parts = [_window_from_taps(*self.virtual_taps(o[a : a + step])) for a in range(0, o.size, step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Real input indices (in ``0..n_in-1``) that influence each output cell in ``o``."""
@@ -63,10 +77,14 @@ class AxisMap:
 
     def support(self, mask_out: np.ndarray) -> np.ndarray:
         """Input cells that influence any output cell selected by the boolean ``mask_out``."""
+        check_cells(self.n_in, "a support")
         o = np.flatnonzero(mask_out)
         mask_in = np.zeros(self.n_in, dtype=bool)
-        if o.size:
-            idx, valid = self.taps(o)
+        width = self.width
+        check_work(o.size, width, "a support through it")
+        step = chunk(width)
+        for a in range(0, o.size, step):  # in chunks: memory stays within the budget
+            idx, valid = self.taps(o[a : a + step])
             mask_in[idx[valid]] = True
         return mask_in
 
@@ -97,6 +115,10 @@ class Window(AxisMap):
     @property
     def shift(self) -> int:  # type: ignore[override]
         return self.stride_
+
+    @property
+    def width(self) -> int:
+        return self.kernel
 
     def window(self, o):
         lo = o * self.stride_ - self.pad_left
@@ -141,6 +163,10 @@ class Transposed(AxisMap):
     def shift(self) -> int:  # type: ignore[override]
         return 1
 
+    @property
+    def width(self) -> int:
+        return self.kernel
+
     def virtual_taps(self, o):
         num = (o + self.pad_left)[:, None] - self.dilation * np.arange(self.kernel)
         return np.floor_divide(num, self.stride_), np.mod(num, self.stride_) == 0
@@ -169,6 +195,10 @@ class Resample(AxisMap):
     @property
     def shift(self) -> int:  # type: ignore[override]
         return self.ratio.numerator
+
+    @property
+    def width(self) -> int:
+        return {"linear": 2, "cubic": 4}.get(self.mode, 1)
 
     def _source(self, o):
         """Source coordinate ``num/den`` of output ``o`` (exact), unclamped."""
@@ -234,6 +264,10 @@ class Shuffle(AxisMap):
     def shift(self) -> int:  # type: ignore[override]
         return 1
 
+    @property
+    def width(self) -> int:
+        return 1
+
     def virtual_taps(self, o):
         return np.floor_divide(o, self.factor)[:, None], np.ones((o.size, 1), dtype=bool)
 
@@ -252,6 +286,10 @@ class Adaptive(AxisMap):
     @property
     def shift(self) -> int:  # type: ignore[override]
         return self.n_in // gcd(self.n_in, self.n_out)
+
+    @property
+    def width(self) -> int:
+        return -(-self.n_in // self.n_out) + 1
 
     def window(self, o):
         n, m = self.n_in, self.n_out
@@ -275,8 +313,16 @@ class Global(AxisMap):
     def shift(self) -> int:  # type: ignore[override]
         return 0
 
+    @property
+    def width(self) -> int:
+        return self.n_in
+
     def window(self, o):
         return np.zeros_like(o), np.full_like(o, self.n_in - 1)
+
+    def support(self, mask_out):
+        check_cells(self.n_in, "a support")
+        return np.full(self.n_in, bool(mask_out.any()))
 
     def virtual_taps(self, o):
         idx = np.broadcast_to(np.arange(self.n_in), (o.size, self.n_in))
@@ -289,6 +335,10 @@ class Identity(AxisMap):
 
     n_in: int
     n_out: int
+
+    @property
+    def width(self) -> int:
+        return 1
 
     def window(self, o):
         return o, o

@@ -20,6 +20,7 @@ from math import gcd, lcm
 import numpy as np
 
 from rfmap.core.axis import BIG, AxisMap, Identity, Window
+from rfmap.core.budget import check_period, check_work, chunk
 
 
 @dataclass(frozen=True)
@@ -79,22 +80,28 @@ class Boxes:
             hi = np.array([int(self.hi[0]) + w_hi * self.step], dtype=np.int64)
             return Boxes(1, self.jump * shift, lo, hi, self.step * shift)
         shift = rule.shift
-        period = rule.period * self.period // gcd(self.period, shift)
+        period = check_period(rule.period * self.period // gcd(self.period, shift), "the layer")
         o = np.arange(period, dtype=np.int64)
         if self.is_monotone():
             w_lo, w_hi = rule.window(o)
             lo, _ = self.at(w_lo)
             _, hi = self.at(w_hi)
-        else:
-            idx, valid = rule.virtual_taps(o)
-            t_lo, t_hi = self.at(idx)
-            lo = np.where(valid, t_lo, BIG).min(axis=1)
-            hi = np.where(valid, t_hi, -BIG).max(axis=1)
+        else:  # the hull over every tap, in chunks of bounded memory
+            width = rule.width
+            check_work(period, width, "the layer's boxes")
+            step = chunk(width)
+            los, his = [], []
+            for a in range(0, period, step):
+                idx, valid = rule.virtual_taps(o[a : a + step])
+                t_lo, t_hi = self.at(idx)
+                los.append(np.where(valid, t_lo, BIG).min(axis=1))
+                his.append(np.where(valid, t_hi, -BIG).max(axis=1))
+            lo, hi = np.concatenate(los), np.concatenate(his)
         return Boxes(period, self.jump * rule.stride, lo, hi)
 
     def union(self, other: "Boxes") -> "Boxes":
         """Hull of two box layouts with the same jump."""
-        period = lcm(self.period, other.period)
+        period = check_period(lcm(self.period, other.period), "merging these paths")
         o = np.arange(period, dtype=np.int64)
         a_lo, a_hi = self.at(o)
         b_lo, b_hi = other.at(o)
@@ -132,9 +139,22 @@ def hull_at(families: list[Boxes], i: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def max_size(families: list[Boxes], n: int) -> int:
-    """Largest box over the real cells ``0..n-1``; O(period) for one family."""
+    """Largest box over the real cells ``0..n-1``; O(period) for one family.
+
+    Several families: on each residue class modulo the common period ``P`` every family's
+    ``lo`` and ``hi`` are affine in the cell index, so the hull's size (a max of affine
+    functions minus a min of affine functions) is convex there and largest at one end of
+    the class: the first and the last ``P`` cells hold the maximum, whatever ``n``.
+    """
     if len(families) == 1:
         m = min(families[0].period, n)
         return int((families[0].hi[:m] - families[0].lo[:m]).max()) + 1
-    lo, hi = hull_at(families, np.arange(n, dtype=np.int64))
+    period = 1
+    for fam in families:
+        period = check_period(lcm(period, fam.period), "merging these paths")
+    if n <= 2 * period:
+        cells = np.arange(n, dtype=np.int64)
+    else:
+        cells = np.concatenate([np.arange(period, dtype=np.int64), np.arange(n - period, n, dtype=np.int64)])
+    lo, hi = hull_at(families, cells)
     return int((hi - lo).max()) + 1

@@ -54,9 +54,11 @@ def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
             raise RFMapError(f"'{text}': unknown file type (expected {', '.join(SPEC_SUFFIXES)} or .onnx)")
         raise RFMapError(f"'{text}' is neither a zoo name (see `rfmap zoo`) nor an existing file")
     if _is_torch_module(source):
+        from rfmap.frontends.factory import quiet_torch
         from rfmap.frontends.torch.capture import from_module
 
-        return from_module(source, input_size, strict=strict)
+        with quiet_torch():
+            return from_module(source, input_size, strict=strict)
     if type(source).__name__ == "ModelProto" and type(source).__module__.startswith("onnx"):
         from rfmap.frontends.onnx import from_onnx
 

@@ -126,6 +126,8 @@ class _Walk:
     def run(self) -> Graph:
         g = self.model.graph
         inp, dims, spatial = self._input()
+        if not g.output:
+            raise RFMapError("the ONNX graph has no output")
         ndim = len(spatial)
         size = self.input_size
         if isinstance(size, int):

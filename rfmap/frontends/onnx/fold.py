@@ -118,9 +118,18 @@ def static_shapes(model, consts: dict[str, np.ndarray], input_name: str, spatial
                 for a, n in zip(spatial, input_size):
                     dims[a].dim_value = int(n)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        # data propagation computes the values of 1-D tensors (shapes) in onnx's C++ code, at
+        # any length: a Range of 10^12 values multiplied by a feature map takes the machine
+        # down.  It runs only when a first pass without it shows no 1-D tensor beyond the budget.
+        inferred = onnx.shape_inference.infer_shapes(model)
+        if not any(len(s) == 1 and s[0] > MAX_ELEMENTS for s in _shapes(inferred).values()):
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # noqa: BLE001 - inference is a convenience: without it, shapes stay dynamic
         return {}
+    return _shapes(inferred)
+
+
+def _shapes(inferred) -> dict[str, list[int]]:
     out = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         if not vi.type.tensor_type.HasField("shape"):

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rfmap.cli.common import parse_cell_index, parse_input_size, require_matplotlib
+from rfmap.cli.common import bounded_int, parse_cell_index, parse_device, parse_input_size, require_matplotlib, seed_int
 from rfmap.errors import RFMapError
 
 NAME = "erf"
@@ -34,14 +34,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", metavar="L", help="the layer whose cell is measured (default: the network's output)")
     p.add_argument("--at", metavar="I,J", help="the cell, (row, column) in the layer's output (default: the center)")
     p.add_argument("--input", metavar="H[,W]", help="input size (default: the source's own)")
-    p.add_argument("--n", type=int, default=64, help="number of inputs averaged (default: 64)")
+    p.add_argument("--n", type=bounded_int(1, 10**6), default=64, help="number of inputs averaged (default: 64)")
     p.add_argument("--inputs", metavar="DIR", help="a folder of PNG/JPEG images instead of noise")
     p.add_argument("--weights", choices=WEIGHTS, default="uniform", help="weights of the twin (default: uniform)")
     p.add_argument("--aggregate", choices=AGGREGATES, default="abs", help="per-pixel gradient aggregate (default: abs)")
-    p.add_argument("--channels", type=int, default=3, help="channels of the twin's input and convolutions (default: 3)")
-    p.add_argument("--batch-size", type=int, default=16, help="inputs per backward pass (default: 16)")
+    p.add_argument("--channels", type=bounded_int(1, 4096), default=3, help="channels of the twin's input and convolutions (default: 3)")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096), default=16, help="inputs per backward pass (default: 16)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise and weight draws (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the noise and weight draws (default: 0)")
     p.add_argument("-o", "--output", metavar="DIR", help="write erf.npy, erf.json and erf.png into DIR")
     p.add_argument("--format", choices=("text", "json"), default="text", help="what to print (default: text)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> str:
     cell = None
     if args.at:
         cell = parse_cell_index(args.at)
-    if args.n < 1:
-        raise RFMapError(f"--n must be at least 1, got {args.n}")
+    parse_device(args.device)  # one line naming the device, before anything is built on it
     if args.output:  # checked before measuring, so nothing is written without the heatmap
         require_matplotlib("rfmap erf -o (the heatmap erf.png)")
     result = erf(

@@ -75,6 +75,9 @@ def _join_negative_values(parser: argparse.ArgumentParser, args: list[str]) -> l
         if a == "--":
             out.extend(args[k:])
             break
+        if a.endswith("=--") and a.split("=", 1)[0] in takes_value:
+            # argparse would silently turn this value into an empty list
+            parser.error(f"argument {a.split('=', 1)[0]}: expected one argument, got '--'")
         if a in takes_value and k + 1 < len(args) and _NEGATIVE.match(args[k + 1]):
             out.append(f"{a}={args[k + 1]}" if a.startswith("--") else a + args[k + 1])
             k += 2

@@ -59,8 +59,8 @@ def bounded_int(minimum: int, maximum: int = 2**31 - 1) -> Callable[[str], int]:
     return parse
 
 
-#: ``--seed``: what numpy and torch both take (0 .. 2**64 - 1)
-seed_int = bounded_int(0, 2**64 - 1)
+#: ``--seed``: what numpy and torch both take (0 .. 2**63 - 1)
+seed_int = bounded_int(0, 2**63 - 1)
 
 
 def parse_device(text: str) -> str:
@@ -73,8 +73,10 @@ def parse_device(text: str) -> str:
     except (RuntimeError, ValueError, TypeError) as exc:
         raise RFMapError(f"--device: '{text:.40}' is not a torch device ({_first_line(exc)})") from None
     kind = device.type
-    if kind in ("cpu",):
+    if kind == "cpu":
         return text
+    if kind == "meta":
+        raise RFMapError("--device: 'meta' holds shapes, no data: measuring needs a real device such as cpu or cuda")
     backend = getattr(torch, kind, None) if kind != "mps" else getattr(torch.backends, "mps", None)
     available = getattr(backend, "is_available", None)
     try:

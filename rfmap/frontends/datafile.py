@@ -184,21 +184,26 @@ def _parse_yaml(text: str, path: Path, what: str) -> tuple[Any, list[int]]:
         raise RFMapError(f"YAML {what}s need PyYAML: pip install 'rfmap[yaml]'") from None
     if _LOADER is None:
         _LOADER = _yaml_loader()
-    loader = _LOADER(text)
+    loader = None
     try:
+        loader = _LOADER(text)  # the reader checks the characters here
         root = loader.get_single_node()
         if root is not None and _expanded_size(root, path) > MAX_EXPANDED:
             raise RFMapError(
                 f"{path}: YAML aliases expand the document beyond {MAX_EXPANDED:,} values (rfmap's limit for data files)"
             )
         data = None if root is None else loader.construct_document(root)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        raise RFMapError(f"{path}, line {line}: malformed YAML: character U+{exc.character:04X} is not allowed") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RFMapError(f"{path}{where}: malformed YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: list[int] = []
     if isinstance(root, yaml.MappingNode):
         for key, value in root.value:

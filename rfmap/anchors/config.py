@@ -177,11 +177,11 @@ def load_config(config: Any, **overrides: Any) -> AnchorConfig:
         anchor_offset=offset,
         iou=iou,
         gt_sizes=gt,
-        gt_aspect_ratio=_number(data.get("gt_aspect_ratio", 1.0), f"{where}: gt_aspect_ratio"),
+        gt_aspect_ratio=_positive(data.get("gt_aspect_ratio", 1.0), f"{where}: gt_aspect_ratio"),
         erf=erf_opts,
-        center_tolerance=_number(data.get("center_tolerance", 1.0), f"{where}: center_tolerance"),
-        density_tolerance=_number(data.get("density_tolerance", 1.5), f"{where}: density_tolerance"),
-        density=_number(suggest.get("density", 4), f"{where}: suggest.density"),
+        center_tolerance=_positive(data.get("center_tolerance", 1.0), f"{where}: center_tolerance"),
+        density_tolerance=_positive(data.get("density_tolerance", 1.5), f"{where}: density_tolerance"),
+        density=_positive(suggest.get("density", 4), f"{where}: suggest.density"),
         description=_text(data.get("description", data.get("source", "")), f"{where}: description", empty=True).strip(),
     )
 
@@ -258,6 +258,13 @@ def _number(value: Any, what: str) -> float:
         raise RFMapError(f"{what}: expected a number, got {preview(value)}") from None
     if not math.isfinite(out):
         raise RFMapError(f"{what}: expected a finite number, got {preview(value)}")
+    return out
+
+
+def _positive(value: Any, what: str) -> float:
+    out = _number(value, what)
+    if out <= 0:
+        raise RFMapError(f"{what}: must be positive, got {preview(value)}")
     return out
 
 
@@ -358,6 +365,8 @@ def _level(entry: Any, i: int, where: str) -> LevelConfig:
                 boxes.append((m / math.sqrt(r), m * math.sqrt(r)))
                 if flip:
                     boxes.append((m * math.sqrt(r), m / math.sqrt(r)))
+    if not boxes:
+        raise RFMapError(f"{here}: no anchors (sizes, boxes or min_size is empty)")
     head = entry.get("head")
     if head is not None and not isinstance(head, (str, list)):
         raise RFMapError(f"{here}: head must be a list of layer specs or the name of a layer")

@@ -25,7 +25,9 @@ name                      value        what it bounds
 ``MAX_REPORT_CELLS``      2**16        rows and columns, summed over every layer, that a
                                        report describes cell by cell
 ``MAX_GRID_POINTS``       2**18        RF centers a grid figure draws
-``MAX_FILE_BYTES``        64 MiB       a spec file or an anchor configuration
+``MAX_MATCHES``           2**20        anchor x ground truth x threshold pairs of an anchor report
+``MAX_COMPARISONS``       2**26        box comparisons of a sampled anchor report (~10 M/s)
+``MAX_FILE_BYTES``        16 MiB       a spec file or an anchor configuration
 ``MAX_NESTING``           64           nesting depth of lists and mappings in such a file
 ``MAX_ALIASES``           64           YAML aliases (``*name``) in such a file
 ========================  ===========  ==========================================================
@@ -49,7 +51,9 @@ MAX_LAYERS = 2**20
 MAX_PICTURE_PIXELS = 2**26
 MAX_REPORT_CELLS = 2**16
 MAX_GRID_POINTS = 2**18
-MAX_FILE_BYTES = 64 * 2**20
+MAX_MATCHES = 2**20
+MAX_COMPARISONS = 2**26
+MAX_FILE_BYTES = 16 * 2**20
 MAX_NESTING = 64
 MAX_ALIASES = 64
 
@@ -80,6 +84,21 @@ def check_work(cells: int, width: int, what: str) -> None:
             f"{what}: {cells:,} cells x {width:,} taps is beyond rfmap's limit of {MAX_WORK:,} taps per axis "
             f"({_HINT}.MAX_WORK)"
         )
+
+
+class Allowance:
+    """A running total of work (``spend`` as it is planned) that refuses, with one
+    RFMapError, the request that would take it beyond ``limit``."""
+
+    def __init__(self, limit: int, what: str, hint: str = "MAX_WORK"):
+        self.left, self.limit, self.what, self.hint = limit, limit, what, hint
+
+    def spend(self, amount: int) -> None:
+        self.left -= amount
+        if self.left < 0:
+            raise RFMapError(
+                f"{self.what} needs more than rfmap's limit of {self.limit:,} steps ({_HINT}.{self.hint})"
+            )
 
 
 def check_cells(n: int, what: str) -> None:

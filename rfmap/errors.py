@@ -12,6 +12,12 @@ class RFMapError(ValueError):
     """Bad input to rfmap: the message names the layer, line, box or index at fault."""
 
 
+class RFMapBug(RuntimeError):
+    """A bug in rfmap itself, raised with what it was doing (the node, the layer) where a
+    crash deep inside would otherwise lose it.  Not bad input: the CLI reports it as an
+    internal error (status 70)."""
+
+
 class RFMapWarning(UserWarning):
     """Something rfmap computed exactly but that a user should know (misaligned paths,
     ops treated as pointwise)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise
-from rfmap.errors import RFMapError, RFMapWarning
+from rfmap.errors import RFMapBug, RFMapError, RFMapWarning
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, leaves, right_aligned
 from rfmap.rules.common import broadcast_dims, distinct, flat_global
 
@@ -62,6 +62,23 @@ def one_line(exc: BaseException | None) -> str:
         return ""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+#: packages whose frames in a traceback are not a user's code
+_LIBRARY = {"rfmap", "torch", "numpy", "onnx", "fractions", "math", "functools", "typing", "inspect", "dataclasses", "abc",
+            "collections", "builtins", "operator", "re", "contextlib", "copy", "warnings", "enum", "itertools"}
+
+
+def _in_user_code(exc: BaseException) -> bool:
+    """Whether ``exc`` passed through a user's module (a rule registered with
+    ``rfmap.register_op`` or ``register_torch_op``): then it is the user's error."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] not in _LIBRARY:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class Front:
@@ -184,7 +201,9 @@ class Front:
         except RFMapError:
             raise
         except Exception as exc:  # noqa: BLE001 - a rule crashed: say which
-            raise RFMapError(f"{self._where(call)}: the rfmap rule failed ({one_line(exc)})") from None
+            if not _in_user_code(exc):  # one of rfmap's rules crashed: a bug, not bad input
+                raise RFMapBug(f"{self._where(call)}: rfmap's rule crashed ({one_line(exc)})") from exc
+            raise RFMapError(f"{self._where(call)}: the rule registered for it failed ({one_line(exc)})") from None
         return self._finish(call, result, rule_based=True)
 
     def _unsupported(self, call: Call, reason: str):

@@ -49,6 +49,8 @@ class Graph:
     def __post_init__(self):
         seen: set[str] = set()
         for i, node in enumerate(self.nodes):
+            if not isinstance(node.name, str) or not all(isinstance(src, str) for src in node.inputs):
+                raise RFMapError(f"layer names must be strings, got {node.name!r:.60} reading {node.inputs!r:.60}")
             if node.name in seen:
                 raise RFMapError(f"layer name '{node.name}' is used twice")
             if i == 0:

@@ -125,3 +125,26 @@ def check_cli(argv: list[str], status: int, err: str) -> None:
         assert lines[-1].startswith("rfmap") and ": error: " in lines[-1], f"rfmap {argv!r}:\n{err}"
         errors = [line for line in lines if ": error: " in line]
         assert len(errors) == 1, f"rfmap {argv!r}: {len(errors)} error lines\n{err}"
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def run_limited(argv: list[str], *, memory: int = 2 << 30, seconds: float = 60.0, cwd=None, stdin=None):
+    """``python -m rfmap argv`` in a subprocess with at most ``memory`` bytes of address space
+    and ``seconds`` of wall-clock time; returns the CompletedProcess (a hang fails the test)."""
+    import os
+    import subprocess
+    import sys
+
+    def limit():  # in the child, before exec: python itself needs ~1.5 GB of address space with torch
+        resource.setrlimit(resource.RLIMIT_AS, (memory + (2 << 30), memory + (2 << 30)))
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.pop("RFMAP_DEBUG", None)
+    try:
+        return subprocess.run([sys.executable, "-m", "rfmap", *argv], capture_output=True, text=True, env=env, cwd=cwd,
+                              timeout=seconds, preexec_fn=limit, stdin=stdin)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"rfmap {argv!r} ran past {seconds} s")

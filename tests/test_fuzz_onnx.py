@@ -12,6 +12,7 @@ every node; unknown opsets; and the serialized bytes cut or flipped.  Each case 
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -231,6 +232,9 @@ def test_mutated_onnx_models(examples, tmp_path_factory):
     @given(base=st.integers(0, len(BASES) - 1), seed=st.integers(0, 2**32 - 1),
            size=st.sampled_from([None, None, 32, (20, 24), 0, 2**41, (7,)]))
     def case(base, seed, size):
+        if os.environ.get("RFMAP_FUZZ_LOG"):  # what ran last, should the process die
+            with open(os.environ["RFMAP_FUZZ_LOG"], "a") as fh:
+                fh.write(f"{base} {seed} {size!r}\n")
         path = folder / "model.onnx"
         path.write_bytes(mutate(random.Random(seed), BASES[base]))
         exercise(path, size)

@@ -58,12 +58,12 @@ def read_data(path: str | Path, what: str = "spec file") -> tuple[Any, list[int]
 
 def _read_text(path: Path, what: str) -> str:
     try:
+        info = os.stat(path)  # before opening: opening a FIFO would wait for a writer
+        if not stat.S_ISREG(info.st_mode):
+            raise RFMapError(f"cannot read {what} '{path}': not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise RFMapError(f"{what} '{path}' has {info.st_size:,} bytes, beyond rfmap's limit of {MAX_FILE_BYTES:,}")
         with open(path, "rb") as fh:
-            info = os.fstat(fh.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise RFMapError(f"cannot read {what} '{path}': not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise RFMapError(f"{what} '{path}' has {info.st_size:,} bytes, beyond rfmap's limit of {MAX_FILE_BYTES:,}")
             raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise RFMapError(f"cannot read {what} '{path}': {exc.strerror or exc}") from None

@@ -47,7 +47,27 @@ def from_onnx(model: Any, input_size=None, *, strict: bool = False) -> Graph:
         name = str(model).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
         model = _load(str(model))
     _decode_names(model.graph)
+    _check_geometry(model.graph)
     return _Walk(model, name, input_size, strict).run()
+
+
+#: attributes that are sizes; onnx's shape inference overflows on huge ones (a MaxPool
+#: kernel of 2**62 made a later Slice fail a C++ assertion, which aborts the process)
+_GEOMETRY = ("kernel_shape", "strides", "pads", "dilations", "output_padding", "output_shape")
+
+
+def _check_geometry(graph) -> None:
+    import onnx
+
+    from rfmap.core.budget import MAX_VALUE
+
+    for node in graph.node:
+        for a in node.attribute:
+            if a.name in _GEOMETRY and a.type in (onnx.AttributeProto.INT, onnx.AttributeProto.INTS):
+                values = list(a.ints) if a.type == onnx.AttributeProto.INTS else [a.i]
+                if any(abs(v) > MAX_VALUE for v in values):
+                    raise RFMapError(f"node '{node.name or node.op_type}' ({node.op_type}): {a.name} {values[:6]} is beyond "
+                                     f"rfmap's limit of {MAX_VALUE:,}")
 
 
 def _decode_names(graph) -> None:

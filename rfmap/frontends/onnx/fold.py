@@ -85,8 +85,8 @@ def fold_constants(graph, consts: dict[str, np.ndarray], shapes: dict[str, list[
             outs = ReferenceEvaluator(node).run(None, {i: consts[i] for i in inputs})
         except Exception:  # noqa: BLE001 - an op the evaluator lacks or rejects: leave it dynamic
             continue
-        if any(np.asarray(v).size > MAX_ELEMENTS for v in outs):
-            continue
+        if any(v is None or np.asarray(v).dtype == object or np.asarray(v).size > MAX_ELEMENTS for v in outs):
+            continue  # no value (an evaluator that returned None, strings) or too large: left dynamic
         consts.update({o: np.asarray(v) for o, v in zip(node.output, outs) if o})
 
 

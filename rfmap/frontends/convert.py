@@ -64,6 +64,12 @@ def one_line(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
+def _permuted(dims: tuple) -> bool:
+    """Spatial axes held at tensor dims in another order than the input's (W before H)."""
+    held = [d for d in dims if d is not None]
+    return any(b <= a for a, b in zip(held, held[1:]))
+
+
 #: packages whose frames in a traceback are not a user's code
 _LIBRARY = {"rfmap", "torch", "numpy", "onnx", "fractions", "math", "functools", "typing", "inspect", "dataclasses", "abc",
             "collections", "builtins", "operator", "re", "contextlib", "copy", "warnings", "enum", "itertools"}
@@ -402,6 +408,15 @@ class Front:
                 out_names.append(key)
             else:
                 out_names.append(node)
+        moved = [f"'{key or node}' holds them at tensor dims {list(b.dims)}" for (key, b, _), node in zip(named, out_nodes)
+                 if _permuted(b.dims)]
+        if moved:  # the engine's axes keep the input's order: say so rather than answer in another order
+            message = (f"{name}: the model moves the spatial axes (output " + "; ".join(moved) + "): sizes and boxes are "
+                       "reported in the input's (H, W) order, not in the output tensor's")
+            if self.strict:
+                raise RFMapError(message)
+            self.notes.append(message)
+            warnings.warn(message, RFMapWarning, stacklevel=warn_level)
         notes = list(notes) + self.notes + [f"unsupported: {u}" for u in self.unsupported]
         if self.unsupported:
             warnings.warn(

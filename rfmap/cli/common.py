@@ -153,6 +153,14 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
     return analyze(graph, size, strict=strict)
 
 
+def require_torch(what: str) -> None:
+    """Import torch or say how to install it."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise RFMapError(f"{what} needs PyTorch: pip install 'rfmap[torch]'") from None
+
+
 def require_matplotlib(what: str) -> None:
     """Import matplotlib (Agg backend unless one is chosen) or say how to install it."""
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from rfmap.cli.common import add_input, add_source, add_strict, bounded_int, load_analysis, parse_input_size
+from rfmap.cli.common import add_input, add_source, add_strict, bounded_int, load_analysis, parse_input_size, require_torch
 from rfmap.errors import RFMapError
 
 NAME = "summary"
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> str:
 
 def _module_summary(args: argparse.Namespace) -> str:
     """``summary --depth N`` of a PyTorch factory: the module table."""
+    require_torch("rfmap summary --depth")
     from rfmap.render import render_modules
     from rfmap.frontends.factory import load_factory, quiet_torch
     from rfmap.frontends.torch.table import module_table

@@ -15,7 +15,15 @@ import argparse
 import json
 from pathlib import Path
 
-from rfmap.cli.common import bounded_int, parse_cell_index, parse_device, parse_input_size, require_matplotlib, seed_int
+from rfmap.cli.common import (
+    bounded_int,
+    parse_cell_index,
+    parse_device,
+    parse_input_size,
+    require_matplotlib,
+    require_torch,
+    seed_int,
+)
 from rfmap.errors import RFMapError
 
 NAME = "erf"
@@ -56,6 +64,7 @@ def run(args: argparse.Namespace) -> str:
     cell = None
     if args.at:
         cell = parse_cell_index(args.at)
+    require_torch("rfmap erf")
     parse_device(args.device)  # one line naming the device, before anything is built on it
     if args.output:  # checked before measuring, so nothing is written without the heatmap
         require_matplotlib("rfmap erf -o (the heatmap erf.png)")

@@ -178,3 +178,15 @@ def test_16000_nodes_sharing_one_name():
         g = from_onnx(m)
     names = [node.name for node in g.nodes]
     assert len(names) == len(set(names)) and len(names) >= 2
+
+
+@pytest.mark.parametrize("kernel", [18, 2**40])
+def test_a_pool_larger_than_its_input_before_a_slice_does_not_abort(kernel):
+    """onnx 1.23's shape inference fails a C++ assertion (std::clamp) in a Slice after a pool
+    whose kernel is larger than its input, which aborts the process: a real model analyzed
+    at too small an --input does that.  rfmap runs the inference in a forked child."""
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], name="pool", kernel_shape=[kernel, 1]),
+             helper.make_node("Slice", ["p", "s", "e", "a"], ["y"], name="crop")]
+    m = model(nodes, [tensor("x", [1, 3, 16, 20])], [tensor("y", None)], [const("s", [1]), const("e", [9]), const("a", [2])])
+    with pytest.raises(RFMapError, match="shape inference crashed|kernel larger"):
+        from_onnx(m)

@@ -14,12 +14,14 @@ import random
 
 import pytest
 import yaml
+from fuzzing import api_case, fuzz_settings, profiles
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from fuzzing import api_case, fuzz_settings, profiles
 from rfmap.anchors.config import DATA
 from rfmap.errors import RFMapError
+
+pytestmark = pytest.mark.filterwarnings("ignore::rfmap.RFMapWarning")
 
 BUNDLED = {name: yaml.safe_load((DATA / f"{name}.yaml").read_text()) for name in ("s3fd", "ssd300", "rpn-vgg16")}
 VALUES = [0, -1, 1, 0.5, 2, 300, 10**12, 2**40, True, False, None, "false", "300/38", "1/0", "", "x", [], [0], [1, 2, 3],

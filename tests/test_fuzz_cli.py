@@ -18,10 +18,11 @@ import random
 from pathlib import Path
 
 import pytest
+from fuzzing import cli_case, fuzz_settings, profiles
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from fuzzing import cli_case, fuzz_settings, profiles
+pytestmark = pytest.mark.filterwarnings("ignore::rfmap.RFMapWarning")
 
 SPECS = Path(__file__).parent / "golden" / "specs"
 
@@ -70,8 +71,9 @@ def files(tmp_path_factory):
     (d / "binary.yaml").write_bytes(b"\xff\xfe\x00\x01layers")
     (d / "notspec.txt").write_text("layers: []")
     (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    from rfmap.viz._data import encode_png
     import numpy as np
+
+    from rfmap.viz._data import encode_png
 
     (d / "img.png").write_bytes(encode_png(np.full((20, 24, 3), 128, np.uint8)))
     (d / "tiny.toml").write_text('input = [32, 40]\n[[layers]]\nname = "c1"\nop = "conv"\nkernel = 3\nstride = 2\n')

@@ -19,16 +19,18 @@ import re
 import warnings
 
 import pytest
+from fuzzing import cli_case, fuzz_settings, profiles
 from hypothesis import given
 from hypothesis import strategies as st
 
 import rfmap
-from fuzzing import cli_case, fuzz_settings, profiles
 from rfmap.core.graph import Graph
 from rfmap.core.layers import conv
 from rfmap.render import render
 from rfmap.render.table import printable
 from rfmap.viz.report import render_report
+
+pytestmark = pytest.mark.filterwarnings("ignore::rfmap.RFMapWarning")
 
 PIECES = ["[bold red]", "[/]", "[/bold red]", "[link=http://x]", "{{DATA}}", "{{TITLE}}", "</script>", "<script>", "<!--",
           "<b>", "&amp;", "|", "*", "`", "\\", "\x1b[31m", "\x1b]0;pwned\x07", "\n", "\r", "\t", "\x00", "\x7f", "\x9b",

@@ -21,10 +21,12 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 onnx = pytest.importorskip("onnx")
+from fuzzing import api_case, fuzz_settings, profiles  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from fuzzing import api_case, fuzz_settings, profiles  # noqa: E402
 from rfmap.errors import RFMapError  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::rfmap.RFMapWarning")
 
 
 def _tensor(name, shape):

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 from fuzzing import api_case, fuzz_settings, profiles  # noqa: E402
+
 from rfmap.errors import RFMapError  # noqa: E402
 
 numbers = st.one_of(
@@ -27,6 +28,8 @@ numbers = st.one_of(
 sizes = st.one_of(st.integers(1, 7), st.tuples(st.integers(1, 7), st.integers(1, 7)),
                   st.sampled_from([0, -1, (0, 3), (2, 3, 4), 2.5, True, "7", None, 10**6, (3, 10**6)]))
 scales = st.one_of(st.sampled_from([1.0, 0.5, 1 / 16, 2.0]), st.sampled_from([0.0, -1.0, float("nan"), float("inf"), 1e-30, 1e30, "1", True]))
+
+pytestmark = pytest.mark.filterwarnings("ignore::rfmap.RFMapWarning")
 
 
 @st.composite

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from fuzzing import api_case, fuzz_settings, profiles
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from fuzzing import api_case, fuzz_settings, profiles
 from rfmap.core.registry import registry
 from rfmap.errors import RFMapError
+
+pytestmark = pytest.mark.filterwarnings("ignore::rfmap.RFMapWarning")
 
 OPS = sorted(registry().spec_names())
 PARAMS = {

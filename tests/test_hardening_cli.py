@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fuzzing import ROOT, cli_case, run_limited
+
 from rfmap.cli import main
 
 SPECS = Path(__file__).parent / "golden" / "specs"

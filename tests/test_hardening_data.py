@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 
 import numpy as np
 import pytest
+from fuzzing import bounded, run_limited
 
 import rfmap
-from fuzzing import bounded, run_limited
 from rfmap.errors import RFMapError
 from rfmap.frontends import load
 

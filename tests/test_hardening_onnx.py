@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
+from fuzzing import bounded, run_limited  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import rfmap  # noqa: E402
-from fuzzing import bounded, run_limited  # noqa: E402
 from rfmap.errors import RFMapError  # noqa: E402
 from rfmap.frontends.onnx import from_onnx  # noqa: E402
 

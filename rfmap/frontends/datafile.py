@@ -95,7 +95,7 @@ def _yaml_loader():
             self.rfmap_depth = 0
             self.rfmap_aliases = 0
 
-        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        def compose_node(self, parent, index):
             if self.check_event(yaml.AliasEvent):
                 self.rfmap_aliases += 1
                 if self.rfmap_aliases > MAX_ALIASES:
@@ -112,7 +112,7 @@ def _yaml_loader():
             finally:
                 self.rfmap_depth -= 1
 
-        def construct_yaml_int(self, node):  # type: ignore[no-untyped-def]
+        def construct_yaml_int(self, node):
             digits = re.sub(r"[^0-9a-fA-F]", "", str(node.value))
             if len(digits) > MAX_DIGITS:
                 raise yaml.constructor.ConstructorError(
@@ -120,7 +120,7 @@ def _yaml_loader():
                 )
             return super().construct_yaml_int(node)
 
-        def construct_yaml_float(self, node):  # type: ignore[no-untyped-def]
+        def construct_yaml_float(self, node):
             value = super().construct_yaml_float(node)
             if not math.isfinite(value):
                 raise yaml.constructor.ConstructorError(
@@ -257,7 +257,7 @@ def _parse_toml(text: str, path: Path) -> tuple[Any, list[int]]:
     except RecursionError:
         raise RFMapError(f"{path}: malformed TOML: nested more than {MAX_NESTING} levels deep") from None
     except ValueError:  # an integer beyond Python's conversion limit (4300 digits)
-        big = re.search(r"\d[\d_]{%d,}" % MAX_DIGITS, text)
+        big = re.search(rf"\d[\d_]{{{MAX_DIGITS},}}", text)
         where = _line_of(text, big.group()) if big else ""
         raise RFMapError(f"{path}{where}: malformed TOML: an integer of more than {MAX_DIGITS} digits") from None
     lines = [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r"^\s*\[\[\s*layers\s*\]\]", text, re.M)]

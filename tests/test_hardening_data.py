@@ -252,3 +252,23 @@ def test_merged_families_at_a_huge_input_cost_one_period():
 def test_json_output_of_hostile_values_round_trips(tmp_path):
     path = spec(tmp_path, json.dumps({"input": 8, "layers": [{"name": "a\u202eb", "op": "conv", "kernel": 3}]}), ".json")
     assert json.loads(rfmap.analyze(path).to_json())["layers"][0]["name"] == "a\u202eb"
+
+
+def test_images_are_checked_before_they_are_read_or_decoded(tmp_path):
+    import struct
+    import zlib
+
+    from rfmap.viz._data import embed_image, load_image
+
+    header = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)  # a PNG that says 10^10 pixels
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    (tmp_path / "bomb.png").write_bytes(png)
+    for read in (load_image, embed_image):
+        with bounded(seconds=10, memory=1 << 30), pytest.raises(RFMapError, match="100,000x100,000 pixels, beyond"):
+            read(tmp_path / "bomb.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    with bounded(seconds=10), pytest.raises(RFMapError, match="not a regular file"):
+        embed_image(tmp_path / "pipe.png")
+    proc = run_limited(["report", "vgg16", "--image", str(tmp_path / "bomb.png"), "-o", str(tmp_path / "r.html")],
+                       memory=1 << 30, seconds=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "pixels, beyond" in proc.stderr, proc.stderr

@@ -28,6 +28,7 @@ name                      value        what it bounds
 ``MAX_MATCHES``           2**20        anchor x ground truth x threshold pairs of an anchor report
 ``MAX_COMPARISONS``       2**26        box comparisons of a sampled anchor report (~10 M/s)
 ``MAX_FILE_BYTES``        16 MiB       a spec file or an anchor configuration
+``MAX_IMAGE_BYTES``       64 MiB       an image file drawn under a figure or embedded in a report
 ``MAX_NESTING``           64           nesting depth of lists and mappings in such a file
 ``MAX_ALIASES``           64           YAML aliases (``*name``) in such a file
 ========================  ===========  ==========================================================
@@ -54,6 +55,7 @@ MAX_GRID_POINTS = 2**18
 MAX_MATCHES = 2**20
 MAX_COMPARISONS = 2**26
 MAX_FILE_BYTES = 16 * 2**20
+MAX_IMAGE_BYTES = 64 * 2**20
 MAX_NESTING = 64
 MAX_ALIASES = 64
 

@@ -157,15 +157,7 @@ def load_config(config: Any, **overrides: Any) -> AnchorConfig:
                    for v in _bounded(gt if isinstance(gt, list) else [gt], MAX_GT_SIZES, f"{where}: gt_sizes"))
         if not all(v > 0 for v in gt):
             raise RFMapError(f"{where}: gt_sizes must be positive")
-    erf_opts = data.get("erf")
-    if erf_opts in (None, "closed-form", "closed_form", False):
-        erf_opts = None
-    elif erf_opts in (True, "measure", "measured"):
-        erf_opts = {}
-    elif isinstance(erf_opts, Mapping):
-        erf_opts = _erf_options(erf_opts, f"{where}: erf")
-    else:
-        raise RFMapError(f"{where}: erf must be 'closed-form', 'measure' or a mapping of erf() options")
+    erf_opts = _erf_options(data.get("erf"), f"{where}: erf")
     suggest = data.get("suggest") or {}
     if not isinstance(suggest, Mapping) or set(suggest) - {"density"}:
         raise RFMapError(f"{where}: suggest takes {{density: 4}}")
@@ -292,9 +284,17 @@ def _numbers(value: Any, what: str, limit: int = MAX_ANCHORS) -> list[float]:
     return out
 
 
-def _erf_options(value: Mapping, what: str) -> dict | None:
-    """The ERF options of a configuration: data only (``n``, ``channels``, ``batch_size``,
-    ``seed``, ``weights``, ``aggregate``), each bounded; ``measure: false`` turns it off."""
+def _erf_options(value: Any, what: str) -> dict | None:
+    """The ERF options of a configuration: ``None`` for the closed form (``closed-form``,
+    false), ``{}`` to measure with the defaults (``measure``, true), or a mapping of data only
+    (``n``, ``channels``, ``batch_size``, ``seed``, ``weights``, ``aggregate``), each bounded;
+    ``measure: false`` turns it off."""
+    if value is None or value is False or value in ("closed-form", "closed_form"):
+        return None
+    if value is True or value in ("measure", "measured"):
+        return {}
+    if not isinstance(value, Mapping):
+        raise RFMapError(f"{what} must be 'closed-form', 'measure' or a mapping of erf() options")
     opts = dict(value)
     _keys(opts, what)
     if not boolean(opts.pop("measure", True), f"{what}: measure"):

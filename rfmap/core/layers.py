@@ -397,7 +397,7 @@ class GlobalOp(Layer):
     op: str = "global"
     global_context: bool = field(default=True, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(self, op=_op_name(self.op))
 
     def axis_maps(self, sizes):
@@ -410,7 +410,7 @@ class Pointwise(Layer):
 
     op: str = "pointwise"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(self, op=_op_name(self.op))
 
     def axis_maps(self, sizes):

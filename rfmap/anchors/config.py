@@ -149,14 +149,11 @@ def load_config(config: Any, **overrides: Any) -> AnchorConfig:
     parsed = tuple(_level(entry, i, where) for i, entry in enumerate(levels))
     iou = data.get("iou", [0.5, 0.35])
     iou = tuple(_number(v, f"{where}: iou") for v in _bounded(iou if isinstance(iou, list) else [iou], 16, f"{where}: iou"))
-    if not all(0 < v <= 1 for v in iou):
-        raise RFMapError(f"{where}: IoU thresholds must be in (0, 1], got {list(iou)}")
+    if not iou or not all(0 < v <= 1 for v in iou):
+        raise RFMapError(f"{where}: IoU thresholds must be 1 to 16 numbers in (0, 1], got {list(iou)}")
     gt = data.get("gt_sizes")
     if gt is not None:
-        gt = tuple(_number(v, f"{where}: gt_sizes")
-                   for v in _bounded(gt if isinstance(gt, list) else [gt], MAX_GT_SIZES, f"{where}: gt_sizes"))
-        if not all(v > 0 for v in gt):
-            raise RFMapError(f"{where}: gt_sizes must be positive")
+        gt = tuple(_numbers(gt, f"{where}: gt_sizes", MAX_GT_SIZES))
     erf_opts = _erf_options(data.get("erf"), f"{where}: erf")
     suggest = data.get("suggest") or {}
     if not isinstance(suggest, Mapping) or set(suggest) - {"density"}:
@@ -169,7 +166,7 @@ def load_config(config: Any, **overrides: Any) -> AnchorConfig:
         anchor_offset=offset,
         iou=iou,
         gt_sizes=gt,
-        gt_aspect_ratio=_positive(data.get("gt_aspect_ratio", 1.0), f"{where}: gt_aspect_ratio"),
+        gt_aspect_ratio=_numbers(data.get("gt_aspect_ratio", 1.0), f"{where}: gt_aspect_ratio", 1)[0],
         erf=erf_opts,
         center_tolerance=_positive(data.get("center_tolerance", 1.0), f"{where}: center_tolerance"),
         density_tolerance=_positive(data.get("density_tolerance", 1.5), f"{where}: density_tolerance"),
@@ -276,11 +273,18 @@ def _fraction(value: Any, what: str) -> Fraction:
     return f
 
 
+#: sizes (pixels) and aspect ratios of anchors and ground truths: far beyond any detector,
+#: and within float precision (an anchor of 1e-300 pixels has an area of 0)
+SIZE_RANGE = (1e-3, 1e9)
+
+
 def _numbers(value: Any, what: str, limit: int = MAX_ANCHORS) -> list[float]:
+    """Positive sizes or ratios in :data:`SIZE_RANGE`, at most ``limit`` of them."""
     values = _bounded(value if isinstance(value, list) else [value], limit, what)
     out = [_number(v, what) for v in values]
-    if not all(v > 0 for v in out):
-        raise RFMapError(f"{what}: must be positive, got {preview(value)}")
+    lo, hi = SIZE_RANGE
+    if not all(lo <= v <= hi for v in out):
+        raise RFMapError(f"{what}: must be in {lo:g}..{hi:g}, got {preview(value)}")
     return out
 
 

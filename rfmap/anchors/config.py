@@ -166,7 +166,7 @@ def load_config(config: Any, **overrides: Any) -> AnchorConfig:
         anchor_offset=offset,
         iou=iou,
         gt_sizes=gt,
-        gt_aspect_ratio=_numbers(data.get("gt_aspect_ratio", 1.0), f"{where}: gt_aspect_ratio", 1)[0],
+        gt_aspect_ratio=_in_range(data.get("gt_aspect_ratio", 1.0), f"{where}: gt_aspect_ratio"),
         erf=erf_opts,
         center_tolerance=_positive(data.get("center_tolerance", 1.0), f"{where}: center_tolerance"),
         density_tolerance=_positive(data.get("density_tolerance", 1.5), f"{where}: density_tolerance"),
@@ -278,14 +278,18 @@ def _fraction(value: Any, what: str) -> Fraction:
 SIZE_RANGE = (1e-3, 1e9)
 
 
-def _numbers(value: Any, what: str, limit: int = MAX_ANCHORS) -> list[float]:
-    """Positive sizes or ratios in :data:`SIZE_RANGE`, at most ``limit`` of them."""
-    values = _bounded(value if isinstance(value, list) else [value], limit, what)
-    out = [_number(v, what) for v in values]
+def _in_range(value: Any, what: str) -> float:
+    """One size or ratio in :data:`SIZE_RANGE`."""
+    out = _number(value, what)
     lo, hi = SIZE_RANGE
-    if not all(lo <= v <= hi for v in out):
+    if not lo <= out <= hi:
         raise RFMapError(f"{what}: must be in {lo:g}..{hi:g}, got {preview(value)}")
     return out
+
+
+def _numbers(value: Any, what: str, limit: int = MAX_ANCHORS) -> list[float]:
+    """Sizes or ratios in :data:`SIZE_RANGE`, at most ``limit`` of them."""
+    return [_in_range(v, what) for v in _bounded(value if isinstance(value, list) else [value], limit, what)]
 
 
 def _erf_options(value: Any, what: str) -> dict | None:

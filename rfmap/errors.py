@@ -12,9 +12,28 @@ class RFMapError(ValueError):
     """Bad input to rfmap: the message names the layer, line, box or index at fault."""
 
 
+class RFMapBug(RuntimeError):
+    """A bug in rfmap itself, raised with what it was doing (the node, the layer) where a
+    crash deep inside would otherwise lose it.  Not bad input: the CLI reports it as an
+    internal error (status 70)."""
+
+
 class RFMapWarning(UserWarning):
     """Something rfmap computed exactly but that a user should know (misaligned paths,
     ops treated as pointwise)."""
+
+
+def preview(value: object, limit: int = 60) -> str:
+    """A value for an error message: a bounded preview, never the full ``repr`` of a large or
+    nested value (a list read from a file may hold a million entries)."""
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return f"a {type(value).__name__} of {len(value)} entries"
+    if isinstance(value, str):
+        return repr(value[:limit] + ("..." if len(value) > limit else ""))
+    if isinstance(value, (bool, int, float, complex)) or value is None:
+        text = repr(value) if not isinstance(value, int) or value.bit_length() < 4 * limit else "a very large integer"
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"a {type(value).__name__}"
 
 
 def at_layer(name: str, op: str, message: str) -> RFMapError:

@@ -328,7 +328,8 @@ def test_os_error_and_interrupt_are_one_line(capsys, monkeypatch, vgg16_spec):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(rfmap.frontends, "load", interrupted)
-    assert_one_error(*run(capsys, "summary", vgg16_spec), "interrupted")
+    status, out, err = run(capsys, "summary", vgg16_spec)
+    assert (status, out, err) == (130, "", "rfmap: interrupted\n")
 
 
 def test_usage_errors_exit_2(capsys):
@@ -364,15 +365,24 @@ def test_a_new_subcommand_is_one_table_entry(capsys, monkeypatch):
     assert_one_error(*run(capsys, "echo", "bad"), "bad word")
 
 
-def test_bugs_are_not_swallowed(monkeypatch, vgg16_spec):
+def test_bugs_are_reported_as_bugs(capsys, monkeypatch, vgg16_spec):
+    """An unexpected exception is a bug, not bad input: one line, status 70 (not 2), and
+    the traceback with RFMAP_DEBUG=1."""
     import rfmap.frontends
 
     def broken(source, *args, **kwargs):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(rfmap.frontends, "load", broken)
-    with pytest.raises(ZeroDivisionError):
-        main(["summary", vgg16_spec])
+    monkeypatch.delenv("RFMAP_DEBUG", raising=False)
+    status, out, err = run(capsys, "summary", vgg16_spec)
+    assert status == 70 and out == ""
+    assert err == "rfmap: internal error: ZeroDivisionError: a bug (please report; RFMAP_DEBUG=1 shows the traceback)\n"
+    monkeypatch.setenv("RFMAP_DEBUG", "1")
+    status, out, err = run(capsys, "summary", vgg16_spec)
+    assert status == 70
+    assert "Traceback (most recent call last)" in err and "in broken" in err
+    assert err.splitlines()[-1].startswith("rfmap: internal error: ZeroDivisionError: a bug")
 
 
 # -- python -m rfmap in a subprocess ----------------------------------------------------

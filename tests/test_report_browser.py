@@ -90,7 +90,8 @@ class Page:
 
     def select(self, name: str) -> None:
         self.page.click(f"#layers-body tr[data-index='{self.index(name)}']")
-        assert self.page.eval_on_selector("#layer-select", "e => e.options[e.selectedIndex].textContent").startswith(name)
+        shown = self.page.eval_on_selector("#layer-select", "e => e.options[e.selectedIndex].textContent")
+        assert shown.startswith(name) or shown.startswith(f"\u2068{name}\u2069")  # bidi-isolated names
 
     def index(self, name: str) -> int:
         return self.page.eval_on_selector_all("#layers-body tr", "rows => rows.map(r => r.dataset.layer)").index(name)
@@ -295,5 +296,34 @@ def test_narrow_window(browser, chain, tmp_path):
         assert table > ex
         check_cells(page, chain, "c3", [(0, 0), (2, 4)])
         p.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_hostile_names_and_title_are_text(browser, tmp_path):
+    """Script ends, template slots, rich markup and a bidi override in names and the title:
+    nothing runs, the page loads, every name shows as written, isolated from its neighbours."""
+    names = ["</script><script>alert(1)</script>", "{{DATA}}", "[bold red]x[/]", "\u202eevil", "<!--", "{{TITLE}}"]
+    title = "{{DATA}}</title><script>alert(2)</script>\u202e"
+    g = Graph.chain([(n, conv(3, 2, 1) if k < 2 else conv(3)) for k, n in enumerate(names)], name="{{TITLE}}", input_size=(40, 36))
+    analysis = rfmap.analyze(g)
+    page = Page(browser, Path(write_report(analysis, tmp_path / "hostile.html", title=title)))
+    try:
+        p = page.page
+        p.wait_for_timeout(200)
+        assert page.dialogs == [] and page.errors == []
+        assert p.eval_on_selector_all("#layers-body tr td:first-child", "tds => tds.map(td => td.textContent)") == names
+        assert p.eval_on_selector("#title", "e => e.textContent") == "{{TITLE}}"
+        assert p.title() == "\u2068" + title + "\u2069"  # the override cannot run past the title
+        options = p.eval_on_selector_all("#layer-select option", "os => os.map(o => o.textContent)")
+        assert options[3].startswith("\u2068\u202eevil\u2069  (")  # isolated inside the option's sentence
+        assert options[0].startswith(names[0] + "  (")
+        page.select("\u202eevil")
+        page.hover(20, 18)
+        assert "'\u2068\u202eevil\u2069'" in p.eval_on_selector("#cell-index", "e => e.textContent")
+        assert p.eval_on_selector("#layers-body td.name", "e => getComputedStyle(e).unicodeBidi") == "isolate"
+        assert p.eval_on_selector_all("script", "es => es.length") == 2
+        assert p.eval_on_selector_all("body b, body img", "es => es.length") == 0
+        assert_offline(page)
     finally:
         page.close()

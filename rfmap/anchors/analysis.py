@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from rfmap.anchors.config import AnchorConfig, LevelConfig, load_config, with_heads
 from rfmap.anchors.matching import expected_matches, sampled_matches
 from rfmap.anchors.report import AnchorReport, Flag, LevelReport, SuggestedLevel
+from rfmap.core.budget import MAX_COMPARISONS, MAX_MATCHES, Allowance
 from rfmap.errors import RFMapError
 from rfmap.render.numbers import measured
 
@@ -112,12 +113,12 @@ def _erf_sigma(cfg: AnchorConfig, graph, analysis, pred: str, cell) -> tuple[tup
     return tuple(sigma), f"measured ({opts['weights']} weights, n={opts['n']})"
 
 
-def _matches(cfg: AnchorConfig, level: LevelConfig, g: _Geometry, gt_boxes, method: str, samples: int):
+def _matches(cfg: AnchorConfig, level: LevelConfig, g: _Geometry, gt_boxes, method: str, samples: int, allowance=None):
     if method == "exact":
         table = [[sum(expected_matches(gt, b, g.stepf, t) for b in level.boxes) for gt in gt_boxes] for t in cfg.iou]
     else:
         per_box = [
-            [sampled_matches(gt, b, g.stepf, g.offset, g.sizes, cfg.input_size, cfg.iou, samples) for b in level.boxes]
+            [sampled_matches(gt, b, g.stepf, g.offset, g.sizes, cfg.input_size, cfg.iou, samples, allowance) for b in level.boxes]
             for gt in gt_boxes
         ]
         table = [[sum(counts[k] for counts in per_box[j]) for j in range(len(gt_boxes))] for k in range(len(cfg.iou))]
@@ -169,7 +170,8 @@ def _suggest(cfg: AnchorConfig, level: LevelConfig, g: _Geometry, sigma) -> Sugg
     )
 
 
-def _level(cfg: AnchorConfig, graph, analysis, level: LevelConfig, pred: str, gt_boxes, method: str, samples: int):
+def _level(cfg: AnchorConfig, graph, analysis, level: LevelConfig, pred: str, gt_boxes, method: str, samples: int,
+           allowance=None):
     g = _geometry(cfg, analysis, level, pred)
     sigma, erf_method = _erf_sigma(cfg, graph, analysis, pred, tuple(n // 2 for n in g.sizes))
     span = None if sigma is None else tuple(4 * s for s in sigma)
@@ -198,7 +200,7 @@ def _level(cfg: AnchorConfig, graph, analysis, level: LevelConfig, pred: str, gt
         erf_span=span,
         erf_method=erf_method,
         anchor_to_erf=None if span is None else tuple((h / span[0], w / span[1]) for h, w in level.boxes),
-        matches=_matches(cfg, level, g, gt_boxes, method, samples),
+        matches=_matches(cfg, level, g, gt_boxes, method, samples, allowance),
         flags=tuple(_level_flags(cfg, level, g)),
     )
     return report, _suggest(cfg, level, g, sigma)
@@ -245,7 +247,13 @@ def analyze_anchors(config: Any, *, method: str = "exact", samples: int = 16, **
         raise RFMapError(f"anchor reports are 2-D; '{graph.name}' has {analysis.ndim} axes")
     gt_sizes = cfg.gt_sizes or _default_gt_sizes(cfg.levels)
     gt_boxes = [(g / math.sqrt(cfg.gt_aspect_ratio), g * math.sqrt(cfg.gt_aspect_ratio)) for g in gt_sizes]
-    pairs = [_level(cfg, graph, analysis, level, pred, gt_boxes, method, samples) for level, pred in zip(cfg.levels, outputs)]
+    matches = sum(len(level.boxes) for level in cfg.levels) * len(gt_boxes) * len(cfg.iou)
+    if matches > MAX_MATCHES:
+        raise RFMapError(f"the report compares {matches:,} anchor, ground-truth and threshold triples, beyond rfmap's "
+                         f"limit of {MAX_MATCHES:,} (rfmap.core.budget.MAX_MATCHES): fewer anchors or gt_sizes")
+    allowance = Allowance(MAX_COMPARISONS, f"sampling matches (samples={samples})", "MAX_COMPARISONS")
+    pairs = [_level(cfg, graph, analysis, level, pred, gt_boxes, method, samples, allowance)
+             for level, pred in zip(cfg.levels, outputs)]
     final = _density_flags(cfg, [r for r, _ in pairs])
     totals = [(t, tuple(sum(lv.matches[k][1][g] for lv in final) for g in range(len(gt_sizes))))
               for k, t in enumerate(cfg.iou)]

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from rfmap.core.budget import MAX_TAPS
+
 from rfmap.core.box import box_iou
 
 
@@ -47,11 +49,13 @@ def expected_matches(gt: Sequence[float], box: Sequence[float], step: Sequence[f
     return max(area, 0.0) / (sy * sx)
 
 
-def sampled_matches(gt, box, step, offset, sizes, image, ts, samples: int = 16) -> list[float]:
+def sampled_matches(gt, box, step, offset, sizes, image, ts, samples: int = 16, allowance=None) -> list[float]:
     """Dense-sampling counterpart of :func:`expected_matches` on the level's real anchor lattice.
 
     Ground-truth centers lie on a ``samples x samples`` grid over one step near the image
     center; only the anchors within reach of them are compared.  One count per threshold.
+    ``allowance``: a :class:`rfmap.core.budget.Allowance` charged with the comparisons, in
+    chunks of at most ``MAX_TAPS`` (memory stays bounded).
     """
     gh, gw = gt
     ah, aw = box
@@ -60,9 +64,21 @@ def sampled_matches(gt, box, step, offset, sizes, image, ts, samples: int = 16) 
         return [0.0 for _ in ts]
     base = [math.floor(image[a] / 2 / step[a]) * step[a] for a in range(2)]
     reach = [(gh + ah) / 2 + step[0], (gw + aw) / 2 + step[1]]
+    spans = []
+    for a in range(2):  # the anchor indices within reach, one more on each side for rounding
+        mid, far = base[a] + step[a] / 2, reach[a] + step[a]
+        first, last = (mid - far) / step[a] - offset, (mid + far) / step[a] - offset
+        lo = max(0, math.floor(first) - 1) if math.isfinite(first) else 0
+        hi = min(int(sizes[a]) - 1, math.ceil(last) + 1) if math.isfinite(last) else int(sizes[a]) - 1
+        spans.append((lo, hi))
+    cells = [max(hi - lo + 1, 0) for lo, hi in spans]
+    if allowance is not None:
+        allowance.spend(sum(cells) + math.prod(cells) * samples * samples)
+    if 0 in cells:
+        return [0.0 for _ in ts]
     centers = []
-    for a in range(2):
-        c = (np.arange(sizes[a]) + offset) * step[a]
+    for a, (lo, hi) in enumerate(spans):
+        c = (np.arange(lo, hi + 1) + offset) * step[a]
         centers.append(c[np.abs(c - base[a] - step[a] / 2) <= reach[a] + step[a]])
     cy, cx = np.meshgrid(centers[0], centers[1], indexing="ij")
     cy, cx = cy.ravel(), cx.ravel()
@@ -71,5 +87,10 @@ def sampled_matches(gt, box, step, offset, sizes, image, ts, samples: int = 16) 
     gy, gx = np.meshgrid(base[0] + u * step[0], base[1] + u * step[1], indexing="ij")
     gy, gx = gy.ravel(), gx.ravel()
     boxes = np.stack([gy - gh / 2, gx - gw / 2, gy + gh / 2, gx + gw / 2], axis=1)
-    iou = box_iou(boxes[:, None], anchors[None, :]) if anchors.size else np.zeros((boxes.shape[0], 0))
-    return [float((iou >= t - 1e-12).sum(axis=1).mean()) for t in ts]
+    counts = np.zeros((len(ts), boxes.shape[0]))
+    step_rows = max(1, MAX_TAPS // max(anchors.shape[0], 1))
+    for k in range(0, boxes.shape[0], step_rows):  # rows of ground truths, bounded memory
+        iou = box_iou(boxes[k : k + step_rows, None], anchors[None, :])
+        for j, t in enumerate(ts):
+            counts[j, k : k + step_rows] = (iou >= t - 1e-12).sum(axis=1)
+    return [float(c.mean()) for c in counts]

@@ -52,12 +52,67 @@ def add_strict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="fail on misaligned paths instead of warning")
 
 
+def bounded_int(minimum: int, maximum: int = 2**31 - 1) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[minimum, maximum]`` (a usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text:.40}'") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be in {minimum}..{maximum:,}, got {text:.40}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+#: ``--seed``: what numpy and torch both take (0 .. 2**63 - 1)
+seed_int = bounded_int(0, 2**63 - 1)
+
+
+def parse_device(text: str) -> str:
+    """A torch device that exists here (``cpu``, ``cuda``, ``cuda:1``, ``mps``): an
+    :class:`RFMapError` naming it otherwise.  Imports torch."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise RFMapError(f"--device: '{text:.40}' is not a torch device ({_first_line(exc)})") from None
+    kind = device.type
+    if kind == "cpu":
+        return text
+    if kind == "meta":
+        raise RFMapError("--device: 'meta' holds shapes, no data: measuring needs a real device such as cpu or cuda")
+    backend = getattr(torch, kind, None) if kind != "mps" else getattr(torch.backends, "mps", None)
+    available = getattr(backend, "is_available", None)
+    try:
+        ok = bool(available()) if callable(available) else False
+    except Exception:  # noqa: BLE001 - a backend that cannot even tell
+        ok = False
+    if not ok:
+        raise RFMapError(f"--device: '{text:.40}' is not available on this machine (torch {torch.__version__})")
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and callable(count) and device.index >= count():
+        raise RFMapError(f"--device: '{text:.40}': this machine has {count()} {kind} device(s)")
+    return text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 def _ints(text: str, what: str, example: str) -> list[int]:
     parts = re.split(r"\s*[,x]\s*", text.strip().lower())
     try:
-        values = [int(part) for part in parts]
+        values = [int(part, 10) for part in parts if len(part) <= 20]
     except ValueError:
-        raise RFMapError(f"{what}: expected {example}, got '{text}'") from None
+        raise RFMapError(f"{what}: expected {example}, got '{text:.60}'") from None
+    if len(values) != len(parts):
+        raise RFMapError(f"{what}: numbers of at most 20 digits expected, got '{text:.60}'")
     return values
 
 
@@ -143,6 +198,14 @@ def load_analysis(args: argparse.Namespace, default_size: Callable[[], Any] | No
             raise RFMapError(f"'{args.source}' has no default input size: give one with --input H[,W]")
         size = default_size()
     return analyze(graph, size, strict=strict, exclude_global=getattr(args, "exclude_global", False))
+
+
+def require_torch(what: str) -> None:
+    """Import torch or say how to install it."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise RFMapError(f"{what} needs PyTorch: pip install 'rfmap[torch]'") from None
 
 
 def require_matplotlib(what: str) -> None:

@@ -20,7 +20,15 @@ import argparse
 import json
 from pathlib import Path
 
-from rfmap.cli.common import parse_cell_index, parse_input_size, require_matplotlib
+from rfmap.cli.common import (
+    bounded_int,
+    parse_cell_index,
+    parse_device,
+    parse_input_size,
+    require_matplotlib,
+    require_torch,
+    seed_int,
+)
 from rfmap.errors import RFMapError
 
 NAME = "erf"
@@ -47,7 +55,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "a graph node or an output name such as '0' or 'pool' (default: the network's output)")
     p.add_argument("--at", metavar="I,J", help="the cell, (row, column) in the layer's output (default: the center)")
     p.add_argument("--input", metavar="H[,W]", help="input size (default: the source's own)")
-    p.add_argument("--n", type=int, default=64, help="number of inputs averaged (default: 64)")
+    p.add_argument("--n", type=bounded_int(1, 10**6), default=64, help="number of inputs averaged (default: 64)")
     p.add_argument("--inputs", metavar="DIR", help="a folder of PNG/JPEG images instead of noise")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="luo2016", help="luo2016: gradient 1 at the cell "
                    "(Luo et al. 2016); replknet2022: RepLKNet's (Ding et al. 2022: relu of the cell, relu of the "
@@ -57,11 +65,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=WEIGHTS, default=None, help=_weights_help())
     p.add_argument("--aggregate", choices=AGGREGATES, default=None,
                    help="per-pixel gradient aggregate of luo2016 (default: abs)")
-    p.add_argument("--channels", type=int, default=None,
+    p.add_argument("--channels", type=bounded_int(1, 4096), default=None,
                    help="input channels (default: the module's first convolution's; 3 for a twin)")
-    p.add_argument("--batch-size", type=int, default=16, help="inputs per backward pass (default: 16)")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096), default=16, help="inputs per backward pass (default: 16)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise and weight draws (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the noise and weight draws (default: 0)")
     p.add_argument("-o", "--output", metavar="DIR", help="write erf.npy, erf.json and erf.png into DIR")
     p.add_argument("--format", choices=("text", "json"), default="text", help="what to print (default: text)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,8 +81,8 @@ def run(args: argparse.Namespace) -> str:
 
     size = parse_input_size(args.input) if args.input else None
     cell = parse_cell_index(args.at) if args.at else None
-    if args.n < 1:
-        raise RFMapError(f"--n must be at least 1, got {args.n}")
+    require_torch("rfmap erf")
+    parse_device(args.device)  # one line naming the device, before anything is built on it
     module = is_factory(args.source)
     weights = args.weights or ("as-is" if module and not args.twin else "uniform")
     if args.output:  # checked before measuring, so nothing is written without the heatmap

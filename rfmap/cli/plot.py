@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import argparse
 
-from rfmap.cli.common import add_picture_args, load_picture_analysis, output_path, parse_cells, picture_layer
+from rfmap.cli.common import (
+    add_picture_args,
+    bounded_int,
+    load_picture_analysis,
+    output_path,
+    parse_cells,
+    picture_layer,
+    require_matplotlib,
+)
 from rfmap.errors import RFMapError
 
 NAME = "plot"
@@ -31,10 +39,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cells", metavar="I,J;I,J", help="cells for --kind boxes (default: the corner cell and the middle cell)")
     p.add_argument("--log", action="store_true", help="log scale for --kind growth")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output file: .png, .svg or .pdf")
-    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG output (default: 150)")
+    p.add_argument("--dpi", type=bounded_int(1, 600), default=150, help="resolution of PNG output, 1..600 (default: 150)")
 
 
 def run(args: argparse.Namespace) -> str:
+    require_matplotlib("rfmap plot")
     from rfmap.viz.figures import FORMATS
 
     path = output_path(args.output, FORMATS)
@@ -44,10 +53,8 @@ def run(args: argparse.Namespace) -> str:
         raise RFMapError("--image applies to --kind boxes and grid, not --kind growth")
     cells = parse_cells(args.cells)
     analysis = load_picture_analysis(args)
-    try:
-        from rfmap.viz import figures
-    except ImportError as exc:  # pragma: no cover - matplotlib missing
-        raise RFMapError(f"rfmap plot needs matplotlib (pip install 'rfmap[plot]'): {exc}") from None
+    from rfmap.viz import figures
+
     if args.kind == "growth":
         fig = figures.plot_growth(analysis, log=args.log)
         what = "growth by depth"

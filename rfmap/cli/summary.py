@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from rfmap.cli.common import add_input, add_source, add_strict, load_analysis, parse_input_size
+from rfmap.cli.common import add_input, add_source, add_strict, bounded_int, load_analysis, parse_input_size, require_torch
 from rfmap.errors import RFMapError
 
 NAME = "summary"
@@ -20,7 +20,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_input(p)
     p.add_argument("--layers", metavar="PATTERN", help="only these layers: comma-separated globs such as 'conv5*,pool5'")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    p.add_argument("--depth", type=int, metavar="N",
+    p.add_argument("--depth", type=bounded_int(0, 1000), metavar="N",
                    help="PyTorch sources: one row per module, collapsed to blocks N levels deep (torchinfo style)")
     add_strict(p)
     p.add_argument("--exclude-global", action="store_true",
@@ -40,15 +40,16 @@ def run(args: argparse.Namespace) -> str:
 
 def _module_summary(args: argparse.Namespace) -> str:
     """``summary --depth N`` of a PyTorch factory: the module table."""
+    require_torch("rfmap summary --depth")
     from rfmap.render import render_modules
-    from rfmap.frontends.factory import load_factory
+    from rfmap.frontends.factory import load_factory, quiet_torch
     from rfmap.frontends.torch.table import module_table
 
     if ":" not in args.source or os.path.exists(args.source):
         raise RFMapError("--depth applies to PyTorch sources given as pkg.module:factory")
-    if args.depth < 0:
-        raise RFMapError(f"--depth must be >= 0, got {args.depth}")
     model = load_factory(args.source)
     size = parse_input_size(args.input) if args.input is not None else None
-    rows = module_table(model, size, depth=args.depth or None, strict=args.strict, exclude_global=args.exclude_global)
+    with quiet_torch():
+        rows = module_table(model, size, depth=args.depth or None, strict=args.strict,
+                            exclude_global=args.exclude_global)
     return render_modules(rows, args.format, title=args.source, color=False if args.no_color else None)

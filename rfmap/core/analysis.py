@@ -24,6 +24,7 @@ import numpy as np
 
 from rfmap.core.axis import AxisMap, Global
 from rfmap.core.box import AXES, Box
+from rfmap.core.budget import MAX_SIZE, check_cells, check_size
 from rfmap.errors import RFMapError, RFMapWarning, at_layer
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Pointwise, resolved_maps
@@ -41,10 +42,6 @@ class _NodeState:
     #: cells: layers with ``context``) left out: what alignment compares; ``families`` itself
     #: where no such layer is upstream
     anchors: tuple[tuple[Family, ...], ...] | None = None
-
-
-#: the largest input size per axis: boxes are int64 and must not overflow far past it
-MAX_SIZE = 2**40
 
 
 def _normalize_size(input_size) -> tuple[int, ...]:
@@ -140,11 +137,14 @@ class Analysis:
                 used = parents
                 if self.exclude_global and not all(states[p].is_global for p in parents):
                     used = [p for p in parents if not states[p].is_global]
-                families = tuple(
-                    tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
-                                   for p in used for f in states[p].families[a]], need[k][a]))
-                    for a in range(ndim)
-                )
+                try:
+                    families = tuple(
+                        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
+                                       for p in used for f in states[p].families[a]], need[k][a]))
+                        for a in range(ndim)
+                    )
+                except RFMapError as exc:
+                    raise at_layer(node.name, node.op, str(exc)) from None
                 is_global = all(states[p].is_global for p in parents)
                 global_context = any(rows[p].global_context for p in parents)
                 aligned = all(aligned_of[p] for p in parents)
@@ -163,10 +163,13 @@ class Analysis:
                     messages.append(msg)
             else:
                 parent = self._index[node.inputs[0]]
-                families = tuple(
-                    tuple(combine([f.through(m, need[k][a]) for f in fams], need[k][a]))
-                    for a, (m, fams) in enumerate(zip(maps, states[parent].families))
-                )
+                try:
+                    families = tuple(
+                        tuple(combine([f.through(m, need[k][a]) for f in fams], need[k][a]))
+                        for a, (m, fams) in enumerate(zip(maps, states[parent].families))
+                    )
+                except RFMapError as exc:
+                    raise at_layer(node.name, node.op, f"{exc} (input size {list(states[parent].sizes)})") from None
                 is_global = states[parent].is_global or node.layer.global_context
                 global_context = rows[parent].global_context or node.layer.global_context
                 aligned = aligned_of[parent]
@@ -209,6 +212,8 @@ class Analysis:
                 in_sizes = plans[self._index[node.inputs[0]]][0]
                 try:
                     maps = resolved_maps(node.layer, in_sizes)
+                    for m in maps:  # what the boxes will cost, before they are computed
+                        check_size(m.n_out, "its output")
                 except RFMapError as exc:
                     raise at_layer(node.name, node.op, f"{exc} (input size {list(in_sizes)})") from None
                 plans.append((tuple(m.n_out for m in maps), maps))
@@ -350,7 +355,13 @@ class Analysis:
         RF varies from cell to cell)."""
         k = self._resolve(layer)
         sizes = self._states[k].sizes
-        c = np.asarray(cells, dtype=np.int64).reshape(-1, len(sizes))
+        raw = np.asarray(cells)
+        integral = raw.dtype.kind in "iu" or (raw.dtype.kind == "f" and bool(np.all(np.floor(raw) == raw)))
+        if raw.size and not integral:  # cells are indices: 1.5 is an error here as in rf_box
+            raise RFMapError(f"cells must be integer indices, got {raw.dtype} values for layer '{self.layers[k].name}'")
+        if raw.size % len(sizes):
+            raise RFMapError(f"cells must be [N, {len(sizes)}] for layer '{self.layers[k].name}', got shape {list(raw.shape)}")
+        c = raw.astype(np.int64).reshape(-1, len(sizes))
         bad = ((c < 0) | (c >= np.array(sizes))).any(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -387,6 +398,7 @@ class Analysis:
         pending: dict[int, list[tuple[np.ndarray, ...]]] = {}
         start = []
         for n, i in zip(self._states[k].sizes, cell):
+            check_cells(n, f"the support of a cell of layer '{self.layers[k].name}'")
             m = np.zeros(n, dtype=bool)
             m[i] = True
             start.append(m)
@@ -438,6 +450,7 @@ class Analysis:
         point = self._point(point)
         out = []
         for fams, n, p in zip(self._states[k].families, self._states[k].sizes, point):
+            check_cells(n, f"cells_containing on layer '{self.layers[k].name}'")
             lo, hi = hull_at(list(fams), np.arange(n, dtype=np.int64))
             out.append(np.flatnonzero((lo <= p) & (p <= hi)))
         return tuple(out)
@@ -448,6 +461,7 @@ class Analysis:
         point = self._point(point)
         out = []
         for fams, n, p in zip(self._states[k].families, self._states[k].sizes, point):
+            check_cells(n, f"nearest_cell on layer '{self.layers[k].name}'")
             lo, hi = hull_at(list(fams), np.arange(n, dtype=np.int64))
             out.append(int(np.argmin(np.abs((lo + hi) - 2 * float(p)))))
         return tuple(out)

@@ -26,6 +26,8 @@ from math import gcd
 
 import numpy as np
 
+from rfmap.core.budget import check_cells, check_work, chunk
+
 BIG = np.iinfo(np.int64).max // 4
 
 
@@ -42,11 +44,19 @@ class AxisMap:
     n_out: int
     period: int = 1
     shift: int = 1
+    #: windows non-decreasing in ``o`` at both ends (then a range's end cells bound its reach)
+    monotone = False
 
     @property
     def stride(self) -> Fraction:
         """Input cells per output cell."""
         return Fraction(self.shift, self.period)
+
+    @property
+    def width(self) -> int:
+        """Taps per output cell (columns of :meth:`virtual_taps`), known without evaluating
+        them, so that a budget can be checked first (:mod:`rfmap.core.budget`)."""
+        return int(self.virtual_taps(np.zeros(1, dtype=np.int64))[0].shape[1])
 
     def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unclipped taps ``(idx[len(o), K], valid[len(o), K])`` with non-zero weight."""
@@ -54,7 +64,13 @@ class AxisMap:
 
     def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """First and last input index (unclipped) seen by each output cell in ``o``."""
-        return _window_from_taps(*self.virtual_taps(o))
+        width = self.width
+        check_work(o.size, width, "its windows")
+        step = chunk(width)
+        if o.size <= step:
+            return _window_from_taps(*self.virtual_taps(o))
+        parts = [_window_from_taps(*self.virtual_taps(o[a : a + step])) for a in range(0, o.size, step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Real input indices (in ``0..n_in-1``) that influence each output cell in ``o``."""
@@ -65,17 +81,26 @@ class AxisMap:
         """The input cells ``[a, b)`` (unclipped) that the windows of output cells ``[lo, hi)``
         touch.  Windows repeat with the period, shifted by ``shift >= 0``, so the first and the
         last period of the range bound them: O(period)."""
+        if self.monotone:  # the range's end cells bound it: O(1)
+            ends = np.array([lo, hi - 1], dtype=np.int64)
+            w_lo, w_hi = self.window(ends)
+            return int(w_lo[0]), int(w_hi[1]) + 1
         p = max(int(self.period), 1)
+        check_cells(min(p, hi - lo), "the cells a layer's windows reach")
         first = np.arange(lo, min(hi, lo + p), dtype=np.int64)
         last = np.arange(max(lo, hi - p), hi, dtype=np.int64)
         return int(self.window(first)[0].min()), int(self.window(last)[1].max()) + 1
 
     def support(self, mask_out: np.ndarray) -> np.ndarray:
         """Input cells that influence any output cell selected by the boolean ``mask_out``."""
+        check_cells(self.n_in, "a support")
         o = np.flatnonzero(mask_out)
         mask_in = np.zeros(self.n_in, dtype=bool)
-        if o.size:
-            idx, valid = self.taps(o)
+        width = self.width
+        check_work(o.size, width, "a support through it")
+        step = chunk(width)
+        for a in range(0, o.size, step):  # in chunks: memory stays within the budget
+            idx, valid = self.taps(o[a : a + step])
             mask_in[idx[valid]] = True
         return mask_in
 
@@ -89,6 +114,8 @@ class Window(AxisMap):
     ``wrap = (a, b)`` (default the whole input): PyTorch's ``F.pad`` crops a negative side
     first and then wraps around what is left.
     """
+
+    monotone = True
 
     n_in: int
     n_out: int
@@ -106,6 +133,10 @@ class Window(AxisMap):
     @property
     def shift(self) -> int:  # type: ignore[override]
         return self.stride_
+
+    @property
+    def width(self) -> int:
+        return self.kernel
 
     def window(self, o):
         lo = o * self.stride_ - self.pad_left
@@ -135,6 +166,8 @@ class Window(AxisMap):
 class Transposed(AxisMap):
     """Transposed convolution: input ``i`` feeds output ``i*s - pad_left + d*t``."""
 
+    monotone = True
+
     n_in: int
     n_out: int
     kernel: int
@@ -149,6 +182,10 @@ class Transposed(AxisMap):
     @property
     def shift(self) -> int:  # type: ignore[override]
         return 1
+
+    @property
+    def width(self) -> int:
+        return self.kernel
 
     def virtual_taps(self, o):
         num = (o + self.pad_left)[:, None] - self.dilation * np.arange(self.kernel)
@@ -165,6 +202,8 @@ class Resample(AxisMap):
     ``align_corners`` the ratio is ``(n_in-1)/(n_out-1)``.
     """
 
+    monotone = True
+
     n_in: int
     n_out: int
     mode: str
@@ -178,6 +217,10 @@ class Resample(AxisMap):
     @property
     def shift(self) -> int:  # type: ignore[override]
         return self.ratio.numerator
+
+    @property
+    def width(self) -> int:
+        return {"linear": 2, "cubic": 4}.get(self.mode, 1)
 
     def _source(self, o):
         """Source coordinate ``num/den`` of output ``o`` (exact), unclamped."""
@@ -231,6 +274,8 @@ class Resample(AxisMap):
 class Shuffle(AxisMap):
     """Pixel shuffle by ``r``: output ``o`` comes from input ``o // r``."""
 
+    monotone = True
+
     n_in: int
     n_out: int
     factor: int
@@ -243,6 +288,10 @@ class Shuffle(AxisMap):
     def shift(self) -> int:  # type: ignore[override]
         return 1
 
+    @property
+    def width(self) -> int:
+        return 1
+
     def virtual_taps(self, o):
         return np.floor_divide(o, self.factor)[:, None], np.ones((o.size, 1), dtype=bool)
 
@@ -250,6 +299,8 @@ class Shuffle(AxisMap):
 @dataclass(frozen=True)
 class Adaptive(AxisMap):
     """Adaptive pooling: output ``o`` pools ``[floor(o*n/m), ceil((o+1)*n/m))``."""
+
+    monotone = True
 
     n_in: int
     n_out: int
@@ -261,6 +312,10 @@ class Adaptive(AxisMap):
     @property
     def shift(self) -> int:  # type: ignore[override]
         return self.n_in // gcd(self.n_in, self.n_out)
+
+    @property
+    def width(self) -> int:
+        return -(-self.n_in // self.n_out) + 1
 
     def window(self, o):
         n, m = self.n_in, self.n_out
@@ -277,6 +332,8 @@ class Adaptive(AxisMap):
 class Global(AxisMap):
     """A global op (flatten + linear, global pooling): every output sees the whole input."""
 
+    monotone = True
+
     n_in: int
     n_out: int
 
@@ -284,8 +341,16 @@ class Global(AxisMap):
     def shift(self) -> int:  # type: ignore[override]
         return 0
 
+    @property
+    def width(self) -> int:
+        return self.n_in
+
     def window(self, o):
         return np.zeros_like(o), np.full_like(o, self.n_in - 1)
+
+    def support(self, mask_out):
+        check_cells(self.n_in, "a support")
+        return np.full(self.n_in, bool(mask_out.any()))
 
     def virtual_taps(self, o):
         idx = np.broadcast_to(np.arange(self.n_in), (o.size, self.n_in))
@@ -296,8 +361,14 @@ class Global(AxisMap):
 class Identity(AxisMap):
     """A pointwise op (activation, normalization, 1x1 convolution along this axis)."""
 
+    monotone = True
+
     n_in: int
     n_out: int
+
+    @property
+    def width(self) -> int:
+        return 1
 
     def window(self, o):
         return o, o
@@ -446,6 +517,7 @@ def onnx_resize_axis(n_in: int, n_out: int, scale: float, mode: str, ctm: str, n
     unit = _F(scale) == _F(1)  # the kernels read cell o at coordinate o
     if unit and mode != "cubic":
         return Identity(n_in, n_out)
+    check_cells(n_out, "ONNX Resize (its taps tabulated cell by cell)")
     o = np.arange(n_out, dtype=np.int64)
     x = o.astype(_F) if unit else onnx_source(o, ctm, scale, n_in, n_out)
     ones = np.ones((n_out, 1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from rfmap.core.budget import MAX_LAYERS
 from rfmap.errors import RFMapError
 from rfmap.core.layers import Layer, Merge
 
@@ -47,8 +48,12 @@ class Graph:
     outputs: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
+        if len(self.nodes) > MAX_LAYERS + 1:
+            raise RFMapError(f"{len(self.nodes) - 1:,} layers, beyond rfmap's limit of {MAX_LAYERS:,} (rfmap.core.budget.MAX_LAYERS)")
         seen: set[str] = set()
         for i, node in enumerate(self.nodes):
+            if not isinstance(node.name, str) or not all(isinstance(src, str) for src in node.inputs):
+                raise RFMapError(f"layer names must be strings, got {node.name!r:.60} reading {node.inputs!r:.60}")
             if node.name in seen:
                 raise RFMapError(f"layer name '{node.name}' is used twice")
             if i == 0:

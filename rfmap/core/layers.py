@@ -542,6 +542,9 @@ class GlobalOp(Layer):
     op: str = "global"
     global_context: bool = field(default=True, repr=False)
 
+    def __post_init__(self) -> None:
+        _set(self, op=_op_name(self.op))
+
     def axis_maps(self, sizes):
         return tuple(Global(n, 1) for n in sizes)
 
@@ -551,6 +554,9 @@ class Pointwise(Layer):
     """An op that changes no geometry (activation, normalization, 1x1 conv, dropout)."""
 
     op: str = "pointwise"
+
+    def __post_init__(self) -> None:
+        _set(self, op=_op_name(self.op))
 
     def axis_maps(self, sizes):
         return tuple(Identity(n, n) for n in sizes)
@@ -568,7 +574,7 @@ class Merge(Layer):
     merge: bool = field(default=True, repr=False)
 
     def __post_init__(self):
-        if self.op not in MERGE_OPS:
+        if not isinstance(self.op, str) or self.op not in MERGE_OPS:
             raise RFMapError(f"merge op {self.op!r:.60} is not one of {', '.join(MERGE_OPS)}")
 
 

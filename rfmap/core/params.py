@@ -16,10 +16,11 @@ import numbers
 from fractions import Fraction
 from typing import Any
 
+from rfmap.core.budget import MAX_VALUE
 from rfmap.errors import RFMapError
 
-#: Largest magnitude of any size, kernel, stride, dilation or padding (exact int64 boxes).
-MAX_VALUE = 2**40
+__all__ = ["MAX_VALUE", "PAD_MODES", "PAD_STRINGS", "boolean", "fraction", "integer", "ints", "pad_mode", "pad_pair",
+           "padding", "per_axis"]
 
 #: Padding strings: ``same`` (PyTorch: total ``d*(k-1)``, the extra pixel on the right),
 #: ``same_upper``/``same_lower`` (TF/ONNX: ``n_out = ceil(n/s)``), ``valid``.
@@ -40,7 +41,9 @@ PAD_MODES = {
 
 def integer(value: Any, what: str, minimum: int | None = None) -> int:
     """``value`` as an int: Python/numpy integers only; checked against ``minimum`` and the
-    exact range of rfmap's int64 arithmetic."""
+    exact range of rfmap's int64 arithmetic (:data:`~rfmap.core.budget.MAX_VALUE`)."""
+    if type(value) is int and -MAX_VALUE <= value <= MAX_VALUE and (minimum is None or value >= minimum):
+        return value  # the common case, without the ABC checks below (a 100,000-layer chain calls this 10^6 times)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer() and abs(value) < 2**53:
             value = int(value)  # 3.0 from a JSON writer; 3.5, nan and inf fall through

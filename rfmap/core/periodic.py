@@ -26,6 +26,7 @@ from math import gcd, lcm
 import numpy as np
 
 from rfmap.core.axis import BIG, AxisMap, Identity, Window
+from rfmap.core.budget import check_cells, check_period, check_work, chunk
 from rfmap.errors import RFMapError
 
 #: cells ``[lo, hi)`` of a map whose boxes will be asked for (real cells and the virtual
@@ -34,9 +35,6 @@ Range = tuple[int, int]
 
 #: periods up to this length stay periodic even on a smaller range (cheap either way)
 SMALL = 64
-
-#: the most cells an explicit layout may hold (int64 boxes: 2 x 8 bytes each)
-MAX_EXPLICIT = 1 << 24
 
 
 def exact(value: Fraction | int) -> Fraction | int:
@@ -108,17 +106,8 @@ class Boxes:
         period = rule.period * self.period // gcd(self.period, shift)
         if need is not None and period > max(need[1] - need[0], SMALL):
             return _explicit_through(self, rule, need)
-        o = np.arange(period, dtype=np.int64)
-        if self.is_monotone():
-            w_lo, w_hi = rule.window(o)
-            lo, _ = self.at(w_lo)
-            _, hi = self.at(w_hi)
-        else:
-            idx, valid = rule.virtual_taps(o)
-            t_lo, t_hi = self.at(idx)
-            lo = np.where(valid, t_lo, BIG).min(axis=1)
-            hi = np.where(valid, t_hi, -BIG).max(axis=1)
-        return Boxes(period, exact(self.jump * rule.stride), lo, hi)
+        check_period(period, "the layer")
+        return _periodic_through(self, rule, period)
 
     def union(self, other: "Family", need: Range | None = None) -> "Family":
         """Hull of two box layouts with the same jump."""
@@ -127,6 +116,7 @@ class Boxes:
         period = lcm(self.period, other.period)
         if need is not None and period > max(need[1] - need[0], SMALL):
             return Explicit.of(self, need).union(other, need)
+        check_period(period, "merging these paths")
         o = np.arange(period, dtype=np.int64)
         a_lo, a_hi = self.at(o)
         b_lo, b_hi = other.at(o)
@@ -173,15 +163,26 @@ def hull_at(families: list[Family], i: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def max_size(families: list[Family], n: int) -> int:
-    """Largest box over the real cells ``0..n-1``; O(period) for one periodic family."""
+    """Largest box over the real cells ``0..n-1``; O(period) for periodic families.
+
+    Several periodic families: on each residue class modulo their common period ``P`` every
+    family's ``lo`` and ``hi`` are affine in the cell index, so the hull's size (a max of
+    affine functions minus a min of affine functions) is convex there and largest at one end
+    of the class: the first and the last ``P`` cells hold the maximum, whatever ``n``.
+    """
     if len(families) == 1 and isinstance(families[0], Boxes):
         m = min(families[0].period, n)
         return int((families[0].hi[:m] - families[0].lo[:m]).max()) + 1
-    if all(isinstance(f, Boxes) and f.period == 1 for f in families):
-        # every family's box is affine in the cell: the hull's size, a convex function of the
-        # cell (a max of affine ends minus a min of affine starts), is largest at an end
-        cells = np.array([0, n - 1], dtype=np.int64)
-    else:
+    cells = None
+    if all(isinstance(f, Boxes) for f in families):
+        period = 1
+        for fam in families:
+            period = lcm(period, fam.period)
+        if 2 * period < n:
+            check_period(period, "merging these paths")
+            cells = np.concatenate([np.arange(period, dtype=np.int64), np.arange(n - period, n, dtype=np.int64)])
+    if cells is None:
+        check_cells(n, "the largest receptive field of a map")
         cells = np.arange(n, dtype=np.int64)
     lo, hi = hull_at(families, cells)
     return int((hi - lo).max()) + 1
@@ -209,12 +210,7 @@ class Explicit:
     def of(cls, family: "Family", need: Range) -> "Explicit":
         if isinstance(family, Explicit):
             return family
-        size = need[1] - need[0]
-        if size > MAX_EXPLICIT:
-            raise RFMapError(
-                f"the receptive fields of this map vary from cell to cell with a period longer than "
-                f"{MAX_EXPLICIT:,} cells; analyze a smaller input"
-            )
+        check_cells(need[1] - need[0], "a map whose receptive fields repeat only over a long period")
         lo, hi = family.at(np.arange(need[0], need[1], dtype=np.int64))
         return cls(need[0], family.jump, lo, hi)
 
@@ -256,12 +252,23 @@ Family = Boxes | Explicit
 
 
 def _hull_of_taps(family: Family, rule: AxisMap, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hull of the boxes every tap of cells ``o`` reads; over every tap (in chunks of bounded
+    memory) unless the family's boxes grow with the cell, where the window's ends suffice."""
     if family.is_monotone():
         w_lo, w_hi = rule.window(o)
         return family.at(w_lo)[0], family.at(w_hi)[1]
-    idx, valid = rule.virtual_taps(o)
-    t_lo, t_hi = family.at(idx)
-    return np.where(valid, t_lo, BIG).min(axis=1), np.where(valid, t_hi, -BIG).max(axis=1)
+    width = rule.width
+    check_work(o.size, width, "the layer's boxes")
+    step = chunk(width)
+    los, his = [], []
+    for a in range(0, o.size, step):
+        idx, valid = rule.virtual_taps(o[a : a + step])
+        t_lo, t_hi = family.at(idx)
+        los.append(np.where(valid, t_lo, BIG).min(axis=1))
+        his.append(np.where(valid, t_hi, -BIG).max(axis=1))
+    if len(los) == 1:
+        return los[0], his[0]
+    return np.concatenate(los), np.concatenate(his)
 
 
 def _periodic_through(family: Family, rule: AxisMap, period: int) -> Boxes:
@@ -270,10 +277,6 @@ def _periodic_through(family: Family, rule: AxisMap, period: int) -> Boxes:
 
 
 def _explicit_through(family: Family, rule: AxisMap, need: Range) -> Explicit:
-    if need[1] - need[0] > MAX_EXPLICIT:
-        raise RFMapError(
-            f"the receptive fields of this map vary from cell to cell with a period longer than "
-            f"{MAX_EXPLICIT:,} cells; analyze a smaller input"
-        )
+    check_cells(need[1] - need[0], "a map whose receptive fields repeat only over a long period")
     lo, hi = _hull_of_taps(family, rule, np.arange(need[0], need[1], dtype=np.int64))
     return Explicit(need[0], exact(family.jump * rule.stride), lo, hi)

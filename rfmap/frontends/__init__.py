@@ -9,10 +9,11 @@ onnx) are imported only when such a source is given.
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Any
 
-from rfmap.errors import RFMapError
+from rfmap.errors import RFMapError, preview
 from rfmap.core.graph import Graph
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
@@ -31,6 +32,7 @@ def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
         from rfmap.frontends.layerlist import from_layer_list
 
         return from_layer_list(source)
+    check_input_size(input_size)
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
         lower = text.lower()
@@ -40,6 +42,9 @@ def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
             return load_spec(text)
         if lower.endswith(".onnx"):
             from rfmap.frontends.onnx import from_onnx
+
+            if os.path.exists(text) and not os.path.isfile(text):
+                raise RFMapError(f"cannot read ONNX file '{text}': not a regular file")
 
             return from_onnx(text, input_size, strict=strict)
         from rfmap.frontends import zoo
@@ -54,14 +59,31 @@ def load(source: Any, input_size: Any = None, *, strict: bool = False) -> Graph:
             raise RFMapError(f"'{text}': unknown file type (expected {', '.join(SPEC_SUFFIXES)} or .onnx)")
         raise RFMapError(f"'{text}' is neither a zoo name (see `rfmap zoo`) nor an existing file")
     if _is_torch_module(source):
+        from rfmap.frontends.factory import quiet_torch
         from rfmap.frontends.torch.capture import from_module
 
-        return from_module(source, input_size, strict=strict)
+        with quiet_torch():
+            return from_module(source, input_size, strict=strict)
     if type(source).__name__ == "ModelProto" and type(source).__module__.startswith("onnx"):
         from rfmap.frontends.onnx import from_onnx
 
         return from_onnx(source, input_size, strict=strict)
     raise RFMapError(f"cannot analyze a {type(source).__name__}: give a layer list, a zoo name, a file or a torch module")
+
+
+def check_input_size(value: Any) -> None:
+    """``None``, a positive int or 1 to 3 of them (at most ``MAX_SIZE`` each): the input size
+    a traced source (a PyTorch model, an ONNX file) is read at."""
+    from rfmap.core.budget import MAX_SIZE
+
+    if value is None:
+        return
+    values = value if isinstance(value, (list, tuple)) else (value,)
+    ok = 1 <= len(values) <= 3 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= v <= MAX_SIZE for v in values
+    )
+    if not ok:
+        raise RFMapError(f"input size must be a positive int or 1 to 3 of them (at most {MAX_SIZE:,}), got {preview(value)}")
 
 
 def load_data(source: Any, base: "os.PathLike[str] | str | None" = None, *, where: str = "config") -> Graph:

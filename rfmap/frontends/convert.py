@@ -21,7 +21,7 @@ from typing import Any
 
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise, resolved_maps
-from rfmap.errors import RFMapError, RFMapWarning
+from rfmap.errors import RFMapBug, RFMapError, RFMapWarning
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, first_tensor, is_tensor, leaves, right_aligned
 from rfmap.rules.common import broadcast_dims, distinct, flat_global
 from rfmap.rules.split_axes import as_map, dispatch, has_split
@@ -68,6 +68,29 @@ def one_line(exc: BaseException | None) -> str:
         return ""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _permuted(dims: tuple) -> bool:
+    """Spatial axes held at tensor dims in another order than the input's (W before H)."""
+    held = [d for d in dims if d is not None]
+    return any(b <= a for a, b in zip(held, held[1:]))
+
+
+#: packages whose frames in a traceback are not a user's code
+_LIBRARY = {"rfmap", "torch", "numpy", "onnx", "fractions", "math", "functools", "typing", "inspect", "dataclasses", "abc",
+            "collections", "builtins", "operator", "re", "contextlib", "copy", "warnings", "enum", "itertools"}
+
+
+def _in_user_code(exc: BaseException) -> bool:
+    """Whether ``exc`` passed through a user's module (a rule registered with
+    ``rfmap.register_op`` or ``register_torch_op``): then it is the user's error."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] not in _LIBRARY:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class Front:
@@ -195,7 +218,9 @@ class Front:
                 raise
             raise RFMapError(f"{where}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a rule crashed: say which
-            raise RFMapError(f"{self._where(call)}: the rfmap rule failed ({one_line(exc)})") from None
+            if not _in_user_code(exc):  # one of rfmap's rules crashed: a bug, not bad input
+                raise RFMapBug(f"{self._where(call)}: rfmap's rule crashed ({one_line(exc)})") from exc
+            raise RFMapError(f"{self._where(call)}: the rule registered for it failed ({one_line(exc)})") from None
         return self._finish(call, result, rule_based=True)
 
     def _unsupported(self, call: Call, reason: str):
@@ -429,6 +454,15 @@ class Front:
                 out_names.append(key)
             else:
                 out_names.append(node)
+        moved = [f"'{key or node}' holds them at tensor dims {list(b.dims)}" for (key, b, _), node in zip(named, out_nodes)
+                 if _permuted(b.dims)]
+        if moved:  # the engine's axes keep the input's order: say so rather than answer in another order
+            message = (f"{name}: the model moves the spatial axes (output " + "; ".join(moved) + "): sizes and boxes are "
+                       "reported in the input's (H, W) order, not in the output tensor's")
+            if self.strict:
+                raise RFMapError(message)
+            self.notes.append(message)
+            warnings.warn(message, RFMapWarning, stacklevel=warn_level)
         notes = list(notes) + self.notes + [f"unsupported: {u}" for u in self.unsupported]
         if self.unsupported:
             warnings.warn(

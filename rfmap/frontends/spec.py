@@ -18,12 +18,11 @@ Errors name the layer and, where the format tells it, the line.
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
-from rfmap.errors import RFMapError
+from rfmap.core.budget import MAX_LAYERS
+from rfmap.errors import RFMapError, preview
 from rfmap.core.graph import INPUT, Graph, GraphBuilder
 from rfmap.core.registry import make_layer
 
@@ -35,56 +34,53 @@ def load_spec(path: str | Path) -> Graph:
 
 
 def read_mapping(path: str | Path, what: str = "spec file") -> tuple[Any, list[int] | None]:
-    """Parse a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON (anything else) file.
+    """Parse a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON (anything else) data file,
+    bounded and checked (:mod:`rfmap.frontends.datafile`).
 
     Returns ``(data, layer_lines)``: the parsed document and, where the format tells it,
     the 1-based line of each entry of its top-level ``layers`` list (``None`` for JSON).
     ``what`` names the file in errors ("cannot read {what} ...", "YAML {what}s need PyYAML").
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RFMapError(f"cannot read {what} '{path}': {exc.strerror}") from None
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return _parse_yaml(text, path, what)
-    if suffix == ".toml":
-        return _parse_toml(text, path)
-    return _parse_json(text, path)
+    from rfmap.frontends.datafile import read_data
+
+    return read_data(path, what)
 
 
 def spec_to_graph(data: Any, source: str = "spec", lines: list[int] | None = None, default_name: str = "network") -> Graph:
-    """A :class:`Graph` from an already parsed spec mapping."""
+    """A :class:`Graph` from an already parsed spec mapping, checked against the schema of
+    the module docstring before anything is built."""
     if not isinstance(data, dict):
         raise RFMapError(f"{source}: the top level must be a mapping with a 'layers' list")
+    _check_keys(data, source)
     unknown = set(data) - {"name", "input", "input_size", "layers"}
     if unknown:
         raise RFMapError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}")
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers:
         raise RFMapError(f"{source}: 'layers' must be a non-empty list")
+    if len(layers) > MAX_LAYERS:
+        raise RFMapError(f"{source}: {len(layers):,} layers, beyond rfmap's limit of {MAX_LAYERS:,} (rfmap.core.budget)")
     size = data.get("input", data.get("input_size"))
     if size is not None and not (
-        (isinstance(size, int) and not isinstance(size, bool))
-        or (isinstance(size, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in size))
+        _is_int(size) or (isinstance(size, list) and 1 <= len(size) <= 3 and all(_is_int(v) for v in size))
     ):
-        raise RFMapError(f"{source}: 'input' must be an int or a list of ints, got {size!r}")
-    b = GraphBuilder(str(data.get("name", default_name)), size)
+        raise RFMapError(f"{source}: 'input' must be an int or a list of 1 to 3 ints, got {preview(size)}")
+    b = GraphBuilder(text_name(data.get("name", default_name), f"{source}: 'name'"), size)
     prev = INPUT
     for i, entry in enumerate(layers):
         where = f"{source}, layer {i + 1}" + (f" (line {lines[i]})" if lines and i < len(lines) else "")
         if not isinstance(entry, dict):
-            raise RFMapError(f"{where}: expected a mapping with 'name' and 'op', got {entry!r}")
+            raise RFMapError(f"{where}: expected a mapping with 'name' and 'op', got {preview(entry)}")
+        _check_keys(entry, where)
         params = dict(entry)
-        name = str(params.pop("name", f"layer{i + 1}"))
+        name = text_name(params.pop("name", f"layer{i + 1}"), f"{where}: 'name'")
         where = f"{where} '{name}'"
         op = params.pop("op", None)
         if op is None:
             raise RFMapError(f"{where}: no 'op'")
         inputs = params.pop("inputs", params.pop("input", prev))
         inputs = [inputs] if isinstance(inputs, str) else inputs
-        if not isinstance(inputs, list) or not all(isinstance(v, str) for v in inputs):
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(v, str) for v in inputs):
             raise RFMapError(f"{where}: 'inputs' must be a layer name or a list of names")
         try:
             layer = make_layer(op, **params)
@@ -98,43 +94,27 @@ def spec_to_graph(data: Any, source: str = "spec", lines: list[int] | None = Non
         raise RFMapError(f"{source}: {exc}") from None
 
 
-def _parse_yaml(text: str, path: Path, what: str = "spec file"):
-    try:
-        import yaml
-    except ImportError:
-        raise RFMapError(f"YAML {what}s need PyYAML: pip install 'rfmap[yaml]'") from None
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RFMapError(f"{path}{where}: malformed YAML: {problem}") from None
-    lines: list[int] = []
-    if isinstance(root, yaml.MappingNode):
-        for key, value in root.value:
-            if key.value == "layers" and isinstance(value, yaml.SequenceNode):
-                lines = [item.start_mark.line + 1 for item in value.value]
-    return data, lines
+#: the longest name (of a network or a layer) a data file may give
+MAX_NAME = 1000
 
 
-def _parse_toml(text: str, path: Path):
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RFMapError(f"{path}: malformed TOML: {exc}") from None
-    lines = [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r"^\s*\[\[\s*layers\s*\]\]", text, re.M)]
-    return data, lines
+def text_name(value: Any, what: str) -> str:
+    """A name from a data file: a non-empty string (an int is taken as its digits), at most
+    :data:`MAX_NAME` characters; any other value is an error, never ``str()`` of it."""
+    if _is_int(value):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise RFMapError(f"{what} must be a non-empty string, got {preview(value)}")
+    if len(value) > MAX_NAME:
+        raise RFMapError(f"{what} has {len(value):,} characters (at most {MAX_NAME})")
+    return value
 
 
-def _parse_json(text: str, path: Path):
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RFMapError(f"{path}, line {exc.lineno}: malformed JSON: {exc.msg}") from None
-    return data, None
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_keys(mapping: dict, where: str) -> None:
+    bad = [k for k in mapping if not isinstance(k, str)]
+    if bad:
+        raise RFMapError(f"{where}: keys must be strings, got {preview(bad[0])}")

@@ -40,6 +40,10 @@ from ._threads import single_threaded
 
 MODES = ("max", "avg")
 
+#: the most bins (``C * sum(n * n)`` per image) one call may ask for: int32 indexing, and far
+#: beyond any pyramid in use (SPP-net's 50 bins x 256 channels is 12,800)
+MAX_BINS = 2**31 - 1
+
 
 def level_bins(n: int, length: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
     """Bins of an ``n``-bin level on an axis of ``length``: ``(start, end)``, ``[n]`` int64 each,
@@ -48,15 +52,26 @@ def level_bins(n: int, length: int, device: torch.device | None = None) -> tuple
     return i * length // n, -((-(i + 1) * length) // n)
 
 
-def _check_args(op: str, levels, mode: str) -> tuple[int, ...]:
+def _check_args(op: str, levels, mode: str, channels: int = 1) -> tuple[int, ...]:
+    """``levels`` as a tuple of positive ints whose ``channels * sum(n * n)`` bins stay within
+    :data:`MAX_BINS`, checked before anything is allocated; ``mode`` one of :data:`MODES`."""
     if isinstance(levels, numbers.Integral):
         levels = (levels,)
-    levels = tuple(levels)
-    if not levels or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in levels):
-        raise RFMapError(f"{op}: levels must be a non-empty sequence of positive ints, got {levels!r}")
+    try:
+        levels = tuple(levels) if not isinstance(levels, (str, bytes)) else levels
+    except TypeError:
+        pass
+    if not isinstance(levels, tuple) or not levels or not all(
+        isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in levels
+    ):
+        raise RFMapError(f"{op}: levels must be a non-empty sequence of positive ints, got {levels!r:.80}")
     if mode not in MODES:
-        raise RFMapError(f"{op}: mode must be one of {MODES}, got {mode!r}")
-    return tuple(int(n) for n in levels)
+        raise RFMapError(f"{op}: mode must be one of {MODES}, got {mode!r:.40}")
+    levels = tuple(int(n) for n in levels)
+    bins = max(channels, 1) * sum(n * n for n in levels)
+    if bins > MAX_BINS:
+        raise RFMapError(f"{op}: levels {list(levels)[:8]} ask for {bins:,} bins per image, beyond the limit of {MAX_BINS:,}")
+    return levels
 
 
 def spp_pool(input: Tensor, levels: List[int] = (4, 2, 1), mode: str = "max") -> Tensor:  # type: ignore[assignment]
@@ -76,7 +91,7 @@ def spp_pool(input: Tensor, levels: List[int] = (4, 2, 1), mode: str = "max") ->
 def _spp_pool(input, levels, mode) -> Tensor:
     op = "spp_pool"
     check_input(op, input)
-    levels = _check_args(op, levels, mode)
+    levels = _check_args(op, levels, mode, int(input.shape[1]))
     if torch.onnx.is_in_onnx_export():
         return spp_standard_ops(input, levels, mode)
     with_argmax = mode == "max" and input.requires_grad and torch.is_grad_enabled()
@@ -159,7 +174,7 @@ def _avg_levels(x: Tensor, levels) -> list[Tensor]:
 def _spp_pool_op(input, levels, mode, with_argmax):
     op = "spp_pool"
     check_input(op, input)
-    levels = _check_args(op, levels, mode)
+    levels = _check_args(op, levels, mode, int(input.shape[1]))
     x = input.to(compute_dtype(input.dtype))
     with single_threaded():
         if mode == "max":

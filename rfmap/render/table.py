@@ -3,17 +3,47 @@
 Every table rfmap prints (summary, modules, anchors, ERF, zoo) is a :class:`Table` of
 strings; renderers never compute.  Model-provided strings (layer names, titles) are text:
 rich output uses ``Text`` objects, never markup, so a name such as ``[bold red]`` prints as
-written.  Colour is used only when asked for, or when stdout is a terminal and ``NO_COLOR``
-is unset.
+written, and every renderer shows control characters (a terminal escape, a newline) and
+bidi controls (U+202E RIGHT-TO-LEFT OVERRIDE) as visible escapes (``\x1b``, ``\u202e``, see
+:func:`printable`), so a name can neither restyle the terminal nor reorder a line.
+Colour is used only when asked for, or when stdout is a terminal and ``NO_COLOR`` is unset.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Sequence
+
+#: control characters (C0, DEL, C1) and the explicit bidi controls (LRM, RLM, ALM, the
+#: embeddings, overrides and isolates)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and bidi controls written as escapes (``\\x1b``,
+    ``\\n``, ``\\u202e``): what a terminal shows is what the string holds."""
+    if not _UNPRINTABLE.search(text):
+        return text
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _clean(t: "Table") -> "Table":
+    """The table with every string :func:`printable`."""
+    return Table(
+        printable(t.title),
+        tuple(printable(c) for c in t.columns),
+        tuple(tuple(printable(c) for c in row) for row in t.rows),
+        frozenset(printable(c) for c in t.numeric),
+        t.highlight_row,
+        tuple(printable(x) for x in t.footer),
+        tuple(printable(x) for x in t.warnings),
+        None if t.flag_column is None else printable(t.flag_column),
+        t.flag_styles,
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +112,8 @@ def _text_lines(t: Table) -> list[str]:
 
 def to_text(tables: Sequence[Table], footer: Sequence[str] = ()) -> str:
     """Aligned plain text; a highlighted row sits below a rule of its own."""
+    tables = [_clean(t) for t in tables]
+    footer = [printable(x) for x in footer]
     lines: list[str] = []
     for k, t in enumerate(tables):
         if k:
@@ -98,6 +130,8 @@ def to_rich(tables: Sequence[Table], footer: Sequence[str] = ()) -> str:
     from rich.table import Table as RichTable
     from rich.text import Text
 
+    tables = [_clean(t) for t in tables]
+    footer = [printable(x) for x in footer]
     width = max(len(s) for s in to_text(tables, footer).splitlines()) + 8
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=width, highlight=False, soft_wrap=True, markup=False)
@@ -143,6 +177,7 @@ def _md_escape(text: str) -> str:
 
 def to_markdown(t: Table) -> str:
     """A GitHub table; the highlighted row in bold."""
+    t = _clean(t)
     align = {True: "--:", False: ":--"}
     lines = [f"**{_md_escape(t.title)}**", ""]
     lines.append("| " + " | ".join(_md_escape(c) for c in t.columns) + " |")

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Reduce
 
 
@@ -298,6 +300,8 @@ class Call:
         array, where the front end knows it; else ``None``."""
         if isinstance(value, TensorInfo):
             return value.value
+        if isinstance(value, np.ndarray):  # also a folded ONNX constant, which answers .dim()
+            return value.view(np.ndarray)
         if hasattr(value, "__array__") and not is_tensor(value):
             return value
         getter = getattr(self._front, "const_value", None)

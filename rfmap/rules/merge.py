@@ -7,6 +7,8 @@ Layer: :class:`~rfmap.core.layers.Merge`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from rfmap.core.layers import Expand, Merge, Pointwise
 from rfmap.core.registry import OpDef
 from rfmap.rules.call import Call, LayoutError
@@ -43,7 +45,8 @@ def _torch_elementwise(names, op: str):
 def cat_rule(stack: bool):
     def rule(call: Call):
         if call.kind == "onnx":
-            nd = call.args[0].dim()
+            first = call.args[0]  # a tensor, or a folded constant (a numpy array)
+            nd = first.dim() if callable(getattr(first, "dim", None)) else np.ndim(first)
             dim = attr_axis(call, "axis", None, nd)
         else:
             tensors = call.arg(0, "tensors")

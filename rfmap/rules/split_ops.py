@@ -259,7 +259,9 @@ def concat_pieces(call: Call) -> Bind | None:
     ``None`` where the call is not that."""
     binds: Any
     if call.kind == "onnx":
-        binds, dim = list(call.arg_binds), call.kwargs.get("axis", 0)
+        binds, dim = list(call.arg_binds), call.kwargs.get("axis")
+        if not isinstance(dim, int) or isinstance(dim, bool):
+            return None  # no axis, or a bad one: the Concat rule says which
     else:
         binds, dim = call.arg_binds[0] if call.arg_binds else None, call.arg(1, "dim", 0)
     if not isinstance(binds, (list, tuple)) or len(binds) < 2 or not all(isinstance(b, Bind) for b in binds):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -117,14 +118,42 @@ def parse_cells(cells: Any, sizes: Sequence[int], layer_name: str) -> list[tuple
 # -- images -----------------------------------------------------------------------------
 
 
+def _image_file(path: str) -> None:
+    """An image file rfmap may read: a regular file of at most ``MAX_IMAGE_BYTES``."""
+    from rfmap.core.budget import MAX_IMAGE_BYTES
+
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise RFMapError(f"cannot read image '{path}': it does not exist") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise RFMapError(f"image '{path}' is not a regular file")
+    if info.st_size > MAX_IMAGE_BYTES:
+        raise RFMapError(f"image '{path}' has {info.st_size:,} bytes, beyond rfmap's limit of {MAX_IMAGE_BYTES:,} "
+                         "(rfmap.core.budget.MAX_IMAGE_BYTES)")
+
+
+def _check_pixels(path: str, h: int, w: int) -> None:
+    from rfmap.core.budget import MAX_PICTURE_PIXELS
+
+    if h * w > MAX_PICTURE_PIXELS:
+        raise RFMapError(f"image '{path}' is {h:,}x{w:,} pixels, beyond rfmap's limit of {MAX_PICTURE_PIXELS:,} "
+                         "(rfmap.core.budget.MAX_PICTURE_PIXELS)")
+
+
 def load_image(image: Any) -> np.ndarray | None:
-    """An image as an array ``H x W`` or ``H x W x 3|4`` (PIL when installed, else matplotlib's imread)."""
+    """An image as an array ``H x W`` or ``H x W x 3|4`` (PIL when installed, else matplotlib's
+    imread); its size is checked before it is decoded."""
     if image is None:
         return None
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
-        if not os.path.isfile(path):
-            raise RFMapError(f"image '{path}' does not exist")
+        _image_file(path)
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+        size = image_size(head)
+        if size is not None:
+            _check_pixels(path, *size)
         try:
             from PIL import Image  # type: ignore[import-not-found]
         except ImportError:
@@ -138,9 +167,12 @@ def load_image(image: Any) -> np.ndarray | None:
                 raise RFMapError(f"cannot read image '{path}': {exc} (without Pillow only PNG can be read)") from None
         try:
             with Image.open(path) as im:
+                _check_pixels(path, im.size[1], im.size[0])
                 if im.mode not in ("L", "RGB", "RGBA"):
                     im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
                 return np.asarray(im)
+        except RFMapError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise RFMapError(f"cannot read image '{path}': {exc}") from None
     arr = np.asarray(image)
@@ -242,6 +274,7 @@ def embed_image(image: Any) -> EmbeddedImage | None:
         return None
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
+        _image_file(path)
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -249,6 +282,8 @@ def embed_image(image: Any) -> EmbeddedImage | None:
             raise RFMapError(f"cannot read image '{path}': {exc.strerror}") from None
         mime = next((m for magic, m in _MIME if data.startswith(magic)), None)
         size = image_size(data) if mime else None
+        if size is not None:
+            _check_pixels(path, *size)
         if mime is None or size is None:  # another format, or a header we cannot read: decode it
             arr = load_image(path)
             assert arr is not None

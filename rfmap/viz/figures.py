@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from rfmap.core.budget import MAX_GRID_POINTS, check_picture
 from rfmap.erf import gaussian_fit
 from rfmap.errors import RFMapError
 from rfmap.render import fmt_axes
@@ -56,7 +57,10 @@ ANCHOR_COLOR = "#0072B2"
 
 
 def _figure(ax: "Axes | None", size: tuple[float, float]) -> tuple["Figure", "Axes"]:
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise RFMapError("figures need matplotlib: pip install 'rfmap[plot]'") from None
 
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
@@ -68,6 +72,8 @@ def save(fig: "Figure", path: str | os.PathLike, dpi: int = 150) -> str:
     """Write ``fig`` as PNG, SVG or PDF, chosen by the suffix of ``path``; returns the path."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 1 <= dpi <= 600:
+        raise RFMapError(f"dpi must be a number in 1..600, got {dpi!r:.40}")
     if ext not in FORMATS:
         raise RFMapError(f"cannot write '{path}': the file name must end in {', '.join('.' + f for f in FORMATS)}")
     try:
@@ -92,6 +98,7 @@ def _draw_canvas(ax: "Axes", size: tuple[int, int], image: Any) -> str | None:
     """The image (stretched to ``size``) or a neutral checkerboard, and the image border.
     Returns a note when the image was resized."""
     h, w = size
+    check_picture(h, w, "a figure")
     extent = (-0.5, w - 0.5, h - 0.5, -0.5)
     arr = load_image(image)
     note = None
@@ -102,9 +109,11 @@ def _draw_canvas(ax: "Axes", size: tuple[int, int], image: Any) -> str | None:
             note = f"image {arr.shape[0]}x{arr.shape[1]} shown resized to the input {h}x{w}"
     else:
         tile = max(1, int(round(max(h, w) / 16)))
-        yy, xx = np.mgrid[0:h, 0:w]
+        f = max(1, -(-max(h, w) // 1024))  # one board pixel per f x f input pixels: at most 1024 x 1024
+        yy, xx = np.mgrid[0:h:f, 0:w:f]
         board = np.where((yy // tile + xx // tile) % 2 == 0, 0.95, 0.88)
-        ax.imshow(np.dstack([board] * 3), extent=extent, interpolation="nearest", zorder=0)
+        shown = (-0.5, board.shape[1] * f - 0.5, board.shape[0] * f - 0.5, -0.5)
+        ax.imshow(np.dstack([board] * 3), extent=shown, interpolation="nearest", zorder=0)
     border = _rect(0, 0, w - 1, h - 1, fill=False, edgecolor=INK, linewidth=1.2, zorder=1, gid="image-border")
     ax.add_patch(border)
     ax.set_aspect("equal")
@@ -259,6 +268,13 @@ def plot_center_grid(
     exact also where the RF varies from cell to cell."""
     require_2d(analysis, "plot_center_grid")
     row = layer_row(analysis, layer)
+    check_picture(*analysis.input_size, "a figure")
+    points = row.output_size[0] * row.output_size[1]
+    if points > MAX_GRID_POINTS:
+        raise RFMapError(
+            f"layer '{row.name}' has {points:,} cells, beyond rfmap's limit of {MAX_GRID_POINTS:,} centers in a grid "
+            "figure (rfmap.core.budget.MAX_GRID_POINTS); pick a later layer or a smaller input size"
+        )
     ay, ax_ = axis_cells(analysis, row.name, support=False)
     size = tuple(analysis.input_size)
     fig, ax = _figure(ax, (7.0, 6.0))

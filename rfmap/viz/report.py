@@ -24,11 +24,13 @@ import base64
 import html
 import json
 import os
+import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from rfmap.core.budget import MAX_REPORT_CELLS, check_picture
 from rfmap.errors import RFMapError
 from rfmap.render import COLUMNS, FLAG_LEGEND, row_cells, summary_line
 from rfmap.viz._data import axis_cells, embed_image, require_2d
@@ -124,6 +126,14 @@ def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, tit
     """Everything the page shows, as plain JSON-able data (see the module docstring)."""
     require_2d(analysis, "the HTML report")
     h, w = analysis.input_size
+    check_picture(h, w, "the HTML report")
+    cells = sum(sum(row.output_size) for row in analysis.layers[1:])
+    if cells > MAX_REPORT_CELLS:
+        raise RFMapError(
+            f"the HTML report describes every cell: {cells:,} rows and columns over {len(analysis.layers) - 1} layers "
+            f"is beyond rfmap's limit of {MAX_REPORT_CELLS:,} (rfmap.core.budget.MAX_REPORT_CELLS); "
+            "analyze at a smaller input size"
+        )
     embedded = embed_image(image)
     layers = []
     over = [0, 0, 0, 0]  # how far boxes reach past the top, left, bottom, right edges
@@ -206,14 +216,29 @@ def _template() -> str:
 
 
 def render_report(analysis: "Analysis", image: Any = None, erf: Any = None, *, title: str | None = None) -> str:
-    """The report as one HTML string (see :func:`write_report`)."""
+    """The report as one HTML string (see :func:`write_report`).
+
+    The template's slots are filled in one pass, so a title or a layer name that spells a
+    slot (``{{DATA}}``) is text like any other."""
     data = report_data(analysis, image=image, erf=erf, title=title)
+    values = {"TITLE": html.escape(isolate_bidi(data["title"])), "DATA": _json_for_script(data)}
     page = _template()
-    for key, value in (("{{TITLE}}", html.escape(data["title"])), ("{{DATA}}", _json_for_script(data))):
-        if key not in page:  # pragma: no cover - the template is ours
-            raise RFMapError(f"report template lacks {key}")
-        page = page.replace(key, value, 1)
-    return page
+    for key in values:
+        if page.count("{{" + key + "}}") != 1:  # pragma: no cover - the template is ours
+            raise RFMapError(f"report template must hold {{{{{key}}}}} once")
+    return _SLOT.sub(lambda m: values[m.group(1)], page)
+
+
+_SLOT = re.compile(r"\{\{(TITLE|DATA)\}\}")
+#: right-to-left letters and explicit bidi controls: text that can reorder its neighbours
+_BIDI = re.compile("[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff\U0001e800-\U0001efff]")
+
+
+def isolate_bidi(text: str) -> str:
+    """``text`` between FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE when it holds
+    right-to-left letters or bidi controls (Unicode's bidi algorithm then keeps it from
+    reordering what surrounds it); other text as it is."""
+    return f"\u2068{text}\u2069" if _BIDI.search(text) else text
 
 
 def write_report(analysis: "Analysis", path: str | os.PathLike, image: Any = None, erf: Any = None, *, title: str | None = None) -> str:

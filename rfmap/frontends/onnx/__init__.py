@@ -46,7 +46,47 @@ def from_onnx(model: Any, input_size=None, *, strict: bool = False) -> Graph:
     if not isinstance(model, onnx.ModelProto):
         name = str(model).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
         model = _load(str(model))
+    _decode_names(model.graph)
+    _check_geometry(model.graph)
     return _Walk(model, name, input_size, strict).run()
+
+
+#: attributes that are sizes; onnx's shape inference overflows on huge ones (a MaxPool
+#: kernel of 2**62 made a later Slice fail a C++ assertion, which aborts the process)
+_GEOMETRY = ("kernel_shape", "strides", "pads", "dilations", "output_padding", "output_shape")
+
+
+def _check_geometry(graph) -> None:
+    import onnx
+
+    from rfmap.core.budget import MAX_VALUE
+
+    for node in graph.node:
+        for a in node.attribute:
+            if a.name in _GEOMETRY and a.type in (onnx.AttributeProto.INT, onnx.AttributeProto.INTS):
+                values = list(a.ints) if a.type == onnx.AttributeProto.INTS else [a.i]
+                if any(abs(v) > MAX_VALUE for v in values):
+                    raise RFMapError(f"node '{node.name or node.op_type}' ({node.op_type}): {a.name} {values[:6]} is beyond "
+                                     f"rfmap's limit of {MAX_VALUE:,}")
+
+
+def _decode_names(graph) -> None:
+    """Names and op types that are not UTF-8 (protobuf hands them over as bytes) as text."""
+    def text(v):
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+    for node in graph.node:
+        for field in ("name", "op_type", "domain"):
+            value = getattr(node, field)
+            if isinstance(value, bytes):
+                setattr(node, field, text(value))
+        for names in (node.input, node.output):
+            if any(isinstance(v, bytes) for v in names):
+                names[:] = [text(v) for v in names]
+    for group in (graph.input, graph.output, graph.initializer, graph.value_info):
+        for item in group:
+            if isinstance(item.name, bytes):
+                item.name = text(item.name)
 
 
 def _load(path: str):
@@ -76,6 +116,19 @@ def _attrs(node) -> dict[str, Any]:
             value = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in value]
         out[a.name] = value
     return out
+
+
+class _Constant(np.ndarray):
+    """A folded constant as the converters see it: a numpy array that is also a tensor
+    (``.dim()``), as a PyTorch constant is in the other front end."""
+
+    def dim(self) -> int:
+        return self.ndim
+
+    @property
+    def value(self) -> np.ndarray:
+        """The constant's value (what ``TensorInfo.value`` holds for the converters)."""
+        return self.view(np.ndarray)
 
 
 class _Reshape(Exception):
@@ -126,6 +179,8 @@ class _Walk:
     def run(self) -> Graph:
         g = self.model.graph
         inp, dims, spatial = self._input()
+        if not g.output:
+            raise RFMapError("the ONNX graph has no output")
         ndim = len(spatial)
         size = self.input_size
         if isinstance(size, int):
@@ -178,7 +233,7 @@ class _Walk:
 
     def _tensor(self, name: str) -> Any:
         if name in self.consts:
-            return self.consts[name]
+            return np.asarray(self.consts[name]).view(_Constant)
         shape = self.shapes.get(name)
         return None if shape is None else TensorInfo(tuple(shape))
 

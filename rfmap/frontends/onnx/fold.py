@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from typing import Any
 
 import numpy as np
+
+from rfmap.errors import RFMapError
 
 #: the largest tensor folding may create (elements)
 MAX_ELEMENTS = 1 << 22
@@ -98,8 +101,8 @@ def fold_constants(graph, consts: dict[str, np.ndarray], shapes: dict[str, list[
             outs = _evaluate(node, {i: consts[i] for i in inputs}, opset)
         except Exception:  # noqa: BLE001 - an op the evaluator lacks or rejects: leave it dynamic
             continue
-        if any(np.asarray(v).size > MAX_ELEMENTS for v in outs):
-            continue
+        if any(v is None or np.asarray(v).dtype == object or np.asarray(v).size > MAX_ELEMENTS for v in outs):
+            continue  # no value (an evaluator that returned None, strings) or too large: left dynamic
         consts.update({o: np.asarray(v) for o, v in zip(node.output, outs) if o})
 
 
@@ -130,10 +133,63 @@ def static_shapes(model, consts: dict[str, np.ndarray], input_name: str, spatial
                     dims[0].dim_value = 1
                 for a, n in zip(spatial, input_size):
                     dims[a].dim_value = int(n)
+    return _isolated(_infer, model)
+
+
+def _infer(model) -> dict[str, list[int]]:
+    """onnx's shape inference.  Data propagation computes the values of 1-D tensors (shapes)
+    in onnx's C++ code, at any length: a Range of 10^12 values multiplied by a feature map
+    takes the machine down; it runs only when a first pass without it shows no 1-D tensor
+    beyond the budget."""
+    import onnx
+
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        shapes = _shapes(onnx.shape_inference.infer_shapes(model))
+        if not any(len(s) == 1 and s[0] > MAX_ELEMENTS for s in shapes.values()):
+            shapes = _shapes(onnx.shape_inference.infer_shapes(model, data_prop=True))
     except Exception:  # noqa: BLE001 - inference is a convenience: without it, shapes stay dynamic
         return {}
+    return shapes
+
+
+def _isolated(fn, *args) -> dict[str, list[int]]:
+    """``fn(*args)`` in a forked child where the platform forks: onnx's shape inference aborts
+    the process on some malformed graphs (onnx 1.23: a Slice after a pool whose kernel is
+    larger than its input fails a C++ assertion), which must not take rfmap down.  A child
+    that dies or fails means no shapes (they stay dynamic)."""
+    import faulthandler
+    import pickle
+
+    if not hasattr(os, "fork"):  # pragma: no cover - Windows
+        return fn(*args)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send, leave without cleanup handlers
+        status = 1
+        try:
+            os.close(read)
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 2)  # an assertion's message is not rfmap's to print
+            faulthandler.disable()  # nor a traceback dump into a stream saved elsewhere (pytest's)
+            data = pickle.dumps(fn(*args))
+            with os.fdopen(write, "wb") as out:
+                out.write(data)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        raise RFMapError(f"onnx's shape inference crashed on this graph (signal {os.WTERMSIG(status)}); a kernel larger "
+                         "than its input (at this input size) makes onnx 1.23 abort")
+    if status != 0 or not data:
+        return {}
+    return pickle.loads(data)
+
+
+def _shapes(inferred) -> dict[str, list[int]]:
     out = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         if not vi.type.tensor_type.HasField("shape"):

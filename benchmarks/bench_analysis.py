@@ -11,8 +11,6 @@ pixels, with two ratios measured in the same run:
 
 from __future__ import annotations
 
-import sys
-
 from _timing import median_time  # noqa: E402  (puts the checkout on sys.path)
 
 import rfmap  # noqa: E402

@@ -8,10 +8,7 @@ offsets -- the least any projection can cost.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
-
 from _timing import median_time  # noqa: E402  (puts the checkout on sys.path)
 
 from rfmap.mapping import RULES, mapper  # noqa: E402

@@ -27,10 +27,10 @@ import sys
 import time
 import warnings
 
+import _models
 import _timing  # noqa: F401  (puts the checkout's rfmap first on sys.path)
 import torch
 
-import _models
 import rfmap
 
 

@@ -24,7 +24,7 @@ class ProgressBar:
             self._bar = Progress(console=console, transient=True)
             self._task = self._bar.add_task(description, total=total)
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         if self._bar is not None:
             self._bar.start()
         return self
@@ -75,7 +75,7 @@ class Status:
         self.stream.write("\r" + " " * (len(self.message) + 6) + "\r")
         self.stream.flush()
 
-    def __enter__(self) -> "Status":
+    def __enter__(self) -> Status:
         if self._enabled():
             import threading
 

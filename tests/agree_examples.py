@@ -8,8 +8,8 @@ written with plain ``torch.nn`` / ``torch.nn.functional`` calls (no rfmap code).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn as nn

@@ -318,7 +318,8 @@ def test_report_is_immutable_renders_and_serializes():
 
 
 def test_cli_anchors(tmp_path):
-    from rfmap.cli.anchors import configure as add_anchors_parser, run as run_anchors
+    from rfmap.cli.anchors import configure as add_anchors_parser
+    from rfmap.cli.anchors import run as run_anchors
 
     p = argparse.ArgumentParser()
     add_anchors_parser(p)

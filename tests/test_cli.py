@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import rfmap
-from rfmap import cli
 import rfmap.cli.app  # noqa: F401  (cli.app: the table of subcommands)
+from rfmap import cli
 from rfmap.cli import Command, main, parse_input_size
 from rfmap.errors import RFMapError, RFMapWarning
 from rfmap.render import render

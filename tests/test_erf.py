@@ -425,7 +425,8 @@ def test_gpu_measurement_matches_cpu():
 
 
 def test_cli_erf_writes_map_statistics_and_heatmap(tmp_path):
-    from rfmap.cli.erf import configure as add_erf_parser, run as run_erf
+    from rfmap.cli.erf import configure as add_erf_parser
+    from rfmap.cli.erf import run as run_erf
 
     p = argparse.ArgumentParser()
     add_erf_parser(p)

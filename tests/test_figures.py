@@ -19,11 +19,12 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import rfmap
+from rfmap.cli import plot as plot_cmd
+from rfmap.cli import report as report_cmd
+from rfmap.cli.common import parse_cells
 from rfmap.errors import RFMapError
 from rfmap.viz import figures as F
 from rfmap.viz._data import axis_cells, embed_image, encode_png, image_size, load_image
-from rfmap.cli import plot as plot_cmd, report as report_cmd
-from rfmap.cli.common import parse_cells
 
 SPECS = Path(__file__).parent / "golden" / "specs"
 

@@ -15,10 +15,11 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-import rfmap  # noqa: E402
 import torch_models as tm  # noqa: E402
-from rfmap.frontends import zoo  # noqa: E402
+
+import rfmap  # noqa: E402
 from rfmap.erf.twin import to_torch  # noqa: E402
+from rfmap.frontends import zoo  # noqa: E402
 
 
 def geometry(row):

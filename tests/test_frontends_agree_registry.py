@@ -33,10 +33,12 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from agree_examples import EXAMPLES, Example  # noqa: E402
+
 from rfmap.core.analysis import Analysis  # noqa: E402
 from rfmap.core.registry import registry  # noqa: E402
 from rfmap.frontends import load  # noqa: E402
 from rfmap.frontends.convert import Front  # noqa: E402
+
 
 def both_front_ends() -> set[str]:
     """The built-in ops the registry maps from PyTorch and from ONNX."""

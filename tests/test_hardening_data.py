@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-
-import numpy as np
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from fuzzing import bounded, run_limited
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from probe import gradient_supports  # noqa: E402
 from torch import nn  # noqa: E402
 
 import rfmap  # noqa: E402
-from probe import gradient_supports  # noqa: E402
 
 
 class Op(nn.Module):
@@ -102,7 +102,7 @@ def test_support_is_the_gradient_support(case):
 
 
 def test_the_twin_of_an_onnx_resize_has_its_supports():
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     from rfmap.erf.twin import to_torch

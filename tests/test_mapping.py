@@ -160,7 +160,7 @@ def _brute_window(a, layer, box, rule):
         cells = axes[name]
         centers = [(u + v) / 2 for u, v in cells]
         if rule == "spp":
-            def near(t):
+            def near(t, centers=centers):
                 d = [abs(c - t) for c in centers]
                 return max(i for i, v in enumerate(d) if v == min(d))  # ties: the upper cell
             out[name] = (near(lo), near(hi))
@@ -181,7 +181,7 @@ def test_mapping_on_layers_whose_rf_varies_by_cell(rule):
     c4 = b.layer("c4", "conv", c3, kernel=3, stride=2, padding=1)
     up = b.layer("up", "upsample", c4, scale_factor=2)
     lat = b.layer("lat", "conv", c3, kernel=1)
-    p3 = b.merge("p3", "add", lat, up)
+    b.merge("p3", "add", lat, up)
     a = rfmap.analyze(b.build())
     assert not a.layer("p3").shift_invariant
     m = mapper(a, "p3")
@@ -241,7 +241,7 @@ def test_between_layers_fpn_style():
     x = b.layer("c2", "conv", b.input, kernel=3, stride=4, padding=1)
     c3 = b.layer("c3", "conv", x, kernel=3, stride=2, padding=1)
     c4 = b.layer("c4", "conv", c3, kernel=3, stride=2, padding=1)
-    c5 = b.layer("c5", "conv", c4, kernel=3, stride=2, padding=1)
+    b.layer("c5", "conv", c4, kernel=3, stride=2, padding=1)
     a = rfmap.analyze(b.build())
     sub = a.between("c3", "c5")
     assert sub.output.stride == (4, 4)

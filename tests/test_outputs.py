@@ -79,8 +79,7 @@ def test_onnx_export_agrees_on_the_outputs():
 
 def test_cli_summary_json_lists_outputs(capsys, tmp_path, monkeypatch):
     (tmp_path / "fpnmodels.py").write_text(
-        "import sys\nsys.path.insert(0, %r)\nfrom test_outputs import TinyFPN\n\ndef build():\n    return TinyFPN(as_dict=True)\n"
-        % str(__import__("pathlib").Path(__file__).parent)
+        "import sys\nsys.path.insert(0, {!r})\nfrom test_outputs import TinyFPN\n\ndef build():\n    return TinyFPN(as_dict=True)\n".format(str(__import__("pathlib").Path(__file__).parent))
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     from rfmap.cli import main

@@ -35,7 +35,6 @@ def console_examples():
 @pytest.mark.parametrize("cmd, expected", console_examples())
 def test_console_examples(cmd, expected, capsys, tmp_path):
     from rfmap.cli import main
-
     from rfmap.frontends import zoo
 
     argv = [arg.replace("/tmp/", f"{tmp_path}/") for arg in shlex.split(cmd)]  # outputs go to tmp_path

@@ -8,17 +8,17 @@ pixels ``-P + i*S .. -P + i*S + r - 1``; its center is ``-P + i*S + (r-1)/2``.  
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
 import rfmap
-from rfmap.frontends import zoo
 from rfmap.core.graph import Graph, GraphBuilder
 from rfmap.core.layers import Merge, conv, maxpool
+from rfmap.frontends import zoo
 
 
-@lru_cache(maxsize=None)
+@cache
 def analysis(name: str, size=None) -> rfmap.Analysis:
     return rfmap.analyze(name, size)
 

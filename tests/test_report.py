@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import rfmap
-from rfmap.errors import RFMapError, RFMapWarning
 from rfmap.core.graph import Graph
 from rfmap.core.layers import conv
+from rfmap.errors import RFMapError, RFMapWarning
 from rfmap.viz._data import axis_cells, encode_png
 from rfmap.viz.report import render_report, report_data, write_report
 

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 import rfmap
-from rfmap.errors import RFMapWarning
 from rfmap.core.graph import Graph
 from rfmap.core.layers import conv
+from rfmap.errors import RFMapWarning
 from rfmap.viz._data import encode_png
 from rfmap.viz.report import write_report
 
@@ -220,8 +220,9 @@ def test_erf_overlay(browser, chain, tmp_path):
         assert ints(page.shown()["cell"]) == (5, 7)
         assert ints(page.shown()["box"]) == chain.rf_box("c2", (5, 7))
         pixel = """e => { const s = Number(e.dataset.scale), r = window.devicePixelRatio || 1;
-            const x = Math.round((Number(e.dataset.x0) + %d * s) * r), y = Math.round((Number(e.dataset.y0) + %d * s) * r);
-            return Array.from(e.getContext('2d').getImageData(x, y, 1, 1).data); }""" % (peak[1], peak[0])
+            const x = Math.round((Number(e.dataset.x0) + PX * s) * r), y = Math.round((Number(e.dataset.y0) + PY * s) * r);
+            return Array.from(e.getContext('2d').getImageData(x, y, 1, 1).data); }"""
+        pixel = pixel.replace("PX", str(int(peak[1]))).replace("PY", str(int(peak[0])))
         on = p.eval_on_selector("#view", pixel)
         p.click("#show-erf")
         off = p.eval_on_selector("#view", pixel)

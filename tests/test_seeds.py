@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -54,7 +54,7 @@ ALEXNET_003 = [[11, 4, 0], [3, 2, 0], [5, 1, 2], [3, 2, 0], [3, 1, 1], [3, 1, 1]
 ALEXNET_003_NAMES = ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6-conv", "fc7-conv"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _analyze(layers: tuple, names: tuple, size: int) -> rfmap.Analysis:
     graph = from_layer_list([list(t) for t in layers], names=list(names), input_size=size)
     return rfmap.analyze(graph)
@@ -146,7 +146,7 @@ def test_000_zf5_printed_table():
     # the zoo's zf5 has the same RFs and strides; its sizes differ because Caffe's pools
     # round up (pool1 57, conv5 15), where the seed's script (integer division) rounds down
     zoo = rfmap.analyze("zf5")
-    for layer, n, s, r in printed:
+    for layer, _n, s, r in printed:
         assert zoo.layer(layer).rf == (r, r) and zoo.layer(layer).stride == (s, s)
     assert zoo.layer("conv5").output_size == (15, 15)
 
@@ -347,7 +347,7 @@ def test_001_stride_is_the_product_of_strides():
     jump; line 71: feature_stride_l = prod_{i<=l} stride_i)."""
     a = seed_net(VGG16_000, VGG16_000_NAMES, 224)
     jump = 1
-    for (k, s, p), row in zip(VGG16_000, a.layers[1:]):
+    for (_k, s, _p), row in zip(VGG16_000, a.layers[1:]):
         jump *= s
         assert row.stride == (jump, jump)
 
@@ -365,7 +365,7 @@ def test_001_dilated_rf_formula():
     layers = [[3, 2, 1, 1], [3, 1, 2, 2], [3, 2, 4, 4], [3, 1, 6, 6], [5, 1, 4, 2]]
     a = chain(*layers, size=128)
     r, j = 1, 1
-    for (k, s, p, d), row in zip(layers, a.layers[1:]):
+    for (k, s, _p, d), row in zip(layers, a.layers[1:]):
         r += (k - 1) * j * d
         j *= s
         assert row.rf[0] == r

@@ -20,16 +20,15 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+import torch_models as tm  # noqa: E402
 
 import rfmap  # noqa: E402
-import torch_models as tm  # noqa: E402
 from rfmap import Analysis, GraphBuilder, RFMapError, RFMapWarning  # noqa: E402
 from rfmap.core.layers import Conv, ConvTranspose, Merge, Pad, Pointwise, conv, maxpool  # noqa: E402
-from rfmap.frontends.torch import targets as torch_targets  # noqa: E402
 from rfmap.frontends.factory import from_factory, load_factory  # noqa: E402
+from rfmap.frontends.torch import targets as torch_targets  # noqa: E402
 from rfmap.frontends.torch.capture import from_module, trace_module  # noqa: E402
 from rfmap.frontends.torch.table import module_table  # noqa: E402
-
 
 # ---------------------------------------------------------------------------------------
 # the gradient probe (local: float64, avg for max pooling, positive weights)

@@ -9,18 +9,17 @@ against PyTorch (output sizes and gradient supports).
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 
 import rfmap
-from rfmap.frontends import zoo
-from rfmap.errors import RFMapError
 from rfmap.core.graph import Graph
 from rfmap.core.layers import AdaptivePool, Conv, GlobalOp, Merge, Pointwise
 from rfmap.core.registry import registry
-
+from rfmap.errors import RFMapError
+from rfmap.frontends import zoo
 
 #: the last node of each graph (the analysis' output)
 OUTPUT = {
@@ -65,7 +64,7 @@ SIDE_HEADS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def analysis(name: str, size=None) -> rfmap.Analysis:
     return rfmap.analyze(name, size)
 
@@ -81,7 +80,7 @@ def test_names_are_unique_and_match_entries():
     assert len(set(zoo.names())) == len(zoo.names())
     rows = zoo.entries()
     assert tuple(name for name, _, _ in rows) == zoo.names()
-    for name, description, size in rows:
+    for _name, description, size in rows:
         assert isinstance(description, str) and description.strip() and "\n" not in description
         assert isinstance(size, tuple) and 1 <= len(size) <= 3 and all(isinstance(v, int) and v > 0 for v in size)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 from rfmap.anchors.config import AnchorConfig, LevelConfig, load_config, with_heads
 from rfmap.anchors.matching import expected_matches, sampled_matches

@@ -7,13 +7,12 @@ Boxes here are ``(h, w)`` sizes, lattices ``(step_y, step_x)``; positions are co
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from rfmap.core.budget import MAX_TAPS
-
 from rfmap.core.box import box_iou
+from rfmap.core.budget import MAX_TAPS
 
 
 def expected_matches(gt: Sequence[float], box: Sequence[float], step: Sequence[float], t: float) -> float:

@@ -27,7 +27,8 @@ import re
 import sys
 import traceback
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rfmap.cli import anchors, cell, crop, erf, levels, map, plot, report, summary, zoo
 from rfmap.cli.common import Command

@@ -43,7 +43,8 @@ def _weights_help() -> str:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from rfmap.erf.names import AGGREGATES, PROTOCOL_NAMES as PROTOCOLS, WEIGHTS
+    from rfmap.erf.names import AGGREGATES, WEIGHTS
+    from rfmap.erf.names import PROTOCOL_NAMES as PROTOCOLS
 
     p.add_argument(
         "source",

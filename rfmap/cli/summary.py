@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> str:
 def _module_summary(args: argparse.Namespace) -> str:
     """``summary --depth N`` of a PyTorch factory: the module table."""
     require_torch("rfmap summary --depth")
-    from rfmap.render import render_modules
     from rfmap.frontends.factory import load_factory, quiet_torch
     from rfmap.frontends.torch.table import module_table
+    from rfmap.render import render_modules
 
     if ":" not in args.source or os.path.exists(args.source):
         raise RFMapError("--depth applies to PyTorch sources given as pkg.module:factory")

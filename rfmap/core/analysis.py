@@ -16,20 +16,20 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Sequence
 
 import numpy as np
 
 from rfmap.core.axis import AxisMap, Global
 from rfmap.core.box import AXES, Box
 from rfmap.core.budget import MAX_SIZE, check_cells, check_size
-from rfmap.errors import RFMapError, RFMapWarning, at_layer
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Pointwise, resolved_maps
 from rfmap.core.periodic import Boxes, Family, Range, combine, hull_at, max_size
 from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
+from rfmap.errors import RFMapError, RFMapWarning, at_layer
 
 
 @dataclass(frozen=True)
@@ -96,16 +96,16 @@ class Analysis:
     def __delattr__(self, name):
         raise AttributeError(f"Analysis is immutable: cannot delete '{name}'")
 
-    def __copy__(self) -> "Analysis":
+    def __copy__(self) -> Analysis:
         return self
 
-    def __deepcopy__(self, memo) -> "Analysis":
+    def __deepcopy__(self, memo) -> Analysis:
         return self
 
     def __reduce__(self):
         return (_rebuild, (self.graph, self.input_size, self.strict, self.exclude_global))
 
-    def warn(self, stacklevel: int = 2) -> "Analysis":
+    def warn(self, stacklevel: int = 2) -> Analysis:
         """Issue :attr:`messages` as :class:`~rfmap.errors.RFMapWarning` s; returns ``self``."""
         for msg in self.messages:
             warnings.warn(msg, RFMapWarning, stacklevel=stacklevel + 1)
@@ -475,7 +475,7 @@ class Analysis:
                 raise RFMapError(f"point {list(pt)} has a coordinate that is not finite")
         return pt
 
-    def between(self, source: str | int, target: str | int) -> "Analysis":
+    def between(self, source: str | int, target: str | int) -> Analysis:
         """The geometry of ``target`` measured on the map of ``source`` (as if it were the input).
 
         For example the region of a C3 map that a C5 cell sees in an FPN.  Paths into

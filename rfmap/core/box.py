@@ -11,7 +11,8 @@ continuous) is stated by the function that returns or takes them.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class Box(tuple):
 
     order: str
 
-    def __new__(cls, values: Iterable[Any], order: str = "yx") -> "Box":
+    def __new__(cls, values: Iterable[Any], order: str = "yx") -> Box:
         vals = tuple(values)
         if not isinstance(order, str) or len(vals) != 2 * len(order) or len(set(order)) != len(order):
             raise RFMapError(f"a box in order {order!r} has {2 * len(str(order))} numbers, got {len(vals)}")
@@ -46,7 +47,7 @@ class Box(tuple):
     def ends(self) -> tuple:
         return tuple(self[len(self.order):])
 
-    def to(self, order: str) -> "Box":
+    def to(self, order: str) -> Box:
         """The same box with its numbers in ``order`` (``"xy"`` <-> ``"yx"``)."""
         if sorted(order) != sorted(self.order):
             raise RFMapError(f"a box in order {self.order!r} cannot be written in order {order!r}")

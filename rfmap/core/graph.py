@@ -6,12 +6,12 @@ names of the nodes it reads; merges (add, mul, concat) read two or more.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from rfmap.core.budget import MAX_LAYERS
-from rfmap.errors import RFMapError
 from rfmap.core.layers import Layer, Merge
+from rfmap.errors import RFMapError
 
 INPUT = "input"
 
@@ -115,7 +115,7 @@ class Graph:
         layers: Iterable[tuple[str, Layer]],
         name: str = "network",
         input_size: Sequence[int] | None = None,
-    ) -> "Graph":
+    ) -> Graph:
         """A plain chain of ``(name, layer)`` pairs."""
         b = GraphBuilder(name, input_size)
         x = b.input

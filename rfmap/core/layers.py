@@ -18,10 +18,11 @@ says which op names, PyTorch targets and ONNX op types build which layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from math import gcd
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ _MAPS_CACHE: dict = {}
 _MAPS_CACHE_SIZE = 4096
 
 
-def resolved_maps(layer: "Layer", sizes: Sequence[int]) -> tuple[AxisMap, ...]:
+def resolved_maps(layer: Layer, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
     """``layer.axis_maps(sizes)``, remembered: layers and rules are immutable, and a front end
     and the analysis resolve the same layers at the same sizes (bounded; unhashable layers
     are resolved every time)."""

@@ -70,7 +70,7 @@ class Boxes:
         return self.lo[r] + move, self.hi[r] + move
 
     @classmethod
-    def identity(cls) -> "Boxes":
+    def identity(cls) -> Boxes:
         zero = np.zeros(1, dtype=np.int64)
         return cls(1, 1, zero, zero)
 
@@ -83,7 +83,7 @@ class Boxes:
         lo, hi = self.at(np.arange(self.period + 1, dtype=np.int64))
         return bool((np.diff(lo) >= 0).all() and (np.diff(hi) >= 0).all())
 
-    def through(self, rule: AxisMap, need: Range | None = None) -> "Family":
+    def through(self, rule: AxisMap, need: Range | None = None) -> Family:
         """The boxes of the output cells of ``rule`` applied to this map.
 
         The box of an output cell is the hull of the boxes of its (virtual) taps: over
@@ -109,7 +109,7 @@ class Boxes:
         check_period(period, "the layer")
         return _periodic_through(self, rule, period)
 
-    def union(self, other: "Family", need: Range | None = None) -> "Family":
+    def union(self, other: Family, need: Range | None = None) -> Family:
         """Hull of two box layouts with the same jump."""
         if isinstance(other, Explicit):
             return other.union(self, need)
@@ -207,7 +207,7 @@ class Explicit:
         return int(self.lo.size)
 
     @classmethod
-    def of(cls, family: "Family", need: Range) -> "Explicit":
+    def of(cls, family: Family, need: Range) -> Explicit:
         if isinstance(family, Explicit):
             return family
         check_cells(need[1] - need[0], "a map whose receptive fields repeat only over a long period")
@@ -226,13 +226,13 @@ class Explicit:
     def is_monotone(self) -> bool:
         return bool((np.diff(self.lo) >= 0).all() and (np.diff(self.hi) >= 0).all())
 
-    def through(self, rule: AxisMap, need: Range | None = None) -> "Family":
+    def through(self, rule: AxisMap, need: Range | None = None) -> Family:
         if rule.shift == 0:  # every output cell reads the same window: one box for all
             return _periodic_through(self, rule, 1)
         assert need is not None, "an explicit layout needs the range of cells to compute"
         return _explicit_through(self, rule, need)
 
-    def union(self, other: "Family", need: Range | None = None) -> "Explicit":
+    def union(self, other: Family, need: Range | None = None) -> Explicit:
         assert need is not None, "an explicit layout needs the range of cells to compute"
         o = np.arange(need[0], need[1], dtype=np.int64)
         a_lo, a_hi = self.at(o)

@@ -23,8 +23,9 @@ that this module imports numpy only; the PyTorch front end resolves them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from rfmap.core.layers import GlobalOp, Layer, Merge, Pointwise
 from rfmap.errors import RFMapError

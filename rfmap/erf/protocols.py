@@ -45,7 +45,7 @@ from rfmap.errors import RFMapError
 
 __all__ = ["AGGREGATES", "PROTOCOLS", "Protocol", "get_protocol"]
 
-from rfmap.erf.names import AGGREGATES, PROTOCOL_NAMES  # noqa: E402  (AGGREGATES re-exported)
+from rfmap.erf.names import AGGREGATES  # noqa: E402  (AGGREGATES re-exported)
 
 REPLKNET_THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 OPENERF_RADII = (5, 10, 20, 30, 40, 60, 80)

@@ -13,8 +13,8 @@ import numbers
 import os
 from typing import Any
 
-from rfmap.errors import RFMapError, preview
 from rfmap.core.graph import Graph
+from rfmap.errors import RFMapError, preview
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 
@@ -86,7 +86,7 @@ def check_input_size(value: Any) -> None:
         raise RFMapError(f"input size must be a positive int or 1 to 3 of them (at most {MAX_SIZE:,}), got {preview(value)}")
 
 
-def load_data(source: Any, base: "os.PathLike[str] | str | None" = None, *, where: str = "config") -> Graph:
+def load_data(source: Any, base: os.PathLike[str] | str | None = None, *, where: str = "config") -> Graph:
     """A :class:`Graph` from a *data* source only: a Graph, a layer list, a zoo name, or a
     spec or ONNX file (relative paths resolved against ``base``).
 

@@ -24,7 +24,8 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from rfmap.core.graph import Graph
 from rfmap.errors import RFMapError, RFMapWarning

@@ -7,12 +7,13 @@ mapping ``{"op": "conv", "kernel": 3, ...}`` as in spec files.  Names default to
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from rfmap.errors import RFMapError, at_layer
 from rfmap.core.graph import Graph, GraphBuilder
 from rfmap.core.layers import Conv
 from rfmap.core.registry import make_layer
+from rfmap.errors import RFMapError, at_layer
 
 
 def from_layer_list(

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from rfmap.core.budget import MAX_LAYERS
-from rfmap.errors import RFMapError, preview
 from rfmap.core.graph import INPUT, Graph, GraphBuilder
 from rfmap.core.registry import make_layer
+from rfmap.errors import RFMapError, preview
 
 
 def load_spec(path: str | Path) -> Graph:

@@ -30,7 +30,7 @@ class Mapper:
         return all(a.shift_invariant for a in self.axes)
 
     @classmethod
-    def from_analysis(cls, analysis, layer) -> "Mapper":
+    def from_analysis(cls, analysis, layer) -> Mapper:
         """The mapper of any layer with a stride: shift-invariant layers map in O(1) per box,
         others (FPN levels, decoders) through the exact per-cell boxes of the engine."""
         row = analysis.layer(layer)
@@ -146,7 +146,7 @@ class Mapper:
         for start in range(0, n, chunk):
             cols = b[start : start + chunk].T.copy()  # (4, m), cache-sized
             _check_chunk(cols, b, start)
-            for k, (offset, s, op, add, size) in enumerate(plans):
+            for k, (offset, s, op, add, _size) in enumerate(plans):
                 v = cols[k]
                 if offset:
                     v -= offset
@@ -173,7 +173,7 @@ class Mapper:
 
         def back_project(win: np.ndarray) -> np.ndarray:
             out = np.empty(win.shape, dtype=np.float64)
-            for k, (offset, s, op, add, size) in enumerate(plans):
+            for k, (_offset, s, _op, _add, _size) in enumerate(plans):
                 if rule == "align":
                     out[:, k] = (win[:, k] + 0.5) * float(s)
                 elif rule in ("fast-rcnn", "spp-simple"):

@@ -41,7 +41,6 @@ from typing import Any
 from rfmap.core.axis import AxisMap, Identity, Transposed, Window
 from rfmap.core.result import axis_names, fmt_number, json_number
 from rfmap.errors import RFMapError, at_layer
-
 from rfmap.mapping.names import CONVENTIONS  # noqa: E402  (re-exported)
 
 

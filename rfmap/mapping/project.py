@@ -14,7 +14,6 @@ import numpy as np
 
 from rfmap.core.box import box_iou
 from rfmap.errors import RFMapError
-
 from rfmap.mapping.names import CENTER_RULES, RULE_USES, RULES  # noqa: E402,F401  (re-exported)
 
 

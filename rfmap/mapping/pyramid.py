@@ -16,9 +16,10 @@ Receptive fields are per axis in (H, W) order, pixel-index convention.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -93,7 +93,7 @@ class _SparseTable:
         self.offset = (sizes.cumsum(0) - sizes).view(levels_y + 1, levels_x + 1).to(device)
 
     @classmethod
-    def fitting(cls, maps: int, height: int, width: int, need_y: int, need_x: int, device) -> "_SparseTable":
+    def fitting(cls, maps: int, height: int, width: int, need_y: int, need_x: int, device) -> _SparseTable:
         """The table with the levels the rectangles need, capped to ``max(_TABLE, n * H * W)`` positions."""
         budget = max(_TABLE, maps * height * width)
         while maps * _level_sum(height, need_y) * _level_sum(width, need_x) > budget and need_y + need_x > 0:
@@ -103,7 +103,7 @@ class _SparseTable:
                 need_x -= 1
         return cls(maps, height, width, need_y, need_x, device)
 
-    def rows(self, slot: Tensor, top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> "_Windows":
+    def rows(self, slot: Tensor, top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> _Windows:
         """Table rows of the windows covering each non-empty rectangle ``[top, bottom) x
         [left, right)`` of map ``slot`` (``[K, P]`` each)."""
         a, ys = _axis_windows(top, bottom, self.levels_y)

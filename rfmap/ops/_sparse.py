@@ -70,7 +70,7 @@ class PoolingMatrix:
     @classmethod
     def separable(
         cls, wy: Tensor, wx: Tensor, batch: Tensor, height: int, width: int, bin_major: bool = False
-    ) -> "PoolingMatrix":
+    ) -> PoolingMatrix:
         """Rows ``(k, ph, pw)`` with weight ``wy[k, ph, y] * wx[k, pw, x]`` on image ``batch[k]``.
 
         Each row is the outer product of the non-zeros of ``wy[k, ph]`` and ``wx[k, pw]``

@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..mapping import levels as fpn
 from ..errors import RFMapError
+from ..mapping import levels as fpn
 from ._boxes import as_rois, check_output_size, check_sampling
 from .roi_align import roi_align
 

@@ -39,8 +39,16 @@ from torch import Tensor, nn
 from torch.jit.annotations import BroadcastingList2
 
 from ..errors import RFMapError
-from ._boxes import check_input, check_output_size, check_rois, check_sampling, check_spatial_scale, compute_dtype
-from ._boxes import prepare, roi_pool_cells
+from ._boxes import (
+    check_input,
+    check_output_size,
+    check_rois,
+    check_sampling,
+    check_spatial_scale,
+    compute_dtype,
+    prepare,
+    roi_pool_cells,
+)
 from ._library import custom_op, register_backward, roi_rows, script_rois
 from ._samples import axis_reads, axis_weights, sample_grid
 from ._sparse import PoolingMatrix, ps_inputs, ps_pool_backward, ps_pool_forward

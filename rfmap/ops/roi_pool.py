@@ -34,8 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.jit.annotations import BroadcastingList2
 
-from ._boxes import check_input, check_output_size, check_rois, check_spatial_scale, compute_dtype, prepare
-from ._boxes import roi_pool_cells
+from ._boxes import check_input, check_output_size, check_rois, check_spatial_scale, compute_dtype, prepare, roi_pool_cells
 from ._library import custom_op, roi_rows, script_rois
 from ._rectmax import argmax_backward, rect_max
 from ._threads import single_threaded

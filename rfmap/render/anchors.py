@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rfmap.errors import RFMapError
 from rfmap.render.numbers import measured
@@ -31,7 +32,7 @@ def _box(b: Sequence[float]) -> str:
     return _fmt(round(h, 2)) if abs(h - w) < 1e-9 else f"{round(h, 1):g}x{round(w, 1):g}"
 
 
-def anchor_tables(report: "AnchorReport") -> list[Table]:
+def anchor_tables(report: AnchorReport) -> list[Table]:
     levels_rows = []
     for lv in report.levels:
         scale = [math.sqrt(h * w) for h, w in lv.boxes]
@@ -95,7 +96,7 @@ _FLAG_MARK = {
 _LEGEND = "flags: T anchor > TRF, C centers off RF centers, S step != stride, O anchors outside the image, D uneven density"
 
 
-def render_anchors(report: "AnchorReport", fmt: str = "table", color: bool | None = None) -> str:
+def render_anchors(report: AnchorReport, fmt: str = "table", color: bool | None = None) -> str:
     """``"table"`` (rich when ``color`` and rich is installed, else aligned text) or ``"json"``."""
     if fmt == "json":
         return report.to_json()

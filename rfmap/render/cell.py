@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rfmap.render.numbers import fmt_axes, fmt_number, fmt_size
 
@@ -14,7 +15,7 @@ def axis_letters(ndim: int) -> tuple[str, ...]:
     return {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}.get(ndim) or tuple(f"axis{a}" for a in range(ndim))
 
 
-def cell_text(analysis: "Analysis", layer, index: Sequence[int]) -> str:
+def cell_text(analysis: Analysis, layer, index: Sequence[int]) -> str:
     """The lines ``rfmap cell`` prints; boxes inclusive, pixel-index convention."""
     data = analysis.cell_dict(layer, index)
     row = analysis.layer(layer)

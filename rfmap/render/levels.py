@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rfmap.mapping.pyramid import Pyramid
 
 
-def pyramid_tables(p: "Pyramid") -> list[Table]:
+def pyramid_tables(p: Pyramid) -> list[Table]:
     cols = ("level", "k", "map", "stride", "TRF", "TRF backbone", "ERF sigma")
     rows = tuple(
         (lv.name, str(lv.k), fmt_size(lv.output_size), fmt_axes(lv.stride), fmt_axes(lv.trf),
@@ -33,7 +33,7 @@ def pyramid_tables(p: "Pyramid") -> list[Table]:
     return tables
 
 
-def render_pyramid(p: "Pyramid", fmt: str = "table", color: bool | None = None) -> str:
+def render_pyramid(p: Pyramid, fmt: str = "table", color: bool | None = None) -> str:
     import json
 
     if fmt == "json":

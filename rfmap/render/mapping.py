@@ -5,7 +5,8 @@ Boxes and windows are ``(x1, y1, x2, y2)``: image boxes in pixels, windows in fe
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rfmap.mapping.project import RULE_USES
 from rfmap.render.numbers import fmt_number

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rfmap.errors import RFMapError
 from rfmap.render.numbers import fmt_axes, fmt_size

@@ -8,8 +8,8 @@ agrees and as ``HxW`` otherwise; sizes always show every axis.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 from rfmap.core.result import fmt_number
 

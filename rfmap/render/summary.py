@@ -28,8 +28,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from rfmap.core.result import LayerGeometry, axis_names, json_number
 from rfmap.errors import RFMapError
@@ -62,7 +63,7 @@ def flags(row: LayerGeometry, outputs: frozenset[str] = frozenset()) -> str:
 # -- selection --------------------------------------------------------------------------
 
 
-def select_layers(analysis: "Analysis", layers: str | Iterable[str] | None = None) -> list[LayerGeometry]:
+def select_layers(analysis: Analysis, layers: str | Iterable[str] | None = None) -> list[LayerGeometry]:
     """The layers (input row excluded) whose names match any of the glob patterns.
 
     ``layers``: ``None`` for all, or fnmatch-style patterns, comma-separated in one string
@@ -110,13 +111,13 @@ def row_cells(row: LayerGeometry, outputs: frozenset[str] = frozenset()) -> tupl
     )
 
 
-def _extra_outputs(analysis: "Analysis") -> frozenset[str]:
+def _extra_outputs(analysis: Analysis) -> frozenset[str]:
     """The outputs other than the first (the first is the last row, set apart)."""
     rows = analysis.output_rows()
     return frozenset(row.name for row in rows[1:])
 
 
-def summary_table(analysis: "Analysis", layers=None) -> Table:
+def summary_table(analysis: Analysis, layers=None) -> Table:
     """The per-layer table of ``analysis`` (the selected layers) as a :class:`Table`."""
     selected = select_layers(analysis, layers)
     out = analysis.output
@@ -134,7 +135,7 @@ def summary_table(analysis: "Analysis", layers=None) -> Table:
                  tuple(analysis.messages), "flags", FLAG_STYLES)
 
 
-def summary_line(analysis: "Analysis") -> str:
+def summary_line(analysis: Analysis) -> str:
     """One line on the network's output: size, rf, stride, padding, center0 and notes."""
     out = analysis.output
     summary = (
@@ -154,7 +155,7 @@ def summary_line(analysis: "Analysis") -> str:
 # -- renderers --------------------------------------------------------------------------
 
 
-def render(analysis: "Analysis", fmt: str = "table", layers: str | Iterable[str] | None = None, color: bool | None = None) -> str:
+def render(analysis: Analysis, fmt: str = "table", layers: str | Iterable[str] | None = None, color: bool | None = None) -> str:
     """The analysis as text.
 
     ``fmt``: ``"table"`` (for people), ``"json"`` (``analysis.to_dict()`` with only the
@@ -175,7 +176,7 @@ def render(analysis: "Analysis", fmt: str = "table", layers: str | Iterable[str]
     raise RFMapError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
 
 
-def to_dict(analysis: "Analysis", layers: str | Iterable[str] | None = None) -> dict:
+def to_dict(analysis: Analysis, layers: str | Iterable[str] | None = None) -> dict:
     """``analysis.to_dict()`` keeping only the selected layers."""
     data = analysis.to_dict()
     if layers is not None:
@@ -184,11 +185,11 @@ def to_dict(analysis: "Analysis", layers: str | Iterable[str] | None = None) -> 
     return data
 
 
-def render_json(analysis: "Analysis", layers: str | Iterable[str] | None = None) -> str:
+def render_json(analysis: Analysis, layers: str | Iterable[str] | None = None) -> str:
     return json.dumps(to_dict(analysis, layers), indent=2)
 
 
-def render_csv(analysis: "Analysis", layers: str | Iterable[str] | None = None) -> str:
+def render_csv(analysis: Analysis, layers: str | Iterable[str] | None = None) -> str:
     """Header plus one row per layer; per-axis columns (``rf_h, rf_w``); fractions as floats."""
     rows = select_layers(analysis, layers)
     suffixes = [name.lower() for name in axis_names(analysis.ndim)]

@@ -15,8 +15,8 @@ import io
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 #: control characters (C0, DEL, C1) and the explicit bidi controls (LRM, RLM, ALM, the
 #: embeddings, overrides and isolates)
@@ -31,7 +31,7 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def _clean(t: "Table") -> "Table":
+def _clean(t: Table) -> Table:
     """The table with every string :func:`printable`."""
     return Table(
         printable(t.title),
@@ -143,7 +143,7 @@ def to_rich(tables: Sequence[Table], footer: Sequence[str] = ()) -> str:
         body = list(t.rows)
         foot = body.pop() if t.highlight_row is not None and t.highlight_row == len(t.rows) - 1 and body else None
 
-        def cell(col: str, text: str, first: bool) -> Text:
+        def cell(col: str, text: str, first: bool, t=t) -> Text:
             if col == t.flag_column:
                 out = Text()
                 for f in text:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rfmap.render.numbers import fmt_size
 from rfmap.render.table import Table, draw

@@ -19,8 +19,9 @@ per spatial axis (H, W order), the tensor dim holding it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

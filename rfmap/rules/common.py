@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rfmap.core.layers import Crop, Expand, GlobalOp, Layer, Merge, Pointwise, Reduce
 from rfmap.core.registry import OnnxRule, TorchRule
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, right_aligned
 from rfmap.rules.split_axes import has_split, layout_aware, mix_split, reduce_split
 from rfmap.rules.split_ops import elementwise_split
-
 
 #: where the PyTorch realizations of the layers live (imported only to build a twin)
 REALIZE = "rfmap.rules.torch_realize"

@@ -12,7 +12,8 @@ map (their axes split across dims), where each query sees its window
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rfmap.core.layers import Expand, GlobalOp, Merge, Pointwise, Reduce
 from rfmap.core.registry import OpDef

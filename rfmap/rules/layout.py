@@ -11,8 +11,8 @@ only a reshape that really mixes positions with other dims is global.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from rfmap.core.layers import Expand, GlobalOp, Pad, Pointwise
 from rfmap.core.registry import OpDef

@@ -54,7 +54,7 @@ def cat_rule(stack: bool):
             nd = tensors[0].dim() + (1 if stack else 0)
         dim = dim + nd if dim < 0 else dim
         dims: tuple | None = None
-        for v, b in call.inputs:
+        for _v, b in call.inputs:
             if any(d == dim for d in b.dims) and not stack:
                 raise LayoutError("it concatenates along a spatial dim")
             bd = b.dims if not stack else tuple(None if d is None else (d + 1 if d >= dim else d) for d in b.dims)
@@ -71,7 +71,7 @@ def cat_rule(stack: bool):
             return Pointwise(op="stack" if stack else "cat")
         want = call.out_sizes(dims)
         fitted = []
-        for v, b in binds:
+        for _v, b in binds:
             fitted.append(b if call.sizes(b) == want else call.emit(f".expand{len(fitted)}", Expand(want), b))
         return call.emit("", Merge("concat"), *fitted, dims=dims)
 

@@ -6,7 +6,8 @@ Layers: :class:`~rfmap.core.layers.Pad`, :class:`~rfmap.core.layers.Crop`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rfmap.core.layers import Crop, Pad, Pointwise
 from rfmap.core.registry import OpDef

@@ -45,8 +45,9 @@ Padding strings are resolved here from the frameworks' documentation, independen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -14,8 +14,6 @@ from rfmap.rules.common import REALIZE, nd, onnx_rules, torch_rules
 from rfmap.rules.erf_moments import window_moments
 from rfmap.rules.onnx_attrs import attr_flag, attr_ints, attr_str, kernel_pads
 
-
-
 # -- PyTorch ------------------------------------------------------------------------------
 
 

@@ -21,8 +21,9 @@ import os
 import stat
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,17 +60,17 @@ class AxisCells:
         return int(np.argmin(np.abs((self.lo + self.hi) - 2 * float(point))))
 
 
-def require_2d(analysis: "Analysis", what: str) -> None:
+def require_2d(analysis: Analysis, what: str) -> None:
     if analysis.ndim != 2:
         raise RFMapError(f"{what} needs a 2-D input (H, W); this analysis has {analysis.ndim} axes {list(analysis.input_size)}")
 
 
-def layer_row(analysis: "Analysis", layer: Any) -> "LayerGeometry":
+def layer_row(analysis: Analysis, layer: Any) -> LayerGeometry:
     """The row of ``layer`` (a name or an index; a digit string that is no layer name is an index)."""
     return analysis.layer(layer)
 
 
-def axis_cells(analysis: "Analysis", layer: Any, support: bool = True) -> tuple[AxisCells, ...]:
+def axis_cells(analysis: Analysis, layer: Any, support: bool = True) -> tuple[AxisCells, ...]:
     """Per axis (H, W), the boxes (and supports) of every cell of ``layer``; see the module docstring."""
     require_2d(analysis, "drawing receptive fields")
     row = layer_row(analysis, layer)

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rfmap.core.budget import MAX_GRID_POINTS, check_picture
+from rfmap.core.result import axis_names
 from rfmap.erf import gaussian_fit
 from rfmap.errors import RFMapError
 from rfmap.render import fmt_axes
-from rfmap.core.result import axis_names
 from rfmap.viz._data import axis_cells, layer_row, load_image, parse_cells, require_2d
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +57,7 @@ ANCHOR_COLOR = "#0072B2"
 # -- plumbing -----------------------------------------------------------------------------
 
 
-def _figure(ax: "Axes | None", size: tuple[float, float]) -> tuple["Figure", "Axes"]:
+def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -68,7 +69,7 @@ def _figure(ax: "Axes | None", size: tuple[float, float]) -> tuple["Figure", "Ax
     return fig, fig.add_subplot()
 
 
-def save(fig: "Figure", path: str | os.PathLike, dpi: int = 150) -> str:
+def save(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> str:
     """Write ``fig`` as PNG, SVG or PDF, chosen by the suffix of ``path``; returns the path."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower().lstrip(".")
@@ -94,7 +95,7 @@ def _rect(x0: float, y0: float, x1: float, y1: float, **kw):
     return Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, **kw)
 
 
-def _draw_canvas(ax: "Axes", size: tuple[int, int], image: Any) -> str | None:
+def _draw_canvas(ax: Axes, size: tuple[int, int], image: Any) -> str | None:
     """The image (stretched to ``size``) or a neutral checkerboard, and the image border.
     Returns a note when the image was resized."""
     h, w = size
@@ -120,7 +121,7 @@ def _draw_canvas(ax: "Axes", size: tuple[int, int], image: Any) -> str | None:
     return note
 
 
-def _frame(ax: "Axes", size: tuple[int, int], boxes: Sequence[Sequence[int]], pad: float = 0.04) -> None:
+def _frame(ax: Axes, size: tuple[int, int], boxes: Sequence[Sequence[int]], pad: float = 0.04) -> None:
     """Limits that show the image and every box, with a small margin; y grows downwards."""
     h, w = size
     y0 = min([0] + [b[0] for b in boxes]) - 0.5
@@ -160,7 +161,7 @@ def _outside_parts(box: Sequence[int], size: tuple[int, int]) -> list[tuple[int,
     return parts
 
 
-def _title(ax: "Axes", analysis: "Analysis", row, extra: str = "") -> None:
+def _title(ax: Axes, analysis: Analysis, row, extra: str = "") -> None:
     ax.set_title(
         f"{analysis.graph.name} · layer '{row.name}' ({row.op}, {row.output_size[0]}x{row.output_size[1]} cells)\n"
         f"rf {fmt_axes(row.rf)}, stride {fmt_axes(row.stride)}, padding {fmt_axes(row.padding)}{extra}",
@@ -174,14 +175,14 @@ def _title(ax: "Axes", analysis: "Analysis", row, extra: str = "") -> None:
 
 
 def plot_rf_boxes(
-    analysis: "Analysis",
+    analysis: Analysis,
     layer: Any,
     cells: Any = None,
     image: Any = None,
     *,
     support: bool = True,
-    ax: "Axes | None" = None,
-) -> "Figure":
+    ax: Axes | None = None,
+) -> Figure:
     """The receptive fields of ``cells`` of ``layer`` drawn over ``image``.
 
     ``cells``: ``(i, j)`` or a list of them (default: the corner cell and the middle cell).
@@ -255,13 +256,13 @@ def plot_rf_boxes(
 
 
 def plot_center_grid(
-    analysis: "Analysis",
+    analysis: Analysis,
     layer: Any,
     image: Any = None,
     *,
     box: bool = True,
-    ax: "Axes | None" = None,
-) -> "Figure":
+    ax: Axes | None = None,
+) -> Figure:
     """The RF centers of every cell of ``layer`` over ``image`` (or a checkerboard), with the
     effective stride marked between the middle cell and its neighbours and (``box``) the RF
     box of the middle cell for scale.  Centers come from ``analysis.rf_box``, so they are
@@ -330,7 +331,7 @@ def plot_center_grid(
 # -- growth with depth -------------------------------------------------------------------
 
 
-def plot_growth(analysis: "Analysis", *, log: bool = False, layers: Sequence[str] | None = None, ax: "Axes | None" = None) -> "Figure":
+def plot_growth(analysis: Analysis, *, log: bool = False, layers: Sequence[str] | None = None, ax: Axes | None = None) -> Figure:
     """RF size (top) and effective stride (bottom) of every layer, in network order.
 
     Per axis when the axes differ anywhere (``H`` and ``W`` lines), one line otherwise.
@@ -474,8 +475,8 @@ def plot_erf(
     center: Sequence[float] | None = None,
     *,
     title: str | None = None,
-    ax: "Axes | None" = None,
-) -> "Figure":
+    ax: Axes | None = None,
+) -> Figure:
     """The effective receptive field: a heatmap of ``|erf_map|`` (``H x W``, input pixels) with
     the theoretical RF box ``trf_box`` ``(y0, x0, y1, x1)`` (inclusive, may reach outside the
     map) and the 1 and 2 sigma ellipses of a Gaussian around ``center``.
@@ -555,7 +556,7 @@ def _side(value: Any) -> float | None:
     raise RFMapError(f"a size must be a number or an (h, w) pair, got {value!r}")
 
 
-def plot_anchors(levels: Sequence[Any], *, ax: "Axes | None" = None) -> "Figure":
+def plot_anchors(levels: Sequence[Any], *, ax: Axes | None = None) -> Figure:
     """Anchor sizes against the theoretical and effective RF, one row per pyramid level.
 
     ``levels``: mappings (or objects) with ``stride``, ``anchors`` (sizes: numbers or
@@ -590,7 +591,7 @@ def plot_anchors(levels: Sequence[Any], *, ax: "Axes | None" = None) -> "Figure"
     fig, ax = _figure(ax, (7.4, max(2.6, 0.62 * n + 1.6)))
     ys = np.arange(n)
     values = []
-    for y, (name, stride, sides, trf, erf) in zip(ys, parsed):
+    for y, (_name, stride, sides, trf, erf) in zip(ys, parsed):
         row_values = [v for v in [stride, trf, erf, *sides] if v]
         values += row_values
         if row_values:

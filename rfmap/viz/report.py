@@ -25,8 +25,9 @@ import html
 import json
 import os
 import re
+from collections.abc import Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["write_report", "render_report", "report_data"]
 
 TEMPLATE = "report_template.html"
-def _erf_entries(analysis: "Analysis", erf: Any, default_layer: Any = None) -> list[dict]:
+def _erf_entries(analysis: Analysis, erf: Any, default_layer: Any = None) -> list[dict]:
     """ERF inputs as ``{"layer", "cell", "h", "w", "data" (base64 uint8), "max", "sigma", "center"}``.
 
     ``erf``: a 2-D array (an ERF of the output layer), an object or mapping with ``map`` (and
@@ -122,7 +123,7 @@ def _erf_entries(analysis: "Analysis", erf: Any, default_layer: Any = None) -> l
     ]
 
 
-def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, title: str | None = None) -> dict:
+def report_data(analysis: Analysis, image: Any = None, erf: Any = None, *, title: str | None = None) -> dict:
     """Everything the page shows, as plain JSON-able data (see the module docstring)."""
     require_2d(analysis, "the HTML report")
     h, w = analysis.input_size
@@ -140,7 +141,7 @@ def report_data(analysis: "Analysis", image: Any = None, erf: Any = None, *, tit
     for row in analysis.layers[1:]:
         ay, ax = axis_cells(analysis, row.name, support=True)
         axes = []
-        for cells, n in ((ay, h), (ax, w)):
+        for cells, _n in ((ay, h), (ax, w)):
             empty = cells.support_empty
             axes.append(
                 {
@@ -215,7 +216,7 @@ def _template() -> str:
     return resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
 
 
-def render_report(analysis: "Analysis", image: Any = None, erf: Any = None, *, title: str | None = None) -> str:
+def render_report(analysis: Analysis, image: Any = None, erf: Any = None, *, title: str | None = None) -> str:
     """The report as one HTML string (see :func:`write_report`).
 
     The template's slots are filled in one pass, so a title or a layer name that spells a
@@ -241,7 +242,7 @@ def isolate_bidi(text: str) -> str:
     return f"\u2068{text}\u2069" if _BIDI.search(text) else text
 
 
-def write_report(analysis: "Analysis", path: str | os.PathLike, image: Any = None, erf: Any = None, *, title: str | None = None) -> str:
+def write_report(analysis: Analysis, path: str | os.PathLike, image: Any = None, erf: Any = None, *, title: str | None = None) -> str:
     """Write the interactive report of ``analysis`` to ``path`` (one self-contained HTML file).
 
     ``image``: a file path (PNG, JPEG, GIF, BMP are embedded as they are; other formats are

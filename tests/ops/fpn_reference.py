@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 import torch
-
 from ops_reference import roi_align_reference
 
 

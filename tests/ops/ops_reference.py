@@ -9,8 +9,8 @@ draws boxes over the cases that matter.  For tests only.
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 from fractions import Fraction
 
 import numpy as np

@@ -4,9 +4,9 @@ runs on both devices).  Skipped without a GPU."""
 import numpy as np
 import pytest
 import torch
+from ops_reference import random_rois
 
 from rfmap.ops import MultiScaleRoIAlign, ps_roi_align, ps_roi_pool, roi_align, roi_pool, spp_pool
-from ops_reference import random_rois
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fpn_reference import detectron2_levels, mmdet_levels, torchvision_infer_scale, torchvision_levels
 
 from rfmap import RFMapError
 from rfmap.mapping.levels import RULES, assign_levels, infer_scale, infer_scales
-from fpn_reference import detectron2_levels, mmdet_levels, torchvision_infer_scale, torchvision_levels
 
 
 def random_boxes(rng, count, dtype=np.float32):

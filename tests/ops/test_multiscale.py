@@ -6,9 +6,9 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from fpn_reference import multiscale_roi_align_reference
 
 from rfmap.ops import MultiScaleRoIAlign, roi_align
-from fpn_reference import multiscale_roi_align_reference
 
 
 def pyramid(rng, sizes, channels=2):

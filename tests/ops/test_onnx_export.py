@@ -7,11 +7,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from ops_reference import random_rois
 from torch import nn
 
 from rfmap import RFMapError
 from rfmap.ops import onnx_translation_table, ps_roi_align, roi_align, roi_pool, spp_pool
-from ops_reference import random_rois
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

@@ -25,9 +25,9 @@ What was checked empirically (onnxruntime 1.31) before asserting:
 import numpy as np
 import pytest
 import torch
+from ops_reference import random_rois
 
 from rfmap.ops import roi_align, roi_pool
-from ops_reference import random_rois
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

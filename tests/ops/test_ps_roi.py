@@ -4,9 +4,9 @@ R-FCN channel layout, gradients and determinism."""
 import numpy as np
 import pytest
 import torch
+from ops_reference import ps_roi_align_reference, ps_roi_pool_reference, random_rois
 
 from rfmap.ops import PSRoIAlign, PSRoIPool, ps_roi_align, ps_roi_pool
-from ops_reference import ps_roi_align_reference, ps_roi_pool_reference, random_rois
 
 
 def test_bin_reads_its_own_score_map():

@@ -6,11 +6,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ops_reference import random_rois, roi_align_reference
 
 from rfmap.ops import RoIAlign, _samples, _sparse, roi_align
-from ops_reference import random_rois, roi_align_reference
 from rfmap.ops._sparse import PoolingMatrix
-
 
 # -- golden values -------------------------------------------------------------------
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ops_reference import FLT_MAX, random_rois, roi_pool_reference
 
 from rfmap.ops import RoIPool, _rectmax, roi_pool
 from rfmap.ops._boxes import roi_pool_cells, round_half_away_from_zero
-from ops_reference import FLT_MAX, random_rois, roi_pool_reference
 
 
 def reference_grad(input, rois, output_size, scale, grad):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from ops_reference import spp_reference
 
 from rfmap.ops import SpatialPyramidPool, spp_pool
-from ops_reference import spp_reference
 from rfmap.ops.spp import level_bins
 
 

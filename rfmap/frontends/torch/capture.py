@@ -48,8 +48,9 @@ import contextlib
 import dataclasses
 import inspect
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.fx
@@ -185,7 +186,7 @@ class _Tracer(torch.fx.Tracer):
         return T.is_user_leaf(m) or super().is_leaf_module(m, qualname)
 
 
-def _symbolic_trace(module: nn.Module) -> "_Traced":
+def _symbolic_trace(module: nn.Module) -> _Traced:
     concrete = {}
     try:
         params = list(inspect.signature(module.forward).parameters.values())
@@ -219,14 +220,14 @@ class _Traced:
 #: models torch.fx failed on, by input rank: the next capture of the same model goes straight
 #: to torch.export (the reason is kept for the notes).  Per model, not per class: a wrapper
 #: class may trace or not depending on what it wraps.
-_FX_FAILED: "weakref.WeakKeyDictionary[nn.Module, dict[int | None, str]]" = weakref.WeakKeyDictionary()
+_FX_FAILED: weakref.WeakKeyDictionary[nn.Module, dict[int | None, str]] = weakref.WeakKeyDictionary()
 
 
 def _rank_of(input_size: Any) -> int | None:
     return len(input_size) if isinstance(input_size, (list, tuple)) else None
 
 
-def _export(module: nn.Module, spec: "_InputSpec"):
+def _export(module: nn.Module, spec: _InputSpec):
     """``torch.export`` of the module itself (not a copy: it traces with fake tensors, so
     nothing runs on data) on an uninitialized example of the input's shape (never touched,
     so a large input costs no memory), with torch's own logging silenced."""
@@ -276,7 +277,7 @@ class _InputSpec:
         return (1, self.channels) + self.sizes
 
     @classmethod
-    def build(cls, module, input_size, in_channels, found) -> "_InputSpec":
+    def build(cls, module, input_size, in_channels, found) -> _InputSpec:
         rank, channels = found if found is not None else (None, None)
         if input_size is not None and not isinstance(input_size, (int,)):
             try:
@@ -302,7 +303,7 @@ class _InputSpec:
         return cls(rank, channels, sizes, dtype)
 
     @classmethod
-    def from_fx(cls, module, gm: "_Traced", input_size, in_channels) -> "_InputSpec":
+    def from_fx(cls, module, gm: _Traced, input_size, in_channels) -> _InputSpec:
         found = None
         modules = dict(gm.named_modules())
         for node in gm.graph.nodes:
@@ -331,7 +332,7 @@ class _InputSpec:
         return cls.build(module, input_size, in_channels, found)
 
     @classmethod
-    def from_modules(cls, module, input_size, in_channels) -> "_InputSpec":
+    def from_modules(cls, module, input_size, in_channels) -> _InputSpec:
         found = None
         factor = 1  # pixel (un)shuffles registered before the first convolution
         for m in module.modules():
@@ -346,7 +347,7 @@ class _InputSpec:
         return cls.build(module, input_size, in_channels, found)
 
 
-def _probe_channels(gm: "_Traced", conv: torch.fx.Node, channels: int, spec: "_InputSpec") -> int | None:
+def _probe_channels(gm: _Traced, conv: torch.fx.Node, channels: int, spec: _InputSpec) -> int | None:
     """Where views and permutes between the input and the first convolution change the
     channel count (a space-to-depth stem written with ``view``/``permute``, as TResNet's, or
     a concatenation of the input with itself),

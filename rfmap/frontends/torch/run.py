@@ -471,7 +471,7 @@ class _ExportRun:
             info[node] = (path, typ if leaf else None, key, False)
             if leaf:
                 last_of[key] = node
-        for key, node in last_of.items():
+        for node in last_of.values():
             path, typ, k, _ = info[node]
             info[node] = (path, typ, k, True)
         return info

@@ -3,8 +3,9 @@ with the receptive-field columns of the node each module produced."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch.nn as nn
 

@@ -22,7 +22,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from rfmap.core.axis import AxisMap, Global
+from rfmap.core.axis import AxisMap, Global, Identity
 from rfmap.core.box import AXES, Box
 from rfmap.core.budget import MAX_SIZE, check_cells, check_size
 from rfmap.core.graph import Graph, Node
@@ -161,6 +161,15 @@ class Analysis:
                     if self.strict:
                         raise RFMapError(msg)
                     messages.append(msg)
+            elif _keeps_boxes(node, maps):  # activations, norms over channels: the parent's geometry
+                parent = self._index[node.inputs[0]]
+                families, anchors = states[parent].families, states[parent].anchors
+                is_global = states[parent].is_global
+                states.append(_NodeState(sizes, maps, families, is_global, anchors))
+                aligned_of.append(aligned_of[parent])
+                up = rows[parent]
+                rows.append(LayerGeometry(node.name, node.op, node.inputs, up.axes, up.aligned, up.global_context))
+                continue
             else:
                 parent = self._index[node.inputs[0]]
                 try:
@@ -534,6 +543,29 @@ class Analysis:
         )
 
 
+def _keeps_boxes(node: Node, maps) -> bool:
+    """A layer whose every cell sees exactly its input cell (a pointwise op): its boxes, and
+    so its geometry, are its input's."""
+    layer = node.layer
+    return (not layer.global_context and not getattr(layer, "context", False)
+            and all(type(m) is Identity and m.n_in == m.n_out for m in maps))
+
+
+#: Fractions already made (a network has few distinct strides and centers; making one costs
+#: microseconds, looking one up a dict access)
+_FRACTIONS: dict[tuple[int, int], Fraction] = {}
+
+
+def _fraction(numerator: int, denominator: int = 1) -> Fraction:
+    key = (numerator, denominator)
+    value = _FRACTIONS.get(key)
+    if value is None:
+        if len(_FRACTIONS) > 4096:
+            _FRACTIONS.clear()
+        value = _FRACTIONS[key] = Fraction(numerator, denominator)
+    return value
+
+
 def _rebuild(graph: Graph, input_size, strict: bool, exclude_global: bool) -> Analysis:
     return Analysis(graph, input_size, strict=strict, exclude_global=exclude_global)
 
@@ -541,7 +573,9 @@ def _rebuild(graph: Graph, input_size, strict: bool, exclude_global: bool) -> An
 def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
     if len(families) == 1 and isinstance(families[0], Boxes) and families[0].period == 1:  # shift-invariant
         lo0, hi0 = int(families[0].lo[0]), int(families[0].hi[0])
-        return AxisGeometry(n, Fraction(families[0].jump), hi0 - lo0 + 1, -lo0, Fraction(lo0 + hi0, 2), True)
+        jump = families[0].jump
+        stride = _fraction(jump) if type(jump) is int else Fraction(jump)
+        return AxisGeometry(n, stride, hi0 - lo0 + 1, -lo0, _fraction(lo0 + hi0, 2), True)
     fams = list(families)
     if all(isinstance(f, Boxes) and f.period == 1 for f in fams):
         # several shift-invariant families (a local path and a global branch): plain ints; the
@@ -551,7 +585,9 @@ def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
         lo0, hi0 = min(v for v, _ in los), max(v for v, _ in his)
         last = n - 1
         size = max(hi0 - lo0, max(v + last * t for v, t in his) - min(v + last * t for v, t in los)) + 1
-        return AxisGeometry(n, Fraction(max(f.jump for f in fams)), size, -lo0, Fraction(lo0 + hi0, 2), False)
+        jump = max(f.jump for f in fams)
+        stride = _fraction(jump) if type(jump) is int else Fraction(jump)
+        return AxisGeometry(n, stride, size, -lo0, _fraction(lo0 + hi0, 2), False)
     lo, hi = hull_at(fams, np.zeros(1, dtype=np.int64))
     jump = max((f.jump for f in fams), default=Fraction(1))
     return AxisGeometry(

@@ -36,6 +36,7 @@ TIMM_MODELS = [
     "xception41", "legacy_xception", "efficientnet_b0", "mobilenetv3_large_100", "regnety_016", "cspdarknet53",
     "res2net50_26w_4s", "skresnet18", "dla34", "hrnet_w18_small", "rexnet_100", "mobilevitv2_050", "edgenext_small",
     "poolformer_s12", "maxvit_tiny_tf_224", "focalnet_tiny_srf", "inception_v3", "vovnet39a", "densenet121",
+    "efficientvit_b0", "tf_efficientnet_b0", "mobilevit_xs", "pvt_v2_b0", "fastvit_t8",
 ]
 
 
@@ -80,7 +81,7 @@ def report(name, model, size, repeat=3) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", help="comma-separated timm architectures (default: a list of 25)")
+    parser.add_argument("--models", help="comma-separated timm architectures (default: a list of 30)")
     args = parser.parse_args()
     print("analysis time vs one forward pass of the model on real data (same run, same machine)")
     for size in ((29, 31), (229, 201)):

@@ -323,3 +323,32 @@ def test_cli_exclude_global(tmp_path, monkeypatch, capsys):
     finally:
         sys.modules.pop("gate_factory", None)
     assert local["rf"] == [7, 7] and full["rf"] != [7, 7]
+
+
+class _AutocastAttention(torch.nn.Module):
+    """EfficientViT's pattern: attention over all positions computed with autocast disabled
+    (torch.export keeps it as a wrap_with_autocast call of a subgraph); a forward hook
+    makes rfmap capture it with torch.export."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.out = torch.nn.Conv2d(4, 4, 1)
+        self.out.register_forward_hook(lambda m, i, o: None)
+
+    def forward(self, x):
+        x = self.conv(x)
+        with torch.autocast(device_type="cpu", enabled=False):
+            n, c, h, w = x.shape
+            t = x.flatten(2)
+            t = torch.softmax(t.transpose(1, 2) @ t, dim=-1) @ t.transpose(1, 2)
+            x = t.transpose(1, 2).reshape(n, c, h, w)
+        return self.out(x)
+
+
+def test_ops_inside_an_autocast_region_are_followed():
+    model = _AutocastAttention().eval()
+    a, tr = analyze(model, (9, 10))
+    assert tr.method == "export" and not tr.unsupported
+    cells = corners(a.output.output_size)
+    assert_supports(a, cells, gradient_sets(model, (9, 10), cells))

@@ -455,6 +455,11 @@ EXAMPLES = {
     # rejections
     "reflect pad >= size": (lambda: net(Pad((3, 3, 0, 0), "reflect")), (6, 3), "rejected"),
     "circular pad wraps twice": (lambda: net(Pad((0, 0, 4, 0), "circular")), (3, 5), "rejected"),
+    "3-D average pool, ceil mode, input under the kernel": (
+        lambda: net(nn.AvgPool3d((1, 1, 2), (1, 1, 2), ceil_mode=True)),
+        (4, 5, 1),
+        "rejected",
+    ),
     "kernel larger than the input": (lambda: net(nn.Conv2d(C, C, (7, 2))), (6, 9), "rejected"),
     "pool pad > half the kernel": (lambda: net(nn.MaxPool2d(3, 1, (2, 1))), (6, 9), "rejected"),
     "transposed output size < 1": (lambda: net(nn.ConvTranspose2d(C, C, (3, 2), stride=2, padding=(3, 1))), (2, 6), "rejected"),

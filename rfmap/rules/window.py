@@ -212,7 +212,8 @@ def conv_module_shape(m, args, kwargs):
 
 def pool_module_shape(m, args, kwargs):
     """``nn.MaxPoolNd``/``nn.AvgPoolNd`` (no indices) on a batched input: PyTorch's
-    ``pooling_output_shape`` (a padding over half the kernel is left for PyTorch to refuse)."""
+    ``pooling_output_shape`` (what PyTorch refuses, a padding over half the kernel or a 3-D
+    average pool's input smaller than its kernel, is left for PyTorch to refuse)."""
     x = args[0] if args else None
     name = type(m).__name__
     nd = int(name[-2]) if name[-2:-1].isdigit() else 0
@@ -224,6 +225,8 @@ def pool_module_shape(m, args, kwargs):
     d = as_ints(getattr(m, "dilation", 1), nd)
     if any(2 * pi > ki for pi, ki in zip(p, k)):
         return None
+    if name == "AvgPool3d" and any(int(n) < ki for n, ki in zip(x.shape[2:], k)):
+        return None  # PyTorch's 3-D average pool also refuses inputs smaller than the kernel
     sizes = tuple(_window_out(int(n), ki, si, pi, di, bool(m.ceil_mode)) for n, ki, si, pi, di in zip(x.shape[2:], k, s, p, d))
     return None if min(sizes) < 1 else tuple(int(v) for v in x.shape[:2]) + sizes
 

@@ -359,6 +359,41 @@ def _to_meta_tree(obj):
     return obj
 
 
+#: higher-order ops of torch.export that run a subgraph under a context (``with
+#: torch.autocast(...)``, ``with torch.no_grad()``), by name: what they compute is the subgraph
+_WRAPPERS = ("wrap_with_autocast", "wrap_with_set_grad_enabled")
+
+
+def inline_wrapped_subgraphs(gm: Any) -> None:
+    """Replace, in place, each call of a context-wrapping higher-order op (EfficientViT runs
+    its attention under ``torch.autocast(enabled=False)``) by the nodes of its subgraph, so
+    that every op inside is converted by its own rule instead of the wrapper being one
+    unknown op."""
+    graph = gm.graph
+    for node in list(graph.nodes):
+        if node.op != "call_function" or getattr(node.target, "__name__", "") not in _WRAPPERS:
+            continue
+        k = next((i for i, a in enumerate(node.args)
+                  if isinstance(a, torch.fx.Node) and a.op == "get_attr"
+                  and isinstance(getattr(gm, str(a.target), None), torch.fx.GraphModule)), None)
+        if k is None:
+            continue
+        body = getattr(gm, str(node.args[k].target))
+        inputs = [n for n in body.graph.nodes if n.op == "placeholder"]
+        operands = node.args[k + 1:]
+        if len(inputs) != len(operands):
+            continue
+        with graph.inserting_before(node):
+            result = graph.graph_copy(body.graph, dict(zip(inputs, operands)))
+        results = result if isinstance(result, (list, tuple)) else (result,)
+        for user in list(node.users):
+            if user.op == "call_function" and user.target is operator.getitem and isinstance(user.args[1], int):
+                user.replace_all_uses_with(results[user.args[1]])
+                graph.erase_node(user)
+        if not node.users:
+            graph.erase_node(node)
+
+
 def _enclosing(node: torch.fx.Node) -> str:
     stack = node.meta.get("nn_module_stack")
     if not stack:
@@ -378,6 +413,7 @@ class _ExportRun:
 
     def run(self) -> TracedModel:
         graph = self.ep.graph
+        inline_wrapped_subgraphs(self.ep.graph_module)
         user_inputs = list(self.ep.graph_signature.user_inputs)
         binds: dict[torch.fx.Node, Any] = {}
         standard = tuple(range(2, 2 + self.spec.rank))

@@ -49,13 +49,13 @@ class Boxes:
     where it is whole, else a Fraction: the two compare and hash alike)."""
 
     period: int
-    jump: Fraction
+    jump: Fraction | int
     lo: np.ndarray  # boxes of cells 0..period-1
     hi: np.ndarray
     #: input pixels the box moves when the cell index moves by one period (``period * jump``)
     step: int = field(default=None)  # type: ignore[assignment]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.step is None:
             step = self.period * self.jump
             assert step.denominator == 1, "a period must move the box by whole pixels"
@@ -139,7 +139,7 @@ def combine(families: list[Family], need: Range | None = None) -> list[Family]:
     bounded whatever the periods do."""
     if len(families) == 1:
         return families
-    by_jump: dict[Fraction, Family] = {}
+    by_jump: dict[Fraction | int, Family] = {}
     for fam in families:
         prev = by_jump.get(fam.jump)
         by_jump[fam.jump] = fam if prev is None else prev.union(fam, need)
@@ -198,7 +198,7 @@ class Explicit:
     """
 
     start: int
-    jump: Fraction
+    jump: Fraction | int
     lo: np.ndarray
     hi: np.ndarray
 

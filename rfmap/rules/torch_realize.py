@@ -63,10 +63,10 @@ from rfmap.core.layers import (
     PixelShuffle,
     PixelUnshuffle,
     Reduce,
-    Resize,
     Upsample,
 )
 from rfmap.core.params import pad_pair, per_axis
+from rfmap.core.resize import Resize
 from rfmap.errors import RFMapError
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}

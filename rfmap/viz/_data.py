@@ -23,7 +23,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -142,6 +142,10 @@ def _check_pixels(path: str, h: int, w: int) -> None:
                          "(rfmap.core.budget.MAX_PICTURE_PIXELS)")
 
 
+@overload
+def load_image(image: None) -> None: ...
+@overload
+def load_image(image: str | os.PathLike[str] | np.ndarray | Any) -> np.ndarray: ...
 def load_image(image: Any) -> np.ndarray | None:
     """An image as an array ``H x W`` or ``H x W x 3|4`` (PIL when installed, else matplotlib's
     imread); its size is checked before it is decoded."""
@@ -156,7 +160,7 @@ def load_image(image: Any) -> np.ndarray | None:
         if size is not None:
             _check_pixels(path, *size)
         try:
-            from PIL import Image  # type: ignore[import-not-found]
+            from PIL import Image
         except ImportError:
             try:
                 import matplotlib.image as mpimg

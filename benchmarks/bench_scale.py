@@ -4,8 +4,8 @@ Two sizes the hardening issue (#12) asks to stay in seconds, each with a peer me
 the same run:
 
 * a 100,000-layer chain of 3x3 convolutions, read from a layer list and analyzed, against
-  the peer "seed recurrence" (the bare forward recurrence of seed 003 / Distill in a Python
-  loop: the floor any per-layer Python tool pays);
+  the peer "Distill recurrence" (``benchmarks/_recurrence.py``: the bare forward recurrence of
+  Araujo et al., Distill 2019, in a Python loop: the floor any per-layer Python tool pays);
 * an ONNX file of 16,000 nodes that all share one name (renaming used to be quadratic: 65 s),
   read by rfmap's ONNX front end, against the peer "onnx shape inference" (``onnx.load`` and
   ``onnx.shape_inference.infer_shapes`` of the same file, which any ONNX reader runs).
@@ -16,21 +16,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from _recurrence import distill_recurrence
 from _timing import median_time  # noqa: E402  (puts the checkout on sys.path)
 
 import rfmap  # noqa: E402
 from rfmap.frontends.layerlist import from_layer_list  # noqa: E402
-
-
-def seed_recurrence(layers, n):
-    j, r, start, rows = 1, 1, 0.5, []
-    for k, s, p in layers:
-        n = (n - k + 2 * p) // s + 1
-        start = start + ((k - 1) / 2 - p) * j
-        r = r + (k - 1) * j
-        j = j * s
-        rows.append((n, j, r, start))
-    return rows
 
 
 def onnx_chain(path: Path, n: int) -> None:
@@ -50,9 +40,9 @@ def main():
     n = 100_000
     chain = [[3, 1, 1]] * n
     t_ours = median_time(lambda: rfmap.analyze(from_layer_list(chain), 64), repeat=3)
-    t_peer = median_time(lambda: (seed_recurrence(chain, 64), seed_recurrence(chain, 64)), repeat=3)
+    t_peer = median_time(lambda: (distill_recurrence(chain, 64), distill_recurrence(chain, 64)), repeat=3)
     print(f"100,000-layer chain: {t_ours:6.2f} s ({t_ours * 1e6 / n:5.1f} us/layer, read + analyzed, both axes);"
-          f" seed recurrence {t_peer:5.3f} s; ratio {t_ours / t_peer:6.1f}x")
+          f" Distill recurrence {t_peer:5.3f} s; ratio {t_ours / t_peer:6.1f}x")
 
     import onnx
 

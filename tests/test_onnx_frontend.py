@@ -166,3 +166,17 @@ def test_exported_pytorch_model_matches_hand_built_graph(tmp_path):
     assert got == want
     # the same file at another input size (the file's size is only a default)
     assert rfmap.analyze(str(path), (64, 64)).layer("/c1/Conv").output_size == (32, 32)
+
+
+def test_a_file_with_recorded_shapes_is_analyzed_at_another_size():
+    # exporters record every shape at the export size (value_info and the outputs); at
+    # another input size those records are stale and must not win over the real sizes
+    w = const("w", np.ones((4, 3, 3, 3)), np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+             helper.make_node("Mul", ["c", "g"], ["y"])]
+    m = model(nodes, [tensor("x", [1, 3, 64, 64])], [tensor("y", [1, 4, 32, 32])], [w])
+    m.graph.value_info.extend([tensor("c", [1, 4, 32, 32]), tensor("g", [1, 4, 1, 1])])
+    assert rfmap.analyze(from_onnx(m)).output.output_size == (32, 32)
+    a = rfmap.analyze(from_onnx(m, (128, 96)))
+    assert a.output.output_size == (64, 48) and a.layer("c").rf == (3, 3)

@@ -2,6 +2,7 @@
 
 import re
 import shlex
+import warnings
 from pathlib import Path
 
 import pytest
@@ -32,16 +33,60 @@ def console_examples():
     return out
 
 
-@pytest.mark.parametrize("cmd, expected", console_examples())
-def test_console_examples(cmd, expected, capsys, tmp_path):
-    from rfmap.cli import main
-    from rfmap.frontends import zoo
+#: the user's own files the README's commands name, written for the test: a small network with
+#: a squeeze-excitation gate (what --exclude-global leaves out) as a factory, and its ONNX export
+MODELS_PY = """
+import torch
+from torch import nn
 
-    argv = [arg.replace("/tmp/", f"{tmp_path}/") for arg in shlex.split(cmd)]  # outputs go to tmp_path
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 8, 1), nn.Sigmoid())
+        self.out3 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.out3(x * self.gate(x))
+
+
+def build_net():
+    return Net()
+"""
+
+
+@pytest.fixture
+def user_files(tmp_path, monkeypatch):
+    """``mypkg/models.py`` and ``model.onnx`` in the current directory, as the README assumes."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "models.py").write_text(MODELS_PY)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def _export_onnx(path):
+    import torch
+    from mypkg.models import build_net
+
+    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(build_net().eval(), (torch.zeros(1, 3, 64, 64),), str(path), dynamo=False)
+
+
+@pytest.mark.parametrize("cmd, expected", console_examples())
+def test_console_examples(cmd, expected, capsys, user_files):
+    from rfmap.cli import main
+
+    argv = [arg.replace("/tmp/", f"{user_files}/") for arg in shlex.split(cmd)]  # outputs go to tmp_path
     assert argv[0] == "rfmap"
-    if len(argv) > 2 and not zoo.has(argv[2]):
-        pytest.skip(f"illustration with a user's file: {argv[2]}")
-    assert main(argv[1:]) == 0
+    if "model.onnx" in argv:
+        _export_onnx(user_files / "model.onnx")
+        capsys.readouterr()
+    assert main(argv[1:]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out.splitlines()
     if expected:
         assert printed == expected

@@ -97,7 +97,9 @@ def _join_negative_values(parser: argparse.ArgumentParser, args: list[str]) -> l
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand; given a command line that names one, of that one only
+    (building all of them costs more than running ``rfmap summary vgg16``)."""
     from rfmap import __version__
 
     parser = _Parser(
@@ -107,11 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = _named_command(argv)
     for cmd in COMMANDS:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, allow_abbrev=False)
-        cmd.configure(p)
-        p.set_defaults(_run=cmd.run)
+        if chosen is None or cmd.name == chosen:
+            p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, allow_abbrev=False)
+            cmd.configure(p)
+            p.set_defaults(_run=cmd.run)
     return parser
+
+
+def _named_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand the command line names (its first argument that is not an option), or
+    ``None`` (then every subcommand is configured)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    first = next((a for a in args if not a.startswith("-")), None)
+    names = {cmd.name for cmd in COMMANDS}
+    return first if first in names else None
 
 
 def _one_line(message: Any) -> str:
@@ -161,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (status 2), --help and --version (status 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from rfmap.cli.common import add_input, add_source, add_strict, load_analysis, parse_cell_index
 
@@ -26,5 +25,6 @@ def run(args: argparse.Namespace) -> str:
     analysis = load_analysis(args)
     index = parse_cell_index(args.at)
     if args.format == "json":
+        import json
         return json.dumps(analysis.cell_dict(args.layer, index))
     return cell_text(analysis, args.layer, index)

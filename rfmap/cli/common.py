@@ -37,7 +37,8 @@ class Command:
 
 
 def add_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="SOURCE", help="a zoo name (see `rfmap zoo`), a spec file (.yaml/.toml/.json) or an .onnx file")
+    p.add_argument("source", metavar="SOURCE", help="a zoo name (see `rfmap zoo`), a spec file (.yaml/.toml/.json), an .onnx "
+                   "file, or a PyTorch factory: 'pkg.module:factory', 'path/models.py:factory' or 'torchvision:NAME'")
 
 
 def add_input(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,6 @@ lines up with another (Caffe's ``crop(cropped, reference)``), see :mod:`rfmap.ma
 from __future__ import annotations
 
 import argparse
-import json
 
 from rfmap.cli.common import add_input, add_source, add_strict, load_analysis
 
@@ -44,6 +43,7 @@ def run(args: argparse.Namespace) -> str:
     conventions = CONVENTIONS if args.convention == "all" else (args.convention,)
     results = [crop_offset(analysis, args.cropped, args.reference, convention=c) for c in conventions]
     if args.format == "json":
+        import json
         return json.dumps({"input_size": list(analysis.input_size), "results": [r.to_dict() for r in results]})
     a, b = analysis.layer(args.cropped), analysis.layer(args.reference)
     head = (

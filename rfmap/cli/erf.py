@@ -17,7 +17,6 @@ command runs.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rfmap.cli.common import (
@@ -109,6 +108,7 @@ def run(args: argparse.Namespace) -> str:
     if args.format == "json":
         data = result.to_dict()
         data["files"] = written
+        import json
         return json.dumps(data, indent=2)
     from rfmap.render.erf import erf_text
 

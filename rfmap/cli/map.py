@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 
 from rfmap.cli.common import add_input, add_source, load_analysis
@@ -54,5 +53,6 @@ def run(args: argparse.Namespace) -> str:
             if note is not None:
                 raise RFMapError(f"{note} (--strict)")
     if args.format == "json":
+        import json
         return json.dumps({"layer": mapper.name, "results": map_results(boxes, projections, notes)})
     return map_text(mapper, boxes, projections, notes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 NAME = "zoo"
 HELP = "list the networks known by name"
@@ -19,6 +18,7 @@ def run(args: argparse.Namespace) -> str:
 
     entries = zoo.entries()
     if args.format == "json":
+        import json
         return json.dumps(
             [{"name": n, "description": d, "input_size": None if s is None else list(s)} for n, d, s in entries],
             indent=2,

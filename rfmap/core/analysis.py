@@ -24,11 +24,11 @@ from typing import Any, NoReturn
 import numpy as np
 import numpy.typing as npt
 
-from rfmap.core.axis import AxisMap, Global
+from rfmap.core.axis import AxisMap, Global, Identity
 from rfmap.core.box import AXES, Box
 from rfmap.core.budget import check_cells
 from rfmap.core.graph import Graph, Node
-from rfmap.core.layers import Pointwise
+from rfmap.core.layers import Layer, Pointwise
 from rfmap.core.periodic import Boxes, Family, Range, combine, hull_at, max_size
 from rfmap.core.plan import needed_ranges, normalize_size, plan
 from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
@@ -134,11 +134,7 @@ class Analysis:
                 if self.exclude_global and not all(states[p].is_global for p in parents):
                     used = [p for p in parents if not states[p].is_global]
                 try:
-                    families = tuple(
-                        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
-                                       for p in used for f in states[p].families[a]], need[k][a]))
-                        for a in range(ndim)
-                    )
+                    families = _merged(states, used, sizes, need[k], anchors=False)
                 except RFMapError as exc:
                     raise at_layer(node.name, node.op, str(exc)) from None
                 is_global = all(states[p].is_global for p in parents)
@@ -146,17 +142,22 @@ class Analysis:
                 aligned = all(aligned_of[p] for p in parents)
                 anchors = families
                 if any(states[p].anchors is not states[p].families for p in used):
-                    anchors = tuple(
-                        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
-                                       for p in used for f in states[p].anchors[a]], need[k][a]))
-                        for a in range(ndim)
-                    )
+                    anchors = _merged(states, used, sizes, need[k], anchors=True)
                 msg = self._alignment(node, used, states, names)
                 if msg:
                     aligned = False
                     if self.strict:
                         raise RFMapError(msg)
                     messages.append(msg)
+            elif _keeps_boxes(node.layer, maps):  # activations, norms over channels: the parent's geometry
+                parent = self._index[node.inputs[0]]
+                families, anchors = states[parent].families, states[parent].anchors
+                is_global = states[parent].is_global
+                states.append(_NodeState(sizes, maps, families, is_global, anchors))
+                aligned_of.append(aligned_of[parent])
+                up = rows[parent]
+                rows.append(LayerGeometry(node.name, node.op, node.inputs, up.axes, up.aligned, up.global_context))
+                continue
             else:
                 parent = self._index[node.inputs[0]]
                 try:
@@ -496,6 +497,28 @@ class Analysis:
         )
 
 
+def _keeps_boxes(layer: Layer, maps: tuple[AxisMap, ...]) -> bool:
+    """A layer whose every cell sees exactly its input cell (a pointwise op): its boxes, and
+    so its geometry, are its input's."""
+    return (not layer.global_context and not getattr(layer, "context", False)
+            and all(type(m) is Identity and m.n_in == m.n_out for m in maps))
+
+
+#: Fractions already made (a network has few distinct strides and centers; making one costs
+#: microseconds, looking one up a dict access)
+_FRACTIONS: dict[tuple[int, int], Fraction] = {}
+
+
+def _fraction(numerator: int, denominator: int = 1) -> Fraction:
+    key = (numerator, denominator)
+    value = _FRACTIONS.get(key)
+    if value is None:
+        if len(_FRACTIONS) > 4096:
+            _FRACTIONS.clear()
+        value = _FRACTIONS[key] = Fraction(numerator, denominator)
+    return value
+
+
 def _rebuild(graph: Graph, input_size: Any, strict: bool, exclude_global: bool) -> Analysis:
     return Analysis(graph, input_size, strict=strict, exclude_global=exclude_global)
 
@@ -503,7 +526,9 @@ def _rebuild(graph: Graph, input_size: Any, strict: bool, exclude_global: bool) 
 def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
     if len(families) == 1 and isinstance(families[0], Boxes) and families[0].period == 1:  # shift-invariant
         lo0, hi0 = int(families[0].lo[0]), int(families[0].hi[0])
-        return AxisGeometry(n, Fraction(families[0].jump), hi0 - lo0 + 1, -lo0, Fraction(lo0 + hi0, 2), True)
+        jump = families[0].jump
+        stride = _fraction(jump) if type(jump) is int else Fraction(jump)
+        return AxisGeometry(n, stride, hi0 - lo0 + 1, -lo0, _fraction(lo0 + hi0, 2), True)
     fams = list(families)
     boxes = [f for f in fams if isinstance(f, Boxes) and f.period == 1]
     if len(boxes) == len(fams):
@@ -514,7 +539,9 @@ def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
         lo0, hi0 = min(v for v, _ in los), max(v for v, _ in his)
         last = n - 1
         size = max(hi0 - lo0, max(v + last * t for v, t in his) - min(v + last * t for v, t in los)) + 1
-        return AxisGeometry(n, Fraction(max(f.jump for f in fams)), size, -lo0, Fraction(lo0 + hi0, 2), False)
+        jump = max(f.jump for f in fams)
+        stride = _fraction(jump) if type(jump) is int else Fraction(jump)
+        return AxisGeometry(n, stride, size, -lo0, _fraction(lo0 + hi0, 2), False)
     lo, hi = hull_at(fams, np.zeros(1, dtype=np.int64))
     jump = max((f.jump for f in fams), default=Fraction(1))
     return AxisGeometry(
@@ -524,6 +551,17 @@ def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
         padding=-int(lo[0]),
         center0=Fraction(int(lo[0]) + int(hi[0]), 2),
         shift_invariant=len(fams) == 1 and fams[0].is_shift_invariant(n),
+    )
+
+
+def _merged(states: Sequence[_NodeState], used: Sequence[int], sizes: tuple[int, ...], need: Sequence[Range | None],
+            anchors: bool) -> tuple[tuple[Family, ...], ...]:
+    """Per axis, the families (or ``anchors``) of the merge inputs ``used``, a 1-cell axis
+    broadcast to ``sizes``, combined."""
+    return tuple(
+        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[a])
+                       for p in used for f in (states[p].anchors if anchors else states[p].families)[a]], need[a]))
+        for a in range(len(sizes))
     )
 
 

@@ -25,7 +25,7 @@ from math import gcd, lcm
 
 import numpy as np
 
-from rfmap.core.axis import BIG, AxisMap, Identity, Window
+from rfmap.core.axis import BIG, AxisMap, Global, Identity, Window
 from rfmap.core.budget import check_cells, check_period, check_work, chunk
 from rfmap.errors import RFMapError
 
@@ -41,6 +41,10 @@ def exact(value: Fraction | int) -> Fraction | int:
     """A jump as an int where it is whole (cheaper arithmetic; equal and hashing alike), else
     the Fraction."""
     return int(value) if value.denominator == 1 else value
+
+
+#: rules whose window over a period-1 map :meth:`Boxes.through` computes in plain Python
+_PLAIN_RULES = (Window, Identity, Global)
 
 
 @dataclass(frozen=True)
@@ -91,11 +95,15 @@ class Boxes:
         ``need``: the output cells anyone will ask about; where the period would be longer
         than that range, the boxes are kept for that range only (:class:`Explicit`).
         """
-        if self.period == 1 and type(rule) in (Window, Identity):
-            # the common case in plain Python: box(0) of a window over a shift-invariant map
-            if type(rule) is Window:
+        kind = type(rule)
+        if self.period == 1 and kind in _PLAIN_RULES:
+            # the common cases in plain Python: box(0) of a window (a whole map, a cell) over a
+            # shift-invariant map (period 1: its boxes move by step >= 0 from cell to cell)
+            if type(rule) is Window:  # not kind: type checkers narrow rule on type(rule)
                 w_lo, shift = -rule.pad_left, rule.stride_
                 w_hi = w_lo + rule.dilation * (rule.kernel - 1)
+            elif kind is Global:
+                w_lo, w_hi, shift = 0, rule.n_in - 1, 0
             else:
                 w_lo = w_hi = 0
                 shift = 1
@@ -113,6 +121,10 @@ class Boxes:
         """Hull of two box layouts with the same jump."""
         if isinstance(other, Explicit):
             return other.union(self, need)
+        if self.period == 1 and other.period == 1:  # both move by the same step: hull of box(0)
+            lo = min(int(self.lo[0]), int(other.lo[0]))
+            hi = max(int(self.hi[0]), int(other.hi[0]))
+            return Boxes(1, self.jump, np.array([lo], dtype=np.int64), np.array([hi], dtype=np.int64), self.step)
         period = lcm(self.period, other.period)
         if need is not None and period > max(need[1] - need[0], SMALL):
             return Explicit.of(self, need).union(other, need)

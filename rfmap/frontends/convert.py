@@ -56,11 +56,20 @@ class NoSpatialOutput(RFMapError):
 
 
 def has_bind(*structs) -> bool:
-    return any(isinstance(leaf, Bind) for s in structs for leaf in leaves(s))
+    for s in structs:
+        if type(s) is tuple and not any(isinstance(v, _NESTED) for v in s):  # flat: no walk
+            if any(isinstance(v, Bind) for v in s):
+                return True
+        elif any(isinstance(leaf, Bind) for leaf in leaves(s)):
+            return True
+    return False
 
 
 def has_tensor(obj) -> bool:
-    return any(is_tensor(leaf) for leaf in leaves(obj))
+    return is_tensor(obj) or (isinstance(obj, _NESTED) and any(is_tensor(leaf) for leaf in leaves(obj)))
+
+
+_NESTED = (list, tuple, dict)
 
 
 def one_line(exc: BaseException | None) -> str:

@@ -1,4 +1,4 @@
-"""Layer lists as the seeds write them: ``[[kernel, stride, padding], ...]``.
+"""Layer lists as papers tabulate networks: ``[[kernel, stride, padding], ...]``.
 
 Each entry is ``[k, s, p]`` or ``[k, s, p, d]`` (dilation), applied to every axis, or a
 mapping ``{"op": "conv", "kernel": 3, ...}`` as in spec files.  Names default to

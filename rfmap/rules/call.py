@@ -79,9 +79,22 @@ class TensorInfo:
         return len(self.shape)
 
 
+#: types already found to be tensors (the check below, once per type)
+_TENSOR_TYPES: set[type] = set()
+
+
 def is_tensor(value: Any) -> bool:
     """A tensor of either front end (anything with ``.shape`` and ``.dim()``)."""
-    return hasattr(value, "shape") and callable(getattr(value, "dim", None))
+    kind = type(value)
+    if kind in _TENSOR_TYPES:
+        return True
+    if hasattr(value, "shape") and callable(getattr(value, "dim", None)):
+        _TENSOR_TYPES.add(kind)
+        return True
+    return False
+
+
+_NESTED = (list, tuple, dict)
 
 
 def leaves(obj: Any) -> list:
@@ -92,7 +105,7 @@ def leaves(obj: Any) -> list:
         return [obj]
     out: list = []
     for item in obj:
-        if isinstance(item, (list, tuple, dict)):
+        if isinstance(item, _NESTED):
             out.extend(leaves(item))
         else:
             out.append(item)
@@ -161,8 +174,11 @@ class Call:
         self._op_name = op_name
         #: ONNX: the opset of the node's domain (its ops changed meaning between opsets)
         self.opset = opset
-        vals = leaves(list(self.args) + list(self.kwargs.values()))
-        binds = leaves(list(arg_binds) + list(kwarg_binds.values()))
+        if kwargs or kwarg_binds:
+            vals = leaves(list(self.args) + list(self.kwargs.values()))
+            binds = leaves(list(arg_binds) + list(kwarg_binds.values()))
+        else:
+            vals, binds = leaves(self.args), leaves(arg_binds)
         #: ``(value, Bind)`` of every argument that carries spatial axes, in argument order
         self.inputs: list[tuple[Any, Bind]] = [(v, b) for v, b in zip(vals, binds) if isinstance(b, Bind)]
         #: the first of them: rules only see calls with a spatial argument (a call without one,

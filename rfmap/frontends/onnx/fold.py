@@ -130,11 +130,25 @@ def static_shapes(model, consts: dict[str, np.ndarray], input_name: str, spatial
         for inp in g.input:
             if inp.name == input_name:
                 dims = inp.type.tensor_type.shape.dim
+                resized = any(dims[a].dim_value != int(n) for a, n in zip(spatial, input_size))
                 if dims:
                     dims[0].dim_value = 1
                 for a, n in zip(spatial, input_size):
                     dims[a].dim_value = int(n)
+                if resized:  # the shapes the exporter recorded are those of another input size
+                    _forget_recorded_shapes(g, known or {})
     return _isolated(_infer, model)
+
+
+def _forget_recorded_shapes(g, known: dict[str, list[int]]) -> None:
+    """Drop the intermediate and output shapes a file records (they hold for the size it was
+    exported at, and inference keeps a recorded shape where it disagrees), except ``known``."""
+    kept = [vi for vi in g.value_info if vi.name in known]
+    del g.value_info[:]
+    g.value_info.extend(kept)
+    for out in g.output:
+        if out.name not in known and out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
 
 
 def _infer(model) -> dict[str, list[int]]:

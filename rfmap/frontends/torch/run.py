@@ -31,6 +31,33 @@ from rfmap.rules.call import Bind, leaves
 CONST_LIMIT = 1 << 22
 
 
+#: fx node ops -> the kinds of rfmap's calls
+_KINDS = {"call_module": "module", "call_function": "function", "call_method": "method"}
+
+#: argument values passed as they are (fx's map_arg walks every argument with pytree: the
+#: common flat tuple of nodes and numbers is read here in one loop)
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _args_and_binds(args: tuple, env: dict, binds: dict) -> tuple[Any, Any]:
+    """``args`` with each fx node replaced by its value (``env``) and by its binding
+    (``binds``, ``None`` where it has none)."""
+    if type(args) is tuple:
+        values, bound = [], []
+        for a in args:
+            if type(a) is torch.fx.Node:
+                values.append(env[a])
+                bound.append(binds.get(a))
+            elif type(a) in _PLAIN:
+                values.append(a)
+                bound.append(a)
+            else:
+                break
+        else:
+            return tuple(values), tuple(bound)
+    return map_arg(args, env.__getitem__), map_arg(args, binds.get)
+
+
 def _fetch(root: nn.Module, target: str):
     obj = root
     for part in target.split("."):
@@ -169,12 +196,14 @@ class _FxRun:
                 outputs = map_arg(node.args[0], lambda n: binds.get(n))
                 values = map_arg(node.args[0], lambda n: env.get(n))
                 break
-            args = map_arg(node.args, env.__getitem__)
-            kwargs = map_arg(node.kwargs, env.__getitem__)
-            arg_binds = map_arg(node.args, lambda n: binds.get(n))
-            kwarg_binds = map_arg(node.kwargs, lambda n: binds.get(n))
+            args, arg_binds = _args_and_binds(node.args, env, binds)
+            if node.kwargs:
+                kwargs = map_arg(node.kwargs, env.__getitem__)
+                kwarg_binds = map_arg(node.kwargs, binds.get)
+            else:
+                kwargs, kwarg_binds = {}, {}
             module = self.modules[node.target] if op == "call_module" else None
-            kind = {"call_module": "module", "call_function": "function", "call_method": "method"}[op]
+            kind = _KINDS[op]
             target = module if module is not None else node.target
             rule = T.lookup(target)
             spatial = has_bind(arg_binds, kwarg_binds)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # both imported only where they are used (rich may be absent)
+    import threading
+
+    from rich.progress import Progress, TaskID
+
 
 class ProgressBar:
     """``with ProgressBar(total, "what") as bar: ... bar.advance(n)``.
@@ -11,7 +18,8 @@ class ProgressBar:
     """
 
     def __init__(self, total: int, description: str, enabled: bool = True):
-        self._bar = self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
         if not enabled:
             return
         try:
@@ -30,10 +38,10 @@ class ProgressBar:
         return self
 
     def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, n)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.stop()
 
@@ -46,14 +54,14 @@ class Status:
 
     FRAMES = "|/-\\"
 
-    def __init__(self, message: str, delay: float = 1.0, stream=None):
+    def __init__(self, message: str, delay: float = 1.0, stream: TextIO | None = None):
         import sys
 
         self.message = message
         self.delay = delay
         self.stream = stream if stream is not None else sys.stderr
-        self._thread = None
-        self._done = None
+        self._thread: threading.Thread | None = None
+        self._done: threading.Event | None = None
 
     def _enabled(self) -> bool:
         import os
@@ -64,11 +72,11 @@ class Status:
         except ValueError:
             return False
 
-    def _spin(self) -> None:
-        if self._done.wait(self.delay):
+    def _spin(self, done: threading.Event) -> None:
+        if done.wait(self.delay):
             return
         k = 0
-        while not self._done.wait(0.1):
+        while not done.wait(0.1):
             self.stream.write(f"\r{self.FRAMES[k % 4]} {self.message} ...")
             self.stream.flush()
             k += 1
@@ -80,11 +88,11 @@ class Status:
             import threading
 
             self._done = threading.Event()
-            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread = threading.Thread(target=self._spin, args=(self._done,), daemon=True)
             self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self._thread is not None:
+    def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None and self._done is not None:
             self._done.set()
             self._thread.join()

@@ -406,6 +406,7 @@ def with_heads(config: AnchorConfig) -> tuple[Graph, list[str]]:
     names = {node.name for node in graph.nodes}
     b = GraphBuilder(graph.name, graph.input_size)
     for node in graph.nodes[1:]:
+        assert node.layer is not None  # only the input has none (Graph checks it)
         b.add(node.name, node.layer, *node.inputs)
     outputs = []
     for i, level in enumerate(config.levels):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rfmap.cli.common import parse_input_size, require_matplotlib
 
@@ -33,7 +34,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> str:
     from rfmap.anchors import analyze_anchors, render_anchors
 
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if args.input:
         size = parse_input_size(args.input)
         overrides["input"] = [size, size] if isinstance(size, int) else list(size)

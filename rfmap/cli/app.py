@@ -27,8 +27,8 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn, TypeVar, overload
 
 from rfmap.cli import anchors, cell, crop, erf, levels, map, plot, report, summary, zoo
 from rfmap.cli.common import Command
@@ -47,16 +47,25 @@ COMMANDS: list[Command] = [
 ]
 
 
+_N = TypeVar("_N")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with negative numbers as option values: ``--box -50,-50,20,20`` and
     ``--at -1,0`` read the value, where argparse alone takes it for an option."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """A usage error: one line (``rfmap summary: error: ...``), status 2."""
         _say(f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')")
         raise SystemExit(EXIT_USAGE)
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    @overload
+    def parse_known_args(self, args: Iterable[str] | None = None, namespace: None = None) -> tuple[argparse.Namespace, list[str]]: ...
+    @overload
+    def parse_known_args(self, args: Iterable[str] | None, namespace: _N) -> tuple[_N, list[str]]: ...
+    @overload
+    def parse_known_args(self, *, namespace: _N) -> tuple[_N, list[str]]: ...
+    def parse_known_args(self, args: Iterable[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
         if args is None:
             args = sys.argv[1:]
         return super().parse_known_args(_join_negative_values(self, list(args)), namespace)

@@ -16,18 +16,21 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, NoReturn
 
 import numpy as np
+import numpy.typing as npt
 
 from rfmap.core.axis import AxisMap, Global, Identity
 from rfmap.core.box import AXES, Box
-from rfmap.core.budget import MAX_SIZE, check_cells, check_size
+from rfmap.core.budget import check_cells
 from rfmap.core.graph import Graph, Node
-from rfmap.core.layers import Pointwise, resolved_maps
+from rfmap.core.layers import Layer, Pointwise
 from rfmap.core.periodic import Boxes, Family, Range, combine, hull_at, max_size
+from rfmap.core.plan import needed_ranges, normalize_size, plan
 from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
 from rfmap.errors import RFMapError, RFMapWarning, at_layer
 
@@ -41,26 +44,7 @@ class _NodeState:
     #: the families with context mixing (attention inside windows, a norm over a window's
     #: cells: layers with ``context``) left out: what alignment compares; ``families`` itself
     #: where no such layer is upstream
-    anchors: tuple[tuple[Family, ...], ...] | None = None
-
-
-def _normalize_size(input_size) -> tuple[int, ...]:
-    """``224`` -> ``(224, 224)``; a tuple of 1 to 3 positive ints as it is."""
-    if input_size is None:
-        raise RFMapError("an input size is needed (for example input_size=224 or (H, W))")
-    if isinstance(input_size, bool):
-        raise RFMapError(f"input size must be an int or a tuple of ints, got {input_size!r}")
-    if isinstance(input_size, (int, np.integer)):
-        input_size = (int(input_size),) * 2
-    try:
-        sizes = tuple(int(v) for v in input_size)
-    except (TypeError, ValueError):
-        raise RFMapError(f"input size must be an int or a tuple of ints, got {input_size!r}") from None
-    if not 1 <= len(sizes) <= 3 or any(v < 1 for v in sizes) or any(isinstance(v, bool) for v in input_size):
-        raise RFMapError(f"input size must have 1 to 3 positive entries, got {input_size!r}")
-    if max(sizes) > MAX_SIZE:
-        raise RFMapError(f"input size {list(sizes)} is larger than rfmap's exact integer range ({MAX_SIZE:,} per axis)")
-    return sizes
+    anchors: tuple[tuple[Family, ...], ...]
 
 
 class Analysis:
@@ -73,12 +57,22 @@ class Analysis:
 
     __slots__ = ("graph", "input_size", "strict", "exclude_global", "_index", "_aliases", "_states", "layers",
                  "messages", "_frozen")
+    graph: Graph
+    input_size: tuple[int, ...]
+    strict: bool
+    exclude_global: bool
+    _index: dict[str, int]
+    _aliases: dict[str, str]
+    _states: tuple[_NodeState, ...]
+    layers: tuple[LayerGeometry, ...]
+    messages: tuple[str, ...]
+    _frozen: bool
 
-    def __init__(self, graph: Graph, input_size, *, strict: bool = False, exclude_global: bool = False):
+    def __init__(self, graph: Graph, input_size: Any, *, strict: bool = False, exclude_global: bool = False):
         set_ = object.__setattr__
         set_(self, "_frozen", False)
         set_(self, "graph", graph)
-        set_(self, "input_size", _normalize_size(input_size))
+        set_(self, "input_size", normalize_size(input_size))
         set_(self, "strict", strict)
         set_(self, "exclude_global", exclude_global)
         set_(self, "_index", {node.name: i for i, node in enumerate(graph.nodes)})
@@ -90,19 +84,19 @@ class Analysis:
         set_(self, "messages", tuple(messages))
         set_(self, "_frozen", True)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
         raise AttributeError(f"Analysis is immutable: cannot set '{name}'")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> NoReturn:
         raise AttributeError(f"Analysis is immutable: cannot delete '{name}'")
 
     def __copy__(self) -> Analysis:
         return self
 
-    def __deepcopy__(self, memo) -> Analysis:
+    def __deepcopy__(self, memo: Any) -> Analysis:
         return self
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., Analysis], tuple[Graph, tuple[int, ...], bool, bool]]:
         return (_rebuild, (self.graph, self.input_size, self.strict, self.exclude_global))
 
     def warn(self, stacklevel: int = 2) -> Analysis:
@@ -113,11 +107,12 @@ class Analysis:
 
     # -- the forward pass -------------------------------------------------------------
 
-    def _run(self, messages: list[str]):
-        plans = self._plan()
+    def _run(self, messages: list[str]) -> tuple[tuple[_NodeState, ...], tuple[LayerGeometry, ...]]:
+        plans = plan(self.graph, self._index, self.input_size)
         ndim = len(self.input_size)
+        need: Sequence[Sequence[Range | None]]
         if any(m.period != 1 for _, maps in plans if maps is not None for m in maps):
-            need = _needed_ranges(self.graph, self._index, plans)
+            need = needed_ranges(self.graph, self._index, plans)
         else:  # every period is 1: no layout can outgrow the cells asked about
             need = [[None] * ndim for _ in plans]
         names = axis_names(ndim)
@@ -128,21 +123,18 @@ class Analysis:
             sizes, maps = plans[k]
             global_context = False
             aligned = True
+            families: tuple[tuple[Family, ...], ...]
             if node.layer is None:
                 families = tuple((Boxes.identity(),) for _ in range(ndim))
                 anchors = families
                 is_global = False
-            elif node.layer.merge:
+            elif maps is None:  # a merge (see plan)
                 parents = [self._index[p] for p in node.inputs]
                 used = parents
                 if self.exclude_global and not all(states[p].is_global for p in parents):
                     used = [p for p in parents if not states[p].is_global]
                 try:
-                    families = tuple(
-                        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
-                                       for p in used for f in states[p].families[a]], need[k][a]))
-                        for a in range(ndim)
-                    )
+                    families = _merged(states, used, sizes, need[k], anchors=False)
                 except RFMapError as exc:
                     raise at_layer(node.name, node.op, str(exc)) from None
                 is_global = all(states[p].is_global for p in parents)
@@ -150,18 +142,14 @@ class Analysis:
                 aligned = all(aligned_of[p] for p in parents)
                 anchors = families
                 if any(states[p].anchors is not states[p].families for p in used):
-                    anchors = tuple(
-                        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[k][a])
-                                       for p in used for f in states[p].anchors[a]], need[k][a]))
-                        for a in range(ndim)
-                    )
+                    anchors = _merged(states, used, sizes, need[k], anchors=True)
                 msg = self._alignment(node, used, states, names)
                 if msg:
                     aligned = False
                     if self.strict:
                         raise RFMapError(msg)
                     messages.append(msg)
-            elif _keeps_boxes(node, maps):  # activations, norms over channels: the parent's geometry
+            elif _keeps_boxes(node.layer, maps):  # activations, norms over channels: the parent's geometry
                 parent = self._index[node.inputs[0]]
                 families, anchors = states[parent].families, states[parent].anchors
                 is_global = states[parent].is_global
@@ -198,7 +186,8 @@ class Analysis:
         return tuple(states), tuple(rows)
 
     @staticmethod
-    def _anchors(parent: _NodeState, node: Node, maps, families, need):
+    def _anchors(parent: _NodeState, node: Node, maps: tuple[AxisMap, ...], families: tuple[tuple[Family, ...], ...],
+                 need: Sequence[Range | None]) -> tuple[tuple[Family, ...], ...]:
         """The families alignment compares: a context layer (mixing within windows) passes
         its input's on; others carry them through like the families themselves."""
         if getattr(node.layer, "context", False):
@@ -208,49 +197,14 @@ class Analysis:
         return tuple(tuple(combine([f.through(m, need[a]) for f in fams], need[a]))
                      for a, (m, fams) in enumerate(zip(maps, parent.anchors)))
 
-    def _plan(self) -> list[tuple[tuple[int, ...], tuple[AxisMap, ...] | None]]:
-        """Sizes and per-axis rules of every node (``None`` for the input and merges)."""
-        plans: list[tuple[tuple[int, ...], tuple[AxisMap, ...] | None]] = []
-        for node in self.graph.nodes:
-            if node.layer is None:
-                plans.append((self.input_size, None))
-            elif node.layer.merge:
-                parents = [self._index[p] for p in node.inputs]
-                plans.append((self._merged_sizes(node, parents, plans), None))
-            else:
-                in_sizes = plans[self._index[node.inputs[0]]][0]
-                try:
-                    maps = resolved_maps(node.layer, in_sizes)
-                    for m in maps:  # what the boxes will cost, before they are computed
-                        check_size(m.n_out, "its output")
-                except RFMapError as exc:
-                    raise at_layer(node.name, node.op, f"{exc} (input size {list(in_sizes)})") from None
-                plans.append((tuple(m.n_out for m in maps), maps))
-        return plans
-
-    def _merged_sizes(self, node, parents: Sequence[int], plans) -> tuple[int, ...]:
-        """Inputs of a merge agree in size; add and mul also broadcast a size-1 axis (numpy rules)."""
-        first = plans[parents[0]][0]
-        broadcasts = node.op in ("add", "mul")
-        sizes = tuple(max(plans[p][0][a] for p in parents) for a in range(len(first))) if broadcasts else first
-        for p in parents:
-            if any(m != n and not (broadcasts and m == 1) for m, n in zip(plans[p][0], sizes)):
-                q = parents[0] if p != parents[0] else parents[1]
-                raise at_layer(
-                    node.name,
-                    node.op,
-                    f"inputs '{self.graph.nodes[q].name}' {list(plans[q][0])} and "
-                    f"'{self.graph.nodes[p].name}' {list(plans[p][0])} differ in size",
-                )
-        return sizes
-
-    def _alignment(self, node, parents: Sequence[int], states, names) -> str | None:
+    def _alignment(self, node: Node, parents: Sequence[int], states: Sequence[_NodeState],
+                   names: Sequence[str]) -> str | None:
         """Paths meeting at a merge are aligned iff, per axis, their local path families
         (global ones, of stride 0, excepted; context mixing within windows left out) agree
         in stride and cell-0 center."""
         nodes = self.graph.nodes
         for axis, axis_name in enumerate(names):
-            seen: list[tuple[int, Fraction, Fraction]] = []
+            seen: list[tuple[int, Fraction | int, Fraction]] = []
             for p in parents:
                 local = [f for f in states[p].anchors[axis] if f.jump != 0]
                 if not local:
@@ -277,8 +231,8 @@ class Analysis:
         return None
 
     @staticmethod
-    def _axis_differs(states, q: int, p: int, axis: int) -> bool:
-        def key(k):
+    def _axis_differs(states: Sequence[_NodeState], q: int, p: int, axis: int) -> bool:
+        def key(k: int) -> tuple[Fraction | int, int] | None:
             local = [f for f in states[k].anchors[axis] if f.jump != 0]
             if not local:
                 return None
@@ -328,7 +282,7 @@ class Analysis:
             return self._resolve(int(name))
         raise RFMapError(f"no layer named '{name}'")
 
-    def _cell(self, k: int, index) -> tuple[int, ...]:
+    def _cell(self, k: int, index: Any) -> tuple[int, ...]:
         sizes = self._states[k].sizes
         idx = (index,) * 1 if isinstance(index, (int, np.integer)) else tuple(index)
         if len(idx) == 1 and len(sizes) > 1 and isinstance(index, (int, np.integer)):
@@ -346,7 +300,7 @@ class Analysis:
 
     # -- per-cell queries -------------------------------------------------------------
 
-    def rf_box(self, layer: str | int, index) -> Box:
+    def rf_box(self, layer: str | int, index: Any) -> Box:
         """Theoretical RF box of a cell, unclipped (it may reach into padding): a :class:`Box`
         ``(y0, x0, y1, x1)`` (inclusive pixel indices; ``order`` names the axes)."""
         k = self._resolve(layer)
@@ -358,7 +312,7 @@ class Analysis:
             ends.append(int(hi[0]))
         return Box(starts + ends, AXES[len(starts)])
 
-    def rf_boxes(self, layer: str | int, cells) -> np.ndarray:
+    def rf_boxes(self, layer: str | int, cells: npt.ArrayLike) -> np.ndarray:
         """Theoretical RF boxes of many cells at once: ``cells`` ``[N, ndim]`` -> ``[N, 2*ndim]``
         int array, starts then ends (``y0, x0, y1, x1``), exact for every layer (also where the
         RF varies from cell to cell)."""
@@ -387,13 +341,13 @@ class Analysis:
             hull_at(list(fams), np.arange(n, dtype=np.int64)) for fams, n in zip(state.families, state.sizes)
         )
 
-    def center(self, layer: str | int, index) -> tuple[Fraction, ...]:
+    def center(self, layer: str | int, index: Any) -> tuple[Fraction, ...]:
         """Center of the theoretical RF box of a cell, per axis (exact)."""
         box = self.rf_box(layer, index)
         d = len(box) // 2
         return tuple(Fraction(box[a] + box[a + d], 2) for a in range(d))
 
-    def support(self, layer: str | int, index) -> tuple[np.ndarray, ...]:
+    def support(self, layer: str | int, index: Any) -> tuple[np.ndarray, ...]:
         """Input pixels that influence a cell, per axis (sorted index arrays).
 
         Exact: positions in an intermediate map's padding, pixels dropped by a floor in an
@@ -444,7 +398,7 @@ class Analysis:
             for a in range(self.ndim)
         )
 
-    def support_box(self, layer: str | int, index) -> Box | None:
+    def support_box(self, layer: str | int, index: Any) -> Box | None:
         """Bounding box of :meth:`support`, a :class:`Box` ``(y0, x0, y1, x1)`` (inclusive);
         ``None`` when the cell sees only padding."""
         sets = self.support(layer, index)
@@ -452,7 +406,7 @@ class Analysis:
             return None
         return Box([int(s[0]) for s in sets] + [int(s[-1]) for s in sets], AXES[len(sets)])
 
-    def cells_containing(self, layer: str | int, point) -> tuple[np.ndarray, ...]:
+    def cells_containing(self, layer: str | int, point: Any) -> tuple[np.ndarray, ...]:
         """Per axis, the sorted indices of the cells whose theoretical RF box contains the
         input pixel ``point`` (contiguous except after interleaving transposed convolutions)."""
         k = self._resolve(layer)
@@ -464,7 +418,7 @@ class Analysis:
             out.append(np.flatnonzero((lo <= p) & (p <= hi)))
         return tuple(out)
 
-    def nearest_cell(self, layer: str | int, point) -> tuple[int, ...]:
+    def nearest_cell(self, layer: str | int, point: Any) -> tuple[int, ...]:
         """The cell whose RF center is nearest to the input point (ties: the lower index)."""
         k = self._resolve(layer)
         point = self._point(point)
@@ -475,7 +429,7 @@ class Analysis:
             out.append(int(np.argmin(np.abs((lo + hi) - 2 * float(p)))))
         return tuple(out)
 
-    def _point(self, point) -> tuple:
+    def _point(self, point: Any) -> tuple[Any, ...]:
         pt = (point,) if np.isscalar(point) else tuple(point)
         if len(pt) != self.ndim:
             raise RFMapError(f"point {list(pt)} has {len(pt)} coordinates, the input has {self.ndim} axes")
@@ -516,7 +470,7 @@ class Analysis:
 
     # -- serialization ----------------------------------------------------------------
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The stable JSON contract (see the README)."""
         return {
             "input_size": list(self.input_size),
@@ -527,7 +481,7 @@ class Analysis:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def cell_dict(self, layer: str | int, index) -> dict:
+    def cell_dict(self, layer: str | int, index: Any) -> dict[str, Any]:
         """``{"box", "support", "center"}`` of one cell, as in ``rfmap cell --format json``."""
         return {
             "box": list(self.rf_box(layer, index)),
@@ -543,10 +497,9 @@ class Analysis:
         )
 
 
-def _keeps_boxes(node: Node, maps) -> bool:
+def _keeps_boxes(layer: Layer, maps: tuple[AxisMap, ...]) -> bool:
     """A layer whose every cell sees exactly its input cell (a pointwise op): its boxes, and
     so its geometry, are its input's."""
-    layer = node.layer
     return (not layer.global_context and not getattr(layer, "context", False)
             and all(type(m) is Identity and m.n_in == m.n_out for m in maps))
 
@@ -566,7 +519,7 @@ def _fraction(numerator: int, denominator: int = 1) -> Fraction:
     return value
 
 
-def _rebuild(graph: Graph, input_size, strict: bool, exclude_global: bool) -> Analysis:
+def _rebuild(graph: Graph, input_size: Any, strict: bool, exclude_global: bool) -> Analysis:
     return Analysis(graph, input_size, strict=strict, exclude_global=exclude_global)
 
 
@@ -577,11 +530,12 @@ def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
         stride = _fraction(jump) if type(jump) is int else Fraction(jump)
         return AxisGeometry(n, stride, hi0 - lo0 + 1, -lo0, _fraction(lo0 + hi0, 2), True)
     fams = list(families)
-    if all(isinstance(f, Boxes) and f.period == 1 for f in fams):
+    boxes = [f for f in fams if isinstance(f, Boxes) and f.period == 1]
+    if len(boxes) == len(fams):
         # several shift-invariant families (a local path and a global branch): plain ints; the
         # hull's size is largest at an end cell (see periodic.max_size)
-        los = [(int(f.lo[0]), f.step) for f in fams]
-        his = [(int(f.hi[0]), f.step) for f in fams]
+        los = [(int(f.lo[0]), f.step) for f in boxes]
+        his = [(int(f.hi[0]), f.step) for f in boxes]
         lo0, hi0 = min(v for v, _ in los), max(v for v, _ in his)
         last = n - 1
         size = max(hi0 - lo0, max(v + last * t for v, t in his) - min(v + last * t for v, t in los)) + 1
@@ -600,33 +554,20 @@ def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
     )
 
 
-def _broadcast(family: Family, n_in: int, n_out: int, need: Range) -> Family:
+def _merged(states: Sequence[_NodeState], used: Sequence[int], sizes: tuple[int, ...], need: Sequence[Range | None],
+            anchors: bool) -> tuple[tuple[Family, ...], ...]:
+    """Per axis, the families (or ``anchors``) of the merge inputs ``used``, a 1-cell axis
+    broadcast to ``sizes``, combined."""
+    return tuple(
+        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[a])
+                       for p in used for f in (states[p].anchors if anchors else states[p].families)[a]], need[a]))
+        for a in range(len(sizes))
+    )
+
+
+def _broadcast(family: Family, n_in: int, n_out: int, need: Range | None) -> Family:
     """A merge input of size 1 along an axis is broadcast: every cell reads its one cell."""
     return family if n_in == n_out else family.through(Global(1, n_out), need)
-
-
-def _needed_ranges(graph: Graph, index: dict[str, int], plans) -> list[list[Range]]:
-    """Per node and axis, the cells ``[lo, hi)`` whose boxes anyone will ask about: the
-    real cells, and the virtual cells that later layers read through their padding (one
-    backward pass; O(1) per rule for the built-in ones).  Explicit layouts
-    (:class:`~rfmap.core.periodic.Explicit`) are kept for exactly these cells."""
-    need = [[(0, n) for n in sizes] for sizes, _ in plans]
-    for k in range(len(graph.nodes) - 1, 0, -1):
-        node = graph.nodes[k]
-        sizes, maps = plans[k]
-        for name in node.inputs:
-            p = index[name]
-            p_sizes = plans[p][0]
-            for a, (lo, hi) in enumerate(need[k]):
-                if maps is not None:
-                    r_lo, r_hi = maps[a].reach(lo, hi)
-                elif p_sizes[a] != sizes[a]:
-                    r_lo, r_hi = 0, 1  # a broadcast 1-cell axis
-                else:
-                    r_lo, r_hi = lo, hi
-                old_lo, old_hi = need[p][a]
-                need[p][a] = (min(old_lo, r_lo), max(old_hi, r_hi))
-    return need
 
 
 def _prune(products: list[tuple[np.ndarray, ...]]) -> list[tuple[np.ndarray, ...]]:

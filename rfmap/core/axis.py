@@ -20,11 +20,13 @@ the layer's stride in input cells per output cell (a fraction after upsampling).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
 
 import numpy as np
+import numpy.typing as npt
 
 from rfmap.core.budget import check_cells, check_work, chunk
 
@@ -138,15 +140,15 @@ class Window(AxisMap):
     def width(self) -> int:
         return self.kernel
 
-    def window(self, o):
+    def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo = o * self.stride_ - self.pad_left
         return lo, lo + self.dilation * (self.kernel - 1)
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = (o * self.stride_ - self.pad_left)[:, None] + self.dilation * np.arange(self.kernel)
         return idx, np.ones(idx.shape, dtype=bool)
 
-    def taps(self, o):
+    def taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx, valid = self.virtual_taps(o)
         n = self.n_in
         if self.pad_mode == "zeros":
@@ -187,7 +189,7 @@ class Transposed(AxisMap):
     def width(self) -> int:
         return self.kernel
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         num = (o + self.pad_left)[:, None] - self.dilation * np.arange(self.kernel)
         return np.floor_divide(num, self.stride_), np.mod(num, self.stride_) == 0
 
@@ -222,7 +224,7 @@ class Resample(AxisMap):
     def width(self) -> int:
         return {"linear": 2, "cubic": 4}.get(self.mode, 1)
 
-    def _source(self, o):
+    def _source(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source coordinate ``num/den`` of output ``o`` (exact), unclamped."""
         p, q = self.ratio.numerator, self.ratio.denominator
         if self.mode == "nearest":
@@ -232,13 +234,13 @@ class Resample(AxisMap):
         # half-pixel: (o + 0.5) * p/q - 0.5
         return (2 * o + 1) * p - q, np.full_like(o, 2 * q)
 
-    def _floor_frac(self, o):
+    def _floor_frac(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         num, den = self._source(o)
         if self.mode == "nearest-exact":
             num, den = (2 * o + 1) * self.ratio.numerator, np.full_like(o, 2 * self.ratio.denominator)
         return np.floor_divide(num, den), np.mod(num, den) != 0, num, den
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         i0, frac, _, _ = self._floor_frac(o)
         if self.mode in ("nearest", "nearest-exact"):
             return i0[:, None], np.ones((o.size, 1), dtype=bool)
@@ -251,7 +253,7 @@ class Resample(AxisMap):
         valid = np.stack([frac, np.ones_like(frac), frac, frac], axis=1)
         return idx, valid
 
-    def taps(self, o):
+    def taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = self.n_in
         if self.mode in ("nearest", "nearest-exact"):
             i0, _, _, _ = self._floor_frac(o)
@@ -292,7 +294,7 @@ class Shuffle(AxisMap):
     def width(self) -> int:
         return 1
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.floor_divide(o, self.factor)[:, None], np.ones((o.size, 1), dtype=bool)
 
 
@@ -317,11 +319,11 @@ class Adaptive(AxisMap):
     def width(self) -> int:
         return -(-self.n_in // self.n_out) + 1
 
-    def window(self, o):
+    def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, m = self.n_in, self.n_out
         return np.floor_divide(o * n, m), -np.floor_divide(-(o + 1) * n, m) - 1
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.window(o)
         width = int((hi - lo).max()) + 1 if o.size else 1
         idx = lo[:, None] + np.arange(width)
@@ -345,14 +347,14 @@ class Global(AxisMap):
     def width(self) -> int:
         return self.n_in
 
-    def window(self, o):
+    def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros_like(o), np.full_like(o, self.n_in - 1)
 
-    def support(self, mask_out):
+    def support(self, mask_out: np.ndarray) -> np.ndarray:
         check_cells(self.n_in, "a support")
         return np.full(self.n_in, bool(mask_out.any()))
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.broadcast_to(np.arange(self.n_in), (o.size, self.n_in))
         return idx, np.ones(idx.shape, dtype=bool)
 
@@ -370,10 +372,10 @@ class Identity(AxisMap):
     def width(self) -> int:
         return 1
 
-    def window(self, o):
+    def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return o, o
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return o[:, None], np.ones((o.size, 1), dtype=bool)
 
 
@@ -391,7 +393,8 @@ class Tabulated(AxisMap):
     are O(n_out).
     """
 
-    def __init__(self, n_in: int, n_out: int, idx, valid, real_idx, weight, candidates=()):
+    def __init__(self, n_in: int, n_out: int, idx: npt.ArrayLike, valid: npt.ArrayLike, real_idx: npt.ArrayLike,
+                 weight: npt.ArrayLike, candidates: Iterable[Fraction | int | float] = ()) -> None:
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.idx = np.asarray(idx, dtype=np.int64)
         self.valid = np.asarray(valid, dtype=bool)
@@ -407,7 +410,7 @@ class Tabulated(AxisMap):
     def shift(self) -> int:  # type: ignore[override]
         return self._shift
 
-    def _find_period(self, candidates) -> tuple[int, int]:
+    def _find_period(self, candidates: Iterable[Fraction | int | float]) -> tuple[int, int]:
         key = np.where(self.valid, self.idx, np.iinfo(np.int64).min)
         for ratio in candidates:
             ratio = Fraction(ratio)
@@ -421,11 +424,11 @@ class Tabulated(AxisMap):
                 return p, s
         return self.n_out, self.n_in
 
-    def virtual_taps(self, o):
+    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q, r = np.divmod(o, self._period)
         return self.idx[r] + (q * self._shift)[:, None], self.valid[r]
 
-    def taps(self, o):
+    def taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         real = (o >= 0) & (o < self.n_out)
         if real.all():
             return self.real_idx[o], self.weight[o] != 0
@@ -434,115 +437,3 @@ class Tabulated(AxisMap):
 
     def __repr__(self) -> str:
         return f"Tabulated(n_in={self.n_in}, n_out={self.n_out}, period={self._period}, shift={self._shift})"
-
-
-# -- ONNX Resize as onnxruntime computes it (float32, in the CPU kernel's order) ----------------
-
-_F = np.float32
-
-
-def onnx_source(o: np.ndarray, ctm: str, scale: float, n_in: int, n_out: int) -> np.ndarray:
-    """Source coordinate (float32) of output cells ``o`` under ``coordinate_transformation_mode``
-    ``ctm``, in onnxruntime's arithmetic; ``scale`` is the float32 scale of the axis."""
-    x = o.astype(_F)
-    s, half = _F(scale), _F(0.5)
-    if ctm == "asymmetric":
-        return x / s
-    if ctm == "half_pixel":
-        return (x + half) / s - half
-    if ctm == "pytorch_half_pixel":
-        return (x + half) / s - half if n_out > 1 else np.zeros_like(x)
-    if ctm == "tf_half_pixel_for_nn":
-        return (x + half) / s
-    if ctm == "align_corners":
-        return x * _F(n_in - 1) / _F(n_out - 1) if n_out > 1 else np.zeros_like(x)
-    if ctm == "half_pixel_symmetric":
-        # float32 for the offset, then double for the rest (onnxruntime mixes the two)
-        adjustment = _F(n_out) / (s * _F(n_in))
-        offset = (_F(n_in) / _F(2)) * (_F(1) - adjustment)
-        return (np.float64(offset) + (x.astype(np.float64) + 0.5) / np.float64(s) - 0.5).astype(_F)
-    raise ValueError(f"coordinate_transformation_mode {ctm!r}")
-
-
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    t = np.trunc(x)
-    return t + np.sign(x) * (np.abs(x - t) >= _F(0.5))
-
-
-def onnx_nearest(x: np.ndarray, nearest_mode: str, downsample: bool) -> np.ndarray:
-    """The input cell (unclamped) a float32 source coordinate rounds to under ``nearest_mode``
-    (``simple``: Resize-10 and Upsample -- ceil when downsampling, else truncation)."""
-    if nearest_mode == "simple":
-        r = np.ceil(x) if downsample else np.trunc(x)
-    elif nearest_mode == "floor":
-        r = np.floor(x)
-    elif nearest_mode == "ceil":
-        r = np.ceil(x)
-    elif nearest_mode == "round_prefer_ceil":
-        r = _round_half_away(x)
-    elif nearest_mode == "round_prefer_floor":
-        tie = x == np.trunc(x) + _F(0.5)
-        r = np.where(tie, np.floor(x), _round_half_away(x))
-    else:
-        raise ValueError(f"nearest_mode {nearest_mode!r}")
-    return r.astype(np.int64)
-
-
-def cubic_coefficients(s: np.ndarray, a: float) -> np.ndarray:
-    """Keys' cubic weights of the taps ``-1, 0, 1, 2`` for fractions ``s`` (float32, as onnxruntime)."""
-    a = _F(a)
-    one, two = _F(1), _F(2)
-    s = np.abs(s.astype(_F))
-    t0, t2, t3 = s + one, one - s, two - s
-    return np.stack([
-        ((a * t0 - _F(5) * a) * t0 + _F(8) * a) * t0 - _F(4) * a,
-        ((a + two) * s - (a + _F(3))) * s * s + one,
-        ((a + two) * t2 - (a + _F(3))) * t2 * t2 + one,
-        ((a * t3 - _F(5) * a) * t3 + _F(8) * a) * t3 - _F(4) * a,
-    ], axis=1)
-
-
-def onnx_resize_axis(n_in: int, n_out: int, scale: float, mode: str, ctm: str, nearest_mode: str,
-                     cubic_coeff_a: float = -0.75, exclude_outside: bool = False, candidates=()) -> AxisMap:
-    """One axis of ONNX ``Resize`` as onnxruntime's CPU kernel computes it.
-
-    ``scale`` is the axis' float32 scale (given, or ``n_out/n_in`` from ``sizes``); an axis
-    with scale 1 reads cell ``o`` at coordinate ``o`` (a copy, except that cubic weights
-    computed in float32 may leave a residue on the neighbours, e.g. ``cubic_coeff_a=-0.6``).  ``mode``: ``nearest`` (the source coordinate rounded by
-    ``nearest_mode``, clamped to the input), ``linear`` (the coordinate clamped to
-    ``[0, n_in-1]``, its two neighbours), ``cubic`` (four taps ``floor-1..floor+2`` with
-    Keys' weights, ``cubic_coeff_a``; outside taps read the border cell, or get weight 0 with
-    ``exclude_outside``).  The theoretical taps are the unclamped ones.
-    """
-    unit = _F(scale) == _F(1)  # the kernels read cell o at coordinate o
-    if unit and mode != "cubic":
-        return Identity(n_in, n_out)
-    check_cells(n_out, "ONNX Resize (its taps tabulated cell by cell)")
-    o = np.arange(n_out, dtype=np.int64)
-    x = o.astype(_F) if unit else onnx_source(o, ctm, scale, n_in, n_out)
-    ones = np.ones((n_out, 1))
-    if mode == "nearest":
-        i = onnx_nearest(x, nearest_mode, _F(scale) < _F(1))[:, None]
-        idx, valid, real, weight = i, ones.astype(bool), np.clip(i, 0, n_in - 1), ones
-    elif mode == "linear":
-        i0 = np.floor(x).astype(np.int64)
-        idx = i0[:, None] + np.arange(2)
-        valid = np.stack([np.ones(n_out, bool), x != i0], axis=1)
-        xc = np.maximum(_F(0), np.minimum(x, _F(n_in - 1)))
-        i1 = np.minimum(np.trunc(xc).astype(np.int64), n_in - 1)
-        i2 = np.minimum(i1 + 1, n_in - 1)
-        same = i1 == i2
-        weight = np.stack([np.where(same, 0.5, np.abs(xc - i2)), np.where(same, 0.5, np.abs(xc - i1))], axis=1)
-        real = np.stack([i1, i2], axis=1)
-    elif mode == "cubic":
-        i0 = np.floor(x).astype(np.int64)
-        coeff = cubic_coefficients(x - np.floor(x), cubic_coeff_a)
-        idx = i0[:, None] + np.arange(-1, 3)
-        valid = coeff != 0
-        if exclude_outside:
-            coeff = np.where((idx >= 0) & (idx < n_in), coeff, _F(0))
-            coeff = coeff / coeff.sum(axis=1, dtype=_F)[:, None]
-        real, weight = np.clip(idx, 0, n_in - 1), coeff
-    else:
-        raise ValueError(f"mode {mode!r}")
-    return Tabulated(n_in, n_out, idx, valid, real, weight, candidates)

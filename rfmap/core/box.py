@@ -22,7 +22,7 @@ from rfmap.errors import RFMapError
 AXES = {1: "x", 2: "yx", 3: "zyx"}
 
 
-class Box(tuple):
+class Box(tuple[Any, ...]):
     """A box: the starts of every axis, then the ends, in the axis order ``order`` (``"yx"``:
     ``(y0, x0, y1, x1)``; ``"xy"``: ``(x1, y1, x2, y2)`` as detectors write it)."""
 
@@ -36,15 +36,15 @@ class Box(tuple):
         box.order = order
         return box
 
-    def __getnewargs__(self):
+    def __getnewargs__(self) -> tuple[tuple[Any, ...], str]:
         return (tuple(self), self.order)
 
     @property
-    def starts(self) -> tuple:
+    def starts(self) -> tuple[Any, ...]:
         return tuple(self[: len(self.order)])
 
     @property
-    def ends(self) -> tuple:
+    def ends(self) -> tuple[Any, ...]:
         return tuple(self[len(self.order):])
 
     def to(self, order: str) -> Box:

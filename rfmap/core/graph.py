@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rfmap.core.budget import MAX_LAYERS
 from rfmap.core.layers import Layer, Merge
@@ -47,7 +48,7 @@ class Graph:
     aliases: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     outputs: tuple[str, ...] = field(default=(), compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if len(self.nodes) > MAX_LAYERS + 1:
             raise RFMapError(f"{len(self.nodes) - 1:,} layers, beyond rfmap's limit of {MAX_LAYERS:,} (rfmap.core.budget.MAX_LAYERS)")
         seen: set[str] = set()
@@ -146,7 +147,7 @@ class GraphBuilder:
         self.nodes.append(Node(name, layer, tuple(inputs)))
         return name
 
-    def layer(self, name: str, op: str, *inputs: str, **params) -> str:
+    def layer(self, name: str, op: str, *inputs: str, **params: Any) -> str:
         """Add a layer by op name: ``b.layer("conv1", "conv", x, kernel=3, padding=1)``."""
         from rfmap.core.registry import make_layer
 

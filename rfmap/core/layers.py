@@ -24,9 +24,7 @@ from fractions import Fraction
 from math import gcd
 from typing import Any
 
-import numpy as np
-
-from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window, onnx_resize_axis
+from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window
 from rfmap.core.params import (
     boolean,
     fraction,
@@ -75,7 +73,7 @@ def _check_out(n_out: int, n_in: int, detail: str) -> int:
     return n_out
 
 
-_MAPS_CACHE: dict = {}
+_MAPS_CACHE: dict[tuple[Layer, tuple[int, ...]], tuple[AxisMap, ...]] = {}
 _MAPS_CACHE_SIZE = 4096
 
 
@@ -133,7 +131,7 @@ class Conv(Layer):
     op: str = "conv"
     pad_mode: str = "zeros"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(
             self,
             kernel=ints(self.kernel, "kernel", 1),
@@ -145,7 +143,7 @@ class Conv(Layer):
             pad_mode=pad_mode(self.pad_mode),
         )
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         ndim = len(sizes)
         ks = per_axis(self.kernel, ndim, "kernel")
         ss = per_axis(self.stride, ndim, "stride")
@@ -194,7 +192,7 @@ class ConvTranspose(Layer):
     dilation: Any = 1
     op: str = "conv_transpose"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         pads = self.padding
         if isinstance(pads, str) or (isinstance(pads, (list, tuple)) and not pads):
             raise RFMapError(f"padding of a transposed convolution must be ints or (left, right) pairs, got {pads!r:.60}")
@@ -208,9 +206,9 @@ class ConvTranspose(Layer):
             op=_op_name(self.op),
         )
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         ndim = len(sizes)
-        maps = []
+        maps: list[AxisMap] = []
         for n, k, s, p, op_, d in zip(
             sizes,
             per_axis(self.kernel, ndim, "kernel"),
@@ -263,7 +261,7 @@ class Upsample(Layer):
     align_corners: bool = False
     op: str = "upsample"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         mode = INTERPOLATION.get(self.mode.lower()) if isinstance(self.mode, str) else None
         if mode is None:
             raise RFMapError(f"mode {self.mode!r:.60} is not one of {', '.join(INTERPOLATION)}")
@@ -278,10 +276,10 @@ class Upsample(Layer):
         size = None if self.size is None else ints(self.size, "size", 1)
         _set(self, scale_factor=scale, size=size, mode=self.mode.lower(), align_corners=align, op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         ndim = len(sizes)
         mode = INTERPOLATION[self.mode]
-        maps = []
+        maps: list[AxisMap] = []
         for axis, n in enumerate(sizes):
             if self.size is not None:
                 n_out = per_axis(self.size, ndim, "size")[axis]
@@ -300,121 +298,6 @@ class Upsample(Layer):
         return tuple(maps)
 
 
-#: ONNX Resize's attribute values (``simple``: the nearest rounding of Resize-10 and Upsample)
-RESIZE_MODES = ("nearest", "linear", "cubic")
-COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
-                    "half_pixel_symmetric")
-NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
-ASPECT_POLICIES = ("stretch", "not_larger", "not_smaller")
-
-
-def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
-        raise RFMapError(f"{what} {value!r:.60} is not one of {', '.join(allowed)}")
-    return value
-
-
-def _float32(value: Any, what: str, positive: bool = True) -> float:
-    """A finite (positive) number, as the float32 onnxruntime computes with."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise RFMapError(f"{what} must be a number, got {value!r:.60}")
-    f = float(np.float32(value))
-    if not np.isfinite(f) or (positive and f <= 0):
-        raise RFMapError(f"{what} must be {'positive and ' if positive else ''}finite, got {value!r:.60}")
-    return f
-
-
-@dataclass(frozen=True)
-class Resize(Layer):
-    """ONNX ``Resize`` (and ``Upsample``) exactly as onnxruntime's CPU kernel computes it.
-
-    Per axis: ``scales`` (float32; ``n_out = floor(scale * n)`` in float32) or ``sizes``
-    (``None``: the axis keeps its size; the scale is ``n_out / n`` in float32, adjusted by
-    ``keep_aspect_ratio_policy`` over the sized axes and ``policy_ratios``, the ratios of the
-    other dims the policy reads).  ``mode``, ``coordinate_transformation_mode``,
-    ``nearest_mode``, ``cubic_coeff_a`` and ``exclude_outside`` are the node's attributes
-    (``tf_crop_and_resize`` is not modelled).  When no dim changes size
-    (``copy_unchanged``: the non-spatial dims keep theirs) the op copies its input.  Each
-    axis resolves to a :class:`~rfmap.core.axis.Tabulated` rule: explicit taps per output
-    cell from onnxruntime's float32 arithmetic, so ties round as onnxruntime rounds them.
-    """
-
-    scales: Any = None
-    sizes: Any = None
-    mode: str = "nearest"
-    coordinate_transformation_mode: str = "half_pixel"
-    nearest_mode: str = "round_prefer_floor"
-    cubic_coeff_a: float = -0.75
-    exclude_outside: bool = False
-    keep_aspect_ratio_policy: str = "stretch"
-    policy_ratios: Any = ()
-    copy_unchanged: bool = True
-    op: str = "resize"
-
-    def __post_init__(self):
-        if (self.scales is None) == (self.sizes is None):
-            raise RFMapError("give exactly one of scales and sizes")
-        scales = self.scales
-        if scales is not None:
-            scales = tuple(_float32(v, "scales") for v in scales) if isinstance(scales, (list, tuple)) else _float32(scales, "scales")
-        sizes = self.sizes
-        if sizes is not None:
-            sizes = tuple(None if v is None else integer(v, "sizes", 1) for v in (sizes if isinstance(sizes, (list, tuple)) else (sizes,)))
-        exclude = boolean(self.exclude_outside, "exclude_outside")
-        mode = _choice(self.mode, RESIZE_MODES, "mode")
-        if exclude and mode != "cubic":
-            raise RFMapError("exclude_outside applies to cubic mode only")
-        _set(
-            self,
-            scales=scales,
-            sizes=sizes,
-            mode=mode,
-            coordinate_transformation_mode=_choice(self.coordinate_transformation_mode, COORDINATE_MODES,
-                                                   "coordinate_transformation_mode"),
-            nearest_mode=_choice(self.nearest_mode, NEAREST_MODES, "nearest_mode"),
-            cubic_coeff_a=_float32(self.cubic_coeff_a, "cubic_coeff_a", positive=False),
-            exclude_outside=exclude,
-            keep_aspect_ratio_policy=_choice(self.keep_aspect_ratio_policy, ASPECT_POLICIES, "keep_aspect_ratio_policy"),
-            policy_ratios=tuple(_float32(v, "policy_ratios") for v in self.policy_ratios),
-            copy_unchanged=boolean(self.copy_unchanged, "copy_unchanged"),
-            op=_op_name(self.op),
-        )
-
-    def out_scales(self, sizes: Sequence[int]) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        """Output sizes and float32 scales per axis for an input of ``sizes`` (onnxruntime's rules)."""
-        f32 = np.float32
-        ndim = len(sizes)
-        if self.sizes is None:
-            scales = [float(f32(s)) for s in per_axis(self.scales, ndim, "scales")]
-            return tuple(int(f32(s) * f32(n)) for s, n in zip(scales, sizes)), tuple(scales)
-        wanted = per_axis(self.sizes, ndim, "sizes")
-        outs = [n if m is None else m for n, m in zip(sizes, wanted)]
-        scales = [float(f32(m) / f32(n)) for m, n in zip(outs, sizes)]
-        if self.keep_aspect_ratio_policy != "stretch":
-            pick = min if self.keep_aspect_ratio_policy == "not_larger" else max
-            ratio = pick([s for s, m in zip(scales, wanted) if m is not None] + list(self.policy_ratios))
-            for a, (n, m) in enumerate(zip(sizes, wanted)):
-                if m is not None:
-                    scales[a] = ratio
-                    product = f32(ratio) * f32(n)
-                    outs[a] = int(np.trunc(product) + np.sign(product) * (abs(product - np.trunc(product)) >= 0.5))
-        return tuple(outs), tuple(scales)
-
-    def axis_maps(self, sizes):
-        outs, scales = self.out_scales(sizes)
-        for n, m in zip(sizes, outs):
-            _check_out(m, n, f"resize to {list(outs)}")
-        if self.copy_unchanged and tuple(outs) == tuple(sizes):
-            return tuple(Identity(n, n) for n in sizes)
-        ctm = self.coordinate_transformation_mode
-        maps = []
-        for n, m, s in zip(sizes, outs, scales):
-            nominal = Fraction(n - 1, m - 1) if ctm == "align_corners" and m > 1 else Fraction(1 / s).limit_denominator(m)
-            maps.append(onnx_resize_axis(n, m, s, self.mode, ctm, self.nearest_mode, self.cubic_coeff_a,
-                                         self.exclude_outside, (nominal, Fraction(n, m))))
-        return tuple(maps)
-
-
 @dataclass(frozen=True)
 class Pad(Layer):
     """Explicit padding per axis ``(left, right)``; negative values crop.
@@ -427,14 +310,14 @@ class Pad(Layer):
     mode: str = "zeros"
     op: str = "pad"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         pads = padding(self.padding)
         if isinstance(pads, str):
             raise RFMapError(f"padding of a pad layer must be ints or (left, right) pairs, got {self.padding!r:.60}")
         _set(self, padding=pads, mode=pad_mode(self.mode), op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
-        maps = []
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
+        maps: list[AxisMap] = []
         for n, p in zip(sizes, per_axis(self.padding, len(sizes), "padding")):
             pl, pr = _sides(p)
             n_out = _check_out(n + pl + pr, n, f"padding ({pl}, {pr})")
@@ -459,14 +342,14 @@ class Crop(Layer):
     step: Any = 1
     op: str = "crop"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         start = 0 if self.start is None else self.start
         step = 1 if self.step is None else self.step
         _set(self, start=_bound(start, "start"), stop=_bound(self.stop, "stop"), step=ints(step, "step", 1), op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         ndim = len(sizes)
-        maps = []
+        maps: list[AxisMap] = []
         for n, a, b, s in zip(
             sizes, per_axis(self.start, ndim, "start"), per_axis(self.stop, ndim, "stop"), per_axis(self.step, ndim, "step")
         ):
@@ -483,10 +366,10 @@ class PixelShuffle(Layer):
     factor: Any
     op: str = "pixel_shuffle"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(self, factor=ints(self.factor, "factor", 1), op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         return tuple(Shuffle(n, n * r, r) for n, r in zip(sizes, per_axis(self.factor, len(sizes), "factor")))
 
 
@@ -497,11 +380,11 @@ class PixelUnshuffle(Layer):
     factor: Any
     op: str = "pixel_unshuffle"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(self, factor=ints(self.factor, "factor", 1), op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
-        maps = []
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
+        maps: list[AxisMap] = []
         for n, r in zip(sizes, per_axis(self.factor, len(sizes), "factor")):
             if n % r:
                 raise RFMapError(f"input size {n} is not divisible by the factor {r}")
@@ -517,7 +400,7 @@ class AdaptivePool(Layer):
     output_size: Any
     op: str = "adaptive_pool"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         out = self.output_size
         if isinstance(out, (list, tuple)):
             if not out or len(out) > 3:
@@ -527,9 +410,9 @@ class AdaptivePool(Layer):
             out = integer(out, "output_size", 1)
         _set(self, output_size=out, op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         out = per_axis(self.output_size, len(sizes), "output_size")
-        maps = []
+        maps: list[AxisMap] = []
         for n, m in zip(sizes, out):
             m = n if m is None else m
             maps.append(Global(n, 1) if m == 1 else Adaptive(n, m))
@@ -546,7 +429,7 @@ class GlobalOp(Layer):
     def __post_init__(self) -> None:
         _set(self, op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         return tuple(Global(n, 1) for n in sizes)
 
 
@@ -559,7 +442,7 @@ class Pointwise(Layer):
     def __post_init__(self) -> None:
         _set(self, op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         return tuple(Identity(n, n) for n in sizes)
 
 
@@ -574,7 +457,7 @@ class Merge(Layer):
     op: str = "add"
     merge: bool = field(default=True, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.op, str) or self.op not in MERGE_OPS:
             raise RFMapError(f"merge op {self.op!r:.60} is not one of {', '.join(MERGE_OPS)}")
 
@@ -587,11 +470,11 @@ class Expand(Layer):
     size: Any
     op: str = "expand"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _set(self, size=ints(self.size, "size", 1))
 
-    def axis_maps(self, sizes):
-        maps = []
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
+        maps: list[AxisMap] = []
         for n, m in zip(sizes, per_axis(self.size, len(sizes), "size")):
             if m == n:
                 maps.append(Identity(n, n))
@@ -611,24 +494,25 @@ class Reduce(Layer):
     axes: Any
     op: str = "reduce"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         axes = self.axes if isinstance(self.axes, (list, tuple)) else (self.axes,)
         _set(self, axes=tuple(integer(a, "axes", 0) for a in axes), op=_op_name(self.op))
 
-    def axis_maps(self, sizes):
+    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         return tuple(Global(n, 1) if a in self.axes else Identity(n, n) for a, n in enumerate(sizes))
 
 
-def conv(kernel, stride=1, padding=0, dilation=1, **kw) -> Conv:
+def conv(kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1, **kw: Any) -> Conv:
     """A convolution: ``conv(3, padding=1)``, per-axis values in (H, W) order."""
     return Conv(kernel, stride, padding, dilation, op="conv", **kw)
 
 
-def maxpool(kernel, stride=None, padding=0, dilation=1, ceil_mode=False, pad_mode="zeros") -> Conv:
+def maxpool(kernel: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
+            pad_mode: str = "zeros") -> Conv:
     """Max pooling; ``stride`` defaults to the kernel, as in PyTorch."""
     return Conv(kernel, kernel if stride is None else stride, padding, dilation, ceil_mode, op="maxpool", pad_mode=pad_mode)
 
 
-def avgpool(kernel, stride=None, padding=0, ceil_mode=False, op="avgpool") -> Conv:
+def avgpool(kernel: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False, op: str = "avgpool") -> Conv:
     """Average pooling (``op="lppool"`` for power-average pooling); ``stride`` defaults to the kernel."""
     return Conv(kernel, kernel if stride is None else stride, padding, 1, ceil_mode, op=op)

@@ -45,16 +45,16 @@ def integer(value: Any, what: str, minimum: int | None = None) -> int:
     if type(value) is int and -MAX_VALUE <= value <= MAX_VALUE and (minimum is None or value >= minimum):
         return value  # the common case, without the ABC checks below (a 100,000-layer chain calls this 10^6 times)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer() and abs(value) < 2**53:
-            value = int(value)  # 3.0 from a JSON writer; 3.5, nan and inf fall through
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and (f := float(value)).is_integer() and abs(f) < 2**53:
+            value = int(f)  # 3.0 from a JSON writer; 3.5, nan and inf fall through
         else:
             raise RFMapError(f"{what} must be an integer, got {value!r:.60}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise RFMapError(f"{what} must be >= {minimum}, got {value}")
-    if abs(value) > MAX_VALUE:
-        raise RFMapError(f"{what} {value} is beyond rfmap's limit of {MAX_VALUE:,}")
-    return value
+    n = int(value)
+    if minimum is not None and n < minimum:
+        raise RFMapError(f"{what} must be >= {minimum}, got {n}")
+    if abs(n) > MAX_VALUE:
+        raise RFMapError(f"{what} {n} is beyond rfmap's limit of {MAX_VALUE:,}")
+    return n
 
 
 def boolean(value: Any, what: str) -> bool:
@@ -87,7 +87,7 @@ def fraction(value: Any, what: str) -> Fraction:
     return f
 
 
-def per_axis(value: Any, ndim: int, what: str) -> tuple:
+def per_axis(value: Any, ndim: int, what: str) -> tuple[Any, ...]:
     """``value`` repeated for ``ndim`` axes, or checked to have one entry per axis."""
     if isinstance(value, (list, tuple)):
         if len(value) == 1:

@@ -53,13 +53,13 @@ class Boxes:
     where it is whole, else a Fraction: the two compare and hash alike)."""
 
     period: int
-    jump: Fraction
+    jump: Fraction | int
     lo: np.ndarray  # boxes of cells 0..period-1
     hi: np.ndarray
     #: input pixels the box moves when the cell index moves by one period (``period * jump``)
     step: int = field(default=None)  # type: ignore[assignment]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.step is None:
             step = self.period * self.jump
             assert step.denominator == 1, "a period must move the box by whole pixels"
@@ -99,7 +99,7 @@ class Boxes:
         if self.period == 1 and kind in _PLAIN_RULES:
             # the common cases in plain Python: box(0) of a window (a whole map, a cell) over a
             # shift-invariant map (period 1: its boxes move by step >= 0 from cell to cell)
-            if kind is Window:
+            if type(rule) is Window:  # not kind: type checkers narrow rule on type(rule)
                 w_lo, shift = -rule.pad_left, rule.stride_
                 w_hi = w_lo + rule.dilation * (rule.kernel - 1)
             elif kind is Global:
@@ -151,7 +151,7 @@ def combine(families: list[Family], need: Range | None = None) -> list[Family]:
     bounded whatever the periods do."""
     if len(families) == 1:
         return families
-    by_jump: dict[Fraction, Family] = {}
+    by_jump: dict[Fraction | int, Family] = {}
     for fam in families:
         prev = by_jump.get(fam.jump)
         by_jump[fam.jump] = fam if prev is None else prev.union(fam, need)
@@ -210,7 +210,7 @@ class Explicit:
     """
 
     start: int
-    jump: Fraction
+    jump: Fraction | int
     lo: np.ndarray
     hi: np.ndarray
 

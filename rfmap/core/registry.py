@@ -177,11 +177,12 @@ def make_layer(op: str, **params: Any) -> Layer:
     if not isinstance(op, str):
         raise RFMapError(f"op must be a name, got {op!r:.60}")
     opdef = registry().spec(op)
-    if opdef is None:
+    build = None if opdef is None else opdef.build  # spec names index ops with a build only
+    if build is None:
         raise RFMapError(f"unknown op {op!r:.60}; known ops: {', '.join(registry().spec_names())}")
-    check_params(opdef.build, params, op)
+    check_params(build, params, op)
     try:
-        layer = opdef.build(**params)
+        layer = build(**params)
     except TypeError as exc:
         raise RFMapError(f"op {op!r}: {exc}") from None
     if not isinstance(layer, Layer):
@@ -189,7 +190,7 @@ def make_layer(op: str, **params: Any) -> Layer:
     return layer
 
 
-def check_params(factory: Callable[..., Any], params: dict, op: str) -> None:
+def check_params(factory: Callable[..., Any], params: dict[str, Any], op: str) -> None:
     """Unknown keys and missing required keys are errors naming them (before the call)."""
     try:
         sig = inspect.signature(factory)

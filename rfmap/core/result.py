@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 
 def axis_names(ndim: int) -> tuple[str, ...]:
@@ -71,7 +72,7 @@ class LayerGeometry:
     def shift_invariant(self) -> bool:
         return all(a.shift_invariant for a in self.axes)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "op": self.op,

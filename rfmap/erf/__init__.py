@@ -45,7 +45,24 @@ when :func:`erf` runs.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from types import ModuleType as _ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the lazy names below, as type checkers see them
+    from rfmap.erf.closed_form import closed_form_moments as closed_form_moments
+    from rfmap.erf.closed_form import closed_form_sigma as closed_form_sigma
+    from rfmap.erf.inputs import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+    from rfmap.erf.measure import erf as erf
+    from rfmap.erf.names import AGGREGATES as AGGREGATES
+    from rfmap.erf.names import WEIGHTS as WEIGHTS
+    from rfmap.erf.protocols import PROTOCOLS as PROTOCOLS
+    from rfmap.erf.protocols import Protocol as Protocol
+    from rfmap.erf.result import ERF as ERF
+    from rfmap.erf.stats import NORMALIZE as NORMALIZE
+    from rfmap.erf.stats import THRESHOLDS as THRESHOLDS
+    from rfmap.erf.stats import area_ratio as area_ratio
+    from rfmap.erf.stats import gaussian_fit as gaussian_fit
+    from rfmap.erf.stats import square_side as square_side
 
 #: the public names, each loaded on first use (``import rfmap.erf`` imports no numpy)
 _LAZY = {
@@ -68,7 +85,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-class _CallableModule(__import__("types").ModuleType):
+class _CallableModule(_ModuleType):
     """``rfmap.erf`` is this module; calling it measures, as :func:`erf` does (the name
     ``rfmap.erf(model, ...)`` predates the package).  Its public names load on first use."""
 

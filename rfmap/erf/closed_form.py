@@ -102,6 +102,7 @@ def closed_form_moments(
     for k in sorted(needed - {0}):
         node = graph.nodes[k]
         parents = [states[index[p]] for p in node.inputs]
+        assert node.layer is not None  # only the input has none (Graph checks it)
         if node.layer.merge:
             states[k] = _mixture(parents, ndim)
         else:

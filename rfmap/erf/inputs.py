@@ -83,7 +83,7 @@ class Inputs:
     def __init__(self, inputs: Any, n: int | None, size: tuple[int, ...] | None, ndim: int | None = None):
         self.kind = "noise"
         self.files: list[Path] = []
-        self.tensor = None
+        self.tensor: Any = None  # a torch tensor (N, C, *spatial)
         self.channels: int | None = None
         self.size = size
         if inputs is None:
@@ -122,6 +122,10 @@ class Inputs:
             raise RFMapError(message)
         return tuple(self.size)
 
+    def known_size(self) -> tuple[int, ...]:
+        """The input size, once given or settled by :meth:`require_size`."""
+        return self.require_size(None, "the input size is not known yet (see require_size)")
+
     def describe(self) -> str:
         """``"64 noise images"``, ``"5 tensor inputs"``, ``"3 images from DIR"``."""
         if self.kind == "images":
@@ -133,17 +137,18 @@ class Inputs:
         import torch
 
         gen = torch.Generator().manual_seed(seed)
+        size = self.known_size()
         for start in range(0, self.n, batch_size):
             b = min(batch_size, self.n - start)
             if self.kind == "noise":
-                shape = (b, channels) + tuple(self.size)
+                shape = (b, channels) + size
                 yield torch.randn(shape, generator=gen, dtype=torch.float32).to(dtype)
             elif self.kind == "tensor":
                 yield self.tensor[start : start + b].to(dtype)
             else:
-                yield self._image_batch(self.files[start : start + b], channels, resize).to(dtype)
+                yield self._image_batch(self.files[start : start + b], channels, size, resize).to(dtype)
 
-    def _image_batch(self, files, channels: int, resize: str):
+    def _image_batch(self, files: list[Path], channels: int, size: tuple[int, ...], resize: str) -> Any:
         import torch
         import torch.nn.functional as F
 
@@ -153,9 +158,9 @@ class Inputs:
             x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).to(torch.float64)
             if x.shape[0] != channels:  # grey <-> colour: average, then repeat
                 x = x.mean(0, keepdim=True).expand(channels, -1, -1)
-            if tuple(x.shape[1:]) != tuple(self.size):
+            if tuple(x.shape[1:]) != size:
                 antialias = resize == "bicubic"  # as PIL's bicubic resize
-                x = F.interpolate(x[None], size=self.size, mode=resize, align_corners=False, antialias=antialias)[0]
+                x = F.interpolate(x[None], size=size, mode=resize, align_corners=False, antialias=antialias)[0]
             if channels == 3:
                 mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype)[:, None, None]
                 std = torch.tensor(IMAGENET_STD, dtype=x.dtype)[:, None, None]

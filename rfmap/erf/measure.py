@@ -101,7 +101,7 @@ def _accumulate(net: Network, target: Target, proto: Protocol, inputs: Inputs, o
             if out is None:
                 raise RFMapError(f"layer '{what}' of {net.name} returned no tensor")
             if cell_index is None:
-                cell_index = _cell(out, opts["cell"], target.name, len(inputs.size))
+                cell_index = _cell(out, opts["cell"], target.name, len(inputs.known_size()))
             scalar = proto.target(out, cell_index)
             if not scalar.requires_grad:
                 raise RFMapError(f"layer '{what}' of {net.name} does not depend on the input")
@@ -146,7 +146,7 @@ def _measure(net: Network, layer, proto: Protocol, inputs: Inputs, opts: dict, d
     from rfmap.erf.linearity import linearity
 
     with _eval_on(net, device):
-        probe = _probe(net, inputs.size, device, opts["seed"])
+        probe = _probe(net, inputs.known_size(), device, opts["seed"])
         target = twin_target(net.twin, layer) if net.twin is not None else module_target(net.module, layer, probe)
         lin = linearity(target, probe)
         acc, cell_index = _accumulate(net, target, proto, inputs, opts, device, progress)
@@ -222,7 +222,7 @@ def erf(
         n=source.n,
         aggregate=aggregate,
         weights=weights,
-        input_size=tuple(source.size),
+        input_size=source.known_size(),
         trf_box=trf_box,
         closed_form=closed,
         model=net.name,

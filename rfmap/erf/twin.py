@@ -73,6 +73,8 @@ class TorchTwin(nn.Module):
         self.node_modules = nn.ModuleList(nodes)  # one per node after the input
         self.expected_sizes = {row.name: tuple(row.output_size) for row in analysis.layers}
         self.check_sizes = True
+        #: channels of every node's output, by node name (set by :func:`to_torch`)
+        self.channels_of: dict[str, int] = {}
 
     def make_input(self, batch: int = 1, fill: str = "ones", seed: int = 0, requires_grad: bool = False) -> torch.Tensor:
         """An input of the built size: ``"ones"`` or ``"positive"`` (uniform in [0.5, 1.5])."""
@@ -196,6 +198,7 @@ def to_torch(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for node in graph.nodes[1:]:
+            assert node.layer is not None  # only the input has none (Graph checks it)
             module, c_out = layer_module(
                 node.layer, ndim, [c_of[p] for p in node.inputs], int(channels), max_as_avg=max_as_avg, mul_offset=mul_offset
             )

@@ -80,7 +80,7 @@ def check_input_size(value: Any) -> None:
         return
     values = value if isinstance(value, (list, tuple)) else (value,)
     ok = 1 <= len(values) <= 3 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= v <= MAX_SIZE for v in values
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= int(v) <= MAX_SIZE for v in values
     )
     if not ok:
         raise RFMapError(f"input size must be a positive int or 1 to 3 of them (at most {MAX_SIZE:,}), got {preview(value)}")

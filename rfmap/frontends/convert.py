@@ -370,7 +370,7 @@ class Front:
             self._record_shape(bind, out)
             return bind
         if isinstance(out, (list, tuple)):
-            elems = []
+            elems: list[Any] = []  # a Bind, a nested list of them, or None per element
             first = True
             for o in out:
                 if is_tensor(o) and self._fits(bind, o):
@@ -456,7 +456,8 @@ class Front:
             else:
                 nodes.append(nodes.pop(idx))
         names = {n.name for n in nodes}
-        aliases, out_names = [], []
+        aliases: list[tuple[str, str]] = []
+        out_names: list[str] = []
         for (key, _, _), node in zip(named, out_nodes):
             if key is not None and key not in names and key not in dict(aliases):
                 aliases.append((key, node))

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -244,10 +245,10 @@ def _constant(token: str) -> float:
 
 
 def _parse_toml(text: str, path: Path) -> tuple[Any, list[int]]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # Python 3.10
+        import tomli as tomllib
     try:
         data = tomllib.loads(text, parse_float=_float)
     except tomllib.TOMLDecodeError as exc:

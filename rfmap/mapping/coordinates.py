@@ -42,7 +42,7 @@ class Mapper:
             axes: tuple[Any, ...] = tuple(AffineAxis(a.stride, a.center0, a.rf, a.size) for a in row.axes)
         else:
             axes = tuple(CellAxis(lo, hi, a.stride) for (lo, hi), a in zip(analysis.axis_boxes(row.name), row.axes))
-        return cls(axes, row.name, tuple(analysis.input_size))  # type: ignore[arg-type]
+        return cls(axes, row.name, tuple(analysis.input_size))
 
     # -- points and cells, (y, x) ------------------------------------------------------
 
@@ -130,15 +130,16 @@ class Mapper:
         plans = []
         for a, side in ((ax, 0), (ay, 0), (ax, 1), (ay, 1)):
             s, c0, h = a.stride, a.center0, Fraction(a.rf - 1, 2)
-            offset, op, add = {
+            rules: dict[str, tuple[Fraction, str | None, Fraction | int]] = {
                 "align": (Fraction(0), None, Fraction(-1, 2)),
                 "fast-rcnn": (Fraction(0), "round", 0),
                 "spp-simple": (Fraction(0), ("floor", "ceil")[side], (1, -1)[side]),
                 "spp": (c0 - s / 2, "floor", 0),  # nearest center, half up: floor((x - c0)/s + 1/2)
                 "contain": (c0, ("ceil", "floor")[side], 0),
                 "cover": ((c0 + h, c0 - h)[side], ("ceil", "floor")[side], 0),
-            }[rule]
-            plans.append((float(offset), s, op, float(add), a.size))
+            }
+            edge_offset, edge_op, edge_add = rules[rule]
+            plans.append((float(edge_offset), s, edge_op, float(edge_add), a.size))
         n = b.shape[0]
         window = np.empty((n, 4), dtype=np.float64 if rule == "align" else np.int64)
         empty = np.zeros(n, dtype=bool)

@@ -46,7 +46,7 @@ class Projection:
         if self.image_size is None:
             return [None] * len(self._boxes)
         h, w = self.image_size
-        out = []
+        out: list[str | None] = []
         for k, (x1, y1, x2, y2) in enumerate(self._boxes.tolist()):
             if not self.outside[k]:
                 out.append(None)
@@ -117,6 +117,7 @@ def _check_chunk(cols: np.ndarray, boxes: np.ndarray, start: int) -> None:
     j = int(np.flatnonzero(flipped & finite)[0]) if (flipped & finite).any() else None
     if i is not None and (j is None or i <= j):
         raise RFMapError(f"box {start + i} has a coordinate that is not finite")
+    assert j is not None  # every coordinate is finite, so a box is flipped
     raise RFMapError(f"box {start + j} {boxes[start + j].tolist()} has x2 < x1 or y2 < y1")
 
 

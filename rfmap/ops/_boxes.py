@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import Tensor
@@ -140,6 +140,7 @@ def check_rois(op: str, rois: Tensor, batch_size: int, spatial_scale: float, dty
 
 def check_output_size(op: str, output_size: int | Sequence[int]) -> tuple[int, int]:
     """``output_size`` as a ``(PH, PW)`` pair of positive ints."""
+    pair: tuple[Any, ...]
     if isinstance(output_size, numbers.Integral):
         pair = (output_size, output_size)
     else:

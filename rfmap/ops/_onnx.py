@@ -20,13 +20,15 @@ exported model; onnxruntime checks batch indices itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 ROI_ALIGN_OPSET = 16
 
 
-def _roi_align_attrs(spatial_scale: float, pooled_h: int, pooled_w: int, sampling_ratio: int, aligned: bool) -> dict:
+def _roi_align_attrs(spatial_scale: float, pooled_h: int, pooled_w: int, sampling_ratio: int, aligned: bool) -> dict[str, Any]:
     return {
         "coordinate_transformation_mode": "half_pixel" if aligned else "output_half_pixel",
         "mode": "avg",
@@ -52,7 +54,7 @@ def roi_align_symbolic(
 
 def roi_pool_symbolic(input: Tensor, rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: int) -> Tensor:
     """``MaxRoiPool`` for the dynamo-based exporter (``torch.onnx.ops.symbolic``)."""
-    attrs = {"pooled_shape": [pooled_h, pooled_w], "spatial_scale": spatial_scale}
+    attrs: dict[str, Any] = {"pooled_shape": [pooled_h, pooled_w], "spatial_scale": spatial_scale}
     shape = (rois.shape[0], input.shape[1], pooled_h, pooled_w)
     return torch.onnx.ops.symbolic(
         "MaxRoiPool", (input, rois.to(input.dtype)), attrs, dtype=input.dtype, shape=shape, version=ROI_ALIGN_OPSET
@@ -104,8 +106,11 @@ def onnx_translation_table() -> dict:
     module is exported without it: its calls emit the ONNX nodes themselves).  Needs
     onnxscript, which the dynamo-based exporter needs anyway.  ``spp_pool`` needs a static
     map size."""
-    from onnxscript import INT64
-    from onnxscript import opset18 as op
+    from onnxscript import INT64, opset18
+
+    # traced, the opset's ops also take Python constants and attribute dicts, which its
+    # signatures (onnxscript's tensor types) do not say
+    op: Any = opset18
 
     def roi_align(input, rois, spatial_scale: float, pooled_height: int, pooled_width: int, sampling_ratio: int, aligned: bool):
         batch = op.Cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), to=INT64.dtype)

@@ -23,6 +23,8 @@ gradient (each channel summed in output order: deterministic).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -165,7 +167,7 @@ def _axis_windows(lo: Tensor, hi: Tensor, cap: int) -> tuple[Tensor, Tensor]:
 
 
 def rect_max(
-    input: Tensor, batch: Tensor, rect: tuple[Tensor, Tensor, Tensor, Tensor], with_argmax: bool, count: int
+    input: Tensor, batch: Tensor, rect: Sequence[Tensor], with_argmax: bool, count: int
 ) -> tuple[Tensor, Tensor]:
     """``(out, argmax)``: ``out (K, C, P)`` in the compute dtype, the maximum of
     ``input[batch[k], c]`` over rectangle ``p`` of RoI ``k`` (``rect``: ``top, bottom, left,
@@ -195,14 +197,18 @@ def rect_max(
     per_table = max(1, _TABLE // max(1, table.positions))
     groups = min(channels, max(-(-channels // per_table), 4 * count if count > 1 else 1))
     size = max(1, -(-channels // max(1, groups)))
-    groups = [(c0, min(channels, c0 + size)) for c0 in range(0, channels, size)]
-    if len(groups) >= count:
-        run_tasks(lambda g: query.answer(query.table_of(*g), *g, 0, rois), groups, count, input.device)
+    spans = [(c0, min(channels, c0 + size)) for c0 in range(0, channels, size)]
+    if len(spans) >= count:
+        run_tasks(lambda g: query.answer(query.table_of(*g), *g, 0, rois), spans, count, input.device)
     else:
         chunks = query.chunks(size)
-        for c0, c1 in groups:
+        for c0, c1 in spans:
             data = query.table_of(c0, c1)
-            run_tasks(lambda k, data=data, c0=c0, c1=c1: query.answer(data, c0, c1, *k), chunks, count, input.device)
+
+            def answer(k: tuple[int, int], data: tuple[Tensor, Tensor] = data, c0: int = c0, c1: int = c1) -> None:
+                query.answer(data, c0, c1, *k)
+
+            run_tasks(answer, chunks, count, input.device)
     return out, argmax
 
 

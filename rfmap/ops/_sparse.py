@@ -18,6 +18,7 @@ there the rows are ordered bin-major and each bin is one product with its own ch
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -87,6 +88,7 @@ class PoolingMatrix:
         yoff = ((slot * (height * width)).view(-1, 1, 1) + ycol * width).to(index)  # [K, PH, My]
         xcol = xcol.to(index)
         entries = max(1, ycol.shape[-1] * xcol.shape[-1])
+        parts: Iterator[tuple[slice, int | slice]]  # (RoIs, bins) of each block of rows
         if bin_major:  # rows (p, k): loop over the bins, then chunks of RoIs
             step = max(1, _CHUNK // entries)
             parts = ((slice(k, k + step), p) for p in range(ph_ * pw_) for k in range(0, rois, step))

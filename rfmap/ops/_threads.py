@@ -25,6 +25,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -34,6 +35,8 @@ _workers: list[threading.Thread] = []
 _state = threading.local()
 #: Elements of the largest buffer :func:`scratch` keeps for reuse.
 _KEPT = 1 << 23
+#: what :func:`run_tasks` hands its function
+_Task = TypeVar("_Task")
 
 
 def _after_fork_in_child() -> None:
@@ -110,7 +113,7 @@ def single_threaded() -> Iterator[int]:
         _state.in_op = False
 
 
-def run_tasks(fn: Callable[[object], None], tasks: Sequence, count: int, device: torch.device | str = "cpu") -> None:
+def run_tasks(fn: Callable[[_Task], None], tasks: Sequence[_Task], count: int, device: torch.device | str = "cpu") -> None:
     """``fn(task)`` for every task, on ``count`` threads (the caller and ``count - 1`` pool
     workers), each thread taking the next task when it is done.  The first exception is
     raised in the caller once every thread has stopped."""

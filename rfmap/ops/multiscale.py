@@ -20,6 +20,7 @@ the sizes at hand (torchvision infers them at its first call and keeps them), an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -97,7 +98,7 @@ class MultiScaleRoIAlign(nn.Module):
         features = self._features(x)
         rois = as_rois("MultiScaleRoIAlign", boxes)
         scales, min_level, max_level = self.setup_scales(features, image_shapes)
-        pool = dict(output_size=self.output_size, sampling_ratio=self.sampling_ratio, aligned=self.aligned)
+        pool: dict[str, Any] = dict(output_size=self.output_size, sampling_ratio=self.sampling_ratio, aligned=self.aligned)
         if len(features) == 1:
             return roi_align(features[0], rois, spatial_scale=scales[0], **pool)
         level = self._levels(rois, min_level, max_level)

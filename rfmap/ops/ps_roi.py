@@ -32,7 +32,7 @@ op: exporting them raises :class:`rfmap.RFMapError`.
 
 from __future__ import annotations
 
-from typing import List, Union
+from typing import List, Union, cast
 
 import torch
 from torch import Tensor, nn
@@ -137,10 +137,10 @@ def _nonfinite_reads(xs: Tensor, batch: Tensor, geometry, shape, pooled: tuple[i
     height, width = shape[2:]
     ry = axis_reads(start[:, 1], bins[:, 1], grid[:, 1], pooled[0], height)
     rx = axis_reads(start[:, 0], bins[:, 0], grid[:, 0], pooled[1], width)
-    term = 0
+    term: Tensor | int = 0
     for wy, wx in ((ry.zero, rx.touched), (ry.touched, rx.zero)):
         term = term + ps_pool_forward(xs * 0, PoolingMatrix.separable(wy, wx, batch, height, width, bin_major=True), count)
-    return term
+    return cast(Tensor, term)  # a sum of two tensors
 
 
 def _align_geometry(boxes: Tensor, spatial_scale: float, pooled: tuple[int, int], sampling_ratio: int):

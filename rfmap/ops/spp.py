@@ -62,7 +62,7 @@ def _check_args(op: str, levels, mode: str, channels: int = 1) -> tuple[int, ...
     except TypeError:
         pass
     if not isinstance(levels, tuple) or not levels or not all(
-        isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in levels
+        isinstance(n, numbers.Integral) and not isinstance(n, bool) and int(n) > 0 for n in levels
     ):
         raise RFMapError(f"{op}: levels must be a non-empty sequence of positive ints, got {levels!r:.80}")
     if mode not in MODES:
@@ -149,7 +149,7 @@ def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Ten
             finer = [f for f in done if _grouping(f, n, height) and _grouping(f, n, width)]
             if finer:
                 f = min(finer)
-                done[n] = F.max_pool2d(done[f], (_grouping(f, n, height), _grouping(f, n, width)))
+                done[n] = F.max_pool2d(done[f], (_grouping(f, n, height) or 1, _grouping(f, n, width) or 1))  # both group
             else:
                 done[n] = F.adaptive_max_pool2d(x, n)
         return [done[n] for n in levels], x.new_empty(0, dtype=torch.int64)

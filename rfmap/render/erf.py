@@ -115,9 +115,10 @@ def _header(result: ERF) -> list[str]:
     ]
     if result.closed_form is not None:
         lines.append(f"  closed form {measured_axes(result.closed_form, 3)} px  (linear network, uniform weights)")
-    if result.trf_size is not None:
-        lines.append(f"  TRF         {fmt_size(result.trf_size)} px, box {tuple(result.trf_box)}")
-        lines.append(f"  4 sigma/TRF {measured_axes(result.trf_ratio, 3)}")
+    trf_size, trf_ratio = result.trf_size, result.trf_ratio
+    if result.trf_box is not None and trf_size is not None and trf_ratio is not None:  # all three or none
+        lines.append(f"  TRF         {fmt_size(trf_size)} px, box {tuple(result.trf_box)}")
+        lines.append(f"  4 sigma/TRF {measured_axes(trf_ratio, 3)}")
     lines.extend(f"  note: {note}" for note in result.notes)
     return lines
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -181,7 +181,11 @@ class Call:
             vals, binds = leaves(self.args), leaves(arg_binds)
         #: ``(value, Bind)`` of every argument that carries spatial axes, in argument order
         self.inputs: list[tuple[Any, Bind]] = [(v, b) for v, b in zip(vals, binds) if isinstance(b, Bind)]
-        self.x, self.bind = self.inputs[0] if self.inputs else (None, None)
+        #: the first of them: rules only see calls with a spatial argument (a call without one,
+        #: as the front end's own helpers build, passes its bindings explicitly)
+        self.x: Any
+        self.bind: Bind
+        self.x, self.bind = self.inputs[0] if self.inputs else (None, cast(Bind, None))
 
     # -- arguments ------------------------------------------------------------------------
 

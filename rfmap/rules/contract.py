@@ -141,8 +141,8 @@ def _bilinear_rule(call: Call):
 @layout_aware
 def _einsum_rule(call: Call):
     eq = call.args[0].replace(" ", "")
-    operands = call.args[1:]
-    binds = call.arg_binds[1:]
+    operands: Sequence[Any] = call.args[1:]
+    binds: Sequence[Any] = call.arg_binds[1:]
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands, binds = operands[0], binds[0]
     if "..." in eq:
@@ -176,7 +176,7 @@ def _context(call: Call, q_index: int, kv_indices: Sequence[int], seq_dim: int) 
     """The query's map mixed with what it attends to (see :func:`_attention`)."""
     qb = call.binding_of(q_index, None)
     q = call.args[q_index]
-    kv = {}
+    kv: dict[str, tuple[Any, Bind]] = {}
     for i in kv_indices:
         kb = call.binding_of(i, None)
         if isinstance(kb, Bind):

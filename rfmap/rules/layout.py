@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rfmap.core.layers import Expand, GlobalOp, Pad, Pointwise
 from rfmap.core.registry import OpDef
@@ -267,8 +268,8 @@ def _tile(call: Call, bind: Bind, reps: Sequence[int], suffix: str) -> Bind:
 
 
 def _repeat_rule(call: Call):
-    reps = call.args[1:] if len(call.args) > 2 else as_ints(call.arg(1, "repeats"), 1)
-    reps = [int(r) for r in (reps[0] if len(reps) == 1 and isinstance(reps[0], (list, tuple)) else reps)]
+    given: Sequence[Any] = call.args[1:] if len(call.args) > 2 else as_ints(call.arg(1, "repeats"), 1)
+    reps = [int(r) for r in (given[0] if len(given) == 1 and isinstance(given[0], (list, tuple)) else given)]
     return _tile_by(call, reps)
 
 
@@ -295,7 +296,7 @@ def _roll_rule(call: Call):
         f = spatial[0]
         if len(layout.dims[d]) != 1 or f.place != 1 or f.size != layout.sizes[f.axis] or f.key:
             raise LayoutError(f"it rolls dim {d}, which holds more than one whole spatial axis ({layout.describe()})")
-        by_axis[f.axis] = by_axis.get(f.axis, 0) + int(s)  # type: ignore[index]
+        by_axis[f.axis] = by_axis.get(f.axis, 0) + int(s)
     if not by_axis:
         call.out_layout = layout if call.bind.layout is not None else None
         return SAME

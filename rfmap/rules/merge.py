@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from rfmap.core.layers import Expand, Merge, Pointwise
-from rfmap.core.registry import OpDef
-from rfmap.rules.call import Call, LayoutError
+from rfmap.core.registry import OpDef, TorchRule
+from rfmap.rules.call import Bind, Call, LayoutError
 from rfmap.rules.common import REALIZE, distinct, elementwise, onnx_rules, torch_rules
 from rfmap.rules.onnx_attrs import attr_axis
 
@@ -36,7 +36,7 @@ def _spellings(name: str) -> list[str]:
 
 
 def _torch_elementwise(names, op: str):
-    rules = ()
+    rules: tuple[TorchRule, ...] = ()
     for name in names:
         rules += torch_rules(_spellings(name), elementwise(op), broadcast=name in BROADCAST_SAFE)
     return rules
@@ -53,7 +53,7 @@ def cat_rule(stack: bool):
             dim = int(call.arg(1, "dim", 0))
             nd = tensors[0].dim() + (1 if stack else 0)
         dim = dim + nd if dim < 0 else dim
-        dims: tuple | None = None
+        dims: tuple[int | None, ...] | None = None
         for _v, b in call.inputs:
             if any(d == dim for d in b.dims) and not stack:
                 raise LayoutError("it concatenates along a spatial dim")
@@ -65,12 +65,13 @@ def cat_rule(stack: bool):
                     if x is not None and y is not None and x != y:
                         raise LayoutError("its inputs hold the spatial axes at different dims")
                 dims = tuple(x if x is not None else y for x, y in zip(dims, bd))
+        assert dims is not None  # a rule runs only for calls with a spatial argument
         call.out_dims = dims
         binds = distinct(call)
         if len(binds) == 1:
             return Pointwise(op="stack" if stack else "cat")
         want = call.out_sizes(dims)
-        fitted = []
+        fitted: list[Bind] = []
         for _v, b in binds:
             fitted.append(b if call.sizes(b) == want else call.emit(f".expand{len(fitted)}", Expand(want), b))
         return call.emit("", Merge("concat"), *fitted, dims=dims)

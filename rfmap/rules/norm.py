@@ -145,8 +145,10 @@ def glu(call: Call):
     if not call.axes_on(dim):
         return Pointwise(op="glu")
     half = int(call.x.shape[dim]) // 2
-    a = call.emit(".a", crop_for(call, {dim: (0, half, 1)}, call.bind), call.bind)
-    b = call.emit(".b", crop_for(call, {dim: (half, 2 * half, 1)}, call.bind), call.bind)
+    first, second = crop_for(call, {dim: (0, half, 1)}, call.bind), crop_for(call, {dim: (half, 2 * half, 1)}, call.bind)
+    assert first is not None and second is not None  # the dim holds an axis (above): both halves crop it
+    a = call.emit(".a", first, call.bind)
+    b = call.emit(".b", second, call.bind)
     return call.emit("", Merge("mul"), a, b)
 
 

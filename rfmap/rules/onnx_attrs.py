@@ -8,7 +8,7 @@ raise :class:`~rfmap.errors.RFMapError` naming the attribute; the front end adds
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, is_tensor
@@ -16,7 +16,16 @@ from rfmap.rules.call import Call, is_tensor
 AUTO_PAD = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 
-def attr_ints(call: Call, name: str, n: int | None = None, default: Any = None, minimum: int | None = None) -> tuple[int, ...] | None:
+@overload
+def attr_ints(call: Call, name: str, n: int | None = None, default: None = None,
+              minimum: int | None = None) -> tuple[int, ...] | None: ...
+@overload
+def attr_ints(call: Call, name: str, n: int | None, default: tuple[int, ...], minimum: int | None = None) -> tuple[int, ...]: ...
+@overload
+def attr_ints(call: Call, name: str, n: int | None = None, *, default: tuple[int, ...],
+              minimum: int | None = None) -> tuple[int, ...]: ...
+def attr_ints(call: Call, name: str, n: int | None = None, default: tuple[int, ...] | None = None,
+              minimum: int | None = None) -> tuple[int, ...] | None:
     """An ints attribute (``n`` entries when given), or ``default``."""
     value = call.kwargs.get(name)
     if value is None:
@@ -58,6 +67,10 @@ def attr_flag(call: Call, name: str, default: int = 0) -> bool:
     return bool(value)
 
 
+@overload
+def attr_str(call: Call, name: str, default: str, allowed: tuple[str, ...] | None = None) -> str: ...
+@overload
+def attr_str(call: Call, name: str, default: None, allowed: tuple[str, ...] | None = None) -> str | None: ...
 def attr_str(call: Call, name: str, default: str | None, allowed: tuple[str, ...] | None = None) -> str | None:
     value = call.kwargs.get(name, default)
     if isinstance(value, bytes):

@@ -1,7 +1,7 @@
 """Resampling: interpolation (``F.interpolate``, ``nn.Upsample``, ONNX ``Resize``), pixel
 shuffle and unshuffle (ONNX ``DepthToSpace``/``SpaceToDepth``).
 
-Layers: :class:`~rfmap.core.layers.Upsample`, :class:`~rfmap.core.layers.PixelShuffle`,
+Layers: :class:`~rfmap.core.layers.Upsample`, :class:`~rfmap.core.resize.Resize`, :class:`~rfmap.core.layers.PixelShuffle`,
 :class:`~rfmap.core.layers.PixelUnshuffle`, :class:`~rfmap.core.layers.AdaptivePool` (area).
 """
 
@@ -11,18 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from rfmap.core.layers import (
-    ASPECT_POLICIES,
-    COORDINATE_MODES,
-    NEAREST_MODES,
-    RESIZE_MODES,
-    AdaptivePool,
-    PixelShuffle,
-    PixelUnshuffle,
-    Resize,
-    Upsample,
-)
+from rfmap.core.layers import AdaptivePool, PixelShuffle, PixelUnshuffle, Upsample
 from rfmap.core.registry import OpDef
+from rfmap.core.resize import ASPECT_POLICIES, COORDINATE_MODES, NEAREST_MODES, RESIZE_MODES, Resize
 from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints
 from rfmap.rules.common import REALIZE, onnx_rules, torch_rules

@@ -45,7 +45,7 @@ Padding strings are resolved here from the frameworks' documentation, independen
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rfmap.core.axis import Tabulated
 from rfmap.core.layers import (
     AdaptivePool,
     Conv,
@@ -63,17 +64,18 @@ from rfmap.core.layers import (
     PixelShuffle,
     PixelUnshuffle,
     Reduce,
-    Resize,
     Upsample,
 )
 from rfmap.core.params import pad_pair, per_axis
+from rfmap.core.resize import Resize
 from rfmap.errors import RFMapError
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
-_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
-_ADAPTIVE = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
+# the N-d variants by number of spatial axes (their per-axis arguments are tuples of that length)
+_CONV: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CONV_T: dict[int, Callable[..., nn.Module]] = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_AVG: dict[int, Callable[..., torch.Tensor]] = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+_MAX: dict[int, Callable[..., torch.Tensor]] = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_ADAPTIVE: dict[int, Callable[..., torch.Tensor]] = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
@@ -331,7 +333,7 @@ class ResizeNode(_Node):
     def forward(self, x):
         maps = self.layer.axis_maps(tuple(int(v) for v in x.shape[-self.ndim:]))
         for a, m in enumerate(maps):
-            if not hasattr(m, "real_idx"):
+            if not isinstance(m, Tabulated):
                 continue  # an axis copied as it is
             dim = x.dim() - self.ndim + a
             idx = torch.as_tensor(m.real_idx, device=x.device)
@@ -485,11 +487,11 @@ class MergeNode(_Node):
     def forward(self, *xs):
         if self.op == "concat":
             return torch.cat(xs, dim=1)
-        xs = [p(x) for p, x in zip(self.proj, xs)]
+        ys = [p(x) for p, x in zip(self.proj, xs)]
         if self.op == "mul":
-            xs = [x + self.mul_offset for x in xs] if self.mul_offset else xs
-        out = xs[0]
-        for x in xs[1:]:
+            ys = [y + self.mul_offset for y in ys] if self.mul_offset else ys
+        out = ys[0]
+        for x in ys[1:]:
             out = out + x if self.op == "add" else out * x
         return out
 

@@ -23,7 +23,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -80,8 +80,8 @@ def axis_cells(analysis: Analysis, layer: Any, support: bool = True) -> tuple[Ax
     for axis, n in enumerate(sizes):
         lo = np.empty(n, dtype=np.int64)
         hi = np.empty(n, dtype=np.int64)
-        slo = np.full(n, -1, dtype=np.int64) if support else None
-        shi = np.full(n, -2, dtype=np.int64) if support else None
+        slo = np.full(n, -1, dtype=np.int64)
+        shi = np.full(n, -2, dtype=np.int64)
         for i in range(n):
             cell = (i, 0) if axis == 0 else (0, i)
             box = analysis.rf_box(row.name, cell)
@@ -90,8 +90,8 @@ def axis_cells(analysis: Analysis, layer: Any, support: bool = True) -> tuple[Ax
                 cell = (i, mids[1]) if axis == 0 else (mids[0], i)
                 s = analysis.support(row.name, cell)[axis]
                 if s.size:
-                    slo[i], shi[i] = int(s[0]), int(s[-1])  # type: ignore[index]
-        out.append(AxisCells(lo, hi, slo, shi))
+                    slo[i], shi[i] = int(s[0]), int(s[-1])
+        out.append(AxisCells(lo, hi, slo if support else None, shi if support else None))
     return tuple(out)
 
 
@@ -142,6 +142,10 @@ def _check_pixels(path: str, h: int, w: int) -> None:
                          "(rfmap.core.budget.MAX_PICTURE_PIXELS)")
 
 
+@overload
+def load_image(image: None) -> None: ...
+@overload
+def load_image(image: str | os.PathLike[str] | np.ndarray | Any) -> np.ndarray: ...
 def load_image(image: Any) -> np.ndarray | None:
     """An image as an array ``H x W`` or ``H x W x 3|4`` (PIL when installed, else matplotlib's
     imread); its size is checked before it is decoded."""
@@ -156,7 +160,7 @@ def load_image(image: Any) -> np.ndarray | None:
         if size is not None:
             _check_pixels(path, *size)
         try:
-            from PIL import Image  # type: ignore[import-not-found]
+            from PIL import Image
         except ImportError:
             try:
                 import matplotlib.image as mpimg

@@ -128,27 +128,28 @@ def report_data(analysis: Analysis, image: Any = None, erf: Any = None, *, title
     require_2d(analysis, "the HTML report")
     h, w = analysis.input_size
     check_picture(h, w, "the HTML report")
-    cells = sum(sum(row.output_size) for row in analysis.layers[1:])
-    if cells > MAX_REPORT_CELLS:
+    n_cells = sum(sum(row.output_size) for row in analysis.layers[1:])
+    if n_cells > MAX_REPORT_CELLS:
         raise RFMapError(
-            f"the HTML report describes every cell: {cells:,} rows and columns over {len(analysis.layers) - 1} layers "
+            f"the HTML report describes every cell: {n_cells:,} rows and columns over {len(analysis.layers) - 1} layers "
             f"is beyond rfmap's limit of {MAX_REPORT_CELLS:,} (rfmap.core.budget.MAX_REPORT_CELLS); "
             "analyze at a smaller input size"
         )
     embedded = embed_image(image)
-    layers = []
+    layers: list[dict[str, Any]] = []
     over = [0, 0, 0, 0]  # how far boxes reach past the top, left, bottom, right edges
     for row in analysis.layers[1:]:
         ay, ax = axis_cells(analysis, row.name, support=True)
         axes = []
-        for cells, _n in ((ay, h), (ax, w)):
-            empty = cells.support_empty
+        for along in (ay, ax):
+            slo, shi, empty = along.support_lo, along.support_hi, along.support_empty
+            assert slo is not None and shi is not None  # asked for with support=True
             axes.append(
                 {
-                    "lo": cells.lo.tolist(),
-                    "hi": cells.hi.tolist(),
-                    "slo": [None if e else int(v) for v, e in zip(cells.support_lo, empty)],  # type: ignore[arg-type]
-                    "shi": [None if e else int(v) for v, e in zip(cells.support_hi, empty)],  # type: ignore[arg-type]
+                    "lo": along.lo.tolist(),
+                    "hi": along.hi.tolist(),
+                    "slo": [None if e else int(v) for v, e in zip(slo, empty)],
+                    "shi": [None if e else int(v) for v, e in zip(shi, empty)],
                 }
             )
         over = [
@@ -157,7 +158,7 @@ def report_data(analysis: Analysis, image: Any = None, erf: Any = None, *, title
             max(over[2], int(ay.hi.max()) - (h - 1)),
             max(over[3], int(ax.hi.max()) - (w - 1)),
         ]
-        cells = list(row_cells(row))
+        cells = list(row_cells(row))  # the table row's texts, its flags last
         layers.append(
             {
                 "name": row.name,

@@ -264,7 +264,7 @@ class _Walk:
         )
         results = result if isinstance(result, list) else [result] + [None] * (len(node.output) - 1)
         for o, b, t in zip(node.output, results, outs):
-            if o and isinstance(b, Bind):
+            if o and isinstance(b, Bind) and t is not None:  # a named output has a known shape (above)
                 binds[o] = b
                 fixed = self.front.corrected_shape(b, t)
                 if fixed is not None and list(fixed) != list(t.shape):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -58,18 +58,19 @@ def _predicted(node, values: list[np.ndarray]) -> int | None:
     return None
 
 
-def _evaluate(node, inputs: dict[str, np.ndarray], opset: int | None) -> list:
+def _evaluate(node: Any, inputs: dict[str, np.ndarray], opset: int | None) -> list[Any]:
     """One node run by onnx's reference evaluator at the model's opset (ops such as
     ``Unsqueeze`` changed their signature between opsets)."""
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
 
+    # run() returns a list unless asked for intermediate results (its annotation allows both)
     if opset is None:
-        return ReferenceEvaluator(node).run(None, inputs)
+        return cast("list[Any]", ReferenceEvaluator(node).run(None, inputs))
     g = helper.make_graph([node], "fold", [helper.make_empty_tensor_value_info(i) for i in node.input if i],
                           [helper.make_empty_tensor_value_info(o) for o in node.output if o])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    return ReferenceEvaluator(model).run(None, inputs)
+    return cast("list[Any]", ReferenceEvaluator(model).run(None, inputs))
 
 
 def fold_constants(graph, consts: dict[str, np.ndarray], shapes: dict[str, list[int]], opset: int | None = None) -> None:

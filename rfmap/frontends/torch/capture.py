@@ -50,7 +50,7 @@ import inspect
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.fx
@@ -304,7 +304,7 @@ class _InputSpec:
 
     @classmethod
     def from_fx(cls, module, gm: _Traced, input_size, in_channels) -> _InputSpec:
-        found = None
+        found: tuple[int, int | None] | None = None
         modules = dict(gm.named_modules())
         for node in gm.graph.nodes:
             if node.op == "call_module" and isinstance(modules.get(node.target), _CONV_MODULES):
@@ -322,7 +322,7 @@ class _InputSpec:
                 channels = None
                 if isinstance(w, torch.fx.Node) and w.op == "get_attr":
                     try:
-                        weight = _fetch(gm.root, w.target)
+                        weight = _fetch(gm.root, cast(str, w.target))  # get_attr: an attribute path
                         groups = node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)
                         channels = int(weight.shape[0]) if transposed else int(weight.shape[1]) * int(groups)
                     except Exception:  # noqa: BLE001
@@ -380,7 +380,7 @@ def _probe_channels(gm: _Traced, conv: torch.fx.Node, channels: int, spec: _Inpu
                 kwargs = torch.fx.node.map_arg(n.kwargs, env.__getitem__)
                 fn = n.target if n.op == "call_function" else getattr(args[0], n.target)
                 env[n] = fn(*args, **kwargs) if n.op == "call_function" else fn(*args[1:], **kwargs)
-            x = env[conv.args[0]]
+            x = env[cast(torch.fx.Node, conv.args[0])]
         except Exception:  # noqa: BLE001 - this candidate does not fit the ops
             continue
         if isinstance(x, torch.Tensor) and x.dim() >= 2 and int(x.shape[1]) == channels:
@@ -398,9 +398,9 @@ def _channels_at_input(node: torch.fx.Node, channels: int, modules: dict) -> int
         elif isinstance(m, nn.PixelShuffle):
             channels *= m.upscale_factor**2
         elif cur.target in (torch.nn.functional.pixel_unshuffle, torch.pixel_unshuffle):
-            channels //= int(cur.args[1]) ** 2
+            channels //= int(cast(int, cur.args[1])) ** 2
         elif cur.target in (torch.nn.functional.pixel_shuffle, torch.pixel_shuffle):
-            channels *= int(cur.args[1]) ** 2
+            channels *= int(cast(int, cur.args[1])) ** 2
         inputs = [a for a in cur.args if isinstance(a, torch.fx.Node)]
         if len(inputs) != 1:
             break

@@ -230,11 +230,7 @@ class _FxRun:
                 self.calls[node.target] = count + 1
                 first_call = count == 0  # a module's parameters are counted by the module table
             else:
-                params = sum(
-                    int(_fetch(self.gm.root, a.target).numel())
-                    for a in node.all_input_nodes
-                    if a.op == "get_attr" and isinstance(_fetch(self.gm.root, a.target), nn.Parameter)
-                )
+                params = self._params_read_by(node)
             base = node.target if module is not None else node.name
             binds[node] = self.front.convert(
                 kind=kind, target=target, base=base, path=path, module=module, args=args, kwargs=kwargs,
@@ -249,6 +245,15 @@ class _FxRun:
                 "run on zeros of the real input shape (no meta kernel): " + ", ".join(self.real_fallbacks)
             )
         return finish(self.front, self.spec, outputs, values, type(self.module).__name__, "fx")
+
+    def _params_read_by(self, node: torch.fx.Node) -> int:
+        """Parameters a function call reads directly (``F.conv2d(x, self.weight)``)."""
+        total = 0
+        for a in node.all_input_nodes:
+            value = _fetch(self.gm.root, str(a.target)) if a.op == "get_attr" else None
+            if isinstance(value, nn.Parameter):
+                total += int(value.numel())
+        return total
 
     def _keep_value(self, node, meta, real) -> None:
         """Remember the value of a small constant tensor (an attention mask, a bias table)

@@ -226,7 +226,7 @@ def exercise(path, size) -> None:
     api_case(analysis.to_json)
 
 
-@pytest.mark.parametrize("examples", profiles(300, 2500))
+@pytest.mark.parametrize("examples", profiles(300, 1200))
 def test_mutated_onnx_models(examples, tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx")
 

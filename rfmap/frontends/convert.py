@@ -102,6 +102,10 @@ def _in_user_code(exc: BaseException) -> bool:
     return False
 
 
+#: Pointwise layers by op name (layers are immutable: one per name serves every call)
+_POINTWISE: dict[str, Pointwise] = {}
+
+
 class Front:
     """Collects rfmap nodes, their engine sizes and where they came from."""
 
@@ -210,6 +214,10 @@ class Front:
                     opset=opset)
         if convert is None:
             return self._finish(call, self._unsupported(call, ""), rule_based=False)
+        if getattr(convert, "plain_pointwise", False) and len(call.inputs) == 1:
+            plain = self._plain_pointwise(call)
+            if plain is not None:
+                return plain
         n_before = len(self.nodes)
         try:
             result = dispatch(call, convert)
@@ -231,6 +239,20 @@ class Front:
                 raise RFMapBug(f"{self._where(call)}: rfmap's rule crashed ({one_line(exc)})") from exc
             raise RFMapError(f"{self._where(call)}: the rule registered for it failed ({one_line(exc)})") from None
         return self._finish(call, result, rule_based=True)
+
+    def _plain_pointwise(self, call: Call) -> Bind | None:
+        """What :meth:`convert` answers for a :func:`~rfmap.rules.common.plain_pointwise`
+        rule on one map whose output is a tensor of the input's shape, without the rule and
+        the checks (``None``: not such a call)."""
+        bind, out = call.bind, call.out
+        if bind.layout is not None or not is_tensor(out) or not is_tensor(call.x) or out.shape != call.x.shape:
+            return None
+        layer = _POINTWISE.get(call.op_name)
+        if layer is None:
+            layer = _POINTWISE[call.op_name] = Pointwise(op=call.op_name)
+        result = Bind(self.emit(call, call.name, layer, [bind.node]), bind.dims)
+        self._record_shape(result, out)
+        return result
 
     def _unsupported(self, call: Call, reason: str):
         where = self._where(call)
@@ -281,8 +303,13 @@ class Front:
         if bind.layout is not None:
             lay = bind.layout
             return tuple(lay.sizes) == tuple(sizes) and lay.shape == tuple(int(v) for v in tensor.shape)
-        if len(sizes) != len(bind.dims):
+        dims = bind.dims
+        if len(sizes) != len(dims):
             return False
+        shape = tensor.shape
+        if None not in dims and len(set(dims)) == len(dims):  # the common case: one axis per dim
+            rank = len(shape)
+            return all(d is not None and 0 <= d < rank and shape[d] == n for d, n in zip(dims, sizes))
         groups: dict[int, int] = {}
         shared: dict[int, int] = {}
         for a, d in enumerate(bind.dims):

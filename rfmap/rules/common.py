@@ -99,6 +99,15 @@ def elementwise(op: str) -> Callable[[Call], Any]:
     return rule
 
 
+def plain_pointwise(fn: Callable) -> Callable:
+    """Mark a converter whose answer, for a call on one map (no split layout) that returns a
+    tensor of that map's shape, is ``Pointwise(op=call.op_name)``: the front end answers such
+    calls (activations, batch norms: half of a CNN's calls) without running the converter."""
+    fn.plain_pointwise = True  # type: ignore[attr-defined]
+    return fn
+
+
+@plain_pointwise
 @layout_aware
 def pointwise(call: Call):
     """An op that changes no geometry (a merge when it reads several maps)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from rfmap.core.layers import Pointwise
 from rfmap.core.registry import OpDef
 from rfmap.rules.call import Call
-from rfmap.rules.common import REALIZE, distinct, merge_or_pointwise, onnx_rules, pointwise, torch_rules
+from rfmap.rules.common import REALIZE, distinct, merge_or_pointwise, onnx_rules, plain_pointwise, pointwise, torch_rules
 from rfmap.rules.erf_moments import window_moments
 
 MODULES = (
@@ -46,6 +46,7 @@ ONNX = (
 )
 
 
+@plain_pointwise
 def module_pointwise(call: Call):
     if len(distinct(call)) > 1:
         return merge_or_pointwise(call, "add")

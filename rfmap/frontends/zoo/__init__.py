@@ -36,9 +36,17 @@ from rfmap.frontends.zoo._registry import ZOO, ZooEntry
 
 #: the family modules, in listing order (each registers its entries when imported)
 FAMILIES = ("classic", "resnet", "detectors", "fpn", "fcn", "sequence")
-for _family in FAMILIES:
-    importlib.import_module(f"{__name__}.{_family}")
-del _family
+_loaded = 0  # how many of FAMILIES are imported
+
+
+def _load(key: str | None = None) -> None:
+    """Import the families in listing order until ``key`` is registered (all of them when
+    ``key`` is None or unknown): ``rfmap summary vgg16`` imports the classic family only."""
+    global _loaded
+    while _loaded < len(FAMILIES) and (key is None or key not in ZOO):
+        importlib.import_module(f"{__name__}.{FAMILIES[_loaded]}")
+        _loaded += 1
+
 
 __all__ = ["ZooEntry", "entries", "get", "has", "names"]
 
@@ -49,16 +57,21 @@ def _key(name: str) -> str:
 
 def names() -> tuple[str, ...]:
     """The CLI names of every zoo entry, in listing order."""
+    _load()
     return tuple(ZOO)
 
 
 def entries() -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     """``(name, description, default input size)`` for every entry, for ``rfmap zoo``."""
+    _load()
     return tuple((e.name, e.description, e.input_size) for e in ZOO.values())
 
 
 def has(name: str) -> bool:
-    return isinstance(name, str) and _key(name) in ZOO
+    if not isinstance(name, str):
+        return False
+    _load(_key(name))
+    return _key(name) in ZOO
 
 
 def get(name: str, input_size: int | Sequence[int] | None = None) -> Graph:

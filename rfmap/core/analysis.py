@@ -13,7 +13,6 @@ O(1), :meth:`Analysis.support` by propagating index sets back through the real m
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -479,6 +478,8 @@ class Analysis:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
+        import json  # here: summaries that print text need no JSON module
+
         return json.dumps(self.to_dict(), indent=indent)
 
     def cell_dict(self, layer: str | int, index: Any) -> dict[str, Any]:

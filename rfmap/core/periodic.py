@@ -97,6 +97,8 @@ class Boxes:
         """
         kind = type(rule)
         if self.period == 1 and kind in _PLAIN_RULES:
+            if self.step == 0:  # every cell sees the same box (a global path): so do the taps' hulls
+                return self
             # the common cases in plain Python: box(0) of a window (a whole map, a cell) over a
             # shift-invariant map (period 1: its boxes move by step >= 0 from cell to cell)
             if type(rule) is Window:  # not kind: type checkers narrow rule on type(rule)

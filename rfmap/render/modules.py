@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,8 @@ def render_modules(rows: Sequence[Any], fmt: str = "table", title: str = "model"
     """A torchinfo-style table of :func:`rfmap.frontends.torch.table.module_table` rows (one per
     module, or per block at a given depth; the last row is the model's output)."""
     if fmt == "json":
+        import json
+
         return json.dumps({"modules": [row.to_dict() for row in rows]}, indent=2)
     cells = tuple(
         (

@@ -25,9 +25,7 @@ aligned text, which is also what the golden-file tests compare.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
@@ -186,11 +184,15 @@ def to_dict(analysis: Analysis, layers: str | Iterable[str] | None = None) -> di
 
 
 def render_json(analysis: Analysis, layers: str | Iterable[str] | None = None) -> str:
+    import json
+
     return json.dumps(to_dict(analysis, layers), indent=2)
 
 
 def render_csv(analysis: Analysis, layers: str | Iterable[str] | None = None) -> str:
     """Header plus one row per layer; per-axis columns (``rf_h, rf_w``); fractions as floats."""
+    import csv
+
     rows = select_layers(analysis, layers)
     suffixes = [name.lower() for name in axis_names(analysis.ndim)]
     per_axis = ("output", "stride", "rf", "padding", "center0")

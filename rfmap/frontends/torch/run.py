@@ -143,7 +143,7 @@ def _inplace(kind: str, target: Any, module: Any, kwargs: dict) -> bool:
     if kind == "method":
         return isinstance(target, str) and target.endswith("_") and not target.endswith("__")
     if kind == "module":
-        return bool(getattr(module, "inplace", False))
+        return bool(vars(module).get("inplace", False))  # a plain attribute (nn.ReLU(inplace=True))
     if kind == "aten":
         name = getattr(getattr(target, "_schema", None), "name", "")
         return name.endswith("_") and not name.endswith("__")

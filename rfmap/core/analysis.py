@@ -18,10 +18,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
-import numpy.typing as npt
+
+if TYPE_CHECKING:  # numpy.typing costs 15 ms to import: for type checkers only
+    import numpy.typing as npt
 
 from rfmap.core.axis import AxisMap, Global, Identity
 from rfmap.core.box import AXES, Box

@@ -24,9 +24,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
+
+if TYPE_CHECKING:  # numpy.typing costs 15 ms to import: for type checkers only
+    import numpy.typing as npt
 
 from rfmap.core.budget import check_cells, check_work, chunk
 

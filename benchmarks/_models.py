@@ -67,22 +67,6 @@ def efficientnet_b0() -> nn.Module:
     return nn.Sequential(*layers).eval()
 
 
-class ConvNeXtBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
-        self.act = nn.GELU()
-        self.pwconv2 = nn.Linear(4 * dim, dim)
-        self.gamma = nn.Parameter(1e-6 * torch.ones(dim))
-
-    def forward(self, x):
-        y = self.dwconv(x).permute(0, 2, 3, 1)
-        y = self.gamma * self.pwconv2(self.act(self.pwconv1(self.norm(y))))
-        return x + y.permute(0, 3, 1, 2)
-
-
 class LayerNorm2d(nn.LayerNorm):
     def forward(self, x):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -94,7 +78,7 @@ def convnext_tiny() -> nn.Module:
     for i, (dim, depth) in enumerate(zip(dims, depths)):
         if i:
             layers += [LayerNorm2d(dims[i - 1], eps=1e-6), nn.Conv2d(dims[i - 1], dim, 2, 2)]
-        layers += [ConvNeXtBlock(dim) for _ in range(depth)]
+        layers += [torch_models.ConvNeXtBlock(dim) for _ in range(depth)]
     return nn.Sequential(*layers).eval()
 
 

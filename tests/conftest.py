@@ -38,3 +38,14 @@ def tiny():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RFMapWarning)
         return rfmap.analyze(SPECS / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """PyTorch on one intra-op thread for a module's tests: on tiny tensors its threads only
+    add overhead (20x on a busy 2-core machine)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

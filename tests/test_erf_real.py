@@ -30,13 +30,7 @@ from rfmap.erf.stats import radial_mass, replknet_area_ratio  # noqa: E402
 from rfmap.errors import RFMapError  # noqa: E402
 from rfmap.render.erf import erf_text  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_relu_net() -> nn.Module:

@@ -106,12 +106,9 @@ TOTALS: dict[str, int] = {}
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread(request):
-    """Tiny tensors: PyTorch's intra-op threads only add overhead (20x on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _report_totals(request, one_thread):
+    """One thread for the module's tests (see conftest); afterwards, with ``-v``, the totals."""
     yield
-    torch.set_num_threads(threads)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None and capture is not None and request.config.option.verbose > 0 and TOTALS:

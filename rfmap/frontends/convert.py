@@ -22,8 +22,8 @@ from typing import Any
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise, resolved_maps
 from rfmap.errors import RFMapBug, RFMapError, RFMapWarning
-from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, first_tensor, is_tensor, leaves, right_aligned
-from rfmap.rules.common import broadcast_dims, distinct, flat_global
+from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, distinct, first_tensor, is_tensor, leaves, right_aligned
+from rfmap.rules.common import broadcast_dims, flat_global
 from rfmap.rules.split_axes import as_map, dispatch, has_split
 
 

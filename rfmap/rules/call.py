@@ -97,6 +97,16 @@ def is_tensor(value: Any) -> bool:
 _NESTED = (list, tuple, dict)
 
 
+def distinct(call: Call) -> list[tuple[Any, Bind]]:
+    """The spatial arguments of a call, one per distinct map."""
+    seen, out = set(), []
+    for v, b in call.inputs:
+        if b.node not in seen:
+            seen.add(b.node)
+            out.append((v, b))
+    return out
+
+
 def leaves(obj: Any) -> list:
     """The leaves of nested lists, tuples and dicts, in order."""
     if isinstance(obj, dict):

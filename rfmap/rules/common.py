@@ -8,7 +8,7 @@ from typing import Any
 
 from rfmap.core.layers import Crop, Expand, GlobalOp, Layer, Merge, Pointwise, Reduce
 from rfmap.core.registry import OnnxRule, TorchRule
-from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, right_aligned
+from rfmap.rules.call import SAME, Bind, Call, LayoutError, distinct, first_tensor, is_tensor, right_aligned
 from rfmap.rules.split_axes import has_split, layout_aware, mix_split, reduce_split
 from rfmap.rules.split_ops import elementwise_split
 
@@ -28,16 +28,6 @@ def onnx_rules(types, convert) -> tuple[OnnxRule, ...]:
 def nd(prefix: str, dims=(1, 2, 3)) -> list[str]:
     """``nd("nn.Conv")`` -> ``["nn.Conv1d", "nn.Conv2d", "nn.Conv3d"]``."""
     return [f"{prefix}{d}d" for d in dims]
-
-
-def distinct(call: Call) -> list[tuple[Any, Bind]]:
-    """The spatial arguments of a call, one per distinct map."""
-    seen, out = set(), []
-    for v, b in call.inputs:
-        if b.node not in seen:
-            seen.add(b.node)
-            out.append((v, b))
-    return out
 
 
 def flat_global(call: Call, value, bind: Bind, suffix: str) -> Bind:

@@ -18,8 +18,8 @@ from typing import Any
 from rfmap.core.layers import Expand, GlobalOp, Merge, Pointwise, Reduce
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
-from rfmap.rules.call import Bind, Call, LayoutError, first_tensor, is_tensor
-from rfmap.rules.common import distinct, flat_global, onnx_rules, torch_rules
+from rfmap.rules.call import Bind, Call, LayoutError, distinct, first_tensor, is_tensor
+from rfmap.rules.common import flat_global, onnx_rules, torch_rules
 from rfmap.rules.onnx_attrs import attr_flag, attr_str
 from rfmap.rules.split_axes import layout_aware
 from rfmap.rules.window_attention import contract_split, sdpa_split

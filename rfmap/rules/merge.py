@@ -11,8 +11,8 @@ import numpy as np
 
 from rfmap.core.layers import Expand, Merge, Pointwise
 from rfmap.core.registry import OpDef, TorchRule
-from rfmap.rules.call import Bind, Call, LayoutError
-from rfmap.rules.common import REALIZE, distinct, elementwise, onnx_rules, torch_rules
+from rfmap.rules.call import Bind, Call, LayoutError, distinct
+from rfmap.rules.common import REALIZE, elementwise, onnx_rules, torch_rules
 from rfmap.rules.onnx_attrs import attr_axis
 
 ADD_LIKE = ("add", "sub", "subtract", "rsub", "maximum", "minimum", "fmax", "fmin", "where", "lerp", "addcmul", "addcdiv",

@@ -14,8 +14,8 @@ from __future__ import annotations
 from rfmap.core.layers import Merge, Pointwise, Reduce
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
-from rfmap.rules.call import Call, LayoutError, as_ints, is_tensor
-from rfmap.rules.common import crop_for, distinct, merge_or_pointwise, mix_on_dims, onnx_rules, reduce_dims, torch_rules
+from rfmap.rules.call import Call, LayoutError, as_ints, distinct, is_tensor
+from rfmap.rules.common import crop_for, merge_or_pointwise, mix_on_dims, onnx_rules, reduce_dims, torch_rules
 from rfmap.rules.onnx_attrs import attr_axis, attr_flag, attr_int, attr_ints, check_axes, const_ints
 from rfmap.rules.split_axes import layout_aware
 

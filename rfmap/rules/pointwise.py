@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from rfmap.core.layers import Pointwise
 from rfmap.core.registry import OpDef
-from rfmap.rules.call import Call
-from rfmap.rules.common import REALIZE, distinct, merge_or_pointwise, onnx_rules, plain_pointwise, pointwise, torch_rules
+from rfmap.rules.call import Call, distinct
+from rfmap.rules.common import REALIZE, merge_or_pointwise, onnx_rules, plain_pointwise, pointwise, torch_rules
 from rfmap.rules.erf_moments import window_moments
 
 MODULES = (

@@ -15,14 +15,14 @@ import numpy as np
 
 from rfmap.core.layers import Expand, Merge, Pointwise
 from rfmap.core.regroup import Regroup
-from rfmap.rules.call import SAME, Bind, Call, LayoutError, first_tensor, is_tensor, leaves
+from rfmap.rules.call import SAME, Bind, Call, LayoutError, distinct, first_tensor, is_tensor, leaves
 from rfmap.rules.layout_algebra import Factor, Layout, with_shape, without_dims
 from rfmap.rules.split_axes import NeedsMap, _out_layout, _plain, is_split, settle
 
 
 def pointwise_split(call: Call):
     """An elementwise op: one map keeps its layout (broadcast to the output's shape)."""
-    binds = _distinct(call)
+    binds = distinct(call)
     if len(binds) > 1:
         return merge_split(call, "add")
     v, b = binds[0]
@@ -33,7 +33,7 @@ def pointwise_split(call: Call):
 def elementwise_split(call: Call, op: str):
     """An elementwise op on split layouts; a constant mask added to attention scores (or
     ``masked_fill`` with a very negative value) splits their key groups."""
-    binds = _distinct(call)
+    binds = distinct(call)
     if len(binds) > 1:
         return merge_split(call, op)
     v, b = binds[0]
@@ -68,21 +68,12 @@ def _mask_of(call: Call) -> np.ndarray | None:
     return None
 
 
-def _distinct(call: Call) -> list[tuple[Any, Bind]]:
-    seen, out = set(), []
-    for v, b in call.inputs:
-        if b.node not in seen:
-            seen.add(b.node)
-            out.append((v, b))
-    return out
-
-
 def merge_split(call: Call, op: str):
     """An elementwise op of several maps: their digits must be where the others' are (maps of
     one cell are broadcast to the others' cells)."""
     out_shape = tuple(int(v) for v in first_tensor(call.out).shape)
     laid = []
-    for v, b in _distinct(call):
+    for v, b in distinct(call):
         b = settle(call, b) if is_split(b) and any(b.layout.offsets) else b
         laid.append((b, with_shape(call.layout_of(b, v), out_shape)))
     ref = max(laid, key=lambda item: sum(f.spatial for fs in item[1].dims for f in fs))[1]

@@ -20,11 +20,12 @@ the layer's stride in input cells per output cell (a fraction after upsampling).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -168,140 +169,6 @@ class Window(AxisMap):
 
 
 @dataclass(frozen=True)
-class Transposed(AxisMap):
-    """Transposed convolution: input ``i`` feeds output ``i*s - pad_left + d*t``."""
-
-    monotone = True
-
-    n_in: int
-    n_out: int
-    kernel: int
-    stride_: int
-    dilation: int
-    pad_left: int
-
-    @property
-    def period(self) -> int:  # type: ignore[override]
-        return self.stride_
-
-    @property
-    def shift(self) -> int:  # type: ignore[override]
-        return 1
-
-    @property
-    def width(self) -> int:
-        return self.kernel
-
-    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        num = (o + self.pad_left)[:, None] - self.dilation * np.arange(self.kernel)
-        return np.floor_divide(num, self.stride_), np.mod(num, self.stride_) == 0
-
-
-@dataclass(frozen=True)
-class Resample(AxisMap):
-    """Upsampling or downsampling by interpolation, with PyTorch's ``F.interpolate`` rules.
-
-    ``ratio = p/q`` is input cells per output cell (``1/scale_factor``, or ``n_in/n_out``);
-    it is exact here, where PyTorch computes it in floating point (see docs/semantics).
-    ``mode`` is ``nearest``, ``nearest-exact``, ``linear`` or ``cubic``.  With
-    ``align_corners`` the ratio is ``(n_in-1)/(n_out-1)``.
-    """
-
-    monotone = True
-
-    n_in: int
-    n_out: int
-    mode: str
-    ratio: Fraction
-    align_corners: bool = False
-
-    @property
-    def period(self) -> int:  # type: ignore[override]
-        return self.ratio.denominator if self.ratio else 1
-
-    @property
-    def shift(self) -> int:  # type: ignore[override]
-        return self.ratio.numerator
-
-    @property
-    def width(self) -> int:
-        return {"linear": 2, "cubic": 4}.get(self.mode, 1)
-
-    def _source(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Source coordinate ``num/den`` of output ``o`` (exact), unclamped."""
-        p, q = self.ratio.numerator, self.ratio.denominator
-        if self.mode == "nearest":
-            return o * p, np.full_like(o, q)
-        if self.align_corners:
-            return o * p, np.full_like(o, q)
-        # half-pixel: (o + 0.5) * p/q - 0.5
-        return (2 * o + 1) * p - q, np.full_like(o, 2 * q)
-
-    def _floor_frac(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        num, den = self._source(o)
-        if self.mode == "nearest-exact":
-            num, den = (2 * o + 1) * self.ratio.numerator, np.full_like(o, 2 * self.ratio.denominator)
-        return np.floor_divide(num, den), np.mod(num, den) != 0, num, den
-
-    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        i0, frac, _, _ = self._floor_frac(o)
-        if self.mode in ("nearest", "nearest-exact"):
-            return i0[:, None], np.ones((o.size, 1), dtype=bool)
-        if self.mode == "linear":
-            idx = i0[:, None] + np.arange(2)
-            valid = np.stack([np.ones_like(frac), frac], axis=1)
-            return idx, valid
-        # cubic: four taps around the source, one when it falls on a pixel
-        idx = i0[:, None] + np.arange(-1, 3)
-        valid = np.stack([frac, np.ones_like(frac), frac, frac], axis=1)
-        return idx, valid
-
-    def taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = self.n_in
-        if self.mode in ("nearest", "nearest-exact"):
-            i0, _, _, _ = self._floor_frac(o)
-            return np.minimum(i0, n - 1)[:, None], np.ones((o.size, 1), dtype=bool)
-        if self.mode == "linear":
-            i0, frac, num, _ = self._floor_frac(o)
-            # PyTorch clamps a negative source coordinate to 0 (align_corners=False)
-            negative = num < 0
-            i0 = np.where(negative, 0, i0)
-            frac = frac & ~negative
-            i1 = np.minimum(i0 + 1, n - 1)
-            return np.stack([np.minimum(i0, n - 1), i1], axis=1), np.stack(
-                [np.ones_like(frac), frac & (i1 != i0)], axis=1
-            )
-        idx, valid = self.virtual_taps(o)
-        return np.clip(idx, 0, n - 1), valid
-
-
-@dataclass(frozen=True)
-class Shuffle(AxisMap):
-    """Pixel shuffle by ``r``: output ``o`` comes from input ``o // r``."""
-
-    monotone = True
-
-    n_in: int
-    n_out: int
-    factor: int
-
-    @property
-    def period(self) -> int:  # type: ignore[override]
-        return self.factor
-
-    @property
-    def shift(self) -> int:  # type: ignore[override]
-        return 1
-
-    @property
-    def width(self) -> int:
-        return 1
-
-    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.floor_divide(o, self.factor)[:, None], np.ones((o.size, 1), dtype=bool)
-
-
-@dataclass(frozen=True)
 class Adaptive(AxisMap):
     """Adaptive pooling: output ``o`` pools ``[floor(o*n/m), ceil((o+1)*n/m))``."""
 
@@ -440,3 +307,24 @@ class Tabulated(AxisMap):
 
     def __repr__(self) -> str:
         return f"Tabulated(n_in={self.n_in}, n_out={self.n_out}, period={self._period}, shift={self._shift})"
+
+
+# -- rules defined in their own module --------------------------------------------------------
+
+#: imported on first use (PEP 562), like the resampling layers (see :mod:`rfmap.core.layers`)
+_ELSEWHERE = {"Transposed": "rfmap.core.resampling", "Resample": "rfmap.core.resampling",
+              "Shuffle": "rfmap.core.resampling"}
+
+if TYPE_CHECKING:
+    from rfmap.core.resampling import Resample as Resample
+    from rfmap.core.resampling import Shuffle as Shuffle
+    from rfmap.core.resampling import Transposed as Transposed
+
+
+def __getattr__(name: str) -> Any:
+    module = _ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

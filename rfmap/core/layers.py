@@ -18,16 +18,14 @@ says which op names, PyTorch targets and ONNX op types build which layer.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
-from math import gcd
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Resample, Shuffle, Transposed, Window
+from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Window
 from rfmap.core.params import (
     boolean,
-    fraction,
     integer,
     ints,
     pad_mode,
@@ -182,217 +180,6 @@ class Conv(Layer):
 
 
 @dataclass(frozen=True)
-class ConvTranspose(Layer):
-    """Transposed convolution: ``n_out = (n-1)*s - p_left - p_right + d*(k-1) + output_padding + 1``."""
-
-    kernel: Any
-    stride: Any = 1
-    padding: Any = 0
-    output_padding: Any = 0
-    dilation: Any = 1
-    op: str = "conv_transpose"
-
-    def __post_init__(self) -> None:
-        pads = self.padding
-        if isinstance(pads, str) or (isinstance(pads, (list, tuple)) and not pads):
-            raise RFMapError(f"padding of a transposed convolution must be ints or (left, right) pairs, got {pads!r:.60}")
-        _set(
-            self,
-            kernel=ints(self.kernel, "kernel", 1),
-            stride=ints(self.stride, "stride", 1),
-            padding=padding(pads),
-            output_padding=ints(self.output_padding, "output_padding", 0),
-            dilation=ints(self.dilation, "dilation", 1),
-            op=_op_name(self.op),
-        )
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        ndim = len(sizes)
-        maps: list[AxisMap] = []
-        for n, k, s, p, op_, d in zip(
-            sizes,
-            per_axis(self.kernel, ndim, "kernel"),
-            per_axis(self.stride, ndim, "stride"),
-            per_axis(self.padding, ndim, "padding"),
-            per_axis(self.output_padding, ndim, "output_padding"),
-            per_axis(self.dilation, ndim, "dilation"),
-        ):
-            pl, pr = _sides(p)
-            if pl < 0 or pr < 0:
-                raise RFMapError(f"padding must be >= 0, got ({pl}, {pr})")
-            # every output phase must receive an input, or some cells see nothing at all: the
-            # taps reach the phases d*t mod s, t < k, which are min(k, s/gcd(d, s)) distinct ones
-            if gcd(d, s) != 1 or k < s:
-                raise RFMapError(
-                    f"stride {s} with kernel {k} and dilation {d} leaves output cells that no input reaches"
-                )
-            if self.op == "conv_transpose" and op_ >= max(s, d):
-                # PyTorch's rule (its meta kernel skips the check, its CPU and CUDA kernels raise)
-                raise RFMapError(f"output_padding {op_} must be smaller than the stride {s} or the dilation {d}")
-            n_out = (n - 1) * s - pl - pr + d * (k - 1) + op_ + 1
-            maps.append(Transposed(n, _check_out(n_out, n, f"kernel {k}, stride {s}"), k, s, d, pl))
-        return tuple(maps)
-
-
-#: Interpolation modes: PyTorch's and ONNX's names -> rfmap's four.
-INTERPOLATION = {
-    "nearest": "nearest",
-    "nearest-exact": "nearest-exact",
-    "linear": "linear",
-    "bilinear": "linear",
-    "trilinear": "linear",
-    "bicubic": "cubic",
-    "cubic": "cubic",
-}
-
-
-@dataclass(frozen=True)
-class Upsample(Layer):
-    """Resampling as ``F.interpolate``: ``scale_factor`` (exact: ``2``, ``1.5``, ``"3/2"``) or ``size``.
-
-    With a scale factor ``n_out = floor(n * scale)`` and the source of output ``o`` is
-    ``o / scale`` (nearest: ``floor``; linear: ``(o + 0.5)/scale - 0.5``); with ``size`` the
-    ratio is ``n_in / n_out``; with ``align_corners`` it is ``(n_in - 1)/(n_out - 1)``.
-    """
-
-    scale_factor: Any = None
-    size: Any = None
-    mode: str = "nearest"
-    align_corners: bool = False
-    op: str = "upsample"
-
-    def __post_init__(self) -> None:
-        mode = INTERPOLATION.get(self.mode.lower()) if isinstance(self.mode, str) else None
-        if mode is None:
-            raise RFMapError(f"mode {self.mode!r:.60} is not one of {', '.join(INTERPOLATION)}")
-        if (self.scale_factor is None) == (self.size is None):
-            raise RFMapError("give exactly one of scale_factor and size")
-        align = boolean(self.align_corners, "align_corners")
-        if align and mode not in ("linear", "cubic"):
-            raise RFMapError("align_corners applies to linear and cubic modes only")
-        scale = self.scale_factor
-        if scale is not None:
-            scale = tuple(fraction(v, "scale_factor") for v in scale) if isinstance(scale, (list, tuple)) else fraction(scale, "scale_factor")
-        size = None if self.size is None else ints(self.size, "size", 1)
-        _set(self, scale_factor=scale, size=size, mode=self.mode.lower(), align_corners=align, op=_op_name(self.op))
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        ndim = len(sizes)
-        mode = INTERPOLATION[self.mode]
-        maps: list[AxisMap] = []
-        for axis, n in enumerate(sizes):
-            if self.size is not None:
-                n_out = per_axis(self.size, ndim, "size")[axis]
-                ratio = Fraction(n, n_out)
-            else:
-                scale = per_axis(self.scale_factor, ndim, "scale_factor")[axis]
-                n_out = _check_out(int(n * scale), n, f"scale_factor {scale}")
-                ratio = 1 / scale
-            if self.align_corners:
-                ratio = Fraction(n - 1, n_out - 1) if n_out > 1 else Fraction(0)
-            if mode == "linear" and n_out == n:
-                # PyTorch's linear kernels copy an axis whose size does not change, whatever
-                # the scale factor (e.g. 1.3 on 3 cells): the identity, not a 1/1.3 ratio
-                ratio = Fraction(1)
-            maps.append(Resample(n, n_out, mode, ratio, self.align_corners))
-        return tuple(maps)
-
-
-@dataclass(frozen=True)
-class Pad(Layer):
-    """Explicit padding per axis ``(left, right)``; negative values crop.
-
-    ``mode`` is ``zeros`` (constant), ``reflect``, ``replicate`` or ``circular`` (PyTorch's
-    and ONNX's spellings are accepted: ``constant``, ``edge``, ``wrap``).
-    """
-
-    padding: Any
-    mode: str = "zeros"
-    op: str = "pad"
-
-    def __post_init__(self) -> None:
-        pads = padding(self.padding)
-        if isinstance(pads, str):
-            raise RFMapError(f"padding of a pad layer must be ints or (left, right) pairs, got {self.padding!r:.60}")
-        _set(self, padding=pads, mode=pad_mode(self.mode), op=_op_name(self.op))
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        maps: list[AxisMap] = []
-        for n, p in zip(sizes, per_axis(self.padding, len(sizes), "padding")):
-            pl, pr = _sides(p)
-            n_out = _check_out(n + pl + pr, n, f"padding ({pl}, {pr})")
-            maps.append(Window(n, n_out, 1, 1, 1, pl, self.mode, _border(self.mode, n, pl, pr)))
-        return tuple(maps)
-
-
-def _bound(value: Any, what: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return tuple(None if v is None else integer(v, what) for v in value)
-    return integer(value, what)
-
-
-@dataclass(frozen=True)
-class Crop(Layer):
-    """Slicing ``x[start:stop:step]`` per axis, with Python's rules for negative and ``None`` bounds."""
-
-    start: Any = 0
-    stop: Any = None
-    step: Any = 1
-    op: str = "crop"
-
-    def __post_init__(self) -> None:
-        start = 0 if self.start is None else self.start
-        step = 1 if self.step is None else self.step
-        _set(self, start=_bound(start, "start"), stop=_bound(self.stop, "stop"), step=ints(step, "step", 1), op=_op_name(self.op))
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        ndim = len(sizes)
-        maps: list[AxisMap] = []
-        for n, a, b, s in zip(
-            sizes, per_axis(self.start, ndim, "start"), per_axis(self.stop, ndim, "stop"), per_axis(self.step, ndim, "step")
-        ):
-            a, b, _ = slice(0 if a is None else a, b, s).indices(n)
-            n_out = _check_out(len(range(a, b, s)), n, f"slice {a}:{b}:{s}")
-            maps.append(Window(n, n_out, 1, s, 1, -a))
-        return tuple(maps)
-
-
-@dataclass(frozen=True)
-class PixelShuffle(Layer):
-    """Depth to space by ``factor``: output cell ``o`` comes from input cell ``o // factor``."""
-
-    factor: Any
-    op: str = "pixel_shuffle"
-
-    def __post_init__(self) -> None:
-        _set(self, factor=ints(self.factor, "factor", 1), op=_op_name(self.op))
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        return tuple(Shuffle(n, n * r, r) for n, r in zip(sizes, per_axis(self.factor, len(sizes), "factor")))
-
-
-@dataclass(frozen=True)
-class PixelUnshuffle(Layer):
-    """Space to depth by ``factor``: a cell sees a ``factor``-wide block (a stride-``factor`` window)."""
-
-    factor: Any
-    op: str = "pixel_unshuffle"
-
-    def __post_init__(self) -> None:
-        _set(self, factor=ints(self.factor, "factor", 1), op=_op_name(self.op))
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        maps: list[AxisMap] = []
-        for n, r in zip(sizes, per_axis(self.factor, len(sizes), "factor")):
-            if n % r:
-                raise RFMapError(f"input size {n} is not divisible by the factor {r}")
-            maps.append(Window(n, n // r, r, r, 1, 0))
-        return tuple(maps)
-
-
-@dataclass(frozen=True)
 class AdaptivePool(Layer):
     """Adaptive pooling to ``output_size``; output ``o`` pools ``[floor(o*n/m), ceil((o+1)*n/m))``;
     ``None`` keeps an axis."""
@@ -516,3 +303,36 @@ def maxpool(kernel: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
 def avgpool(kernel: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False, op: str = "avgpool") -> Conv:
     """Average pooling (``op="lppool"`` for power-average pooling); ``stride`` defaults to the kernel."""
     return Conv(kernel, kernel if stride is None else stride, padding, 1, ceil_mode, op=op)
+
+
+# -- layers defined in their own modules ----------------------------------------------------
+
+#: imported on first use (PEP 562): a network without them, and the command line's start,
+#: does not pay for building their classes.  ``from rfmap.core.layers import Upsample`` works.
+_ELSEWHERE = {
+    "ConvTranspose": "rfmap.core.resampling",
+    "Upsample": "rfmap.core.resampling",
+    "INTERPOLATION": "rfmap.core.resampling",
+    "PixelShuffle": "rfmap.core.resampling",
+    "PixelUnshuffle": "rfmap.core.resampling",
+    "Pad": "rfmap.core.borders",
+    "Crop": "rfmap.core.borders",
+}
+
+if TYPE_CHECKING:
+    from rfmap.core.borders import Crop as Crop
+    from rfmap.core.borders import Pad as Pad
+    from rfmap.core.resampling import INTERPOLATION as INTERPOLATION
+    from rfmap.core.resampling import ConvTranspose as ConvTranspose
+    from rfmap.core.resampling import PixelShuffle as PixelShuffle
+    from rfmap.core.resampling import PixelUnshuffle as PixelUnshuffle
+    from rfmap.core.resampling import Upsample as Upsample
+
+
+def __getattr__(name: str) -> Any:
+    module = _ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -249,6 +249,8 @@ class Front:
             return None
         layer = _POINTWISE.get(call.op_name)
         if layer is None:
+            if len(_POINTWISE) >= 4096:  # bounded, whatever names a model makes up
+                _POINTWISE.clear()
             layer = _POINTWISE[call.op_name] = Pointwise(op=call.op_name)
         result = Bind(self.emit(call, call.name, layer, [bind.node]), bind.dims)
         self._record_shape(result, out)

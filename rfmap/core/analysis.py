@@ -210,8 +210,8 @@ class Analysis:
                 local = [f for f in states[p].anchors[axis] if f.jump != 0]
                 if not local:
                     continue
-                lo, hi = hull_at(local, np.zeros(1, dtype=np.int64))
-                seen.append((p, max(f.jump for f in local), Fraction(int(lo[0]) + int(hi[0]), 2)))
+                lo, hi = _cell0(local)
+                seen.append((p, max(f.jump for f in local), _fraction(lo + hi, 2)))
             for p, jump, center in seen[1:]:
                 q, jump0, center0 = seen[0]
                 parts = []
@@ -237,8 +237,8 @@ class Analysis:
             local = [f for f in states[k].anchors[axis] if f.jump != 0]
             if not local:
                 return None
-            lo, hi = hull_at(local, np.zeros(1, dtype=np.int64))
-            return max(f.jump for f in local), int(lo[0]) + int(hi[0])
+            lo, hi = _cell0(local)
+            return max(f.jump for f in local), lo + hi
 
         a, b = key(q), key(p)
         return a is not None and b is not None and a != b
@@ -510,6 +510,14 @@ def _keeps_boxes(layer: Layer, maps: tuple[AxisMap, ...]) -> bool:
 #: Fractions already made (a network has few distinct strides and centers; making one costs
 #: microseconds, looking one up a dict access)
 _FRACTIONS: dict[tuple[int, int], Fraction] = {}
+
+
+def _cell0(families: Sequence[Family]) -> tuple[int, int]:
+    """The hull of cell 0's boxes over ``families`` (plain ints where each is one box per cell)."""
+    if all(type(f) is Boxes and f.period == 1 for f in families):
+        return min(int(f.lo[0]) for f in families), max(int(f.hi[0]) for f in families)
+    lo, hi = hull_at(list(families), np.zeros(1, dtype=np.int64))
+    return int(lo[0]), int(hi[0])
 
 
 def _fraction(numerator: int, denominator: int = 1) -> Fraction:

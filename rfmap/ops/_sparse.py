@@ -17,8 +17,9 @@ there the rows are ordered bin-major and each bin is one product with its own ch
 
 from __future__ import annotations
 
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -146,6 +147,35 @@ class PoolingMatrix:
         """Rows ``r0 .. r1 - 1`` as a CSR tensor."""
         a, b = self.crow[[r0, r1]].tolist()
         return self.block(r0, r1, a, b)
+
+
+class MatrixMemo:
+    """The pooling matrix of an op's last forward call whose input needs a gradient, kept for
+    the backward call that follows: that call takes it instead of building it again when its
+    arguments (``key``) and boxes are those of the forward call (compared, not assumed), and
+    either way the memo is emptied.  One matrix at most is held, and only for inputs that
+    need a gradient (an inference pass keeps nothing)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[Hashable, Tensor, PoolingMatrix] | None = None
+
+    def keep(self, key: Hashable, rois: Tensor, wanted: bool, matrix: PoolingMatrix) -> None:
+        """Hold ``matrix`` (with a copy of ``rois``) if ``wanted``, in place of any other."""
+        if wanted:
+            with self._lock:
+                self._entry = (key, rois.clone(), matrix)
+
+    def take(self, key: Hashable, rois: Tensor, make: Callable[[], PoolingMatrix]) -> PoolingMatrix:
+        """The kept matrix if it was made for ``key`` and boxes equal to ``rois``, else ``make()``."""
+        with self._lock:
+            entry, self._entry = self._entry, None
+        if entry is not None and entry[0] == key:
+            saved = entry[1]
+            same = saved.shape == rois.shape and saved.dtype == rois.dtype and saved.device == rois.device
+            if same and bool(torch.equal(saved, rois)):
+                return entry[2]
+        return make()
 
 
 def _csr(crow: Tensor, col: Tensor, val: Tensor, shape: tuple[int, int]) -> Tensor:

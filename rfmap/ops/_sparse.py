@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -152,25 +152,34 @@ class PoolingMatrix:
 class MatrixMemo:
     """The pooling matrix of an op's last forward call whose input needs a gradient, kept for
     the backward call that follows: that call takes it instead of building it again when its
-    arguments (``key``) and boxes are those of the forward call (compared, not assumed), and
-    either way the memo is emptied.  One matrix at most is held, and only for inputs that
-    need a gradient (an inference pass keeps nothing)."""
+    arguments are those of the forward call (the boxes compared, not assumed), and either way
+    the memo is emptied.  One matrix at most is held per op, and only for inputs that need a
+    gradient (an inference pass keeps nothing).
+
+    Arguments: ``(input shape, rois, *params)``, the params hashable (numbers, tuples, dtypes)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entry: tuple[Hashable, Tensor, PoolingMatrix] | None = None
+        self._entry: tuple[tuple, Tensor, PoolingMatrix] | None = None
 
-    def keep(self, key: Hashable, rois: Tensor, wanted: bool, matrix: PoolingMatrix) -> None:
-        """Hold ``matrix`` (with a copy of ``rois``) if ``wanted``, in place of any other."""
+    @staticmethod
+    def _key(args: tuple) -> tuple:
+        shape, rois, *params = args
+        return (tuple(shape), *params)
+
+    def keep(self, args: tuple, wanted: bool, matrix: PoolingMatrix) -> None:
+        """Hold ``matrix``, made for ``args``, if ``wanted`` (in place of any other)."""
         if wanted:
+            entry = (self._key(args), args[1].clone(), matrix)
             with self._lock:
-                self._entry = (key, rois.clone(), matrix)
+                self._entry = entry
 
-    def take(self, key: Hashable, rois: Tensor, make: Callable[[], PoolingMatrix]) -> PoolingMatrix:
-        """The kept matrix if it was made for ``key`` and boxes equal to ``rois``, else ``make()``."""
+    def take(self, args: tuple, make: Callable[[], PoolingMatrix]) -> PoolingMatrix:
+        """The held matrix if it was made for ``args`` (equal boxes), else ``make()``."""
         with self._lock:
             entry, self._entry = self._entry, None
-        if entry is not None and entry[0] == key:
+        rois = args[1]
+        if entry is not None and entry[0] == self._key(args):
             saved = entry[1]
             same = saved.shape == rois.shape and saved.dtype == rois.dtype and saved.device == rois.device
             if same and bool(torch.equal(saved, rois)):

@@ -143,11 +143,6 @@ def _nonfinite_reads(x: Tensor, matrix: PoolingMatrix, batch: Tensor, geometry, 
     return term + torch.where(outside.unsqueeze(1), corner, 0)
 
 
-def _memo_key(input_shape, rois: Tensor, spatial_scale, pooled, sampling_ratio, aligned, dtype) -> tuple:
-    """What, besides the boxes, a pooling matrix depends on."""
-    return (tuple(input_shape), float(spatial_scale), tuple(pooled), sampling_ratio, aligned, dtype, rois.device)
-
-
 @custom_op(
     "rfmap::roi_align",
     "(Tensor input, Tensor rois, float spatial_scale, int pooled_height, int pooled_width, "
@@ -160,7 +155,7 @@ def _roi_align_op(input, rois, spatial_scale, pooled_height, pooled_width, sampl
     with single_threaded() as count:
         args = (input.shape, rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
         matrix, batch, geometry = _matrix(*args)
-        _MEMO.keep(_memo_key(*args), rois, input.requires_grad, matrix)
+        _MEMO.keep(args, input.requires_grad, matrix)
         x = channels_last(input, matrix.images)
         out = pool_forward(x, matrix, count)
         if not bool(torch.isfinite(x.sum())):  # one pass; an inf or NaN makes the sum so
@@ -183,7 +178,7 @@ def _roi_align_backward_op(grad, rois, spatial_scale, pooled_height, pooled_widt
     pooled = (pooled_height, pooled_width)
     with single_threaded() as count:
         args = (torch.Size(shape), rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
-        matrix = _MEMO.take(_memo_key(*args), rois, lambda: _matrix(*args)[0])
+        matrix = _MEMO.take(args, lambda: _matrix(*args)[0])
         g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
         return pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
 

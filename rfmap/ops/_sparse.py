@@ -17,7 +17,6 @@ there the rows are ordered bin-major and each bin is one product with its own ch
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -156,10 +155,11 @@ class MatrixMemo:
     the memo is emptied.  One matrix at most is held per op, and only for inputs that need a
     gradient (an inference pass keeps nothing).
 
-    Arguments: ``(input shape, rois, *params)``, the params hashable (numbers, tuples, dtypes)."""
+    Arguments: ``(input shape, rois, *params)``, the params hashable (numbers, tuples, dtypes).
+    No lock: whatever threads do to the slot, a matrix is only used for the boxes and arguments
+    it was made for (at worst one is made again)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._entry: tuple[tuple, Tensor, PoolingMatrix] | None = None
 
     @staticmethod
@@ -170,14 +170,11 @@ class MatrixMemo:
     def keep(self, args: tuple, wanted: bool, matrix: PoolingMatrix) -> None:
         """Hold ``matrix``, made for ``args``, if ``wanted`` (in place of any other)."""
         if wanted:
-            entry = (self._key(args), args[1].clone(), matrix)
-            with self._lock:
-                self._entry = entry
+            self._entry = (self._key(args), args[1].clone(), matrix)
 
     def take(self, args: tuple, make: Callable[[], PoolingMatrix]) -> PoolingMatrix:
         """The held matrix if it was made for ``args`` (equal boxes), else ``make()``."""
-        with self._lock:
-            entry, self._entry = self._entry, None
+        entry, self._entry = self._entry, None
         rois = args[1]
         if entry is not None and entry[0] == self._key(args):
             saved = entry[1]

@@ -216,6 +216,10 @@ def rect_max(
                 query.answer(data, c0, c1, *k)
 
             run_tasks(answer, chunks, count, input.device)
+    if query.any_empty:  # empty bins (rare: clipped at the border) give 0 and no argmax
+        out.permute(0, 2, 1)[empty] = 0
+        if with_argmax:
+            argmax.permute(0, 2, 1)[empty] = query.none
     return out, argmax
 
 
@@ -279,14 +283,11 @@ class _Query:
                     torch.maximum(best, found.amax(0), out=best)
                 else:
                     torch.amax(found, 0, out=best)
-            empty = self.empty[k0:k1].unsqueeze(2) if self.any_empty else None
             if self.with_argmax:
-                best = self._argmax(best, values, empty, c0, c1, k0, k1)
-            if empty is not None:
-                best = best.masked_fill_(empty, 0)
-            self.out[k0:k1, c0:c1] = best.transpose(1, 2)
+                best = self._argmax(best, values, c0, c1, k0, k1)
+            self.out[k0:k1, c0:c1] = best.transpose(1, 2)  # empty bins: see rect_max
 
-    def _argmax(self, best: Tensor, values: Tensor, empty: Tensor | None, c0: int, c1: int, k0: int, k1: int) -> Tensor:
+    def _argmax(self, best: Tensor, values: Tensor, c0: int, c1: int, k0: int, k1: int) -> Tensor:
         """Write ``argmax`` from the keys ``best`` ``(k, P, group)``; returns their values."""
         rows, group, device = best.shape[0] * best.shape[1], c1 - c0, best.device
         target = scratch(rows, group, self.argmax.dtype, device, "target").view(best.shape)
@@ -297,19 +298,18 @@ class _Query:
             torch.sub(self.base[k0:k1, :, c0:c1], target, out=target)
         lost = scratch(rows, group, torch.bool, device, "lost").view(best.shape)
         if self.lost is not None:  # float32: the value is in the high word
-            high = best.view(torch.int32)[..., 1::2]  # little-endian words: low, high
-            torch.lt(high, self.lost >> 32, out=lost)
+            torch.lt(best, self.lost, out=lost)
             found = scratch(rows, group, torch.int32, device, "found32").view(best.shape)
-            torch.bitwise_right_shift(high, 31, out=found)
-            found &= 0x7FFFFFFF
-            found ^= high  # the inverse of _max_keys' flip
+            found.copy_(best.view(torch.int32)[..., 1::2])  # little-endian words: low, high
+            flip = scratch(rows, group, torch.int32, device, "flip").view(best.shape)
+            torch.bitwise_right_shift(found, 31, out=flip)
+            flip &= 0x7FFFFFFF
+            found ^= flip  # the inverse of _max_keys' flip
             found = found.view(torch.float32)
         else:  # float64: ranks; read the values
             index = (self.slot_pixel[k0:k1] - (best & _LOW32)).view(-1, group)
             found = torch.gather(values, 0, index).view(best.shape)
             torch.eq(found, MINUS_FLT_MAX, out=lost)
-        if empty is not None:
-            lost |= empty
         self.argmax[k0:k1, c0:c1] = target.masked_fill_(lost, self.none).transpose(1, 2)
         return found
 

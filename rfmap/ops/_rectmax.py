@@ -216,10 +216,11 @@ def rect_max(
                 query.answer(data, c0, c1, *k)
 
             run_tasks(answer, chunks, count, input.device)
-    if query.any_empty:  # empty bins (rare: clipped at the border) give 0 and no argmax
-        out.permute(0, 2, 1)[empty] = 0
+    if query.any_empty:  # empty bins (few: clipped at the border) give 0 and no argmax
+        k, p = empty.nonzero(as_tuple=True)
+        out[k, :, p] = 0
         if with_argmax:
-            argmax.permute(0, 2, 1)[empty] = query.none
+            argmax[k, :, p] = query.none
     return out, argmax
 
 

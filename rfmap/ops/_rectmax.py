@@ -39,6 +39,12 @@ _TABLE = 1 << 21
 _LOW32 = (1 << 32) - 1
 
 
+def argmax_dtype(total: int) -> torch.dtype:
+    """The dtype of flat indices into ``total`` elements with ``total`` itself for "nowhere":
+    int32 while that fits (half the memory and traffic of int64), int64 beyond."""
+    return torch.int32 if total < (1 << 31) - 1 else torch.int64
+
+
 def floor_log2(n: Tensor) -> Tensor:
     """``floor(log2(n))`` for int64 ``n >= 1``, exact (``frexp``: ``n = m * 2^e``, ``m`` in [0.5, 1))."""
     return torch.frexp(n.to(torch.float64)).exponent.long() - 1
@@ -171,9 +177,9 @@ def rect_max(
 ) -> tuple[Tensor, Tensor]:
     """``(out, argmax)``: ``out (K, C, P)`` in the compute dtype, the maximum of
     ``input[batch[k], c]`` over rectangle ``p`` of RoI ``k`` (``rect``: ``top, bottom, left,
-    right``, ``[K, P]`` int64, half-open); ``argmax (K, C, P)`` int64, the flat index
-    ``((batch * C + c) * H + h) * W + w`` into ``input`` of the first maximum, or ``N * C * H * W``
-    where there is none (empty when not ``with_argmax``).  Channel groups (or, when there
+    right``, ``[K, P]`` int64, half-open); ``argmax (K, C, P)`` (:func:`argmax_dtype`), the flat
+    index ``((batch * C + c) * H + h) * W + w`` into ``input`` of the first maximum, or ``N * C *
+    H * W`` where there is none (empty when not ``with_argmax``).  Channel groups (or, when there
     are few, chunks of RoIs) are tasks for ``count`` threads."""
     channels, height, width = input.shape[1:]
     if with_argmax and height * width > 1 << 31:
@@ -190,7 +196,8 @@ def rect_max(
     x = input if images.numel() == input.shape[0] else input.index_select(0, images)
     x = x.to(compute_dtype(input.dtype))
     out = x.new_empty((rois, channels, bins))
-    argmax = torch.empty((rois, channels, bins) if with_argmax else (0,), dtype=torch.int64, device=input.device)
+    index = argmax_dtype(input.numel())
+    argmax = torch.empty((rois, channels, bins) if with_argmax else (0,), dtype=index, device=input.device)
     query = _Query(x, table, rows, empty, (batch, slot), out, argmax, input.shape[0])
     # channel groups: a table of at most _TABLE elements each, and 4 per thread at least (small
     # tasks: when a thread is held up, the others take what is left)
@@ -209,6 +216,11 @@ def rect_max(
                 query.answer(data, c0, c1, *k)
 
             run_tasks(answer, chunks, count, input.device)
+    if query.any_empty:  # empty bins (few: clipped at the border) give 0 and no argmax
+        k, p = empty.nonzero(as_tuple=True)
+        out[k, :, p] = 0
+        if with_argmax:
+            argmax[k, :, p] = query.none
     return out, argmax
 
 
@@ -222,9 +234,12 @@ class _Query:
         channels, height, width = x.shape[1:]
         self.any_empty = bool(empty.any())
         self.none = batch_size * channels * height * width  # argmax of a bin without a winner
-        if self.with_argmax:  # (K, 1, C): LOW32 past the first pixel of each RoI's plane
+        if self.with_argmax:  # (K, 1, C): the first pixel of each RoI's plane, plus LOW32 (int64) or - 1 (int32)
             plane = batch.view(-1, 1, 1) * channels + torch.arange(channels, device=x.device).view(1, 1, -1)
-            self.base = plane * (height * width) + _LOW32
+            if argmax.dtype == torch.int32:
+                self.base = (plane * (height * width) - 1).to(torch.int32)
+            else:
+                self.base = plane * (height * width) + _LOW32
             self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32  # float64: rows of values
         start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
         # keys below this hold -FLT_MAX, the smallest value there is after the substitution
@@ -269,34 +284,33 @@ class _Query:
                     torch.maximum(best, found.amax(0), out=best)
                 else:
                     torch.amax(found, 0, out=best)
-            empty = self.empty[k0:k1].unsqueeze(2) if self.any_empty else None
             if self.with_argmax:
-                best = self._argmax(best, values, empty, c0, c1, k0, k1)
-            if empty is not None:
-                best = best.masked_fill_(empty, 0)
-            self.out[k0:k1, c0:c1] = best.transpose(1, 2)
+                best = self._argmax(best, values, c0, c1, k0, k1)
+            self.out[k0:k1, c0:c1] = best.transpose(1, 2)  # empty bins: see rect_max
 
-    def _argmax(self, best: Tensor, values: Tensor, empty: Tensor | None, c0: int, c1: int, k0: int, k1: int) -> Tensor:
+    def _argmax(self, best: Tensor, values: Tensor, c0: int, c1: int, k0: int, k1: int) -> Tensor:
         """Write ``argmax`` from the keys ``best`` ``(k, P, group)``; returns their values."""
         rows, group, device = best.shape[0] * best.shape[1], c1 - c0, best.device
-        target = scratch(rows, group, torch.int64, device, "target").view(best.shape)
-        torch.bitwise_and(best, _LOW32, out=target)  # 2^32 - 1 - (h * W + w)
-        torch.sub(self.base[k0:k1, :, c0:c1], target, out=target)
+        target = scratch(rows, group, self.argmax.dtype, device, "target").view(best.shape)
+        if target.dtype == torch.int32:  # the low word, 2^32 - 1 - (h * W + w), reads -1 - (h * W + w)
+            torch.sub(self.base[k0:k1, :, c0:c1], best.view(torch.int32)[..., 0::2], out=target)
+        else:
+            torch.bitwise_and(best, _LOW32, out=target)  # 2^32 - 1 - (h * W + w)
+            torch.sub(self.base[k0:k1, :, c0:c1], target, out=target)
         lost = scratch(rows, group, torch.bool, device, "lost").view(best.shape)
         if self.lost is not None:  # float32: the value is in the high word
-            high = best.view(torch.int32)[..., 1::2]  # little-endian words: low, high
-            torch.lt(high, self.lost >> 32, out=lost)
+            torch.lt(best, self.lost, out=lost)
             found = scratch(rows, group, torch.int32, device, "found32").view(best.shape)
-            torch.bitwise_right_shift(high, 31, out=found)
-            found &= 0x7FFFFFFF
-            found ^= high  # the inverse of _max_keys' flip
+            found.copy_(best.view(torch.int32)[..., 1::2])  # little-endian words: low, high
+            flip = scratch(rows, group, torch.int32, device, "flip").view(best.shape)
+            torch.bitwise_right_shift(found, 31, out=flip)
+            flip &= 0x7FFFFFFF
+            found ^= flip  # the inverse of _max_keys' flip
             found = found.view(torch.float32)
         else:  # float64: ranks; read the values
             index = (self.slot_pixel[k0:k1] - (best & _LOW32)).view(-1, group)
             found = torch.gather(values, 0, index).view(best.shape)
             torch.eq(found, MINUS_FLT_MAX, out=lost)
-        if empty is not None:
-            lost |= empty
         self.argmax[k0:k1, c0:c1] = target.masked_fill_(lost, self.none).transpose(1, 2)
         return found
 
@@ -304,10 +318,14 @@ class _Query:
 def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple) -> Tensor:
     """The input gradient of :func:`rect_max` (and of SPP's max levels): each element of
     ``grad`` added at the same element of ``argmax`` (same shape), a flat index into ``shape``
-    ``(N, C, H, W)`` (``N * C * H * W``: nowhere),
-    in output order (``scatter_add_`` on the CPU runs in index order: deterministic)."""
+    ``(N, C, H, W)`` (``N * C * H * W``: nowhere), in output order (``index_add_`` for int32
+    indices, ``scatter_add_`` for int64 ones: on the CPU both run in index order, deterministic,
+    and give the same sums)."""
     total = shape[0] * shape[1] * shape[2] * shape[3]
     dtype = compute_dtype(grad.dtype)
     gx = grad.new_zeros(total + 1, dtype=dtype)  # a spare element takes the bins without a winner
-    gx.scatter_add_(0, argmax.flatten(), grad.to(dtype).flatten())
+    if argmax.dtype == torch.int32:
+        gx.index_add_(0, argmax.flatten(), grad.to(dtype).flatten())
+    else:
+        gx.scatter_add_(0, argmax.flatten(), grad.to(dtype).flatten())
     return gx[:total].view(shape).to(grad.dtype)

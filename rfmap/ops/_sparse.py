@@ -18,7 +18,7 @@ there the rows are ordered bin-major and each bin is one product with its own ch
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -146,6 +146,42 @@ class PoolingMatrix:
         """Rows ``r0 .. r1 - 1`` as a CSR tensor."""
         a, b = self.crow[[r0, r1]].tolist()
         return self.block(r0, r1, a, b)
+
+
+class MatrixMemo:
+    """The pooling matrix of an op's last forward call whose input needs a gradient, kept for
+    the backward call that follows: that call takes it instead of building it again when its
+    arguments are those of the forward call (the boxes compared, not assumed), and either way
+    the memo is emptied.  One matrix at most is held per op, and only for inputs that need a
+    gradient (an inference pass keeps nothing).
+
+    Arguments: ``(input shape, rois, *params)``, the params hashable (numbers, tuples, dtypes).
+    No lock: whatever threads do to the slot, a matrix is only used for the boxes and arguments
+    it was made for (at worst one is made again)."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[tuple, Tensor, PoolingMatrix] | None = None
+
+    @staticmethod
+    def _key(args: tuple) -> tuple:
+        shape, rois, *params = args
+        return (tuple(shape), *params)
+
+    def keep(self, args: tuple, wanted: bool, matrix: PoolingMatrix) -> None:
+        """Hold ``matrix``, made for ``args``, if ``wanted`` (in place of any other)."""
+        if wanted:
+            self._entry = (self._key(args), args[1].clone(), matrix)
+
+    def take(self, args: tuple, make: Callable[[], PoolingMatrix]) -> PoolingMatrix:
+        """The held matrix if it was made for ``args`` (equal boxes), else ``make()``."""
+        entry, self._entry = self._entry, None
+        rois = args[1]
+        if entry is not None and entry[0] == self._key(args):
+            saved = entry[1]
+            same = saved.shape == rois.shape and saved.dtype == rois.dtype and saved.device == rois.device
+            if same and bool(torch.equal(saved, rois)):
+                return entry[2]
+        return make()
 
 
 def _csr(crow: Tensor, col: Tensor, val: Tensor, shape: tuple[int, int]) -> Tensor:

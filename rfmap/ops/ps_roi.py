@@ -51,7 +51,7 @@ from ._boxes import (
 )
 from ._library import custom_op, register_backward, roi_rows, script_rois
 from ._samples import axis_reads, axis_weights, sample_grid
-from ._sparse import PoolingMatrix, ps_inputs, ps_pool_backward, ps_pool_forward
+from ._sparse import MatrixMemo, PoolingMatrix, ps_inputs, ps_pool_backward, ps_pool_forward
 from ._threads import single_threaded
 
 
@@ -157,6 +157,10 @@ def _align_matrix(shape, batch, geometry, pooled, weights=axis_weights) -> Pooli
     return PoolingMatrix.separable(wy, wx, batch, height, width, bin_major=True)
 
 
+#: each op's forward call's matrix, for its backward call
+_ALIGN_MEMO, _POOL_MEMO = MatrixMemo(), MatrixMemo()
+
+
 @custom_op(
     "rfmap::ps_roi_align",
     "(Tensor input, Tensor rois, float spatial_scale, int pooled_height, int pooled_width, int sampling_ratio) "
@@ -168,6 +172,8 @@ def _ps_roi_align_op(input, rois, spatial_scale, pooled_height, pooled_width, sa
     geometry = _align_geometry(boxes, spatial_scale, pooled, sampling_ratio)
     with single_threaded() as count:
         matrix = _align_matrix(input.shape, batch, geometry, pooled)
+        args = (input.shape, rois, spatial_scale, pooled, sampling_ratio, compute_dtype(input.dtype))
+        _ALIGN_MEMO.keep(args, input.requires_grad, matrix)
         xs = ps_inputs(input, matrix.images, matrix.bins)
         out = ps_pool_forward(xs, matrix, count)
         if not bool(torch.isfinite(xs.sum())):  # reads with weight 0 of an inf or NaN give NaN
@@ -191,9 +197,13 @@ def _(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio):
 def _ps_roi_align_backward_op(grad, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, *shape):
     pooled = (pooled_height, pooled_width)
     dtype = compute_dtype(grad.dtype)
-    batch, boxes = check_rois("ps_roi_align", rois, shape[0], spatial_scale, dtype)
+
+    def make() -> PoolingMatrix:
+        batch, boxes = check_rois("ps_roi_align", rois, shape[0], spatial_scale, dtype)
+        return _align_matrix(shape, batch, _align_geometry(boxes, spatial_scale, pooled, sampling_ratio), pooled)
+
     with single_threaded() as count:
-        matrix = _align_matrix(shape, batch, _align_geometry(boxes, spatial_scale, pooled, sampling_ratio), pooled)
+        matrix = _ALIGN_MEMO.take((torch.Size(shape), rois, spatial_scale, pooled, sampling_ratio, dtype), make)
         g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
         return ps_pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
 
@@ -237,7 +247,9 @@ def _ps_roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width):
     pooled = (pooled_height, pooled_width)
     _check_kernel("ps_roi_pool", input, rois, spatial_scale, pooled)
     with single_threaded() as count:
-        matrix = _pool_matrix(input.shape, rois, spatial_scale, pooled, compute_dtype(input.dtype))
+        args = (input.shape, rois, spatial_scale, pooled, compute_dtype(input.dtype))
+        matrix = _pool_matrix(*args)
+        _POOL_MEMO.keep(args, input.requires_grad, matrix)
         out = ps_pool_forward(ps_inputs(input, matrix.images, matrix.bins), matrix, count)
     return out.view(out.shape[0], out.shape[1], pooled_height, pooled_width).to(input.dtype)
 
@@ -256,7 +268,8 @@ def _(input, rois, spatial_scale, pooled_height, pooled_width):
 def _ps_roi_pool_backward_op(grad, rois, spatial_scale, pooled_height, pooled_width, *shape):
     dtype = compute_dtype(grad.dtype)
     with single_threaded() as count:
-        matrix = _pool_matrix(shape, rois, spatial_scale, (pooled_height, pooled_width), dtype)
+        args = (torch.Size(shape), rois, spatial_scale, (pooled_height, pooled_width), dtype)
+        matrix = _POOL_MEMO.take(args, lambda: _pool_matrix(*args))
         g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
         return ps_pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
 

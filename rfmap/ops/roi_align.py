@@ -28,8 +28,9 @@ outside the map) turns an inf or NaN there into NaN.  Values agree with torchvis
 rounding (the sums are grouped differently).
 
 Implementation: a sparse pooling matrix (:mod:`rfmap.ops._sparse`) built from the per-axis
-weights, applied with CSR products; the backward pass rebuilds it and multiplies by its
-transpose (deterministic).  The op is registered as ``torch.ops.rfmap.roi_align`` (see
+weights, applied with CSR products; the backward pass multiplies by its transpose
+(deterministic), with the forward call's matrix when it follows that call for the same boxes
+(:class:`rfmap.ops._sparse.MatrixMemo`), a rebuilt one otherwise.  The op is registered as ``torch.ops.rfmap.roi_align`` (see
 :mod:`rfmap.ops._library`).
 """
 
@@ -53,7 +54,7 @@ from ._boxes import (
 )
 from ._library import custom_op, register_backward, roi_rows, script_rois
 from ._samples import axis_reads, axis_weights, sample_grid
-from ._sparse import PoolingMatrix, channels_last, pool_backward, pool_forward
+from ._sparse import MatrixMemo, PoolingMatrix, channels_last, pool_backward, pool_forward
 from ._threads import single_threaded
 
 
@@ -111,6 +112,10 @@ def _geometry(boxes: Tensor, spatial_scale: float, pooled: tuple[int, int], samp
     return start, bins, grid
 
 
+#: the forward call's matrix, for its backward call
+_MEMO = MatrixMemo()
+
+
 def _matrix(input_shape, rois: Tensor, spatial_scale, pooled, sampling_ratio, aligned, dtype) -> tuple:
     height, width = input_shape[2:]
     batch, boxes = check_rois("roi_align", rois, input_shape[0], spatial_scale, dtype)
@@ -148,7 +153,9 @@ def _roi_align_op(input, rois, spatial_scale, pooled_height, pooled_width, sampl
     pooled = (pooled_height, pooled_width)
     dtype = compute_dtype(input.dtype)
     with single_threaded() as count:
-        matrix, batch, geometry = _matrix(input.shape, rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
+        args = (input.shape, rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
+        matrix, batch, geometry = _matrix(*args)
+        _MEMO.keep(args, input.requires_grad, matrix)
         x = channels_last(input, matrix.images)
         out = pool_forward(x, matrix, count)
         if not bool(torch.isfinite(x.sum())):  # one pass; an inf or NaN makes the sum so
@@ -170,7 +177,8 @@ def _roi_align_backward_op(grad, rois, spatial_scale, pooled_height, pooled_widt
     dtype = compute_dtype(grad.dtype)
     pooled = (pooled_height, pooled_width)
     with single_threaded() as count:
-        matrix, _, _ = _matrix(shape, rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
+        args = (torch.Size(shape), rois, spatial_scale, pooled, sampling_ratio, aligned, dtype)
+        matrix = _MEMO.take(args, lambda: _matrix(*args)[0])
         g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
         return pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
 

@@ -23,7 +23,8 @@ here: it rounds halves to even (8/16 = 0.5 -> 0, not 1).
 Implementation: :mod:`rfmap.ops._rectmax` (a capped sparse table answers each bin; the
 argmax is computed only when the input needs a gradient).  The op is registered as
 ``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)`` (argmax ``(K, C, PH, PW)``, flat
-indices into the input, empty unless ``with_argmax``).
+indices into the input, int32 below ``2^31 - 1`` input elements and int64 from there, empty
+unless ``with_argmax``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from torch.jit.annotations import BroadcastingList2
 
 from ._boxes import check_input, check_output_size, check_rois, check_spatial_scale, compute_dtype, prepare, roi_pool_cells
 from ._library import custom_op, roi_rows, script_rois
-from ._rectmax import argmax_backward, rect_max
+from ._rectmax import argmax_backward, argmax_dtype, rect_max
 from ._threads import single_threaded
 
 
@@ -122,7 +123,8 @@ def _roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width, with_a
 def _(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     k, channels = roi_rows(input, rois), input.shape[1]
     argmax_shape = (k, channels, pooled_height, pooled_width) if with_argmax else (0,)
-    return input.new_empty(k, channels, pooled_height, pooled_width), input.new_empty(argmax_shape, dtype=torch.int64)
+    index = argmax_dtype(input.numel())
+    return input.new_empty(k, channels, pooled_height, pooled_width), input.new_empty(argmax_shape, dtype=index)
 
 
 @custom_op(

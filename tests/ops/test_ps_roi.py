@@ -1,6 +1,8 @@
 """ps_roi_align and ps_roi_pool against torchvision's loops (tests/ops/ops_reference.py), the
 R-FCN channel layout, gradients and determinism."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -103,6 +105,38 @@ def test_backward_is_deterministic_and_the_transpose(op):
     g = torch.where(torch.isnan(out), 0, grad.double())
     out.backward(g)
     assert torch.allclose(torch.nansum(out * g), (x64 * x64.grad).sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "op, builder, backward, params",
+    [
+        (ps_roi_align, "_align_matrix", "_ps_roi_align_backward", (1.0, 3, 3, 2)),
+        (ps_roi_pool, "_pool_matrix", "_ps_roi_pool_backward", (1.0, 3, 3)),
+    ],
+)
+def test_backward_reuses_the_forward_matrix_only_for_the_same_boxes(monkeypatch, op, builder, backward, params):
+    # as roi_align's: interleaved forward and backward calls rebuild, equal boxes reuse
+    module = sys.modules["rfmap.ops.ps_roi"]
+    rng = np.random.default_rng(15)
+    x = torch.from_numpy(rng.standard_normal((2, 18, 9, 11))).float()
+    rois_a, rois_b = random_rois(rng, 20, 2, 9, 11, 1.0), random_rois(rng, 20, 2, 9, 11, 1.0)
+    grad = torch.randn(20, 2, 3, 3)
+    backward_op = getattr(torch.ops.rfmap, backward)
+    expected = [backward_op(grad, rois, *params, 2, 18, 9, 11) for rois in (rois_a, rois_b)]
+    built, original = [], getattr(module, builder)
+    monkeypatch.setattr(module, builder, lambda *a, **k: built.append(1) or original(*a, **k))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    call = (lambda t, rois: op(t, rois, 3, 1.0, 2)) if op is ps_roi_align else (lambda t, rois: op(t, rois, 3, 1.0))
+    out_a, out_b = call(xa, rois_a), call(xb, rois_b)
+    out_a.backward(grad)
+    out_b.backward(grad)
+    assert len(built) == 4
+    built.clear()
+    xc = x.clone().requires_grad_()
+    call(xc, rois_a.clone()).backward(grad)
+    assert len(built) == 1
+    for got, want in zip((xa.grad, xb.grad, xc.grad), (expected[0], expected[1], expected[0])):
+        assert torch.equal(got, want)
 
 
 def test_gradient_stays_inside_the_forward_bins():

@@ -1,6 +1,8 @@
 """roi_align against the torchvision loop (tests/ops/ops_reference.py), detectron2's published
 values, gradients and the int64 indexing."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -178,6 +180,32 @@ def test_backward_is_deterministic():
         roi_align(xg, rois, 7, 1.0, 2).backward(grad)
         grads.append(xg.grad)
     assert torch.equal(grads[0], grads[1])
+
+
+def test_backward_reuses_the_forward_matrix_only_for_the_same_boxes(monkeypatch):
+    # the backward call takes the forward call's matrix when its boxes and arguments are the
+    # same; interleaved calls (two forward passes, then their backward passes) rebuild it
+    roi_align_module = sys.modules["rfmap.ops.roi_align"]  # the module (the package exports the function)
+    rng = np.random.default_rng(14)
+    x = torch.from_numpy(rng.standard_normal((2, 4, 9, 11))).float()
+    rois_a, rois_b = random_rois(rng, 20, 2, 9, 11, 1.0), random_rois(rng, 20, 2, 9, 11, 1.0)
+    grad = torch.randn(20, 4, 3, 3)
+    expected = [
+        torch.ops.rfmap._roi_align_backward(grad, rois, 1.0, 3, 3, 2, False, 2, 4, 9, 11) for rois in (rois_a, rois_b)
+    ]
+    built, original = [], roi_align_module._matrix
+    monkeypatch.setattr(roi_align_module, "_matrix", lambda *a: built.append(1) or original(*a))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a, out_b = roi_align(xa, rois_a, 3, 1.0, 2), roi_align(xb, rois_b, 3, 1.0, 2)
+    out_a.backward(grad)  # the memo holds rois_b's matrix: rebuilt
+    out_b.backward(grad)  # the memo was emptied: rebuilt
+    assert len(built) == 4
+    built.clear()
+    xc = x.clone().requires_grad_()
+    roi_align(xc, rois_a.clone(), 3, 1.0, 2).backward(grad)  # equal boxes: taken from the memo
+    assert len(built) == 1
+    for got, want in zip((xa.grad, xb.grad, xc.grad), (expected[0], expected[1], expected[0])):
+        assert torch.equal(got, want)
 
 
 def test_backward_is_the_transpose():

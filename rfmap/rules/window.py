@@ -6,6 +6,9 @@ Layers: :class:`~rfmap.core.layers.Conv` (``conv``, ``maxpool``, ``avgpool``, ``
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from rfmap.core.layers import Conv, ConvTranspose, avgpool, conv, maxpool
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
@@ -17,12 +20,23 @@ from rfmap.rules.onnx_attrs import attr_flag, attr_ints, attr_str, kernel_pads
 # -- PyTorch ------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1024)
+def _conv(kernel: tuple, stride: tuple, pad: Any, dilation: tuple, mode: str) -> Conv:
+    """One Conv layer per geometry (layers are immutable; checking parameters costs more
+    than the dict lookup: a network repeats few convolution geometries)."""
+    return Conv(kernel, stride, pad, dilation, op="conv", pad_mode=mode)
+
+
 def conv_module(call: Call):
     m = call.module
     call.standard()
     pad = m.padding if isinstance(m.padding, str) else tuple(m.padding)
     mode = getattr(m, "padding_mode", "zeros")
-    return Conv(tuple(m.kernel_size), tuple(m.stride), pad, tuple(m.dilation), op="conv", pad_mode=mode)
+    args = (tuple(m.kernel_size), tuple(m.stride), pad, tuple(m.dilation), mode)
+    try:
+        return _conv(*args)
+    except TypeError:  # an unhashable parameter: Conv says what is wrong with it
+        return Conv(*args[:4], op="conv", pad_mode=mode)
 
 
 def conv_fn(call: Call):

@@ -25,7 +25,6 @@ import argparse
 import os
 import re
 import sys
-import traceback
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn, TypeVar, overload
@@ -219,6 +218,8 @@ def _os_error(exc: OSError) -> str:
 def _internal(exc: BaseException) -> int:
     """A bug in rfmap: one line (the traceback with ``RFMAP_DEBUG=1``), status 70."""
     if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        import traceback
+
         try:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         except (OSError, ValueError):

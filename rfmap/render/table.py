@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 #: control characters (C0, DEL, C1) and the explicit bidi controls (LRM, RLM, ALM, the
-#: embeddings, overrides and isolates)
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: embeddings, overrides and isolates), each to its escape (a translate table: compiling the
+#: equivalent regular expression cost 2 ms at every start of the command line)
+_ESCAPES = {
+    c: chr(c).encode("unicode_escape").decode("ascii")
+    for c in (*range(0x20), *range(0x7F, 0xA0), 0x61C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
 
 
 def printable(text: str) -> str:
     """``text`` with control characters and bidi controls written as escapes (``\\x1b``,
     ``\\n``, ``\\u202e``): what a terminal shows is what the string holds."""
-    if not _UNPRINTABLE.search(text):
-        return text
-    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text.translate(_ESCAPES)
 
 
 def _clean(t: Table) -> Table:

@@ -13,13 +13,18 @@ from rfmap.core.layers import conv, maxpool
 
 SPECS = Path(__file__).parent / "golden" / "specs"
 
-if os.environ.get("RFMAP_TESTS_NO_SHRINK"):
-    # set by tools/mutants.py: one failing example is all it needs, shrinking only costs time
-    # (loaded here, before the test modules build their hypothesis settings)
+try:  # hypothesis is a test dependency; the profiles load before test modules build settings
     from hypothesis import Phase, settings
-
-    settings.register_profile("no-shrink", phases=(Phase.explicit, Phase.reuse, Phase.generate))
-    settings.load_profile("no-shrink")
+except ImportError:  # pragma: no cover
+    settings = None
+if settings is not None:
+    # every run draws the same examples (CI's and a new user's alike); RFMAP_FUZZ_RANDOM=1
+    # draws new ones, to look for more
+    explore = os.environ.get("RFMAP_FUZZ_RANDOM", "") not in ("", "0")
+    no_shrink = bool(os.environ.get("RFMAP_TESTS_NO_SHRINK"))  # tools/mutants.py: one failure is enough
+    phases = (Phase.explicit, Phase.reuse, Phase.generate) if no_shrink else tuple(Phase)
+    settings.register_profile("rfmap", derandomize=not explore, database=None, phases=phases)
+    settings.load_profile("rfmap")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import resource
 import signal
 from collections.abc import Callable, Iterator
@@ -37,12 +38,14 @@ def profiles(quick: int, long: int) -> list:
 
 
 def fuzz_settings(examples: int, quick: bool | None = None) -> settings:
-    """Settings of one profile: derandomized for the quick one, no deadline (the time limit
-    is :func:`bounded`'s), no example database (cases are not replayed across runs)."""
+    """Settings of one profile: derandomized, so that every run (CI's, a new user's) checks the
+    same cases -- ``RFMAP_FUZZ_RANDOM=1`` draws new ones, to look for more; no deadline (the
+    time limit is :func:`bounded`'s), no example database (cases are not replayed)."""
+    explore = os.environ.get("RFMAP_FUZZ_RANDOM", "") not in ("", "0")
     return settings(
         max_examples=examples,
         deadline=None,
-        derandomize=quick if quick is not None else examples < 500,
+        derandomize=quick if quick is not None else not explore,
         database=None,
         suppress_health_check=list(HealthCheck),
         print_blob=True,

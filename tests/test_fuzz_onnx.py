@@ -107,7 +107,10 @@ def mutate_initializer(rng: random.Random, graph) -> None:
     if kind == "dtype":
         t.data_type = rng.choice([0, 99, TensorProto.STRING, TensorProto.COMPLEX128, TensorProto.BFLOAT16])
     elif kind == "raw":
-        raw = t.raw_data or numpy_helper.to_array(t).tobytes()
+        try:  # an earlier mutation may have left the tensor unreadable: then start from nothing
+            raw = t.raw_data or numpy_helper.to_array(t).tobytes()
+        except (ValueError, TypeError):
+            raw = b""
         t.ClearField("int64_data")
         t.ClearField("float_data")
         t.raw_data = raw[: rng.randrange(len(raw) + 1)] if rng.random() < 0.7 else raw + b"\x00" * 3

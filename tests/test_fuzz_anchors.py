@@ -53,7 +53,7 @@ def mutate(rng: random.Random, config: dict) -> dict:
     return cfg
 
 
-@pytest.mark.parametrize("examples", profiles(150, 800))
+@pytest.mark.parametrize("examples", profiles(150, 500))
 def test_mutated_anchor_configs(examples, tmp_path_factory, monkeypatch):
     from rfmap.anchors import analyze_anchors, render_anchors
 

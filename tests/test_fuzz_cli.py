@@ -127,7 +127,7 @@ def argv(draw, files: dict) -> list[str]:
     return [command, *out]
 
 
-@pytest.mark.parametrize("examples", profiles(250, 1500))
+@pytest.mark.parametrize("examples", profiles(250, 1000))
 def test_random_command_lines(examples, files, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.syspath_prepend(str(Path(__file__).parent))  # torch_models:resnet18

@@ -46,7 +46,7 @@ def network(layer_names, title):
         return rfmap.analyze(Graph.chain([(n, conv(3, 2, 1)) for n in layer_names], name=title, input_size=(24, 20)))
 
 
-@pytest.mark.parametrize("examples", profiles(250, 1200))
+@pytest.mark.parametrize("examples", profiles(250, 800))
 def test_names_are_text_in_every_output(examples):
     @fuzz_settings(examples)
     @given(layer_names=st.lists(names, min_size=1, max_size=3, unique=True), title=names, color=st.booleans())

@@ -229,7 +229,7 @@ def exercise(path, size) -> None:
     api_case(analysis.to_json)
 
 
-@pytest.mark.parametrize("examples", profiles(300, 1200))
+@pytest.mark.parametrize("examples", profiles(300, 800))
 def test_mutated_onnx_models(examples, tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx")
 

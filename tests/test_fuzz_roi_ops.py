@@ -52,7 +52,7 @@ def boxes(draw, n_images: int):
     return draw(st.sampled_from([None, [[0, 1, 1, 5, 5]], torch.zeros(3, 4), torch.zeros(2, 5, 1), "boxes", [torch.zeros(1, 5)]]))
 
 
-@pytest.mark.parametrize("examples", profiles(400, 1500))
+@pytest.mark.parametrize("examples", profiles(400, 1000))
 def test_roi_ops_arguments(examples):
     from rfmap.ops import roi_align, roi_pool, spp_pool
 

@@ -195,7 +195,7 @@ sizes = st.one_of(st.none(), st.integers(1, 300), st.tuples(st.integers(1, 200),
                   st.sampled_from([0, -1, 2**40, 2**41, (1,), (7, 7, 7), (2**20, 3), True, "224", 1.5]))
 
 
-@pytest.mark.parametrize("examples", profiles(600, 2500))
+@pytest.mark.parametrize("examples", profiles(600, 1500))
 def test_random_spec_files(examples, tmp_path_factory):
     folder = tmp_path_factory.mktemp("specs")
 
@@ -272,7 +272,7 @@ def mutated(draw, fmt: str, marker: str) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("examples", profiles(600, 2500))
+@pytest.mark.parametrize("examples", profiles(600, 1500))
 def test_mutated_spec_files(examples, tmp_path_factory):
     folder = tmp_path_factory.mktemp("mutated")
     marker = folder / "code-ran"

@@ -12,9 +12,9 @@ heavy, and ``import rfmap`` loads no consumer.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from rfmap._lazy import lazy_attributes
 from rfmap.errors import RFMapError, RFMapWarning
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,12 +75,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module_name, attr = _LAZY[name]
-        module = importlib.import_module(module_name)
-        return module if attr is None else getattr(module, attr)
-    raise AttributeError(f"module 'rfmap' has no attribute {name!r}")
+__getattr__ = lazy_attributes("rfmap", globals(), _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -20,18 +20,18 @@ the layer's stride in input cells per output cell (a fraction after upsampling).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:  # numpy.typing costs 15 ms to import: for type checkers only
     import numpy.typing as npt
 
+from rfmap._lazy import lazy_attributes
 from rfmap.core.budget import check_cells, check_work, chunk
 
 BIG = np.iinfo(np.int64).max // 4
@@ -312,19 +312,11 @@ class Tabulated(AxisMap):
 # -- rules defined in their own module --------------------------------------------------------
 
 #: imported on first use (PEP 562), like the resampling layers (see :mod:`rfmap.core.layers`)
-_ELSEWHERE = {"Transposed": "rfmap.core.resampling", "Resample": "rfmap.core.resampling",
-              "Shuffle": "rfmap.core.resampling"}
+_ELSEWHERE = {name: ("rfmap.core.resampling", name) for name in ("Transposed", "Resample", "Shuffle")}
 
 if TYPE_CHECKING:
     from rfmap.core.resampling import Resample as Resample
     from rfmap.core.resampling import Shuffle as Shuffle
     from rfmap.core.resampling import Transposed as Transposed
 
-
-def __getattr__(name: str) -> Any:
-    module = _ELSEWHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _ELSEWHERE)

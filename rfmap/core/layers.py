@@ -18,11 +18,11 @@ says which op names, PyTorch targets and ONNX op types build which layer.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rfmap._lazy import lazy_attributes
 from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Window
 from rfmap.core.params import (
     boolean,
@@ -310,13 +310,9 @@ def avgpool(kernel: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool =
 #: imported on first use (PEP 562): a network without them, and the command line's start,
 #: does not pay for building their classes.  ``from rfmap.core.layers import Upsample`` works.
 _ELSEWHERE = {
-    "ConvTranspose": "rfmap.core.resampling",
-    "Upsample": "rfmap.core.resampling",
-    "INTERPOLATION": "rfmap.core.resampling",
-    "PixelShuffle": "rfmap.core.resampling",
-    "PixelUnshuffle": "rfmap.core.resampling",
-    "Pad": "rfmap.core.borders",
-    "Crop": "rfmap.core.borders",
+    **{name: ("rfmap.core.resampling", name)
+       for name in ("ConvTranspose", "Upsample", "INTERPOLATION", "PixelShuffle", "PixelUnshuffle")},
+    **{name: ("rfmap.core.borders", name) for name in ("Pad", "Crop")},
 }
 
 if TYPE_CHECKING:
@@ -328,11 +324,4 @@ if TYPE_CHECKING:
     from rfmap.core.resampling import PixelUnshuffle as PixelUnshuffle
     from rfmap.core.resampling import Upsample as Upsample
 
-
-def __getattr__(name: str) -> Any:
-    module = _ELSEWHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _ELSEWHERE)

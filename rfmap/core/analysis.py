@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-if TYPE_CHECKING:  # numpy.typing costs 15 ms to import: for type checkers only
+if TYPE_CHECKING:  # annotations only
     import numpy.typing as npt
 
 from rfmap.core.axis import AxisMap, Global, Identity

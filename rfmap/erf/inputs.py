@@ -19,7 +19,7 @@ import numpy as np
 
 from rfmap.errors import RFMapError
 
-__all__ = ["IMAGE_SUFFIXES", "Inputs", "normalize_size"]
+__all__ = ["IMAGE_SUFFIXES", "Inputs"]
 
 #: Image files read from a folder of inputs.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -27,21 +27,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_N = 64
-
-
-def normalize_size(size: Any, what: str = "input_size") -> tuple[int, ...] | None:
-    """``None``, an int (square) or a tuple of positive ints, as a tuple."""
-    if size is None:
-        return None
-    if isinstance(size, (int, np.integer)):
-        return (int(size), int(size))
-    try:
-        out = tuple(int(v) for v in size)
-    except (TypeError, ValueError):
-        raise RFMapError(f"{what} must be an int or a tuple of ints, got {size!r}") from None
-    if not out or any(v < 1 for v in out):
-        raise RFMapError(f"{what} must hold positive sizes, got {size!r}")
-    return out
 
 
 def load_image(path: Path) -> np.ndarray:

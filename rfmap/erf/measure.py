@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from rfmap.core.plan import normalize_size
 from rfmap.erf.closed_form import closed_form_sigma
-from rfmap.erf.inputs import Inputs, normalize_size
+from rfmap.erf.inputs import Inputs
 from rfmap.erf.network import Network, prepare
 from rfmap.erf.protocols import AGGREGATES, Protocol, get_protocol
 from rfmap.erf.result import ERF
@@ -209,7 +210,7 @@ def erf(
     aggregate = proto.resolve_aggregate(aggregate)
     _check_options(weights, batch_size, channels)
     device = _torch_device(device)
-    source = Inputs(inputs, n, normalize_size(input_size))
+    source = Inputs(inputs, n, None if input_size is None else normalize_size(input_size))
     net = prepare(model, twin=twin, weights=weights, seed=seed, channels=channels, dtype=dtype, device=device, inputs=source)
     opts = {"seed": seed, "weights": weights, "aggregate": aggregate, "cell": cell, "batch_size": int(batch_size)}
     target, lin, acc, cell_index = _measure(net, layer, proto, source, opts, device, progress)

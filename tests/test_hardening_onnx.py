@@ -112,20 +112,21 @@ def test_malformed_nodes_are_one_error_naming_them(m, message):
 
 
 @pytest.mark.parametrize("perm", [None, [0, 1, 3, 2]])
-def test_swapped_spatial_axes_are_said_not_hidden(perm):
+def test_swapped_spatial_axes_are_followed(perm):
     """ONNX's default perm reverses every dim; [0, 1, 3, 2] swaps H and W: the output tensor
-    holds W before H.  rfmap's axes keep the input's order, and it says so (strict raises)."""
+    holds W before H, and so does rfmap's output row (20x16, its axes the input's W and H),
+    silently and under strict alike; its boxes stay in the image's (H, W) order."""
     kwargs = {} if perm is None else {"perm": perm}
     m = conv_model(helper.make_node("Transpose", ["x"], ["y"], name="t", **kwargs))
-    with pytest.warns(rfmap.RFMapWarning, match=r"moves the spatial axes .* reported in the input's \(H, W\) order"):
-        g = from_onnx(m)
-    assert any("moves the spatial axes" in n for n in g.notes)
-    with pytest.raises(RFMapError, match="moves the spatial axes"):
-        from_onnx(m, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", rfmap.RFMapWarning)
+        a = rfmap.analyze(from_onnx(m, strict=True))
+    assert (a.output.name, a.output.output_size, a.output.input_axes) == ("t", (20, 16), (1, 0))
+    assert tuple(a.rf_box("t", (19, 3))) == (3, 19, 3, 19)  # cell (w, h) sees pixel (h, w)
     m = conv_model(helper.make_node("Transpose", ["x"], ["y"], name="t", perm=[0, 2, 3, 1]))  # NHWC keeps H before W
     with warnings.catch_warnings():
         warnings.simplefilter("error", rfmap.RFMapWarning)
-        from_onnx(m)
+        assert rfmap.analyze(from_onnx(m)).output.input_axes is None
 
 
 def test_huge_geometry_attributes_are_refused_before_shape_inference():

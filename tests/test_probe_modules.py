@@ -295,6 +295,15 @@ def test_chains_2d(data):
     check_model(data.draw(models(2), label="model"), data)
 
 
+@pytest.mark.parametrize("ndim", [2, 3])
+@given(data=st.data())
+@settings(QUICK, max_examples=25)
+def test_chains_with_transposes(ndim, data):
+    """H and W (or D, H, W) permuted between other stages: sizes in the tensor's order,
+    supports in the input's."""
+    check_model(data.draw(models(ndim, dag=ndim == 2, transpose=True), label="model"), data)
+
+
 @pytest.mark.parametrize("ndim", [1, 3])
 @given(data=st.data())
 @settings(QUICK, max_examples=20)

@@ -3,7 +3,7 @@
 Independent ground truth: nothing here imports rfmap.  A drawn model is a :class:`Net`, a
 list of *stages* applied in order, each a ``torch.nn`` module or a small module whose
 ``forward`` makes plain ``torch`` / ``torch.nn.functional`` calls (``F.pad``,
-``F.interpolate``, slicing, ``F.pixel_shuffle``, merges).  rfmap's PyTorch front end reads
+``F.interpolate``, slicing, ``F.pixel_shuffle``, ``permute``, merges).  rfmap's PyTorch front end reads
 the same object; stage ``k``'s output is the node it names ``stages.k`` (a module path).
 
 Weights are positive (uniform in ``[0.5, 1.5] / fan_in``), biases zero, tensors float64 and
@@ -17,6 +17,7 @@ order (D, H, W in 3-D, L in 1-D), as in rfmap.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +112,20 @@ class Shuffle(nn.Module):
 
     def extra_repr(self):
         return f"factor={self.factor}, unshuffle={self.unshuffle}"
+
+
+class Transpose(nn.Module):
+    """The spatial dims permuted: output axis ``j`` is input axis ``perm[j]`` (H and W swapped in 2-D)."""
+
+    def __init__(self, perm: tuple[int, ...]):
+        super().__init__()
+        self.perm = perm
+
+    def forward(self, x):
+        return x.permute((0, 1) + tuple(2 + a for a in self.perm))
+
+    def extra_repr(self):
+        return f"perm={self.perm}"
 
 
 class Branches(nn.Module):
@@ -419,6 +434,10 @@ def adaptive_stage(draw, ndim, sizes, wild):
     return getattr(nn, f"AdaptiveAvgPool{ndim}d")(out)
 
 
+def transpose_stage(draw, ndim, sizes, wild):
+    return Transpose(draw(st.sampled_from([p for p in itertools.permutations(range(ndim)) if p != tuple(range(ndim))])))
+
+
 SIMPLE = {
     "conv": conv_stage,
     "pool": pool_stage,
@@ -428,12 +447,17 @@ SIMPLE = {
     "interp": interp_stage,
     "shuffle": shuffle_stage,
     "adaptive": adaptive_stage,
+    "transpose": transpose_stage,
 }
-WEIGHTS = {"conv": 5, "pool": 4, "tconv": 2, "pad": 3, "slice": 2, "interp": 2, "shuffle": 1, "adaptive": 1}
+WEIGHTS = {"conv": 5, "pool": 4, "tconv": 2, "pad": 3, "slice": 2, "interp": 2, "shuffle": 1, "adaptive": 1,
+           "transpose": 2}
 
 
-def simple_stage(draw, ndim, sizes, wild):
-    names = [n for n in SIMPLE if n != "shuffle" or ndim == 2]  # F.pixel_shuffle reads the last two axes
+def simple_stage(draw, ndim, sizes, wild, in_branch: bool = False):
+    """A stage of one kind; no ``transpose`` in 1-D, nor inside a branch (one path
+    transposed and the other not meet as a cross, no box: rfmap treats that as global)."""
+    names = [n for n in SIMPLE if (n != "shuffle" or ndim == 2)  # F.pixel_shuffle reads the last two axes
+             and (n != "transpose" or (ndim > 1 and not in_branch))]
     name = draw(st.sampled_from([n for n in names for _ in range(WEIGHTS[n])]))
     return name, SIMPLE[name](draw, ndim, sizes, wild)
 
@@ -456,7 +480,7 @@ def _path(draw, ndim, sizes, wild, n_max):
     """A chain of simple stages: (stages, output sizes or None where PyTorch rejects it)."""
     stages = []
     for _ in range(draw(st.integers(0, n_max))):
-        _, stage = simple_stage(draw, ndim, sizes, wild)
+        _, stage = simple_stage(draw, ndim, sizes, wild, in_branch=True)
         after = _sizes_after(stage, ndim, sizes)
         if after is not None and not _small(after, ndim):
             break
@@ -495,15 +519,20 @@ class Drawn:
 
 
 @st.composite
-def models(draw, ndim: int, dag: bool = False, wild: bool = False, max_stages: int = 4) -> Drawn:
+def models(draw, ndim: int, dag: bool = False, wild: bool = False, max_stages: int = 4, transpose: bool = False) -> Drawn:
     """A :class:`Net` of 1..``max_stages`` stages (with ``dag``, some are two merged paths),
     drawn for its input size so that most geometries are valid; ``wild`` draws kernels,
-    pads and slices past the input size too.  Drawing stops at a stage PyTorch rejects."""
+    pads and slices past the input size too; with ``transpose`` one stage (not the last)
+    permutes the spatial axes.  Drawing stops at a stage PyTorch rejects."""
     sizes = draw(input_sizes(ndim))
     first = sizes
     stages, names = [], []
-    for _ in range(draw(st.integers(1, max_stages))):
-        if dag and draw(st.integers(0, 2)) == 0:
+    n_stages = draw(st.integers(2 if transpose else 1, max_stages))
+    forced = draw(st.integers(0, n_stages - 2)) if transpose else -1
+    for i in range(n_stages):
+        if i == forced:
+            name, stage = "transpose", transpose_stage(draw, ndim, sizes, wild)
+        elif dag and draw(st.integers(0, 2)) == 0:
             name, stage = "branches", branches_stage(draw, ndim, sizes, wild)
         else:
             name, stage = simple_stage(draw, ndim, sizes, wild)

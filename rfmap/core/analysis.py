@@ -31,8 +31,9 @@ from rfmap.core.budget import check_cells
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Layer, Pointwise
 from rfmap.core.periodic import Boxes, Family, Range, combine, hull_at, max_size
-from rfmap.core.plan import needed_ranges, normalize_size, plan
+from rfmap.core.plan import axis_orders, needed_ranges, normalize_size, plan
 from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
+from rfmap.core.support import support_sets
 from rfmap.errors import RFMapError, RFMapWarning, at_layer
 
 
@@ -46,6 +47,9 @@ class _NodeState:
     #: cells: layers with ``context``) left out: what alignment compares; ``families`` itself
     #: where no such layer is upstream
     anchors: tuple[tuple[Family, ...], ...]
+    #: per axis, the input axis it runs along (see :mod:`rfmap.core.permute`); ``None``: the
+    #: input's own order
+    order: tuple[int, ...] | None = None
 
 
 class Analysis:
@@ -109,8 +113,9 @@ class Analysis:
     # -- the forward pass -------------------------------------------------------------
 
     def _run(self, messages: list[str]) -> tuple[tuple[_NodeState, ...], tuple[LayerGeometry, ...]]:
-        plans = plan(self.graph, self._index, self.input_size)
         ndim = len(self.input_size)
+        plans = plan(self.graph, self._index, self.input_size)
+        orders = axis_orders(self.graph, self._index, plans, ndim)
         need: Sequence[Sequence[Range | None]]
         if any(m.period != 1 for _, maps in plans if maps is not None for m in maps):
             need = needed_ranges(self.graph, self._index, plans)
@@ -122,6 +127,7 @@ class Analysis:
         aligned_of: list[bool] = []
         for k, node in enumerate(self.graph.nodes):
             sizes, maps = plans[k]
+            order = None if orders is None or orders[k] == tuple(range(ndim)) else orders[k]
             global_context = False
             aligned = True
             families: tuple[tuple[Family, ...], ...]
@@ -134,17 +140,20 @@ class Analysis:
                 used = parents
                 if self.exclude_global and not all(states[p].is_global for p in parents):
                     used = [p for p in parents if not states[p].is_global]
+                view: Sequence[_NodeState] = states
+                if orders is not None and any(orders[p] != orders[k] for p in parents):
+                    view = _in_order(states, parents, orders, k)  # 1-cell inputs, as the others
                 try:
-                    families = _merged(states, used, sizes, need[k], anchors=False)
+                    families = _merged(view, used, sizes, need[k], anchors=False)
                 except RFMapError as exc:
                     raise at_layer(node.name, node.op, str(exc)) from None
                 is_global = all(states[p].is_global for p in parents)
                 global_context = any(rows[p].global_context for p in parents)
                 aligned = all(aligned_of[p] for p in parents)
                 anchors = families
-                if any(states[p].anchors is not states[p].families for p in used):
-                    anchors = _merged(states, used, sizes, need[k], anchors=True)
-                msg = self._alignment(node, used, states, names)
+                if any(view[p].anchors is not view[p].families for p in used):
+                    anchors = _merged(view, used, sizes, need[k], anchors=True)
+                msg = self._alignment(node, used, view, names)
                 if msg:
                     aligned = False
                     if self.strict:
@@ -154,11 +163,17 @@ class Analysis:
                 parent = self._index[node.inputs[0]]
                 families, anchors = states[parent].families, states[parent].anchors
                 is_global = states[parent].is_global
-                states.append(_NodeState(sizes, maps, families, is_global, anchors))
+                states.append(_NodeState(sizes, maps, families, is_global, anchors, order))
                 aligned_of.append(aligned_of[parent])
                 up = rows[parent]
-                rows.append(LayerGeometry(node.name, node.op, node.inputs, up.axes, up.aligned, up.global_context))
+                rows.append(LayerGeometry(node.name, node.op, node.inputs, up.axes, up.aligned, up.global_context, order))
                 continue
+            elif node.layer.permutation is not None:  # the parent's cells, indexed along other axes
+                parent = self._index[node.inputs[0]]
+                src, perm = states[parent], node.layer.permutation
+                families = tuple(src.families[a] for a in perm)
+                anchors = families if src.anchors is src.families else tuple(src.anchors[a] for a in perm)
+                is_global, global_context, aligned = src.is_global, rows[parent].global_context, aligned_of[parent]
             else:
                 parent = self._index[node.inputs[0]]
                 try:
@@ -172,7 +187,7 @@ class Analysis:
                 global_context = rows[parent].global_context or node.layer.global_context
                 aligned = aligned_of[parent]
                 anchors = self._anchors(states[parent], node, maps, families, need[k])
-            states.append(_NodeState(sizes, maps, families, is_global, anchors))
+            states.append(_NodeState(sizes, maps, families, is_global, anchors, order))
             aligned_of.append(aligned)
             rows.append(
                 LayerGeometry(
@@ -182,6 +197,7 @@ class Analysis:
                     tuple(_axis_geometry(n, fams) for n, fams in zip(sizes, families)),
                     aligned,
                     global_context,
+                    order,
                 )
             )
         return tuple(states), tuple(rows)
@@ -306,12 +322,16 @@ class Analysis:
         ``(y0, x0, y1, x1)`` (inclusive pixel indices; ``order`` names the axes)."""
         k = self._resolve(layer)
         cell = self._cell(k, index)
-        starts, ends = [], []
-        for fams, i in zip(self._states[k].families, cell):
+        starts, ends = [0] * len(cell), [0] * len(cell)
+        for a, (fams, i) in zip(self._input_axes(k), zip(self._states[k].families, cell)):
             lo, hi = hull_at(list(fams), np.array([i], dtype=np.int64))
-            starts.append(int(lo[0]))
-            ends.append(int(hi[0]))
+            starts[a], ends[a] = int(lo[0]), int(hi[0])
         return Box(starts + ends, AXES[len(starts)])
+
+    def _input_axes(self, k: int) -> range | tuple[int, ...]:
+        """Per axis of node ``k``, the input axis it runs along."""
+        order = self._states[k].order
+        return range(self.ndim) if order is None else order
 
     def rf_boxes(self, layer: str | int, cells: npt.ArrayLike) -> np.ndarray:
         """Theoretical RF boxes of many cells at once: ``cells`` ``[N, ndim]`` -> ``[N, 2*ndim]``
@@ -331,11 +351,16 @@ class Analysis:
             i = int(np.flatnonzero(bad)[0])
             raise RFMapError(f"cell {c[i].tolist()} (row {i}) is outside layer '{self.layers[k].name}' of size {list(sizes)}")
         starts, ends = zip(*(hull_at(list(f), c[:, a]) for a, f in enumerate(self._states[k].families)))
+        order = self._states[k].order
+        if order is not None:  # boxes in the input's axis order
+            back = np.argsort(order)
+            starts, ends = tuple(starts[a] for a in back), tuple(ends[a] for a in back)
         return np.stack(starts + ends, axis=1)
 
     def axis_boxes(self, layer: str | int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-        """Per axis, the theoretical boxes ``(lo, hi)`` (int arrays, inclusive, unclipped) of every
-        real cell ``0..n-1`` of ``layer``: exact for every layer, in O(cells)."""
+        """Per axis of ``layer``, the theoretical boxes ``(lo, hi)`` (int arrays, inclusive,
+        unclipped) of every real cell ``0..n-1``, along the input axis the layer's axis runs
+        along (:attr:`LayerGeometry.input_axes`): exact for every layer, in O(cells)."""
         k = self._resolve(layer)
         state = self._states[k]
         return tuple(
@@ -358,46 +383,9 @@ class Analysis:
         """
         k = self._resolve(layer)
         cell = self._cell(k, index)
-        nodes = self.graph.nodes
-        pending: dict[int, list[tuple[np.ndarray, ...]]] = {}
-        start = []
-        for n, i in zip(self._states[k].sizes, cell):
+        for n in self._states[k].sizes:
             check_cells(n, f"the support of a cell of layer '{self.layers[k].name}'")
-            m = np.zeros(n, dtype=bool)
-            m[i] = True
-            start.append(m)
-        pending[k] = [tuple(start)]
-        for j in range(k, 0, -1):
-            products = pending.pop(j, None)
-            if not products:
-                continue
-            node, state = nodes[j], self._states[j]
-            parents = [self._index[p] for p in node.inputs]
-            if self.exclude_global and state.maps is None and not all(self._states[p].is_global for p in parents):
-                parents = [p for p in parents if not self._states[p].is_global]
-            if state.maps is None:
-                moved = products
-                for p in parents:  # a broadcast (size-1) axis of a merge input: its one cell
-                    sizes = self._states[p].sizes
-                    if sizes != state.sizes:
-                        narrowed = [
-                            tuple(m if n == len(m) else np.array([m.any()]) for m, n in zip(prod, sizes)) for prod in products
-                        ]
-                        pending[p] = _prune(pending.get(p, []) + narrowed)
-                parents = [p for p in parents if self._states[p].sizes == state.sizes]
-            else:
-                moved = []
-                for prod in products:
-                    masks = tuple(m.support(mask) for m, mask in zip(state.maps, prod))
-                    if all(mask.any() for mask in masks):
-                        moved.append(masks)
-            for p in parents:
-                pending[p] = _prune(pending.get(p, []) + moved)
-        products = pending.get(0, [])
-        return tuple(
-            np.flatnonzero(np.logical_or.reduce([prod[a] for prod in products])) if products else np.zeros(0, dtype=np.int64)
-            for a in range(self.ndim)
-        )
+        return support_sets(self.graph, self._index, self._states, k, cell, self.exclude_global)
 
     def support_box(self, layer: str | int, index: Any) -> Box | None:
         """Bounding box of :meth:`support`, a :class:`Box` ``(y0, x0, y1, x1)`` (inclusive);
@@ -413,7 +401,8 @@ class Analysis:
         k = self._resolve(layer)
         point = self._point(point)
         out = []
-        for fams, n, p in zip(self._states[k].families, self._states[k].sizes, point):
+        for fams, n, a in zip(self._states[k].families, self._states[k].sizes, self._input_axes(k)):
+            p = point[a]
             check_cells(n, f"cells_containing on layer '{self.layers[k].name}'")
             lo, hi = hull_at(list(fams), np.arange(n, dtype=np.int64))
             out.append(np.flatnonzero((lo <= p) & (p <= hi)))
@@ -424,7 +413,8 @@ class Analysis:
         k = self._resolve(layer)
         point = self._point(point)
         out = []
-        for fams, n, p in zip(self._states[k].families, self._states[k].sizes, point):
+        for fams, n, a in zip(self._states[k].families, self._states[k].sizes, self._input_axes(k)):
+            p = point[a]
             check_cells(n, f"nearest_cell on layer '{self.layers[k].name}'")
             lo, hi = hull_at(list(fams), np.arange(n, dtype=np.int64))
             out.append(int(np.argmin(np.abs((lo + hi) - 2 * float(p)))))
@@ -500,10 +490,25 @@ class Analysis:
         )
 
 
+def _in_order(states: Sequence[_NodeState], parents: Sequence[int], orders: Sequence[tuple[int, ...]],
+              k: int) -> list[_NodeState]:
+    """``states`` with the 1-cell maps among ``parents`` re-indexed to node ``k``'s axis order
+    (their one cell is the same whichever axis comes first; see :func:`rfmap.core.plan.axis_orders`)."""
+    out = list(states)
+    for p in parents:
+        if orders[p] != orders[k]:
+            move = [orders[p].index(b) for b in orders[k]]
+            s = states[p]
+            fams = tuple(s.families[a] for a in move)
+            out[p] = _NodeState(tuple(s.sizes[a] for a in move), s.maps, fams, s.is_global,
+                                fams if s.anchors is s.families else tuple(s.anchors[a] for a in move), orders[k])
+    return out
+
+
 def _keeps_boxes(layer: Layer, maps: tuple[AxisMap, ...]) -> bool:
     """A layer whose every cell sees exactly its input cell (a pointwise op): its boxes, and
     so its geometry, are its input's."""
-    return (not layer.global_context and not getattr(layer, "context", False)
+    return (not layer.global_context and not getattr(layer, "context", False) and layer.permutation is None
             and all(type(m) is Identity and m.n_in == m.n_out for m in maps))
 
 
@@ -579,22 +584,3 @@ def _merged(states: Sequence[_NodeState], used: Sequence[int], sizes: tuple[int,
 def _broadcast(family: Family, n_in: int, n_out: int, need: Range | None) -> Family:
     """A merge input of size 1 along an axis is broadcast: every cell reads its one cell."""
     return family if n_in == n_out else family.through(Global(1, n_out), need)
-
-
-def _prune(products: list[tuple[np.ndarray, ...]]) -> list[tuple[np.ndarray, ...]]:
-    """Drop products contained in another one (the union stays the same)."""
-    kept: list[tuple[np.ndarray, ...]] = []
-    for i, p in enumerate(products):
-        subsumed = False
-        for j, q in enumerate(products):
-            if i == j:
-                continue
-            inside = all(not (pa & ~qa).any() for pa, qa in zip(p, q))
-            if inside and (j < i or not all(not (qa & ~pa).any() for pa, qa in zip(p, q))):
-                subsumed = True
-                break
-        if not subsumed:
-            kept.append(p)
-    return kept
-
-

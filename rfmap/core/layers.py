@@ -100,6 +100,12 @@ class Layer:
     #: the output sees the whole input (flatten/linear, global pooling, attention)
     global_context: bool = False
 
+    @property
+    def permutation(self) -> tuple[int, ...] | None:
+        """Output axis ``j`` is input axis ``permutation[j]`` (:class:`~rfmap.core.permute.Permute`);
+        ``None``: every axis stays where it is."""
+        return None
+
     def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
         """One rule per spatial axis, for an input of spatial size ``sizes``."""
         raise NotImplementedError
@@ -313,11 +319,13 @@ _ELSEWHERE = {
     **{name: ("rfmap.core.resampling", name)
        for name in ("ConvTranspose", "Upsample", "INTERPOLATION", "PixelShuffle", "PixelUnshuffle")},
     **{name: ("rfmap.core.borders", name) for name in ("Pad", "Crop")},
+    "Permute": ("rfmap.core.permute", "Permute"),
 }
 
 if TYPE_CHECKING:
     from rfmap.core.borders import Crop as Crop
     from rfmap.core.borders import Pad as Pad
+    from rfmap.core.permute import Permute as Permute
     from rfmap.core.resampling import INTERPOLATION as INTERPOLATION
     from rfmap.core.resampling import ConvTranspose as ConvTranspose
     from rfmap.core.resampling import PixelShuffle as PixelShuffle

@@ -65,6 +65,40 @@ def plan(graph: Graph, index: dict[str, int], input_size: tuple[int, ...]) -> li
     return plans
 
 
+def axis_orders(graph: Graph, index: dict[str, int], plans: Sequence[Plan], ndim: int) -> list[tuple[int, ...]] | None:
+    """Per node, the input axis each of its axes runs along (a
+    :class:`~rfmap.core.permute.Permute` reorders them); ``None`` where no layer does, the
+    common case.  Paths that meet must agree, or a cell would see a set that is no box; a
+    1-cell map (a global branch) takes the order of the map it meets."""
+    if not any(node.layer is not None and node.layer.permutation is not None for node in graph.nodes):
+        return None
+    orders: list[tuple[int, ...]] = []
+    for node in graph.nodes:
+        if node.layer is None:
+            orders.append(tuple(range(ndim)))
+            continue
+        perm = node.layer.permutation
+        parents = [index[p] for p in node.inputs]
+        if perm is not None:
+            orders.append(tuple(orders[parents[0]][a] for a in perm))
+            continue
+        maps = [p for p in parents if any(n != 1 for n in plans[p][0])] or parents[:1]
+        for p in maps[1:]:
+            if orders[p] != orders[maps[0]]:
+                raise at_layer(node.name, node.op, f"inputs '{graph.nodes[maps[0]].name}' and '{graph.nodes[p].name}' "
+                               f"hold the input's axes in different orders ({_names(orders[maps[0]])} and "
+                               f"{_names(orders[p])}): a cell would see no box")
+        orders.append(orders[maps[0]])
+    return orders
+
+
+def _names(order: Sequence[int]) -> str:
+    from rfmap.core.result import axis_names
+
+    names = axis_names(len(order))
+    return ", ".join(names[a] for a in order)
+
+
 def _merged_sizes(graph: Graph, node: Node, parents: Sequence[int], plans: Sequence[Plan]) -> tuple[int, ...]:
     """Inputs of a merge agree in size; add and mul also broadcast a size-1 axis (numpy rules)."""
     first = plans[parents[0]][0]
@@ -94,7 +128,12 @@ def needed_ranges(graph: Graph, index: dict[str, int], plans: Sequence[Plan]) ->
         for name in node.inputs:
             p = index[name]
             p_sizes = plans[p][0]
+            perm = node.layer.permutation if node.layer is not None else None
             for a, (lo, hi) in enumerate(need[k]):
+                if perm is not None:  # output axis a is the parent's axis perm[a]
+                    old_lo, old_hi = need[p][perm[a]]
+                    need[p][perm[a]] = (min(old_lo, lo), max(old_hi, hi))
+                    continue
                 if maps is not None:
                     r_lo, r_hi = maps[a].reach(lo, hi)
                 elif p_sizes[a] != sizes[a]:

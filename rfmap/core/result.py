@@ -39,7 +39,13 @@ class AxisGeometry:
 
 @dataclass(frozen=True)
 class LayerGeometry:
-    """One row of the table: a layer's output and its receptive field, per axis."""
+    """One row of the table: a layer's output and its receptive field, per axis.
+
+    ``axes`` are in the order of the layer's own tensor; ``input_axes`` says, per axis, the
+    input axis it runs along where a layer before it reordered them (a ``transpose`` of H and
+    W: ``(1, 0)``), ``None`` where they keep the input's order.  Strides, sizes and paddings
+    of an axis are measured along its input axis.
+    """
 
     name: str
     op: str
@@ -47,6 +53,7 @@ class LayerGeometry:
     axes: tuple[AxisGeometry, ...]
     aligned: bool = True
     global_context: bool = False
+    input_axes: tuple[int, ...] | None = None
 
     @property
     def output_size(self) -> tuple[int, ...]:
@@ -83,6 +90,7 @@ class LayerGeometry:
             "center0": [json_number(v) for v in self.center0],
             "shift_invariant": self.shift_invariant,
             "aligned": self.aligned,
+            **({} if self.input_axes is None else {"input_axes": list(self.input_axes)}),
         }
 
 

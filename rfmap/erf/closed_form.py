@@ -48,6 +48,8 @@ def _step(node, parent, in_sizes):
 
     if parent is None or getattr(node.layer, "global_context", False):
         return None
+    if node.layer.permutation is not None:  # axis a is the parent's axis perm[a]
+        return tuple(parent[a] for a in node.layer.permutation)
     maps = node.layer.axis_maps(in_sizes)
     op = registry().for_layer(node.layer)
     contribution = None if op is None else op.erf
@@ -79,7 +81,8 @@ def _target_cell(analysis, layer, cell) -> tuple[int, tuple[int, ...]]:
 def closed_form_moments(
     source: Any, layer: str | int | None = None, cell: Sequence[int] | None = None, input_size: Any = None
 ) -> tuple[tuple[Fraction, ...], tuple[Fraction, ...]]:
-    """Exact ``(mean, variance)`` per axis of the unit-gradient map of a cell (see :func:`closed_form_sigma`)."""
+    """Exact ``(mean, variance)`` per input axis of the unit-gradient map of a cell (see
+    :func:`closed_form_sigma`; ``cell`` in the layer's own axis order)."""
     from rfmap.core.analysis import Analysis
 
     if isinstance(source, Analysis):
@@ -111,9 +114,13 @@ def closed_form_moments(
     if final is None:
         row = analysis.layers[target]
         raise RFMapError(f"layer '{row.name}' ({row.op}) depends on a global op: its ERF is the whole input")
-    means = tuple(_evaluate(final[a][0], cell[a]) for a in range(ndim))
-    variances = tuple(_evaluate(final[a][1], cell[a]) - means[a] ** 2 for a in range(ndim))
-    return means, variances
+    means = [_evaluate(final[a][0], cell[a]) for a in range(ndim)]
+    variances = [_evaluate(final[a][1], cell[a]) - means[a] ** 2 for a in range(ndim)]
+    order = analysis.layers[target].input_axes
+    if order is not None:  # per input axis, as the measured map
+        back = [order.index(b) for b in range(ndim)]
+        means, variances = [means[a] for a in back], [variances[a] for a in back]
+    return tuple(means), tuple(variances)
 
 
 def closed_form_sigma(

@@ -122,6 +122,9 @@ class Front:
         self.trust_engine = trust_engine
         self.nodes: list[Node] = [Node("input", None)]
         self.sizes: dict[str, tuple[int, ...]] = {"input": self.input_sizes}
+        #: per node whose axes a permute reordered, the input axis each runs along (others: the
+        #: input's order; see rfmap.core.permute)
+        self.orders: dict[str, tuple[int, ...]] = {}
         self.infos: dict[str, NodeInfo] = {}
         self.taken: set[str] = {"input"}
         self._suffix: dict[str, int] = {}
@@ -177,6 +180,12 @@ class Front:
         self.nodes.append(Node(name, layer, tuple(inputs)))
         self.node_names.add(name)
         sizes_of[name] = sizes
+        if layer.permutation is not None or inputs[0] in self.orders:
+            order = self.orders.get(inputs[0], tuple(range(len(sizes))))
+            if layer.permutation is not None:
+                order = tuple(order[a] for a in layer.permutation)
+            if order != tuple(range(len(order))):
+                self.orders[name] = order
         module = call.module
         if name == call.name:
             current = self._current
@@ -518,11 +527,11 @@ class Front:
     def _settled(self, bind: Bind) -> Bind:
         """An output whose axes are split or rolled becomes the map of the tensor's own grid
         (see :func:`rfmap.rules.split_axes.as_map`)."""
-        if bind.layout is None:
-            return bind
         call = Call(kind="function", target="output", name=bind.node, path="", module=None,
                     args=(), kwargs={}, arg_binds=(), kwarg_binds={}, out=None, rank=self.rank, front=self,
                     op_name="output")
+        if bind.layout is None:
+            return call.in_order(bind)  # a transposed output: its own axis order (see rfmap.core.permute)
         return as_map(call, bind)
 
     def const_value(self, value: Any):

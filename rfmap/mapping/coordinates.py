@@ -38,6 +38,9 @@ class Mapper:
             raise RFMapError(f"layer '{row.name}' sees the whole input (stride 0): no coordinate mapping")
         if len(row.axes) != 2:
             raise RFMapError(f"box mapping needs a 2-D layer, '{row.name}' has {len(row.axes)} axes")
+        if row.input_axes is not None:
+            raise RFMapError(f"layer '{row.name}' holds the image's axes transposed (W, H): box mapping needs a layer in "
+                             "(H, W) order (Analysis.rf_box and nearest_cell answer for any layer)")
         if row.shift_invariant:
             axes: tuple[Any, ...] = tuple(AffineAxis(a.stride, a.center0, a.rf, a.size) for a in row.axes)
         else:

@@ -36,6 +36,7 @@ def cell_text(analysis: Analysis, layer, index: Sequence[int]) -> str:
         "  support  "
         + (f"{spans(support)}  (bounding box of the input pixels that influence the cell)" if support else "none: the cell sees only padding"),
         f"  center   {', '.join(f'{axes[a]} {fmt_number(c)}' for a, c in enumerate(center))}",
-        f"  layer    rf {fmt_axes(row.rf)}, stride {fmt_axes(row.stride)}, padding {fmt_axes(row.padding)}",
+        f"  layer    rf {fmt_axes(row.rf)}, stride {fmt_axes(row.stride)}, padding {fmt_axes(row.padding)}"
+        + ("" if row.input_axes is None else f" (its axes are the input's {', '.join(axes[a] for a in row.input_axes)})"),
     ]
     return "\n".join(lines)

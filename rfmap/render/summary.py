@@ -49,13 +49,14 @@ FLAG_LEGEND = {
     "!": "misaligned paths",
     "g": "global context",
     "o": "an output of the network",
+    "t": "axes in another order than the input's (values in the layer's own order)",
 }
-FLAG_STYLES = {"*": "yellow", "!": "bold red", "g": "cyan", "o": "green"}
+FLAG_STYLES = {"*": "yellow", "!": "bold red", "g": "cyan", "o": "green", "t": "magenta"}
 
 
 def flags(row: LayerGeometry, outputs: frozenset[str] = frozenset()) -> str:
     return (("" if row.shift_invariant else "*") + ("" if row.aligned else "!") + ("g" if row.global_context else "")
-            + ("o" if row.name in outputs else ""))
+            + ("o" if row.name in outputs else "") + ("" if row.input_axes is None else "t"))
 
 
 # -- selection --------------------------------------------------------------------------
@@ -147,6 +148,9 @@ def summary_line(analysis: Analysis) -> str:
         notes.append("global context")
     if not out.aligned:
         notes.append("misaligned paths")
+    if out.input_axes is not None:
+        names = axis_names(len(out.input_axes))
+        notes.append("axes are the input's " + ", ".join(names[a] for a in out.input_axes))
     return summary + (f" ({'; '.join(notes)})" if notes else "")
 
 

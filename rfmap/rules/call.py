@@ -147,6 +147,30 @@ def right_aligned(dims: Sequence[int | None], in_ndim: int, out_ndim: int) -> tu
     return tuple(None if d is None or d + shift < 0 else d + shift for d in dims)
 
 
+def _slots(dims: Sequence[int | None], want: Sequence[int]) -> tuple[int | None, ...]:
+    """Per place of ``want``, the dim an axis of ``dims`` must hold to sit there (``None``
+    where no axis of ``dims`` is at that dim: an axis reduced away goes there)."""
+    held = set(d for d in dims if d is not None)
+    return tuple(w if w in held else None for w in want)
+
+
+def _ascending(dims: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    """``dims`` with the held dims in ascending order (``None`` places kept); ``dims`` itself
+    where two axes share a dim (flattened together: their order is the layout's)."""
+    live = [d for d in dims if d is not None]
+    if len(set(live)) != len(live):
+        return dims
+    ordered = iter(sorted(live))
+    return tuple(None if d is None else next(ordered) for d in dims)
+
+
+def _perm(dims: tuple[int | None, ...], target: Sequence[int | None]) -> tuple[int, ...]:
+    """The permutation of the axes of ``dims`` that puts axis ``perm[j]`` at ``target[j]``
+    (axes without a dim fill the ``None`` places in order)."""
+    spare = iter(a for a, d in enumerate(dims) if d is None)
+    return tuple(dims.index(d) if d is not None else next(spare) for d in target)
+
+
 class Call:
     """One call of an op, as a converter sees it (from the PyTorch or the ONNX front end).
 
@@ -295,6 +319,10 @@ class Call:
         if b.dims == want:
             return b
         live = [d for d in b.dims if d is not None]
+        if len(set(live)) == len(live) and set(live) <= set(want):
+            b = self._reorder(b, _slots(b.dims, want))
+            if b.dims == want:
+                return b
         if all(d is None or d == w for d, w in zip(b.dims, want)) and len(set(live)) == len(live):
             size = tuple(int(self.x.shape[w]) for w in want)
             if all(n == 1 for n in self.sizes(b)) and any(n != 1 for n in size):
@@ -304,6 +332,51 @@ class Call:
             self.inputs[0] = (self.x, self.bind)
             return self.bind
         raise LayoutError(f"its spatial axes are at dims {list(b.dims)} of a {self.ndim}-d tensor, not the last {self.rank}")
+
+    def in_order(self, bind: Bind, suffix: str = ".permute") -> Bind:
+        """``bind`` with its spatial axes in the order of the tensor dims holding them: where a
+        ``transpose`` put W before H, a :class:`~rfmap.core.permute.Permute` node (named
+        ``name + suffix``) reorders the engine's axes (1-cell axes reduced away keep their places)."""
+        if bind.layout is not None:
+            return bind
+        return self._reorder(bind, _ascending(bind.dims), suffix)
+
+    def same_order(self) -> None:
+        """Where the maps a call reads hold the spatial axes at dims in different orders (one
+        of them transposed), each is put in its tensor's own order (:meth:`in_order`), so an
+        elementwise op or a concatenation reads them alike.  Maps that then run along the
+        input's axes in different orders (``x + x.transpose(-1, -2)``: a cell sees a cross,
+        no box) raise :class:`LayoutError`."""
+        binds = list({id(b): b for _, b in self.inputs}.values())
+        if len(binds) < 2 or any(b.layout is not None for b in binds):
+            return
+        orders = set()
+        for b in binds:  # the engine's axis order each would have, before any node is added
+            if all(n == 1 for n in self.sizes(b)):
+                continue  # a 1-cell map (a global branch) takes the others' order
+            order = self._front.orders.get(b.node, tuple(range(len(b.dims))))
+            orders.add(tuple(order[a] for a in _perm(b.dims, _ascending(b.dims))))
+        if len(orders) > 1:
+            raise LayoutError("its inputs run along the input's spatial axes in different orders (one is transposed)")
+        for b in binds:
+            new = self.in_order(b)
+            if new is not b:
+                self.rebind(b, new)
+
+    def _reorder(self, bind: Bind, dims: tuple[int | None, ...], suffix: str = ".permute") -> Bind:
+        """A :class:`Bind` whose axis ``j`` is at dim ``dims[j]``: the axes of ``bind`` permuted
+        (a node only where the order changes; axes without a dim fill the ``None`` places)."""
+        if tuple(dims) == bind.dims:
+            return bind
+        perm = _perm(bind.dims, dims)
+        if perm == tuple(range(len(perm))):
+            return bind
+        from rfmap.core.permute import Permute
+
+        node = self.emit(suffix, Permute(perm), bind, dims=tuple(bind.dims[a] for a in perm))
+        if self.bind is bind:
+            self.rebind(bind, node)
+        return node
 
     # -- layouts and constants ------------------------------------------------------------
 

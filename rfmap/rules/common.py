@@ -67,6 +67,7 @@ def merge_or_pointwise(call: Call, op: str):
     """An elementwise op of several tensors: a merge of the distinct maps among them."""
     if has_split(call):
         return elementwise_split(call, op)
+    call.same_order()
     dims = broadcast_dims(call)
     call.out_dims = dims
     binds = distinct(call)

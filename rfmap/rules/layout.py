@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rfmap.core.layers import Expand, GlobalOp, Pad, Pointwise
+from rfmap.core.permute import Permute
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, as_ints, first_tensor, is_tensor, right_aligned
-from rfmap.rules.common import no_node, onnx_rules, torch_rules
+from rfmap.rules.common import REALIZE, no_node, onnx_rules, torch_rules
 from rfmap.rules.layout_algebra import with_shape
 from rfmap.rules.onnx_attrs import attr_ints, const_ints
 from rfmap.rules.split_axes import layout_aware
@@ -182,7 +183,12 @@ def _permute_rule(perm_of: Callable[[Call], Sequence[int]]):
             call.out_layout = call.bind.layout.permute(perm)
             return SAME
         call.out_dims = tuple(None if d is None else perm.index(d) for d in call.bind.dims)
-        return SAME
+        moved = Bind(call.bind.node, call.out_dims)
+        ordered = call.in_order(moved, suffix="")  # H and W swapped: a node, so the table follows the tensor
+        if ordered is moved:
+            return SAME
+        call.out_dims = ordered.dims
+        return ordered
 
     return rule
 
@@ -382,7 +388,7 @@ OPS = [
         description="view/reshape/flatten/squeeze: spatial axes followed through splits and merges of other dims",
     ),
     OpDef(
-        "permute", None,
+        "permute", Permute, layer=Permute,
         torch=torch_rules(["torch.permute", "Tensor.permute"], _permute_rule(_permute_args))
         + torch_rules(["aten.permute"], _permute_rule(lambda call: call.arg(1, "dims")))
         + torch_rules(["torch.transpose", "Tensor.transpose", "torch.swapaxes", "Tensor.swapaxes", "torch.swapdims",
@@ -392,7 +398,9 @@ OPS = [
         + torch_rules(["torch.t", "Tensor.t", "aten.t", "aten.numpy_T"], _permute_rule(_t_args))
         + torch_rules(["builtins.getattr"], _getattr_rule),
         onnx=onnx_rules(["Transpose"], _onnx_transpose),
-        description="permute/transpose: the spatial axes move with their dims",
+        realize=f"{REALIZE}:permute",
+        description="permute/transpose: the spatial axes move with their dims (spec files: the spatial axes' new "
+                    "order, axes: [1, 0] swaps H and W)",
     ),
     OpDef(
         "expand", None, layer=Expand,

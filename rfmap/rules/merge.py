@@ -53,6 +53,7 @@ def cat_rule(stack: bool):
             dim = int(call.arg(1, "dim", 0))
             nd = tensors[0].dim() + (1 if stack else 0)
         dim = dim + nd if dim < 0 else dim
+        call.same_order()
         dims: tuple[int | None, ...] | None = None
         for _v, b in call.inputs:
             if any(d == dim for d in b.dims) and not stack:

@@ -80,6 +80,8 @@ def pairwise_reduce(call: Call):
     binds = distinct(call)
     if len(binds) == 1 or not call.axes_on(int(dim)):
         return layer if len(binds) == 1 else merge_or_pointwise(call, "mul")
+    call.same_order()
+    binds = distinct(call)
     if any(b.dims != call.bind.dims for _, b in binds):
         raise LayoutError("its two maps hold the spatial axes at different dims")
     parts = [call.emit(f".reduce{i}", layer, b, dims=call.out_dims) for i, (_, b) in enumerate(binds)]

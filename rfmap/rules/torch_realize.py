@@ -33,6 +33,7 @@ rfmap layer               PyTorch
 ``GlobalOp``              global average pooling, then a 1x1 conv (a linear layer)
 ``Expand``                broadcasting a 1-cell axis
 ``Reduce``                the mean over the reduced axes, broadcast back where kept
+``Permute``               ``x.permute`` of the spatial dims
 ``Pointwise``             identity
 ``Merge``                 ``add``/``mul`` (1x1 convs project inputs to equal channels; ``mul``
                           multiplies ``(x + mul_offset)``), ``concat`` along channels
@@ -67,6 +68,7 @@ from rfmap.core.layers import (
     Upsample,
 )
 from rfmap.core.params import pad_pair, per_axis
+from rfmap.core.permute import Permute
 from rfmap.core.resize import Resize
 from rfmap.errors import RFMapError
 
@@ -509,6 +511,17 @@ class ExpandNode(_Node):
         return x.expand(tuple(x.shape[:2]) + self.size)
 
 
+class PermuteNode(_Node):
+    """The spatial axes in the layer's new order (batch and channels stay first)."""
+
+    def __init__(self, layer: Permute):
+        super().__init__()
+        self.dims = (0, 1) + tuple(2 + a for a in layer.axes)
+
+    def forward(self, x):
+        return x.permute(self.dims)
+
+
 class ReduceNode(_Node):
     """The mean over the reduced spatial axes (kept as 1-cell axes)."""
 
@@ -582,6 +595,10 @@ def merge(layer, ndim, c_ins, channels, *, mul_offset: float = 1.0, **_):
 
 def expand(layer, ndim, c_ins, channels, **_):
     return ExpandNode(layer, ndim), c_ins[0]
+
+
+def permute(layer, ndim, c_ins, channels, **_):
+    return PermuteNode(layer), c_ins[0]
 
 
 def reduce(layer, ndim, c_ins, channels, **_):

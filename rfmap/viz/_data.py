@@ -71,27 +71,31 @@ def layer_row(analysis: Analysis, layer: Any) -> LayerGeometry:
 
 
 def axis_cells(analysis: Analysis, layer: Any, support: bool = True) -> tuple[AxisCells, ...]:
-    """Per axis (H, W), the boxes (and supports) of every cell of ``layer``; see the module docstring."""
+    """Per image axis (H, W), the boxes (and supports) of the cells of ``layer`` along it; see
+    the module docstring.  A layer whose axes are transposed (``row.input_axes``) is shown in
+    the image's orientation: its axis that runs along H first."""
     require_2d(analysis, "drawing receptive fields")
     row = layer_row(analysis, layer)
     sizes = row.output_size
+    along = (0, 1) if row.input_axes is None else row.input_axes  # the image axis of each layer axis
     mids = [n // 2 for n in sizes]
-    out = []
+    out: list[AxisCells] = [None, None]  # type: ignore[list-item]
     for axis, n in enumerate(sizes):
         lo = np.empty(n, dtype=np.int64)
         hi = np.empty(n, dtype=np.int64)
         slo = np.full(n, -1, dtype=np.int64)
         shi = np.full(n, -2, dtype=np.int64)
+        image_axis = along[axis]
         for i in range(n):
             cell = (i, 0) if axis == 0 else (0, i)
             box = analysis.rf_box(row.name, cell)
-            lo[i], hi[i] = box[axis], box[axis + 2]
+            lo[i], hi[i] = box[image_axis], box[image_axis + 2]
             if support:
                 cell = (i, mids[1]) if axis == 0 else (mids[0], i)
-                s = analysis.support(row.name, cell)[axis]
+                s = analysis.support(row.name, cell)[image_axis]
                 if s.size:
                     slo[i], shi[i] = int(s[0]), int(s[-1])
-        out.append(AxisCells(lo, hi, slo if support else None, shi if support else None))
+        out[image_axis] = AxisCells(lo, hi, slo if support else None, shi if support else None)
     return tuple(out)
 
 

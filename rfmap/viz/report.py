@@ -165,7 +165,7 @@ def report_data(analysis: Analysis, image: Any = None, erf: Any = None, *, title
                 "op": row.op,
                 "inputs": list(row.inputs),
                 "cells": cells,
-                "output": list(row.output_size),
+                "output": [len(ay.lo), len(ax.lo)],  # in the image's orientation (see axis_cells)
                 "flags": cells[-1],
                 "aligned": row.aligned,
                 "global": row.global_context,

@@ -214,6 +214,9 @@ EXAMPLES: dict[str, list[Example]] = {
         Example("nhwc-round-trip", fn(lambda s, x: _nchw(s.lin(_nhwc(s.c(x)))), c=lambda: conv(), lin=lambda: nn.Linear(4, 4))),
         Example("transpose", fn(lambda s, x: s.c2(s.c(x).transpose(1, 3).transpose(1, 3)), c=lambda: conv(),
                                 c2=lambda: conv(4, 4, 3, stride=2))),
+        Example("swap-h-w", fn(lambda s, x: s.c2(s.c(x).transpose(2, 3)), c=lambda: conv(),
+                               c2=lambda: nn.Conv2d(4, 4, (3, 5), stride=(1, 2)))),
+        Example("swap-h-w-output", fn(lambda s, x: s.c(x).permute(0, 1, 3, 2), c=lambda: conv())),
     ],
     "expand": [
         Example("mean-expand", fn(lambda s, x: then(s.c(x), lambda y: y + y.mean(dim=2, keepdim=True).expand(1, 4, 30, 44)),

@@ -347,9 +347,13 @@ class Call:
         elementwise op or a concatenation reads them alike.  Maps that then run along the
         input's axes in different orders (``x + x.transpose(-1, -2)``: a cell sees a cross,
         no box) raise :class:`LayoutError`."""
+        if len(self.inputs) < 2:
+            return
         binds = list({id(b): b for _, b in self.inputs}.values())
         if len(binds) < 2 or any(b.layout is not None for b in binds):
             return
+        if not self._front.orders and len({b.dims for b in binds}) == 1:
+            return  # no map transposed (the common case)
         orders = set()
         for b in binds:  # the engine's axis order each would have, before any node is added
             if all(n == 1 for n in self.sizes(b)):

@@ -297,3 +297,24 @@ def test_closed_form_erf_follows_the_axes():
     plain = closed_form_sigma(rfmap.analyze(Plain(), input_size=(20, 30)))
     swapped = closed_form_sigma(rfmap.analyze(Swapped(), input_size=(20, 30)))
     assert swapped == pytest.approx(plain) and plain[0] != pytest.approx(plain[1])
+
+
+def test_anchors_and_crops_refuse_transposed_maps(tmp_path):
+    """Anchors are laid on a map in the image's (H, W) order, and a crop aligns maps held in
+    one order: a transposed layer gets a clear error naming it."""
+    from rfmap.anchors import analyze_anchors
+    from rfmap.mapping.crop import crop_offset
+
+    (tmp_path / "net.yaml").write_text(
+        "name: net\ninput: [64, 48]\nlayers:\n"
+        "  - {name: c1, op: conv, kernel: 3, stride: 2, padding: 1}\n"
+        "  - {name: t, op: permute, axes: [1, 0]}\n"
+        "  - {name: c2, op: conv, kernel: 3, stride: 2, padding: 1}\n"
+    )
+    (tmp_path / "anchors.yaml").write_text(
+        "network: net.yaml\nlevels:\n  - {layer: c2, min_size: 16, max_size: 32, aspect_ratios: [2], flip: false}\n"
+    )
+    with pytest.raises(RFMapError, match="level .*'c2' holds the image's axes transposed"):
+        analyze_anchors(tmp_path / "anchors.yaml")
+    with pytest.raises(RFMapError, match="'c1' and 'c2' hold the image's axes in different orders"):
+        crop_offset(str(tmp_path / "net.yaml"), "c1", "c2")

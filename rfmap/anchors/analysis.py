@@ -78,6 +78,9 @@ class _Geometry:
 def _geometry(cfg: AnchorConfig, analysis, level: LevelConfig, pred: str) -> _Geometry:
     ndim = analysis.ndim
     row = analysis.layer(pred)
+    if row.input_axes is not None:
+        raise RFMapError(f"level '{level.name}': layer '{pred}' holds the image's axes transposed: anchors need a map "
+                         "in the image's (H, W) order")
     stride = tuple(Fraction(s) for s in row.stride)
     if any(s == 0 for s in stride):
         raise RFMapError(f"level '{level.name}': layer '{pred}' is global (no stride): no anchors on it")

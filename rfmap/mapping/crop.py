@@ -193,6 +193,9 @@ def crop_offset(
     if convention not in CONVENTIONS:
         raise RFMapError(f"unknown convention {convention!r}; conventions: {', '.join(CONVENTIONS)}")
     analysis = _analysis(source, input_size)
+    if analysis.layer(cropped).input_axes != analysis.layer(reference).input_axes:
+        raise RFMapError(f"layers '{cropped}' and '{reference}' hold the image's axes in different orders (one is "
+                         "transposed): no crop aligns them")
     if convention == "caffe":
         maps, common = _coord_map(analysis, cropped, reference)
         for axis, m in zip(axis_names(analysis.ndim), maps):

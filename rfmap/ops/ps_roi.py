@@ -168,9 +168,9 @@ _ALIGN_MEMO, _POOL_MEMO = MatrixMemo(), MatrixMemo()
 )
 def _ps_roi_align_op(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio):
     pooled = (pooled_height, pooled_width)
-    batch, boxes = _check_kernel("ps_roi_align", input, rois, spatial_scale, pooled)
-    geometry = _align_geometry(boxes, spatial_scale, pooled, sampling_ratio)
-    with single_threaded() as count:
+    with single_threaded() as count:  # the box arithmetic too: small ops pay a thread wake-up each
+        batch, boxes = _check_kernel("ps_roi_align", input, rois, spatial_scale, pooled)
+        geometry = _align_geometry(boxes, spatial_scale, pooled, sampling_ratio)
         matrix = _align_matrix(input.shape, batch, geometry, pooled)
         args = (input.shape, rois, spatial_scale, pooled, sampling_ratio, compute_dtype(input.dtype))
         _ALIGN_MEMO.keep(args, input.requires_grad, matrix)
@@ -245,8 +245,8 @@ def _pool_matrix(shape, rois, spatial_scale, pooled, dtype) -> PoolingMatrix:
 )
 def _ps_roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width):
     pooled = (pooled_height, pooled_width)
-    _check_kernel("ps_roi_pool", input, rois, spatial_scale, pooled)
-    with single_threaded() as count:
+    with single_threaded() as count:  # the box arithmetic too: small ops pay a thread wake-up each
+        _check_kernel("ps_roi_pool", input, rois, spatial_scale, pooled)
         args = (input.shape, rois, spatial_scale, pooled, compute_dtype(input.dtype))
         matrix = _pool_matrix(*args)
         _POOL_MEMO.keep(args, input.requires_grad, matrix)

@@ -107,11 +107,11 @@ def bin_rectangles(top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> 
 def _roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     op = "roi_pool"
     check_input(op, input)
-    batch, boxes = check_rois(op, rois, input.shape[0], spatial_scale, compute_dtype(input.dtype))
-    cells = roi_pool_cells(boxes, spatial_scale)
-    top, bottom = bin_edges(cells[:, 1], cells[:, 3], pooled_height, input.shape[2], boxes.dtype)
-    left, right = bin_edges(cells[:, 0], cells[:, 2], pooled_width, input.shape[3], boxes.dtype)
-    with single_threaded() as count:
+    with single_threaded() as count:  # the box arithmetic too: small ops pay a thread wake-up each
+        batch, boxes = check_rois(op, rois, input.shape[0], spatial_scale, compute_dtype(input.dtype))
+        cells = roi_pool_cells(boxes, spatial_scale)
+        top, bottom = bin_edges(cells[:, 1], cells[:, 3], pooled_height, input.shape[2], boxes.dtype)
+        left, right = bin_edges(cells[:, 0], cells[:, 2], pooled_width, input.shape[3], boxes.dtype)
         rect = bin_rectangles(top, bottom, left, right)
         out, argmax = rect_max(input, batch, rect, with_argmax, count)
     k, channels = out.shape[:2]

@@ -175,8 +175,8 @@ def _spp_pool_op(input, levels, mode, with_argmax):
     op = "spp_pool"
     check_input(op, input)
     levels = _check_args(op, levels, mode, int(input.shape[1]))
-    x = input.to(compute_dtype(input.dtype))
     with single_threaded():
+        x = input.to(compute_dtype(input.dtype))
         if mode == "max":
             parts, argmax = _max_levels(x, levels, with_argmax)
         else:

@@ -132,7 +132,8 @@ class Analysis:
             aligned = True
             families: tuple[tuple[Family, ...], ...]
             if node.layer is None:
-                families = tuple((Boxes.identity(),) for _ in range(ndim))
+                identity: tuple[Family, ...] = (Boxes.identity(),)
+                families = (identity,) * ndim  # one object: equal axes share their work
                 anchors = families
                 is_global = False
             elif maps is None:  # a merge (see plan)
@@ -177,10 +178,7 @@ class Analysis:
             else:
                 parent = self._index[node.inputs[0]]
                 try:
-                    families = tuple(
-                        tuple(combine([f.through(m, need[k][a]) for f in fams], need[k][a]))
-                        for a, (m, fams) in enumerate(zip(maps, states[parent].families))
-                    )
+                    families = _through(maps, states[parent].families, need[k])
                 except RFMapError as exc:
                     raise at_layer(node.name, node.op, f"{exc} (input size {list(states[parent].sizes)})") from None
                 is_global = states[parent].is_global or node.layer.global_context
@@ -194,7 +192,7 @@ class Analysis:
                     node.name,
                     node.op,
                     node.inputs,
-                    tuple(_axis_geometry(n, fams) for n, fams in zip(sizes, families)),
+                    _geometries(sizes, families),
                     aligned,
                     global_context,
                     order,
@@ -490,6 +488,29 @@ class Analysis:
         )
 
 
+def _through(maps: tuple[AxisMap, ...], parents: tuple[tuple[Family, ...], ...],
+             need: Sequence[Range | None]) -> tuple[tuple[Family, ...], ...]:
+    """Per axis, the parent's families through the node's rule; an axis whose rule, families
+    and needed cells are those of the axis before it (a square input, a square kernel) shares
+    its result."""
+    out: list[tuple[Family, ...]] = []
+    for a, (m, fams) in enumerate(zip(maps, parents)):
+        if a and m is maps[a - 1] and fams is parents[a - 1] and need[a] == need[a - 1]:
+            out.append(out[-1])
+        else:
+            out.append(tuple(combine([f.through(m, need[a]) for f in fams], need[a])))
+    return tuple(out)
+
+
+def _geometries(sizes: tuple[int, ...], families: tuple[tuple[Family, ...], ...]) -> tuple[AxisGeometry, ...]:
+    """The table's per-axis values; an axis equal to the one before it shares its row."""
+    out: list[AxisGeometry] = []
+    for a, (n, fams) in enumerate(zip(sizes, families)):
+        same = a and n == sizes[a - 1] and fams is families[a - 1]
+        out.append(out[-1] if same else _axis_geometry(n, fams))
+    return tuple(out)
+
+
 def _in_order(states: Sequence[_NodeState], parents: Sequence[int], orders: Sequence[tuple[int, ...]],
               k: int) -> list[_NodeState]:
     """``states`` with the 1-cell maps among ``parents`` re-indexed to node ``k``'s axis order
@@ -573,12 +594,18 @@ def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
 def _merged(states: Sequence[_NodeState], used: Sequence[int], sizes: tuple[int, ...], need: Sequence[Range | None],
             anchors: bool) -> tuple[tuple[Family, ...], ...]:
     """Per axis, the families (or ``anchors``) of the merge inputs ``used``, a 1-cell axis
-    broadcast to ``sizes``, combined."""
-    return tuple(
-        tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[a])
-                       for p in used for f in (states[p].anchors if anchors else states[p].families)[a]], need[a]))
-        for a in range(len(sizes))
-    )
+    broadcast to ``sizes``, combined (an axis equal to the one before it in every input shares
+    its result)."""
+    of = [states[p].anchors if anchors else states[p].families for p in used]
+    out: list[tuple[Family, ...]] = []
+    for a in range(len(sizes)):
+        if a and sizes[a] == sizes[a - 1] and need[a] == need[a - 1] and all(
+                f[a] is f[a - 1] and states[p].sizes[a] == states[p].sizes[a - 1] for p, f in zip(used, of)):
+            out.append(out[-1])
+            continue
+        out.append(tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[a])
+                                  for p, fams in zip(used, of) for f in fams[a]], need[a])))
+    return tuple(out)
 
 
 def _broadcast(family: Family, n_in: int, n_out: int, need: Range | None) -> Family:

@@ -85,11 +85,26 @@ def resolved_maps(layer: Layer, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
     except TypeError:
         return layer.axis_maps(sizes)
     if maps is None:
-        maps = layer.axis_maps(sizes)
+        maps = _shared(layer.axis_maps(sizes))
         if len(_MAPS_CACHE) >= _MAPS_CACHE_SIZE:
             _MAPS_CACHE.clear()
         _MAPS_CACHE[key] = maps
     return maps
+
+
+#: rules made of plain numbers, compared cheaply (a tabulated rule holds arrays)
+_PLAIN_MAPS = (Window, Adaptive, Global, Identity)
+
+
+def _shared(maps: tuple[AxisMap, ...]) -> tuple[AxisMap, ...]:
+    """``maps`` with an axis whose rule equals the one before it holding that very object:
+    the engine then does the work of equal axes (a square input, a square kernel) once."""
+    out = list(maps)
+    for a in range(1, len(out)):
+        m, p = out[a], out[a - 1]
+        if m is not p and type(m) is type(p) and type(m) in _PLAIN_MAPS and m == p:
+            out[a] = p
+    return tuple(out)
 
 
 class Layer:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -25,31 +24,17 @@ import numpy as np
 if TYPE_CHECKING:  # annotations only
     import numpy.typing as npt
 
-from rfmap.core.axis import AxisMap, Global, Identity
+from rfmap.core.axis import AxisMap
 from rfmap.core.box import AXES, Box
 from rfmap.core.budget import check_cells
 from rfmap.core.graph import Graph, Node
-from rfmap.core.layers import Layer, Pointwise
-from rfmap.core.periodic import Boxes, Family, Range, combine, hull_at, max_size
+from rfmap.core.layers import Pointwise
+from rfmap.core.periodic import Boxes, Family, Range, combine, hull_at
 from rfmap.core.plan import axis_orders, needed_ranges, normalize_size, plan
-from rfmap.core.result import AxisGeometry, LayerGeometry, axis_names, fmt_number, json_number
+from rfmap.core.result import LayerGeometry, axis_names, fmt_number, json_number
+from rfmap.core.steps import NodeState, cell0, fraction, geometries, in_order, keeps_boxes, merged, through
 from rfmap.core.support import support_sets
 from rfmap.errors import RFMapError, RFMapWarning, at_layer
-
-
-@dataclass(frozen=True)
-class _NodeState:
-    sizes: tuple[int, ...]
-    maps: tuple[AxisMap, ...] | None  # None for the input and merges
-    families: tuple[tuple[Family, ...], ...]  # per axis
-    is_global: bool  # every path through this node went through a global op
-    #: the families with context mixing (attention inside windows, a norm over a window's
-    #: cells: layers with ``context``) left out: what alignment compares; ``families`` itself
-    #: where no such layer is upstream
-    anchors: tuple[tuple[Family, ...], ...]
-    #: per axis, the input axis it runs along (see :mod:`rfmap.core.permute`); ``None``: the
-    #: input's own order
-    order: tuple[int, ...] | None = None
 
 
 class Analysis:
@@ -68,7 +53,7 @@ class Analysis:
     exclude_global: bool
     _index: dict[str, int]
     _aliases: dict[str, str]
-    _states: tuple[_NodeState, ...]
+    _states: tuple[NodeState, ...]
     layers: tuple[LayerGeometry, ...]
     messages: tuple[str, ...]
     _frozen: bool
@@ -112,7 +97,7 @@ class Analysis:
 
     # -- the forward pass -------------------------------------------------------------
 
-    def _run(self, messages: list[str]) -> tuple[tuple[_NodeState, ...], tuple[LayerGeometry, ...]]:
+    def _run(self, messages: list[str]) -> tuple[tuple[NodeState, ...], tuple[LayerGeometry, ...]]:
         ndim = len(self.input_size)
         plans = plan(self.graph, self._index, self.input_size)
         orders = axis_orders(self.graph, self._index, plans, ndim)
@@ -121,8 +106,7 @@ class Analysis:
             need = needed_ranges(self.graph, self._index, plans)
         else:  # every period is 1: no layout can outgrow the cells asked about
             need = [[None] * ndim for _ in plans]
-        names = axis_names(ndim)
-        states: list[_NodeState] = []
+        states: list[NodeState] = []
         rows: list[LayerGeometry] = []
         aligned_of: list[bool] = []
         for k, node in enumerate(self.graph.nodes):
@@ -137,34 +121,13 @@ class Analysis:
                 anchors = families
                 is_global = False
             elif maps is None:  # a merge (see plan)
-                parents = [self._index[p] for p in node.inputs]
-                used = parents
-                if self.exclude_global and not all(states[p].is_global for p in parents):
-                    used = [p for p in parents if not states[p].is_global]
-                view: Sequence[_NodeState] = states
-                if orders is not None and any(orders[p] != orders[k] for p in parents):
-                    view = _in_order(states, parents, orders, k)  # 1-cell inputs, as the others
-                try:
-                    families = _merged(view, used, sizes, need[k], anchors=False)
-                except RFMapError as exc:
-                    raise at_layer(node.name, node.op, str(exc)) from None
-                is_global = all(states[p].is_global for p in parents)
-                global_context = any(rows[p].global_context for p in parents)
-                aligned = all(aligned_of[p] for p in parents)
-                anchors = families
-                if any(view[p].anchors is not view[p].families for p in used):
-                    anchors = _merged(view, used, sizes, need[k], anchors=True)
-                msg = self._alignment(node, used, view, names)
-                if msg:
-                    aligned = False
-                    if self.strict:
-                        raise RFMapError(msg)
-                    messages.append(msg)
-            elif _keeps_boxes(node.layer, maps):  # activations, norms over channels: the parent's geometry
+                families, anchors, is_global, global_context, aligned = self._merge(
+                    k, sizes, need[k], orders, states, rows, aligned_of, messages)
+            elif keeps_boxes(node.layer, maps):  # activations, norms over channels: the parent's geometry
                 parent = self._index[node.inputs[0]]
                 families, anchors = states[parent].families, states[parent].anchors
                 is_global = states[parent].is_global
-                states.append(_NodeState(sizes, maps, families, is_global, anchors, order))
+                states.append(NodeState(sizes, maps, families, is_global, anchors, order))
                 aligned_of.append(aligned_of[parent])
                 up = rows[parent]
                 rows.append(LayerGeometry(node.name, node.op, node.inputs, up.axes, up.aligned, up.global_context, order))
@@ -178,21 +141,21 @@ class Analysis:
             else:
                 parent = self._index[node.inputs[0]]
                 try:
-                    families = _through(maps, states[parent].families, need[k])
+                    families = through(maps, states[parent].families, need[k])
                 except RFMapError as exc:
                     raise at_layer(node.name, node.op, f"{exc} (input size {list(states[parent].sizes)})") from None
                 is_global = states[parent].is_global or node.layer.global_context
                 global_context = rows[parent].global_context or node.layer.global_context
                 aligned = aligned_of[parent]
                 anchors = self._anchors(states[parent], node, maps, families, need[k])
-            states.append(_NodeState(sizes, maps, families, is_global, anchors, order))
+            states.append(NodeState(sizes, maps, families, is_global, anchors, order))
             aligned_of.append(aligned)
             rows.append(
                 LayerGeometry(
                     node.name,
                     node.op,
                     node.inputs,
-                    _geometries(sizes, families),
+                    geometries(sizes, families),
                     aligned,
                     global_context,
                     order,
@@ -200,8 +163,38 @@ class Analysis:
             )
         return tuple(states), tuple(rows)
 
+    def _merge(self, k: int, sizes: tuple[int, ...], need: Sequence[Range | None], orders: Sequence[tuple[int, ...]] | None,
+               states: Sequence[NodeState], rows: Sequence[LayerGeometry], aligned_of: Sequence[bool],
+               messages: list[str]) -> tuple[tuple[tuple[Family, ...], ...], tuple[tuple[Family, ...], ...], bool, bool, bool]:
+        """One merge: its families and anchors, whether it is global, sees global context and
+        is aligned (a misalignment is a message, or raises under ``strict``)."""
+        node = self.graph.nodes[k]
+        parents = [self._index[p] for p in node.inputs]
+        used = parents
+        if self.exclude_global and not all(states[p].is_global for p in parents):
+            used = [p for p in parents if not states[p].is_global]
+        view: Sequence[NodeState] = states
+        if orders is not None and any(orders[p] != orders[k] for p in parents):
+            view = in_order(states, parents, orders, k)  # 1-cell inputs, as the others
+        try:
+            families = merged(view, used, sizes, need, anchors=False)
+        except RFMapError as exc:
+            raise at_layer(node.name, node.op, str(exc)) from None
+        anchors = families
+        if any(view[p].anchors is not view[p].families for p in used):
+            anchors = merged(view, used, sizes, need, anchors=True)
+        aligned = all(aligned_of[p] for p in parents)
+        msg = self._alignment(node, used, view, axis_names(len(sizes)))
+        if msg:
+            aligned = False
+            if self.strict:
+                raise RFMapError(msg)
+            messages.append(msg)
+        return (families, anchors, all(states[p].is_global for p in parents),
+                any(rows[p].global_context for p in parents), aligned)
+
     @staticmethod
-    def _anchors(parent: _NodeState, node: Node, maps: tuple[AxisMap, ...], families: tuple[tuple[Family, ...], ...],
+    def _anchors(parent: NodeState, node: Node, maps: tuple[AxisMap, ...], families: tuple[tuple[Family, ...], ...],
                  need: Sequence[Range | None]) -> tuple[tuple[Family, ...], ...]:
         """The families alignment compares: a context layer (mixing within windows) passes
         its input's on; others carry them through like the families themselves."""
@@ -212,7 +205,7 @@ class Analysis:
         return tuple(tuple(combine([f.through(m, need[a]) for f in fams], need[a]))
                      for a, (m, fams) in enumerate(zip(maps, parent.anchors)))
 
-    def _alignment(self, node: Node, parents: Sequence[int], states: Sequence[_NodeState],
+    def _alignment(self, node: Node, parents: Sequence[int], states: Sequence[NodeState],
                    names: Sequence[str]) -> str | None:
         """Paths meeting at a merge are aligned iff, per axis, their local path families
         (global ones, of stride 0, excepted; context mixing within windows left out) agree
@@ -224,8 +217,8 @@ class Analysis:
                 local = [f for f in states[p].anchors[axis] if f.jump != 0]
                 if not local:
                     continue
-                lo, hi = _cell0(local)
-                seen.append((p, max(f.jump for f in local), _fraction(lo + hi, 2)))
+                lo, hi = cell0(local)
+                seen.append((p, max(f.jump for f in local), fraction(lo + hi, 2)))
             for p, jump, center in seen[1:]:
                 q, jump0, center0 = seen[0]
                 parts = []
@@ -246,12 +239,12 @@ class Analysis:
         return None
 
     @staticmethod
-    def _axis_differs(states: Sequence[_NodeState], q: int, p: int, axis: int) -> bool:
+    def _axis_differs(states: Sequence[NodeState], q: int, p: int, axis: int) -> bool:
         def key(k: int) -> tuple[Fraction | int, int] | None:
             local = [f for f in states[k].anchors[axis] if f.jump != 0]
             if not local:
                 return None
-            lo, hi = _cell0(local)
+            lo, hi = cell0(local)
             return max(f.jump for f in local), lo + hi
 
         a, b = key(q), key(p)
@@ -488,126 +481,5 @@ class Analysis:
         )
 
 
-def _through(maps: tuple[AxisMap, ...], parents: tuple[tuple[Family, ...], ...],
-             need: Sequence[Range | None]) -> tuple[tuple[Family, ...], ...]:
-    """Per axis, the parent's families through the node's rule; an axis whose rule, families
-    and needed cells are those of the axis before it (a square input, a square kernel) shares
-    its result."""
-    out: list[tuple[Family, ...]] = []
-    for a, (m, fams) in enumerate(zip(maps, parents)):
-        if a and m is maps[a - 1] and fams is parents[a - 1] and need[a] == need[a - 1]:
-            out.append(out[-1])
-        else:
-            out.append(tuple(combine([f.through(m, need[a]) for f in fams], need[a])))
-    return tuple(out)
-
-
-def _geometries(sizes: tuple[int, ...], families: tuple[tuple[Family, ...], ...]) -> tuple[AxisGeometry, ...]:
-    """The table's per-axis values; an axis equal to the one before it shares its row."""
-    out: list[AxisGeometry] = []
-    for a, (n, fams) in enumerate(zip(sizes, families)):
-        same = a and n == sizes[a - 1] and fams is families[a - 1]
-        out.append(out[-1] if same else _axis_geometry(n, fams))
-    return tuple(out)
-
-
-def _in_order(states: Sequence[_NodeState], parents: Sequence[int], orders: Sequence[tuple[int, ...]],
-              k: int) -> list[_NodeState]:
-    """``states`` with the 1-cell maps among ``parents`` re-indexed to node ``k``'s axis order
-    (their one cell is the same whichever axis comes first; see :func:`rfmap.core.plan.axis_orders`)."""
-    out = list(states)
-    for p in parents:
-        if orders[p] != orders[k]:
-            move = [orders[p].index(b) for b in orders[k]]
-            s = states[p]
-            fams = tuple(s.families[a] for a in move)
-            out[p] = _NodeState(tuple(s.sizes[a] for a in move), s.maps, fams, s.is_global,
-                                fams if s.anchors is s.families else tuple(s.anchors[a] for a in move), orders[k])
-    return out
-
-
-def _keeps_boxes(layer: Layer, maps: tuple[AxisMap, ...]) -> bool:
-    """A layer whose every cell sees exactly its input cell (a pointwise op): its boxes, and
-    so its geometry, are its input's."""
-    return (not layer.global_context and not getattr(layer, "context", False) and layer.permutation is None
-            and all(type(m) is Identity and m.n_in == m.n_out for m in maps))
-
-
-#: Fractions already made (a network has few distinct strides and centers; making one costs
-#: microseconds, looking one up a dict access)
-_FRACTIONS: dict[tuple[int, int], Fraction] = {}
-
-
-def _cell0(families: Sequence[Family]) -> tuple[int, int]:
-    """The hull of cell 0's boxes over ``families`` (plain ints where each is one box per cell)."""
-    if all(type(f) is Boxes and f.period == 1 for f in families):
-        return min(int(f.lo[0]) for f in families), max(int(f.hi[0]) for f in families)
-    lo, hi = hull_at(list(families), np.zeros(1, dtype=np.int64))
-    return int(lo[0]), int(hi[0])
-
-
-def _fraction(numerator: int, denominator: int = 1) -> Fraction:
-    key = (numerator, denominator)
-    value = _FRACTIONS.get(key)
-    if value is None:
-        if len(_FRACTIONS) > 4096:
-            _FRACTIONS.clear()
-        value = _FRACTIONS[key] = Fraction(numerator, denominator)
-    return value
-
-
 def _rebuild(graph: Graph, input_size: Any, strict: bool, exclude_global: bool) -> Analysis:
     return Analysis(graph, input_size, strict=strict, exclude_global=exclude_global)
-
-
-def _axis_geometry(n: int, families: Sequence[Family]) -> AxisGeometry:
-    if len(families) == 1 and isinstance(families[0], Boxes) and families[0].period == 1:  # shift-invariant
-        lo0, hi0 = int(families[0].lo[0]), int(families[0].hi[0])
-        jump = families[0].jump
-        stride = _fraction(jump) if type(jump) is int else Fraction(jump)
-        return AxisGeometry(n, stride, hi0 - lo0 + 1, -lo0, _fraction(lo0 + hi0, 2), True)
-    fams = list(families)
-    boxes = [f for f in fams if isinstance(f, Boxes) and f.period == 1]
-    if len(boxes) == len(fams):
-        # several shift-invariant families (a local path and a global branch): plain ints; the
-        # hull's size is largest at an end cell (see periodic.max_size)
-        los = [(int(f.lo[0]), f.step) for f in boxes]
-        his = [(int(f.hi[0]), f.step) for f in boxes]
-        lo0, hi0 = min(v for v, _ in los), max(v for v, _ in his)
-        last = n - 1
-        size = max(hi0 - lo0, max(v + last * t for v, t in his) - min(v + last * t for v, t in los)) + 1
-        jump = max(f.jump for f in fams)
-        stride = _fraction(jump) if type(jump) is int else Fraction(jump)
-        return AxisGeometry(n, stride, size, -lo0, _fraction(lo0 + hi0, 2), False)
-    lo, hi = hull_at(fams, np.zeros(1, dtype=np.int64))
-    jump = max((f.jump for f in fams), default=Fraction(1))
-    return AxisGeometry(
-        size=n,
-        stride=Fraction(jump),
-        rf=max_size(fams, n),
-        padding=-int(lo[0]),
-        center0=Fraction(int(lo[0]) + int(hi[0]), 2),
-        shift_invariant=len(fams) == 1 and fams[0].is_shift_invariant(n),
-    )
-
-
-def _merged(states: Sequence[_NodeState], used: Sequence[int], sizes: tuple[int, ...], need: Sequence[Range | None],
-            anchors: bool) -> tuple[tuple[Family, ...], ...]:
-    """Per axis, the families (or ``anchors``) of the merge inputs ``used``, a 1-cell axis
-    broadcast to ``sizes``, combined (an axis equal to the one before it in every input shares
-    its result)."""
-    of = [states[p].anchors if anchors else states[p].families for p in used]
-    out: list[tuple[Family, ...]] = []
-    for a in range(len(sizes)):
-        if a and sizes[a] == sizes[a - 1] and need[a] == need[a - 1] and all(
-                f[a] is f[a - 1] and states[p].sizes[a] == states[p].sizes[a - 1] for p, f in zip(used, of)):
-            out.append(out[-1])
-            continue
-        out.append(tuple(combine([_broadcast(f, states[p].sizes[a], sizes[a], need[a])
-                                  for p, fams in zip(used, of) for f in fams[a]], need[a])))
-    return tuple(out)
-
-
-def _broadcast(family: Family, n_in: int, n_out: int, need: Range | None) -> Family:
-    """A merge input of size 1 along an axis is broadcast: every cell reads its one cell."""
-    return family if n_in == n_out else family.through(Global(1, n_out), need)

@@ -71,6 +71,7 @@ from rfmap.core.params import pad_pair, per_axis
 from rfmap.core.permute import Permute
 from rfmap.core.resize import Resize
 from rfmap.errors import RFMapError
+from rfmap.rules.torch_padding import axis_pads, pad_nd, pool_out, resolve_padding
 
 # the N-d variants by number of spatial axes (their per-axis arguments are tuples of that length)
 _CONV: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -79,85 +80,6 @@ _AVG: dict[int, Callable[..., torch.Tensor]] = {1: F.avg_pool1d, 2: F.avg_pool2d
 _MAX: dict[int, Callable[..., torch.Tensor]] = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _ADAPTIVE: dict[int, Callable[..., torch.Tensor]] = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
-
-
-# -- padding ---------------------------------------------------------------------------
-
-
-def resolve_padding(padding: Any, n: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """``(left, right)`` padding of one axis of a convolution or pooling, for input size ``n``.
-
-    Strings follow the frameworks (written here from their documentation, independently of
-    :mod:`rfmap.core.layers`): ``"valid"`` is 0; ``"same"`` with stride 1 is PyTorch's (total
-    ``d*(k-1)``, the extra pixel on the right), with a larger stride TensorFlow's ``SAME``;
-    ``"same_upper"``/``"same_lower"`` are ONNX's auto_pad (``n_out = ceil(n/s)``, total
-    ``max((n_out-1)*s + d*(k-1) + 1 - n, 0)``, the extra pixel at the end / the start).
-    """
-    if isinstance(padding, str):
-        mode = padding.lower()
-        k_eff = dilation * (kernel - 1) + 1
-        if mode == "valid":
-            return 0, 0
-        if mode == "same" and stride == 1:
-            total = k_eff - 1
-            return total // 2, total - total // 2
-        if mode in ("same", "same_upper", "same_lower"):
-            n_out = -(-n // stride)
-            total = max((n_out - 1) * stride + k_eff - n, 0)
-            if mode == "same_lower":
-                return total - total // 2, total // 2
-            return total // 2, total - total // 2
-        raise RFMapError(f"padding {padding!r} is not one of valid, same, same_upper, same_lower")
-    return pad_pair(padding)
-
-
-def _axis_pads(padding: Any, ndim: int) -> tuple:
-    """Per-axis padding entries (an int, a pair or a string each)."""
-    if isinstance(padding, str):
-        return (padding,) * ndim
-    return per_axis(padding, ndim, "padding")
-
-
-def _pad_nd(x: torch.Tensor, pads: Sequence[tuple[int, int]], mode: str = "zeros", value: float = 0.0) -> torch.Tensor:
-    """Pad the spatial axes of ``x`` by ``pads[a] = (left, right)``; negative values crop.
-
-    Positive sides are padded first (reflect/replicate then mirror or repeat the original
-    border, as ``F.pad`` does), negative sides are cut afterwards.  For ``circular`` the
-    whole (possibly negative) padding goes to ``F.pad``, which crops before wrapping.
-    """
-    if all(p == (0, 0) for p in pads):
-        return x
-    if mode == "circular":
-        flat = [v for pair in reversed(pads) for v in pair]
-        return F.pad(x, flat, mode="circular")
-    grow = [(max(pl, 0), max(pr, 0)) for pl, pr in pads]
-    if any(g != (0, 0) for g in grow):
-        flat = [v for pair in reversed(grow) for v in pair]
-        if mode == "zeros":
-            x = F.pad(x, flat, mode="constant", value=value)
-        else:
-            x = F.pad(x, flat, mode=mode)
-    if any(pl < 0 or pr < 0 for pl, pr in pads):
-        index = [slice(None), slice(None)]
-        for (pl, pr), n in zip(pads, x.shape[2:]):
-            index.append(slice(-pl if pl < 0 else 0, n + pr if pr < 0 else n))
-        x = x[tuple(index)]
-    return x
-
-
-def _pool_out(n: int, k_eff: int, s: int, pl: int, pr: int, ceil_mode: bool) -> int:
-    """PyTorch's pooling output size (``pooling_output_shape``) for padding ``(pl, pr)``.
-
-    With ``ceil_mode`` the division rounds up, but a last window that would start in the
-    right padding is dropped.
-    """
-    span = n + pl + pr - k_eff
-    if ceil_mode:
-        out = -(-span // s) + 1
-        if (out - 1) * s >= n + pl:
-            out -= 1
-        return out
-    return span // s + 1
 
 
 # -- node modules ----------------------------------------------------------------------
@@ -182,7 +104,7 @@ class ConvNode(_Node):
         self.kernel = tuple(int(k) for k in per_axis(layer.kernel, ndim, "kernel"))
         self.stride = tuple(int(s) for s in per_axis(layer.stride, ndim, "stride"))
         self.dilation = tuple(int(d) for d in per_axis(layer.dilation, ndim, "dilation"))
-        self.padding = _axis_pads(layer.padding, ndim)
+        self.padding = axis_pads(layer.padding, ndim)
         self.pad_mode = {"constant": "zeros"}.get(layer.pad_mode, layer.pad_mode)
         native: Any = 0
         self.explicit = True
@@ -201,7 +123,7 @@ class ConvNode(_Node):
                 resolve_padding(p, n, k, s, d)
                 for p, n, k, s, d in zip(self.padding, x.shape[2:], self.kernel, self.stride, self.dilation)
             ]
-            x = _pad_nd(x, pads, self.pad_mode)
+            x = pad_nd(x, pads, self.pad_mode)
         return self.conv(x)
 
 
@@ -214,7 +136,7 @@ class PoolNode(_Node):
     and for ``avg_pool3d`` an input at least as large as the kernel.  Otherwise the input
     is padded explicitly and pooled without padding (averages by a depthwise conv of
     constant weight ``1/prod(kernel)``), its right side cut or extended so that the output
-    size follows PyTorch's ``ceil_mode`` rule (:func:`_pool_out`; with asymmetric padding
+    size follows PyTorch's ``ceil_mode`` rule (:func:`pool_out`; with asymmetric padding
     the last window must start before the right padding, as PyTorch's rule reads).
     """
 
@@ -225,7 +147,7 @@ class PoolNode(_Node):
         self.kernel = tuple(int(k) for k in per_axis(layer.kernel, ndim, "kernel"))
         self.stride = tuple(int(s) for s in per_axis(layer.stride, ndim, "stride"))
         self.dilation = tuple(int(d) for d in per_axis(layer.dilation, ndim, "dilation"))
-        self.padding = _axis_pads(layer.padding, ndim)
+        self.padding = axis_pads(layer.padding, ndim)
         self.ceil_mode = bool(layer.ceil_mode)
         self.pad_mode = {"constant": "zeros"}.get(layer.pad_mode, layer.pad_mode)
 
@@ -252,12 +174,12 @@ class PoolNode(_Node):
         ends = []
         for (pl, pr), n, k, s, d in zip(pads, sizes, self.kernel, self.stride, self.dilation):
             k_eff = d * (k - 1) + 1
-            n_out = _pool_out(n, k_eff, s, pl, pr, self.ceil_mode)
+            n_out = pool_out(n, k_eff, s, pl, pr, self.ceil_mode)
             ends.append((n_out - 1) * s + k_eff - (n + pl + pr))
         # padded positions are never inputs: zeros (average) or -inf (max)
         fill = 0.0 if self.as_avg else -math.inf
-        x = _pad_nd(x, pads, self.pad_mode, value=fill)
-        x = _pad_nd(x, [(0, e) for e in ends], "zeros", value=fill)
+        x = pad_nd(x, pads, self.pad_mode, value=fill)
+        x = pad_nd(x, [(0, e) for e in ends], "zeros", value=fill)
         if self.as_avg:
             c = x.shape[1]
             weight = torch.full((c, 1) + self.kernel, 1.0 / math.prod(self.kernel), dtype=x.dtype, device=x.device)
@@ -296,7 +218,7 @@ class ConvTransposeNode(_Node):
             full = (n - 1) * s + d * (k - 1) + 1
             # output o is full-output cell o + pl: crop pl on the left, keep n_out cells
             crop.append((-pl, n_out - (full - pl)))
-        return _pad_nd(y, crop)
+        return pad_nd(y, crop)
 
 
 class UpsampleNode(_Node):
@@ -345,7 +267,7 @@ class ResizeNode(_Node):
 
 
 class PadNode(_Node):
-    """``F.pad`` (see :func:`_pad_nd`)."""
+    """``F.pad`` (see :func:`pad_nd`)."""
 
     def __init__(self, layer: Pad, ndim: int):
         super().__init__()
@@ -353,7 +275,7 @@ class PadNode(_Node):
         self.mode = {"constant": "zeros"}.get(layer.mode, layer.mode)
 
     def forward(self, x):
-        return _pad_nd(x, self.pads, self.mode)
+        return pad_nd(x, self.pads, self.mode)
 
 
 class CropNode(_Node):

@@ -17,13 +17,24 @@ from rfmap.progress import Status
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"]] + [[c.name, "--help"] for c in COMMANDS])
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]] + [[name, "--help"] for name in COMMANDS])
 def test_help_and_version_import_no_numpy_nor_torch(argv):
     code = (
         "import sys\nfrom rfmap.cli import main\n"
         f"status = main({argv!r})\n"
         "heavy = [m for m in ('numpy', 'torch', 'onnx', 'matplotlib', 'rich') if m in sys.modules]\n"
         "assert status == 0 and not heavy, (status, heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-500:]
+
+
+def test_a_command_line_imports_the_module_of_its_subcommand_only():
+    code = (
+        "import sys\nfrom rfmap.cli import main\n"
+        "status = main(['summary', 'vgg16', '--format', 'json'])\n"
+        "others = [m for m in sys.modules if m.startswith('rfmap.cli.') and m not in ('rfmap.cli.app', 'rfmap.cli.common', 'rfmap.cli.summary')]\n"
+        "assert status == 0 and 'rfmap.cli.summary' in sys.modules and not others, (status, others)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr[-500:]

@@ -4,6 +4,7 @@ work shows a status line on a terminal only."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import time
@@ -35,9 +36,22 @@ def test_a_command_line_imports_the_module_of_its_subcommand_only():
         "status = main(['summary', 'vgg16', '--format', 'json'])\n"
         "others = [m for m in sys.modules if m.startswith('rfmap.cli.') and m not in ('rfmap.cli.app', 'rfmap.cli.common', 'rfmap.cli.summary')]\n"
         "assert status == 0 and 'rfmap.cli.summary' in sys.modules and not others, (status, others)\n"
+        # argparse reads the terminal's width (importing shutil) for help and usage text only
+        "assert 'shutil' not in sys.modules\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr[-500:]
+
+
+@pytest.mark.parametrize("columns", [60, 100])
+def test_help_fits_the_terminal_width(columns):
+    for argv in (["--help"], ["summary", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "rfmap", *argv], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                              env={**os.environ, "COLUMNS": str(columns)})
+        lines = proc.stdout.splitlines()
+        assert proc.returncode == 0 and len(lines) > 5, proc.stderr[-500:]
+        widest = max(len(line) for line in lines)
+        assert columns - 12 <= widest <= columns - 2, (columns, widest)  # argparse fills the width less 2
 
 
 class _Tty(io.StringIO):

@@ -55,6 +55,23 @@ def subcommand(name: str) -> ModuleType:
 _N = TypeVar("_N")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, reading the terminal's width (as argparse does) when it
+    writes text, not when it is made: argparse makes one for every argument it adds, and
+    reading the width imports shutil, which costs more than building the whole parser."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, 80 if width is None else width)
+        self._unsized = (indent_increment, max_help_position) if width is None else None
+
+    def format_help(self) -> str:
+        if self._unsized is not None:
+            sized = argparse.HelpFormatter(self._prog, *self._unsized)  # the terminal's width, as argparse reads it
+            self._width, self._max_help_position = sized._width, sized._max_help_position
+            self._unsized = None
+        return super().format_help()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with negative numbers as option values: ``--box -50,-50,20,20`` and
     ``--at -1,0`` read the value, where argparse alone takes it for an option."""
@@ -111,13 +128,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog=PROG,
         description="Exact receptive fields of convolutional networks (pixel-index coordinates, (H, W) order).",
         allow_abbrev=False,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # prog: what argparse would write there ("rfmap"), without writing a usage line for it
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, prog=PROG)
     chosen = _named_command(argv)
     for name in COMMANDS if chosen is None else (chosen,):
         cmd = subcommand(name)
-        p = sub.add_parser(cmd.NAME, help=cmd.HELP, description=cmd.HELP, allow_abbrev=False)
+        p = sub.add_parser(cmd.NAME, help=cmd.HELP, description=cmd.HELP, allow_abbrev=False,
+                           formatter_class=_HelpFormatter)
         cmd.configure(p)
         p.set_defaults(_run=cmd.run)
     return parser

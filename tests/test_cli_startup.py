@@ -30,7 +30,7 @@ def test_help_and_version_import_no_numpy_nor_torch(argv):
     assert proc.returncode == 0, proc.stderr[-500:]
 
 
-def test_a_command_line_imports_the_module_of_its_subcommand_only():
+def test_a_command_line_imports_what_its_subcommand_uses_only():
     code = (
         "import sys\nfrom rfmap.cli import main\n"
         "status = main(['summary', 'vgg16', '--format', 'json'])\n"
@@ -38,6 +38,10 @@ def test_a_command_line_imports_the_module_of_its_subcommand_only():
         "assert status == 0 and 'rfmap.cli.summary' in sys.modules and not others, (status, others)\n"
         # argparse reads the terminal's width (importing shutil) for help and usage text only
         "assert 'shutil' not in sys.modules\n"
+        # VGG-16 has none of the layers kept in modules of their own, nor an ERF or module table
+        "unused = ('rfmap.core.adaptive', 'rfmap.core.borders', 'rfmap.core.broadcast', 'rfmap.core.resampling',\n"
+        "          'rfmap.core.registry', 'rfmap.render.erf', 'rfmap.render.modules')\n"
+        "assert not [m for m in unused if m in sys.modules], [m for m in unused if m in sys.modules]\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr[-500:]

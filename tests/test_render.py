@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import sys
 import types
 import warnings
@@ -282,3 +283,21 @@ def test_rendering_reads_only_the_results(vgg16):
     )
     for fmt in ("table", "json", "csv", "markdown"):
         assert render(fake, fmt, color=False) == render(vgg16, fmt, color=False)
+
+
+def test_render_names_load_on_first_use():
+    """``rfmap.render`` imports a renderer's module when one of its names is first used, and
+    every name it lists is the one its module holds."""
+    code = (
+        "import importlib, sys\nimport rfmap.render as r\n"
+        "assert not [m for m in sys.modules if m.startswith('rfmap.render.')], sorted(sys.modules)\n"
+        "r.render\n"
+        "assert 'rfmap.render.summary' in sys.modules and 'rfmap.render.erf' not in sys.modules\n"
+        "for module, names in r._MODULES.items():\n"
+        "    held = importlib.import_module('rfmap.render.' + module)\n"
+        "    assert all(getattr(r, n) is getattr(held, n) for n in names), module\n"
+        "assert sorted(n for names in r._MODULES.values() for n in names) == sorted(r.__all__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert proc.returncode == 0, proc.stderr[-800:]

@@ -14,7 +14,7 @@ the table of subcommands; nothing in the library imports this package.
 
 from __future__ import annotations
 
-from rfmap.cli.app import COMMANDS, main
-from rfmap.cli.common import Command, parse_input_size
+from rfmap.cli.app import COMMANDS, main, subcommand
+from rfmap.cli.common import parse_input_size
 
-__all__ = ["COMMANDS", "Command", "main", "parse_input_size"]
+__all__ = ["COMMANDS", "main", "parse_input_size", "subcommand"]

@@ -13,24 +13,25 @@ Exit status (and what stderr shows):
 ===  =========================================================================================
 
 Warnings print as ``rfmap: warning: ...``.  Every subcommand is one module of
-:mod:`rfmap.cli` with ``NAME``, ``HELP``, ``configure(parser)`` and ``run(args)``, listed in
-:data:`COMMANDS`.  A PyTorch factory (``pkg.module:factory``) runs the user's own code: an
-error it raises is reported as bad input, but a factory that aborts the interpreter or never
-returns is beyond rfmap's reach.
+:mod:`rfmap.cli`, named as the subcommand, with ``NAME``, ``HELP``, ``configure(parser)`` and
+``run(args)``, listed in :data:`COMMANDS`; a command line imports the module of the subcommand
+it names only (``rfmap --help`` imports them all).  A PyTorch factory (``pkg.module:factory``)
+runs the user's own code: an error it raises is reported as bad input, but a factory that
+aborts the interpreter or never returns is beyond rfmap's reach.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
+from types import ModuleType
 from typing import Any, NoReturn, TypeVar, overload
 
-from rfmap.cli import anchors, cell, crop, erf, levels, map, plot, report, summary, zoo
-from rfmap.cli.common import Command
 from rfmap.errors import RFMapError, RFMapWarning
 
 PROG = "rfmap"
@@ -40,13 +41,35 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE of BSD's sysexits.h
 EXIT_INTERRUPT = 130  # 128 + SIGINT, as shells report it
 DEBUG_ENV = "RFMAP_DEBUG"
 
-#: Every subcommand, in the order ``rfmap --help`` lists them.
-COMMANDS: list[Command] = [
-    Command(m.NAME, m.HELP, m.configure, m.run) for m in (summary, cell, map, levels, crop, zoo, erf, anchors, plot, report)
-]
+#: Every subcommand, in the order ``rfmap --help`` lists them: the name of its module in
+#: :mod:`rfmap.cli` (see :func:`subcommand`).
+COMMANDS: tuple[str, ...] = ("summary", "cell", "map", "levels", "crop", "zoo", "erf", "anchors", "plot", "report")
+
+
+def subcommand(name: str) -> ModuleType:
+    """The module of subcommand ``name``: its ``NAME``, ``HELP``, ``configure(parser)`` (adds
+    its arguments) and ``run(args)`` (returns the text to print, or ``None``)."""
+    return importlib.import_module(f"{__package__}.{name}")
 
 
 _N = TypeVar("_N")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, reading the terminal's width (as argparse does) when it
+    writes text, not when it is made: argparse makes one for every argument it adds, and
+    reading the width imports shutil, which costs more than building the whole parser."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, 80 if width is None else width)
+        self._unsized = (indent_increment, max_help_position) if width is None else None
+
+    def format_help(self) -> str:
+        if self._unsized is not None:
+            sized = argparse.HelpFormatter(self._prog, *self._unsized)  # the terminal's width, as argparse reads it
+            self._width, self._max_help_position = sized._width, sized._max_help_position
+            self._unsized = None
+        return super().format_help()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,15 +128,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog=PROG,
         description="Exact receptive fields of convolutional networks (pixel-index coordinates, (H, W) order).",
         allow_abbrev=False,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # prog: what argparse would write there ("rfmap"), without writing a usage line for it
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, prog=PROG)
     chosen = _named_command(argv)
-    for cmd in COMMANDS:
-        if chosen is None or cmd.name == chosen:
-            p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, allow_abbrev=False)
-            cmd.configure(p)
-            p.set_defaults(_run=cmd.run)
+    for name in COMMANDS if chosen is None else (chosen,):
+        cmd = subcommand(name)
+        p = sub.add_parser(cmd.NAME, help=cmd.HELP, description=cmd.HELP, allow_abbrev=False,
+                           formatter_class=_HelpFormatter)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
     return parser
 
 
@@ -122,8 +148,7 @@ def _named_command(argv: Sequence[str] | None) -> str | None:
     ``None`` (then every subcommand is configured)."""
     args = sys.argv[1:] if argv is None else list(argv)
     first = next((a for a in args if not a.startswith("-")), None)
-    names = {cmd.name for cmd in COMMANDS}
-    return first if first in names else None
+    return first if first in COMMANDS else None
 
 
 def _one_line(message: Any) -> str:

@@ -1,5 +1,5 @@
 """What the subcommands share: the SOURCE and --input arguments, parsing of sizes and
-cells, loading an analysis, and the :class:`Command` record.
+cells, loading an analysis.
 
 ``--input`` takes ``224`` (every axis), ``224,320`` or ``224x320`` (H, W), ``16000`` for a 1-D
 source, ``8x64x64`` (D, H, W) for a 3-D one; a shape with one or two numbers too many for
@@ -20,20 +20,9 @@ import argparse
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from rfmap.errors import RFMapError
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: ``configure`` adds its arguments, ``run`` returns the text to print."""
-
-    name: str
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], str | None]
 
 
 def add_source(p: argparse.ArgumentParser) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from math import gcd
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,6 +51,8 @@ class AxisMap:
     shift: int = 1
     #: windows non-decreasing in ``o`` at both ends (then a range's end cells bound its reach)
     monotone = False
+    #: made of plain numbers, so ``==`` is cheap and exact (a tabulated rule holds arrays)
+    plain = False
 
     @property
     def stride(self) -> Fraction:
@@ -122,6 +123,7 @@ class Window(AxisMap):
     """
 
     monotone = True
+    plain = True
 
     n_in: int
     n_out: int
@@ -169,42 +171,11 @@ class Window(AxisMap):
 
 
 @dataclass(frozen=True)
-class Adaptive(AxisMap):
-    """Adaptive pooling: output ``o`` pools ``[floor(o*n/m), ceil((o+1)*n/m))``."""
-
-    monotone = True
-
-    n_in: int
-    n_out: int
-
-    @property
-    def period(self) -> int:  # type: ignore[override]
-        return self.n_out // gcd(self.n_in, self.n_out)
-
-    @property
-    def shift(self) -> int:  # type: ignore[override]
-        return self.n_in // gcd(self.n_in, self.n_out)
-
-    @property
-    def width(self) -> int:
-        return -(-self.n_in // self.n_out) + 1
-
-    def window(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n, m = self.n_in, self.n_out
-        return np.floor_divide(o * n, m), -np.floor_divide(-(o + 1) * n, m) - 1
-
-    def virtual_taps(self, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = self.window(o)
-        width = int((hi - lo).max()) + 1 if o.size else 1
-        idx = lo[:, None] + np.arange(width)
-        return idx, idx <= hi[:, None]
-
-
-@dataclass(frozen=True)
 class Global(AxisMap):
     """A global op (flatten + linear, global pooling): every output sees the whole input."""
 
     monotone = True
+    plain = True
 
     n_in: int
     n_out: int
@@ -234,6 +205,7 @@ class Identity(AxisMap):
     """A pointwise op (activation, normalization, 1x1 convolution along this axis)."""
 
     monotone = True
+    plain = True
 
     n_in: int
     n_out: int
@@ -309,12 +281,16 @@ class Tabulated(AxisMap):
         return f"Tabulated(n_in={self.n_in}, n_out={self.n_out}, period={self._period}, shift={self._shift})"
 
 
-# -- rules defined in their own module --------------------------------------------------------
+# -- rules defined in their own modules -------------------------------------------------------
 
 #: imported on first use (PEP 562), like the resampling layers (see :mod:`rfmap.core.layers`)
-_ELSEWHERE = {name: ("rfmap.core.resampling", name) for name in ("Transposed", "Resample", "Shuffle")}
+_ELSEWHERE = {
+    **{name: ("rfmap.core.resampling", name) for name in ("Transposed", "Resample", "Shuffle")},
+    "Adaptive": ("rfmap.core.adaptive", "Adaptive"),
+}
 
 if TYPE_CHECKING:
+    from rfmap.core.adaptive import Adaptive as Adaptive
     from rfmap.core.resampling import Resample as Resample
     from rfmap.core.resampling import Shuffle as Shuffle
     from rfmap.core.resampling import Transposed as Transposed

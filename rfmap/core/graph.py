@@ -19,6 +19,9 @@ INPUT = "input"
 
 @dataclass(frozen=True)
 class Node:
+    """One layer of a :class:`Graph`: its ``name``, its ``layer`` (``None`` for the input) and
+    the names of the nodes it reads (``inputs``, in order)."""
+
     name: str
     layer: Layer | None  # None for the input
     inputs: tuple[str, ...] = ()

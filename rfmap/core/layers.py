@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rfmap._lazy import lazy_attributes
-from rfmap.core.axis import Adaptive, AxisMap, Global, Identity, Window
+from rfmap.core.axis import AxisMap, Global, Identity, Window
 from rfmap.core.params import (
     boolean,
-    integer,
     ints,
     pad_mode,
     padding,
@@ -92,17 +91,13 @@ def resolved_maps(layer: Layer, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
     return maps
 
 
-#: rules made of plain numbers, compared cheaply (a tabulated rule holds arrays)
-_PLAIN_MAPS = (Window, Adaptive, Global, Identity)
-
-
 def _shared(maps: tuple[AxisMap, ...]) -> tuple[AxisMap, ...]:
     """``maps`` with an axis whose rule equals the one before it holding that very object:
     the engine then does the work of equal axes (a square input, a square kernel) once."""
     out = list(maps)
     for a in range(1, len(out)):
         m, p = out[a], out[a - 1]
-        if m is not p and type(m) is type(p) and type(m) in _PLAIN_MAPS and m == p:
+        if m is not p and type(m) is type(p) and m.plain and m == p:
             out[a] = p
     return tuple(out)
 
@@ -201,33 +196,6 @@ class Conv(Layer):
 
 
 @dataclass(frozen=True)
-class AdaptivePool(Layer):
-    """Adaptive pooling to ``output_size``; output ``o`` pools ``[floor(o*n/m), ceil((o+1)*n/m))``;
-    ``None`` keeps an axis."""
-
-    output_size: Any
-    op: str = "adaptive_pool"
-
-    def __post_init__(self) -> None:
-        out = self.output_size
-        if isinstance(out, (list, tuple)):
-            if not out or len(out) > 3:
-                raise RFMapError(f"output_size must be an integer or 1 to 3 of them, got {list(out)!r:.60}")
-            out = tuple(None if v is None else integer(v, "output_size", 1) for v in out)
-        elif out is not None:
-            out = integer(out, "output_size", 1)
-        _set(self, output_size=out, op=_op_name(self.op))
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        out = per_axis(self.output_size, len(sizes), "output_size")
-        maps: list[AxisMap] = []
-        for n, m in zip(sizes, out):
-            m = n if m is None else m
-            maps.append(Global(n, 1) if m == 1 else Adaptive(n, m))
-        return tuple(maps)
-
-
-@dataclass(frozen=True)
 class GlobalOp(Layer):
     """Global pooling, flatten + linear, attention: every output sees the whole input."""
 
@@ -270,46 +238,6 @@ class Merge(Layer):
             raise RFMapError(f"merge op {self.op!r:.60} is not one of {', '.join(MERGE_OPS)}")
 
 
-@dataclass(frozen=True)
-class Expand(Layer):
-    """Broadcasting a 1-cell-wide map to ``size`` cells (``expand``, a broadcasting add or
-    mul): every output cell sees the one input cell."""
-
-    size: Any
-    op: str = "expand"
-
-    def __post_init__(self) -> None:
-        _set(self, size=ints(self.size, "size", 1))
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        maps: list[AxisMap] = []
-        for n, m in zip(sizes, per_axis(self.size, len(sizes), "size")):
-            if m == n:
-                maps.append(Identity(n, n))
-            elif n == 1:
-                maps.append(Global(1, m))
-            else:
-                raise RFMapError(f"cannot broadcast {n} cells to {m}")
-        return tuple(maps)
-
-
-@dataclass(frozen=True)
-class Reduce(Layer):
-    """Reduction over some spatial axes (``x.mean(dim=2)``, a linear layer over W): those
-    axes become 1 cell that sees the whole axis; the others are untouched.  ``axes`` are
-    indices of spatial axes (0 is H in 2-D)."""
-
-    axes: Any
-    op: str = "reduce"
-
-    def __post_init__(self) -> None:
-        axes = self.axes if isinstance(self.axes, (list, tuple)) else (self.axes,)
-        _set(self, axes=tuple(integer(a, "axes", 0) for a in axes), op=_op_name(self.op))
-
-    def axis_maps(self, sizes: Sequence[int]) -> tuple[AxisMap, ...]:
-        return tuple(Global(n, 1) if a in self.axes else Identity(n, n) for a, n in enumerate(sizes))
-
-
 def conv(kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1, **kw: Any) -> Conv:
     """A convolution: ``conv(3, padding=1)``, per-axis values in (H, W) order."""
     return Conv(kernel, stride, padding, dilation, op="conv", **kw)
@@ -335,11 +263,16 @@ _ELSEWHERE = {
        for name in ("ConvTranspose", "Upsample", "INTERPOLATION", "PixelShuffle", "PixelUnshuffle")},
     **{name: ("rfmap.core.borders", name) for name in ("Pad", "Crop")},
     "Permute": ("rfmap.core.permute", "Permute"),
+    **{name: ("rfmap.core.broadcast", name) for name in ("Expand", "Reduce")},
+    "AdaptivePool": ("rfmap.core.adaptive", "AdaptivePool"),
 }
 
 if TYPE_CHECKING:
+    from rfmap.core.adaptive import AdaptivePool as AdaptivePool
     from rfmap.core.borders import Crop as Crop
     from rfmap.core.borders import Pad as Pad
+    from rfmap.core.broadcast import Expand as Expand
+    from rfmap.core.broadcast import Reduce as Reduce
     from rfmap.core.permute import Permute as Permute
     from rfmap.core.resampling import INTERPOLATION as INTERPOLATION
     from rfmap.core.resampling import ConvTranspose as ConvTranspose

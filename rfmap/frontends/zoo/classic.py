@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rfmap.core.graph import GraphBuilder
-from rfmap.core.layers import AdaptivePool, Layer, Pointwise, avgpool, conv, maxpool
+from rfmap.core.layers import Layer, Pointwise, avgpool, conv, maxpool
 from rfmap.frontends.zoo._registry import linear, register
 
 # -- LeNet-5 -------------------------------------------------------------------------
@@ -61,6 +61,8 @@ def _alexnet_caffe(name, size):
 
 
 def _alexnet_torchvision(name, size):
+    from rfmap.core.layers import AdaptivePool  # the family's only adaptive pool: `rfmap summary vgg16` builds no such class
+
     b = GraphBuilder(name, size)
     seq = [
         conv(11, 4, 2),

@@ -897,3 +897,41 @@ def test_analyze_and_load_take_a_module():
     assert g.node("conv2").op == "conv"
     b = rfmap.analyze(model, 64)
     assert b.input_size == (64, 64) and b.output.output_size == (32, 32)
+
+
+class _FunctionalNorms(nn.Module):
+    """timm's BatchNormAct2d and friends call the functions with per-channel tensors (which do
+    not broadcast against the input from the right): pointwise all the same, and the output
+    shape is the input's without running the op's meta kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, stride=2)
+        self.bn = nn.BatchNorm2d(6)
+        self.alpha = nn.Parameter(torch.full((6,), 0.1))
+        self.gn = nn.GroupNorm(2, 6)
+        self.out = nn.Conv2d(6, 4, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = F.batch_norm(x, self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias, False)
+        x = torch.batch_norm(x, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var, False, 0.1,
+                             1e-5, False)
+        x = F.prelu(x, self.alpha)
+        x = F.instance_norm(x, weight=self.bn.weight, bias=self.bn.bias) + x
+        return self.out(F.group_norm(x, 2, self.gn.weight, self.gn.bias))
+
+
+def test_functional_norms_with_per_channel_tensors():
+    m = _FunctionalNorms().eval()
+    with torch.no_grad():
+        want = tuple(m(torch.zeros(1, 3, 21, 30)).shape[2:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RFMapWarning)
+        a = rfmap.analyze(m, input_size=(21, 30), strict=True)
+    assert a.output.output_size == want == (8, 12)
+    ops = [n.op for n in a.graph.nodes]
+    assert ops.count("batch_norm") == 2 and "prelu" in ops
+    # instance and group norm over the whole map: every cell sees all the first conv reads
+    # (its stride-2 windows on 30 columns stop at column 28)
+    assert a.output.global_context and a.output.rf == (21, 29)

@@ -15,7 +15,15 @@ from rfmap.core.layers import Merge, Pointwise, Reduce
 from rfmap.core.registry import OpDef
 from rfmap.errors import RFMapError
 from rfmap.rules.call import Call, LayoutError, as_ints, distinct, is_tensor
-from rfmap.rules.common import crop_for, merge_or_pointwise, mix_on_dims, onnx_rules, reduce_dims, torch_rules
+from rfmap.rules.common import (
+    crop_for,
+    input_shape,
+    merge_or_pointwise,
+    mix_on_dims,
+    onnx_rules,
+    reduce_dims,
+    torch_rules,
+)
 from rfmap.rules.onnx_attrs import attr_axis, attr_flag, attr_int, attr_ints, check_axes, const_ints
 from rfmap.rules.split_axes import layout_aware
 
@@ -248,10 +256,11 @@ OPS = [
     ),
     OpDef(
         "norm", None,
-        torch=torch_rules(["nn.GroupNorm", "F.group_norm", "torch.group_norm"], group_norm, same_shape=True)
+        torch=torch_rules(["nn.GroupNorm"], group_norm, same_shape=True)
+        + torch_rules(["F.group_norm", "torch.group_norm"], group_norm, same_shape=True, shape=input_shape)
         + torch_rules(["aten.group_norm", "aten.native_group_norm"], group_norm)
         + torch_rules(["nn.InstanceNorm1d", "nn.InstanceNorm2d", "nn.InstanceNorm3d"], instance_norm_module, same_shape=True)
-        + torch_rules(["F.instance_norm"], instance_norm_fn, same_shape=True) + torch_rules(["aten.instance_norm"], instance_norm_fn)
+        + torch_rules(["F.instance_norm"], instance_norm_fn, same_shape=True, shape=input_shape) + torch_rules(["aten.instance_norm"], instance_norm_fn)
         + torch_rules(["nn.LayerNorm", "nn.RMSNorm", "F.layer_norm", "torch.layer_norm", "F.rms_norm"], layer_norm, same_shape=True)
         + torch_rules(["aten.layer_norm", "aten.native_layer_norm", "aten.rms_norm"], layer_norm),
         onnx=onnx_rules(["InstanceNormalization"], onnx_instance_norm) + onnx_rules(["GroupNormalization"], onnx_group_norm)

@@ -9,7 +9,15 @@ from __future__ import annotations
 from rfmap.core.layers import Pointwise
 from rfmap.core.registry import OpDef
 from rfmap.rules.call import Call, distinct
-from rfmap.rules.common import REALIZE, merge_or_pointwise, onnx_rules, plain_pointwise, pointwise, torch_rules
+from rfmap.rules.common import (
+    REALIZE,
+    input_shape,
+    merge_or_pointwise,
+    onnx_rules,
+    plain_pointwise,
+    pointwise,
+    torch_rules,
+)
 from rfmap.rules.erf_moments import window_moments
 
 MODULES = (
@@ -53,9 +61,14 @@ def module_pointwise(call: Call):
     return Pointwise(op=type(call.module).__name__)
 
 
-def _unary_targets() -> list[str]:
+#: unary ops with per-channel tensor arguments (``F.batch_norm(x, mean, var, w, b)``), which do
+#: not broadcast against the input from the right: their output is the input's shape all the same
+PER_CHANNEL = ("batch_norm", "prelu")
+
+
+def _unary_targets(names) -> list[str]:
     out = []
-    for name in UNARY:
+    for name in names:
         out += [f"torch.{name}", f"F.{name}", f"torch.special.{name}", f"Tensor.{name}", f"Tensor.{name}_"]
     return out
 
@@ -67,7 +80,8 @@ OPS = [
         torch=torch_rules([f"nn.{m}" for m in MODULES] + ["torch.ao.quantization.QuantStub",
                                                           "torch.ao.quantization.DeQuantStub"], module_pointwise,
                           same_shape=True)
-        + torch_rules(_unary_targets(), pointwise, same_shape=True)
+        + torch_rules(_unary_targets([n for n in UNARY if n not in PER_CHANNEL]), pointwise, same_shape=True)
+        + torch_rules(_unary_targets(PER_CHANNEL), pointwise, same_shape=True, shape=input_shape)
         + torch_rules([f"aten.{n}" for n in ATEN], pointwise),
         onnx=onnx_rules(ONNX, pointwise),
         realize=f"{REALIZE}:identity", erf=window_moments,

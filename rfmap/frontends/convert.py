@@ -72,6 +72,12 @@ def has_tensor(obj) -> bool:
 _NESTED = (list, tuple, dict)
 
 
+def _broadcast_sizes(sizes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """Per axis the largest size (a 1-cell axis broadcasts; other mismatches are the caller's
+    to refuse)."""
+    return tuple(max(axis) for axis in zip(*sizes))
+
+
 def one_line(exc: BaseException | None) -> str:
     if exc is None:
         return ""
@@ -161,11 +167,11 @@ class Front:
             raise RFMapError(f"{self._where(call)}: the rule added a node with no input")
         sizes_of = self.sizes
         if layer.merge:
-            sizes = sizes_of[inputs[0]]
-            for other in inputs[1:]:
-                if sizes_of[other] != sizes:
-                    raise RFMapError(f"{self._where(call)}: inputs '{inputs[0]}' {list(sizes)} and '{other}' "
-                                     f"{list(sizes_of[other])} differ in size")
+            sizes = _broadcast_sizes([sizes_of[i] for i in inputs]) if layer.op in ("add", "mul") else sizes_of[inputs[0]]
+            for other in inputs:
+                if any(m != n and not (m == 1 and layer.op in ("add", "mul")) for m, n in zip(sizes_of[other], sizes)):
+                    raise RFMapError(f"{self._where(call)}: inputs '{inputs[0]}' {list(sizes_of[inputs[0]])} and "
+                                     f"'{other}' {list(sizes_of[other])} differ in size")
             inputs = list(dict.fromkeys(inputs))
             if len(inputs) == 1:
                 layer = Pointwise(op=layer.op)
@@ -377,9 +383,14 @@ class Front:
         if layer.merge:
             dims = call.out_dims if call.out_dims is not None else broadcast_dims(call, first_tensor(call.out))
             want = call.out_sizes(dims, first_tensor(call.out))
+            binds = [b for _v, b in distinct(call)]
+            # add and mul broadcast a 1-cell axis in the engine too: no Expand node where the
+            # inputs' sizes broadcast to the output's (an SE block's gate)
+            broadcasts = layer.op in ("add", "mul") and _broadcast_sizes([self.sizes[b.node] for b in binds]) == want
             fitted = []
-            for i, (_v, b) in enumerate(distinct(call)):
-                if self.sizes[b.node] != want:
+            for i, b in enumerate(binds):
+                have = self.sizes[b.node]
+                if have != want and not (broadcasts and all(h in (1, w) for h, w in zip(have, want))):
                     b = call.emit(f".expand{i}", Expand(want), b)
                 fitted.append(b.node)
             node = self.emit(call, call.name, layer, fitted)

@@ -318,3 +318,38 @@ def test_anchors_and_crops_refuse_transposed_maps(tmp_path):
         analyze_anchors(tmp_path / "anchors.yaml")
     with pytest.raises(RFMapError, match="'c1' and 'c2' hold the image's axes in different orders"):
         crop_offset(str(tmp_path / "net.yaml"), "c1", "c2")
+
+
+class GateThenTranspose(nn.Module):
+    """A squeeze-excitation gate (1 cell) computed before the transpose, first in the product
+    with the transposed map, then a skip add with that map: the merges take the transposed
+    map's order (the gate's one cell is the same in either)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, (3, 1), bias=False)
+        self.b = nn.Conv2d(1, 1, (1, 3), padding=(0, 1), bias=False)
+
+    def forward(self, x):
+        c = self.a(x)
+        y = c.transpose(2, 3)
+        gated = torch.sigmoid(c.mean((2, 3), keepdim=True)) * y
+        return self.b(gated) + y
+
+
+def test_a_global_gate_takes_the_maps_order():
+    size = (9, 6)
+    model = positive(GateThenTranspose())
+    a = _strict(model, size)
+    out = a.output
+    assert out.input_axes == (1, 0) and out.output_size == (6, 7)
+    cells = list(np.ndindex(*out.output_size))
+    for cell, probe in zip(cells, gradient_supports(Outputs(model), size, "out", cells)):
+        assert [s.tolist() for s in a.support(out.name, cell)] == [s.tolist() for s in probe.sets], cell
+    # through the gate every cell sees the whole image; its box also reaches the padding row
+    # of the second conv (unclipped), which runs along H
+    assert tuple(a.rf_box(out.name, (0, 0))) == (-1, 0, 8, 5)
+    # without the gate: cell (2, 3) is column 2 and rows 2..6 (conv b's taps 2..4 of the
+    # transposed map, each reading 3 rows)
+    a_local = rfmap.analyze(model, input_size=size, exclude_global=True)
+    assert tuple(a_local.rf_box(out.name, (2, 3))) == (2, 2, 6, 2)

@@ -186,8 +186,9 @@ class Front:
         self.nodes.append(Node(name, layer, tuple(inputs)))
         self.node_names.add(name)
         sizes_of[name] = sizes
-        if layer.permutation is not None or inputs[0] in self.orders:
-            order = self.orders.get(inputs[0], tuple(range(len(sizes))))
+        first = next((i for i in inputs if any(n != 1 for n in sizes_of[i])), inputs[0])  # a 1-cell map takes the others' order
+        if layer.permutation is not None or first in self.orders:
+            order = self.orders.get(first, tuple(range(len(sizes))))
             if layer.permutation is not None:
                 order = tuple(order[a] for a in layer.permutation)
             if order != tuple(range(len(order))):

@@ -20,6 +20,7 @@ The timm list (capture path and time of 30 architectures) is in bench_backbones.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
 import subprocess
@@ -35,12 +36,16 @@ import rfmap
 
 
 def best_of(fns, repeat: int) -> list[float]:
-    """Best time of each function, the functions taking turns after one warm-up each."""
+    """Best time of each function, the functions taking turns after one warm-up each.  The
+    garbage collector runs before each timed call (not during the timing), so that a call
+    does not pay for collecting what the call before it left (fx's trace leaves cycles);
+    a collection its own allocations trigger still counts."""
     for fn in fns:
         fn()
     best = [float("inf")] * len(fns)
     for _ in range(repeat):
         for i, fn in enumerate(fns):
+            gc.collect()
             t = time.perf_counter()
             fn()
             best[i] = min(best[i], time.perf_counter() - t)

@@ -44,6 +44,14 @@ MAX_SCALED_COORD = 2**24
 MINUS_FLT_MAX = -3.4028234663852886e38
 
 
+def divide(x: Tensor, n: int) -> Tensor:
+    """``x / n`` rounded as one IEEE division, on every device.  CUDA divides a tensor by a
+    Python number as a product with its reciprocal, which can be one ulp off (11 / 7 in
+    float32 gives 1.5714287, not 1.5714285), and Caffe's ``ceil(7 * bin)`` then moves a bin's
+    edge by a whole cell; a divisor tensor of ``x``'s shape gets the true quotient."""
+    return x / torch.full_like(x, n)
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the ops compute in: float32 for 16-bit floats, the input dtype otherwise."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype

@@ -46,6 +46,7 @@ from ._boxes import (
     check_sampling,
     check_spatial_scale,
     compute_dtype,
+    divide,
     prepare,
     roi_pool_cells,
 )
@@ -221,7 +222,7 @@ register_backward(_ps_roi_align_op, _ps_roi_align_backward_op, params=4)
 
 def _mean_weights(start: Tensor, end: Tensor, pooled: int, length: int, dtype: torch.dtype) -> Tensor:
     """``[K, P, L]``: ``1 / len`` on the cells of bin ``p`` (torchvision's ps_roi_pool bins), 0 elsewhere."""
-    size = (end - start).clamp_min(1).to(dtype).unsqueeze(1) / pooled
+    size = divide((end - start).clamp_min(1).to(dtype), pooled).unsqueeze(1)
     p = torch.arange(pooled, device=start.device, dtype=dtype)
     lo = (torch.floor(p * size).long() + start.unsqueeze(1)).clamp(0, length - 1)
     hi = (torch.ceil((p + 1) * size).long() + start.unsqueeze(1)).clamp(0, length - 1)

@@ -35,7 +35,16 @@ import torch
 from torch import Tensor, nn
 from torch.jit.annotations import BroadcastingList2
 
-from ._boxes import check_input, check_output_size, check_rois, check_spatial_scale, compute_dtype, prepare, roi_pool_cells
+from ._boxes import (
+    check_input,
+    check_output_size,
+    check_rois,
+    check_spatial_scale,
+    compute_dtype,
+    divide,
+    prepare,
+    roi_pool_cells,
+)
 from ._library import custom_op, roi_rows, script_rois
 from ._rectmax import argmax_backward, argmax_dtype, rect_max
 from ._threads import single_threaded
@@ -84,7 +93,7 @@ def bin_edges(start: Tensor, end: Tensor, pooled: int, length: int, dtype: torch
     """Caffe's bins along one axis: ``[floor(p * bin) + start, ceil((p + 1) * bin) + start)``
     clipped to ``[0, length]``, ``bin = max(end - start + 1, 1) / pooled`` in ``dtype``.
     ``start``, ``end``: ``[K]`` int64 cells (inclusive).  Returns two ``[K, pooled]`` int64."""
-    bin_size = ((end - start + 1).clamp_min(1).to(dtype) / pooled).unsqueeze(1)
+    bin_size = divide((end - start + 1).clamp_min(1).to(dtype), pooled).unsqueeze(1)
     p = torch.arange(pooled, device=start.device, dtype=dtype)
     lo = torch.floor(p * bin_size).long() + start.unsqueeze(1)
     hi = torch.ceil((p + 1) * bin_size).long() + start.unsqueeze(1)

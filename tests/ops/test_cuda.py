@@ -50,3 +50,20 @@ def test_cuda_multiscale():
     cpu = pooler(maps, boxes, [(256, 256)])
     cuda = pooler([m.cuda() for m in maps], [b.cuda() for b in boxes], [(256, 256)])
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["roi_pool", "ps_roi_pool", "roi_align", "ps_roi_align"])
+def test_cuda_equals_cpu_on_a_detector_head(name):
+    """The benchmark's setting: 512 boxes of 16 to 600 pixels on a stride-16 map, 7 x 7 bins.
+    Caffe's bin edges ``ceil((p + 1) * roi / 7)`` must be computed with true division: CUDA
+    divides by a Python number as a product with its reciprocal (11 / 7 one ulp high), which
+    moved the last bin of box (558, 179, 717, 681) by a column."""
+    g = torch.Generator().manual_seed(0)
+    channels = 490 if name.startswith("ps") else 256
+    x = torch.randn(1, channels, 50, 68, generator=g)
+    wh = torch.rand(512, 2, generator=g) * 584 + 16
+    corner = torch.rand(512, 2, generator=g) * (torch.tensor([1088.0, 800.0]) - wh)
+    rois = torch.cat([torch.zeros(512, 1), corner, corner + wh], dim=1)
+    op = {"roi_pool": lambda x, r: roi_pool(x, r, 7, 1 / 16), "ps_roi_pool": lambda x, r: ps_roi_pool(x, r, 7, 1 / 16),
+          "roi_align": lambda x, r: roi_align(x, r, 7, 1 / 16, 2), "ps_roi_align": lambda x, r: ps_roi_align(x, r, 7, 1 / 16, 2)}[name]
+    torch.testing.assert_close(op(x.cuda(), rois.cuda()).cpu(), op(x, rois), rtol=1e-5, atol=1e-5)

@@ -85,10 +85,11 @@ def one_line(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _permuted(dims: tuple) -> bool:
-    """Spatial axes held at tensor dims in another order than the input's (W before H)."""
+def _flattened(dims: tuple) -> bool:
+    """Two spatial axes held on one tensor dim (``x.flatten(2)``); axes on dims of their own
+    are in the tensor's order (:meth:`Call.in_order`)."""
     held = [d for d in dims if d is not None]
-    return any(b <= a for a, b in zip(held, held[1:]))
+    return len(set(held)) != len(held)
 
 
 #: packages whose frames in a traceback are not a user's code
@@ -186,13 +187,8 @@ class Front:
         self.nodes.append(Node(name, layer, tuple(inputs)))
         self.node_names.add(name)
         sizes_of[name] = sizes
-        first = next((i for i in inputs if any(n != 1 for n in sizes_of[i])), inputs[0])  # a 1-cell map takes the others' order
-        if layer.permutation is not None or first in self.orders:
-            order = self.orders.get(first, tuple(range(len(sizes))))
-            if layer.permutation is not None:
-                order = tuple(order[a] for a in layer.permutation)
-            if order != tuple(range(len(order))):
-                self.orders[name] = order
+        if self.orders or layer.permutation is not None:  # only once a map was transposed
+            self._track_order(name, layer, inputs)
         module = call.module
         if name == call.name:
             current = self._current
@@ -203,6 +199,18 @@ class Front:
             info = NodeInfo(name, call.path, "helper", layer.op, None, None, 0, False, call.name)
         self.infos[name] = info
         return name
+
+    def _track_order(self, name: str, layer: Layer, inputs: list[str]) -> None:
+        """Record the input axis each axis of node ``name`` runs along, where it is not the
+        input's order (see :attr:`orders`): its first input's order (a 1-cell map takes the
+        others'), permuted by a :class:`~rfmap.core.permute.Permute`."""
+        sizes_of = self.sizes
+        first = next((i for i in inputs if any(n != 1 for n in sizes_of[i])), inputs[0])
+        order = self.orders.get(first, tuple(range(self.rank)))
+        if layer.permutation is not None:
+            order = tuple(order[a] for a in layer.permutation)
+        if order != tuple(range(len(order))):
+            self.orders[name] = order
 
     def _where(self, call: Call) -> str:
         if call.kind == "onnx":
@@ -514,11 +522,11 @@ class Front:
                 out_names.append(key)
             else:
                 out_names.append(node)
-        moved = [f"'{key or node}' holds them at tensor dims {list(b.dims)}" for (key, b, _), node in zip(named, out_nodes)
-                 if _permuted(b.dims)]
-        if moved:  # the engine's axes keep the input's order: say so rather than answer in another order
-            message = (f"{name}: the model moves the spatial axes (output " + "; ".join(moved) + "): sizes and boxes are "
-                       "reported in the input's (H, W) order, not in the output tensor's")
+        flat = [f"'{key or node}' holds them at tensor dims {list(b.dims)}" for (key, b, _), node in zip(named, out_nodes)
+                if _flattened(b.dims)]
+        if flat:  # the engine keeps one axis per spatial axis: say so rather than answer for the flat dim
+            message = (f"{name}: the model flattens spatial axes into one tensor dim (output " + "; ".join(flat) + "): "
+                       "sizes and boxes are reported per axis, in the order of the map before the flatten")
             if self.strict:
                 raise RFMapError(message)
             self.notes.append(message)

@@ -354,16 +354,17 @@ class Call:
             return
         if not self._front.orders and len({b.dims for b in binds}) == 1:
             return  # no map transposed (the common case)
+        targets = [_ascending(b.dims) for b in binds]
         orders = set()
-        for b in binds:  # the engine's axis order each would have, before any node is added
+        for b, target in zip(binds, targets):  # the engine's axis order each would have, before any node is added
             if all(n == 1 for n in self.sizes(b)):
                 continue  # a 1-cell map (a global branch) takes the others' order
             order = self._front.orders.get(b.node, tuple(range(len(b.dims))))
-            orders.add(tuple(order[a] for a in _perm(b.dims, _ascending(b.dims))))
+            orders.add(tuple(order[a] for a in _perm(b.dims, target)))
         if len(orders) > 1:
             raise LayoutError("its inputs run along the input's spatial axes in different orders (one is transposed)")
-        for b in binds:
-            new = self.in_order(b)
+        for b, target in zip(binds, targets):
+            new = self._reorder(b, target)
             if new is not b:
                 self.rebind(b, new)
 

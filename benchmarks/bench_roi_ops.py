@@ -23,6 +23,8 @@ rfmap forward+backward time / forward time (target <= 2.5).
 
 ``--no-spin`` makes idle worker threads sleep instead of spinning, in both libraries
 (``OMP_WAIT_POLICY=PASSIVE`` for torch's OpenMP, ``session.intra_op.allow_spinning=0``).
+``RFMAP_NATIVE=0`` in the environment runs rfmap's PyTorch paths instead of its native CPU
+loops (the first line printed says which ran).
 """
 
 from __future__ import annotations
@@ -227,8 +229,10 @@ def main(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()
     suite = Suite(args)
+    from rfmap.ops import native_status
     print(
-        f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} thread(s) each"
+        f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} thread(s) each, "
+        f"rfmap's CPU loops: {native_status()}"
         f"{', no spinning' if args.no_spin else ''}, {os.cpu_count()} CPUs"
     )
     print(

@@ -1,7 +1,10 @@
 """RoI pooling ops as registered torch custom ops: Fast R-CNN RoI pooling, RoIAlign, spatial
 pyramid pooling, position-sensitive RoIAlign / RoI pooling (R-FCN) and the multi-scale
 RoIAlign of FPN detectors, with the exact semantics of the reference implementations
-(Caffe / torchvision / detectron2 / SPP-net), in pure torch (no compiled extension).
+(Caffe / torchvision / detectron2 / SPP-net), in PyTorch.  On the CPU, the max-pooling
+loops of :func:`roi_pool` and :func:`spp_pool` run natively when a C++ compiler is at hand
+(built on first use and cached, :mod:`rfmap.ops._native`), with the same results bit for bit
+as their pure-PyTorch paths; :func:`native_status` says which runs.
 
 Coordinate conventions differ by op and are stated in each docstring: :func:`roi_pool`,
 :func:`ps_roi_pool` and :func:`spp_pool` use the pixel-index convention (cell ``i`` is the
@@ -23,6 +26,7 @@ The checks that need the boxes' values run inside the ops' kernels (:mod:`rfmap.
 This subpackage imports torch; nothing else in rfmap imports it eagerly.
 """
 
+from ._native import status as native_status
 from ._onnx import onnx_translation_table, register_torchscript_symbolics
 from .multiscale import MultiScaleRoIAlign
 from .ps_roi import PSRoIAlign, PSRoIPool, ps_roi_align, ps_roi_pool
@@ -39,6 +43,7 @@ __all__ = [
     "RoIAlign",
     "RoIPool",
     "SpatialPyramidPool",
+    "native_status",
     "onnx_translation_table",
     "ps_roi_align",
     "ps_roi_pool",

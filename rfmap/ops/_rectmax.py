@@ -14,22 +14,29 @@ largest level that fits, placed at its corners (four for a table with every leve
 The levels kept are capped so that the table has at most ``max(_TABLE, n * H * W)``
 positions (``n`` images in use): rectangles wider than the top level are then covered by a
 row of windows, so memory stays proportional to the input and the output, and time to the
-rectangles' area.  The argmax rides along in 64-bit keys, value order in the high 32 bits
-and the reversed pixel index ``h * W + w`` in the low 32 bits, so the largest key is the
-first maximum; keys are built only when a gradient is wanted.  The backward pass scatters
-each output gradient to its argmax with ``scatter_add_`` along the pixels of a channel-last
-gradient (each channel summed in output order: deterministic).
+rectangles' area.  ``-0.0`` and ``0.0`` tie (a zero maximum is ``0.0``).  The backward pass
+adds each output gradient at its argmax in output order (deterministic).
+
+Where the argmax comes from: on the CPU with the native loops (:mod:`rfmap.ops._native`,
+``kernels/rectmax.h``), the table holds values and each bin's rectangle is scanned for the
+first pixel equal to its maximum, which is where the C loop's strictly-greater scan stops
+(eight or more channels per instruction); otherwise (PyTorch) the argmax rides along in
+64-bit keys, value order in the high 32 bits and the reversed pixel index ``h * W + w`` in
+the low 32 bits, so that the largest key is the first maximum.  Both give the same numbers,
+bit for bit; the backward scatter is native too where it can be.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 
 import torch
 from torch import Tensor
 
 from ..errors import RFMapError
 from ._boxes import MINUS_FLT_MAX, compute_dtype
+from ._native import kernels
 from ._threads import run_tasks, scratch
 
 #: Elements of the largest temporary a query allocates at once.
@@ -145,7 +152,7 @@ class _Windows:
     block at a time, so memory stays bounded."""
 
     def __init__(self, base: Tensor, ys: Tensor, xs: Tensor):
-        self.base, self.ys, self.xs = base, ys, xs
+        self.base, self.ys, self.xs = base.contiguous(), ys.contiguous(), xs.contiguous()
         self.count = ys.shape[0] * xs.shape[0]
         self.all = None
         if self.count * base.numel() <= 4 * _CHUNK:
@@ -198,11 +205,11 @@ def rect_max(
     out = x.new_empty((rois, channels, bins))
     index = argmax_dtype(input.numel())
     argmax = torch.empty((rois, channels, bins) if with_argmax else (0,), dtype=index, device=input.device)
-    query = _Query(x, table, rows, empty, (batch, slot), out, argmax, input.shape[0])
+    query = _Query(x, table, rows, (empty, rect), (batch, slot), out, argmax, input.shape[0])
     # channel groups: a table of at most _TABLE elements each, and 4 per thread at least (small
     # tasks: when a thread is held up, the others take what is left)
     per_table = max(1, _TABLE // max(1, table.positions))
-    groups = min(channels, max(-(-channels // per_table), 4 * count if count > 1 else 1))
+    groups = min(channels, max(-(-channels // per_table), 4 * count))
     size = max(1, -(-channels // max(1, groups)))
     spans = [(c0, min(channels, c0 + size)) for c0 in range(0, channels, size)]
     if len(spans) >= count:
@@ -227,7 +234,8 @@ def rect_max(
 class _Query:
     """The pieces of one :func:`rect_max` call that its tasks share."""
 
-    def __init__(self, x, table, rows, empty, batch_slot, out, argmax, batch_size):
+    def __init__(self, x, table, rows, empty_rect, batch_slot, out, argmax, batch_size):
+        empty, rect = empty_rect
         self.x, self.table, self.rows, self.empty = x, table, rows, empty
         batch, slot = batch_slot
         self.out, self.argmax, self.with_argmax = out, argmax, argmax.numel() > 0
@@ -241,6 +249,10 @@ class _Query:
             else:
                 self.base = plane * (height * width) + _LOW32
             self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32  # float64: rows of values
+        # native loops: a table of values; the argmax, when wanted, found by a scan for the maximum
+        self.native = kernels() if x.device.type == "cpu" else None
+        if self.native is not None and self.with_argmax:
+            self.rect, self.slot, self.batch = torch.stack(rect), slot.contiguous(), batch.contiguous()
         start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
         # keys below this hold -FLT_MAX, the smallest value there is after the substitution
         keys = _max_keys(start, torch.empty(1, 1, 1, 1, dtype=torch.int64))
@@ -252,13 +264,14 @@ class _Query:
         beats (``fmax`` ignores NaN)."""
         n, _, height, width = self.x.shape
         pixels, group, device = height * width, c1 - c0, self.x.device
-        dtype = torch.int64 if self.with_argmax else self.x.dtype
+        dtype = torch.int64 if self.with_argmax and self.native is None else self.x.dtype
         data = scratch(self.table.positions, group, dtype, device, "table")
-        values = scratch(n * pixels, group, self.x.dtype, device, "values") if self.with_argmax else data[: n * pixels]
+        values = scratch(n * pixels, group, self.x.dtype, device, "values") if dtype == torch.int64 else data[: n * pixels]
         for i in range(n):  # 2-D transposes: torch's fast path
             values[i * pixels : (i + 1) * pixels].copy_(self.x[i, c0:c1].reshape(group, pixels).t())
         torch.fmax(values, values.new_tensor(MINUS_FLT_MAX), out=values)
-        if self.with_argmax:
+        values.add_(0.0)  # -0.0 becomes 0.0: a zero maximum is 0.0, whichever zero came first
+        if dtype == torch.int64:
             _max_keys(values.view(n, height, width, group), data[: n * pixels].view(n, height, width, group))
         return self.table.build(data), values
 
@@ -270,6 +283,9 @@ class _Query:
     def answer(self, data: tuple[Tensor, Tensor], c0: int, c1: int, r0: int, r1: int) -> None:
         """Write ``out`` (and ``argmax``) for channels ``c0 .. c1 - 1`` of RoIs ``r0 .. r1 - 1``."""
         table, values = data
+        if self.native is not None:
+            self._answer_native(self.native, table, c0, c1, r0, r1)
+            return
         windows, bins, group = self.rows.count, self.empty.shape[1], c1 - c0
         step = max(1, _CHUNK // (windows * bins * group))
         block = max(1, _CHUNK // (bins * group))  # windows per block when one RoI is too big
@@ -287,6 +303,18 @@ class _Query:
             if self.with_argmax:
                 best = self._argmax(best, values, c0, c1, k0, k1)
             self.out[k0:k1, c0:c1] = best.transpose(1, 2)  # empty bins: see rect_max
+
+    def _answer_native(self, native: ModuleType, table: Tensor, c0: int, c1: int, r0: int, r1: int) -> None:
+        """:meth:`answer` by the native loop (``kernels/rectmax.h``), the same numbers."""
+        rows, (height, width) = self.rows, self.x.shape[2:]
+        where = (self.rect, self.slot, self.batch) if self.with_argmax else ()
+        native.query(
+            table.data_ptr(), int(table.dtype == torch.float64), rows.base.data_ptr(), rows.ys.data_ptr(),
+            rows.ys.shape[0], rows.xs.data_ptr(), rows.xs.shape[0], *self.empty.shape, c1 - c0, r0, r1,
+            self.x.shape[1], c0, self.out.data_ptr(), self.argmax.data_ptr() if where else 0,
+            self.argmax.element_size(), *(t.data_ptr() for t in where or (self.out,) * 3), width,
+            height * width, self.none,
+        )  # fmt: skip
 
     def _argmax(self, best: Tensor, values: Tensor, c0: int, c1: int, k0: int, k1: int) -> Tensor:
         """Write ``argmax`` from the keys ``best`` ``(k, P, group)``; returns their values."""
@@ -315,17 +343,31 @@ class _Query:
         return found
 
 
-def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple) -> Tensor:
+def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple, count: int = 1) -> Tensor:
     """The input gradient of :func:`rect_max` (and of SPP's max levels): each element of
     ``grad`` added at the same element of ``argmax`` (same shape), a flat index into ``shape``
-    ``(N, C, H, W)`` (``N * C * H * W``: nowhere), in output order (``index_add_`` for int32
-    indices, ``scatter_add_`` for int64 ones: on the CPU both run in index order, deterministic,
-    and give the same sums)."""
+    ``(N, C, H, W)`` (``N * C * H * W``: nowhere), in output order, which makes it
+    deterministic.  The native loop splits a ``(K, C, PH, PW)`` gradient by channels over
+    ``count`` threads (each input element then takes its sums in the same order); PyTorch's
+    ``index_add_`` (int32 indices) and ``scatter_add_`` (int64) run in index order on the CPU
+    and give the same sums."""
     total = shape[0] * shape[1] * shape[2] * shape[3]
     dtype = compute_dtype(grad.dtype)
     gx = grad.new_zeros(total + 1, dtype=dtype)  # a spare element takes the bins without a winner
-    if argmax.dtype == torch.int32:
-        gx.index_add_(0, argmax.flatten(), grad.to(dtype).flatten())
+    values = grad.to(dtype).contiguous()
+    native = kernels() if grad.device.type == "cpu" else None
+    if native is not None:
+        index = argmax.contiguous()
+        outer, channels, inner = (*grad.shape[:2], grad.shape[2] * grad.shape[3]) if grad.dim() == 4 else (1, 1, grad.numel())
+        step = max(1, -(-channels // (4 * count)))
+
+        def span(c0: int) -> None:
+            native.scatter(values.data_ptr(), index.data_ptr(), gx.data_ptr(), outer, channels, inner, c0,
+                           min(channels, c0 + step), values.element_size(), index.element_size())  # fmt: skip
+
+        run_tasks(span, range(0, channels, step), count, grad.device)
+    elif argmax.dtype == torch.int32:
+        gx.index_add_(0, argmax.flatten(), values.flatten())
     else:
-        gx.scatter_add_(0, argmax.flatten(), grad.to(dtype).flatten())
+        gx.scatter_add_(0, argmax.flatten(), values.flatten())
     return gx[:total].view(shape).to(grad.dtype)

@@ -141,8 +141,8 @@ def _(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     "(Tensor grad, Tensor argmax, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
 )
 def _argmax_backward_op(grad, argmax, *shape):
-    with single_threaded():
-        return argmax_backward(grad, argmax, shape)
+    with single_threaded() as count:
+        return argmax_backward(grad, argmax, shape, count)
 
 
 @_argmax_backward_op.register_fake

@@ -21,11 +21,14 @@ these are, computes it; with several NaNs in a bin the gradient goes to the last
 there), avg mode the mean over the bin (``W_y X W_x^T`` with per-axis ``1 / len`` weights).
 The backward passes are rfmap's own and deterministic (the max gradient is scattered
 channel by channel in output order).  Registered as ``torch.ops.rfmap.spp_pool``; in ONNX
-export each level becomes standard pooling ops (:func:`spp_standard_ops`).
+export each level becomes standard pooling ops (:func:`spp_standard_ops`).  On the CPU, max
+mode runs a native loop when one could be built (:mod:`rfmap.ops._native`; the same numbers
+as the PyTorch path).
 """
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import List
 
@@ -36,7 +39,8 @@ from torch import Tensor, nn
 from ..errors import RFMapError
 from ._boxes import check_input, compute_dtype
 from ._library import custom_op
-from ._threads import single_threaded
+from ._native import kernels
+from ._threads import run_tasks, single_threaded
 
 MODES = ("max", "avg")
 
@@ -175,13 +179,42 @@ def _spp_pool_op(input, levels, mode, with_argmax):
     op = "spp_pool"
     check_input(op, input)
     levels = _check_args(op, levels, mode, int(input.shape[1]))
-    with single_threaded():
+    with single_threaded() as count:
         x = input.to(compute_dtype(input.dtype))
+        native = kernels() if mode == "max" and x.device.type == "cpu" and x.shape[2] * x.shape[3] < 2**31 else None
+        if native is not None:
+            out, argmax = _native_max(native, x.contiguous(), levels, with_argmax, count)
+            return out.to(input.dtype), argmax
         if mode == "max":
             parts, argmax = _max_levels(x, levels, with_argmax)
         else:
             parts, argmax = _avg_levels(x, levels), x.new_empty(0, dtype=torch.int64)
         return _flatten_levels(parts).to(input.dtype), argmax
+
+
+@functools.lru_cache(maxsize=64)
+def _level_sizes(levels: tuple[int, ...]) -> Tensor:
+    """``levels`` as an int64 tensor for the native loop (read only, kept for the next call)."""
+    return torch.tensor(levels, dtype=torch.int64)
+
+
+def _native_max(native, x: Tensor, levels, with_argmax: bool, count: int) -> tuple[Tensor, Tensor]:
+    """:func:`_max_levels` and :func:`_flatten_levels` in one native loop (``kernels/spp.h``),
+    the same numbers; planes split over ``count`` threads."""
+    n_img, channels, height, width = x.shape
+    bins = channels * sum(n * n for n in levels)
+    out = x.new_empty(n_img, bins)
+    argmax = torch.empty((n_img, bins) if with_argmax else (0,), dtype=torch.int64)
+    sizes = _level_sizes(tuple(levels))
+    planes = n_img * channels
+    step = 8 * max(1, -(-planes // (32 * count)))  # whole blocks of 8 planes, 4 tasks per thread
+
+    def span(q0: int) -> None:
+        native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), q0, min(planes, q0 + step), channels, height, width,
+                       sizes.data_ptr(), len(levels), out.data_ptr(), argmax.data_ptr() if with_argmax else 0)  # fmt: skip
+
+    run_tasks(span, range(0, planes, step), count, x.device)
+    return out, argmax
 
 
 @_spp_pool_op.register_fake

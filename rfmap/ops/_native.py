@@ -1,0 +1,105 @@
+"""The native CPU loops of the RoI ops (``kernels/``), compiled on first use.
+
+They form a plain CPython extension without PyTorch headers: a C++17 compiler builds it in a
+few seconds, once per source version, Python and platform, into a cache folder
+(``$RFMAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/rfmap``, else ``~/.cache/rfmap``), from which
+later processes load it at once (a build for an older source is removed).  Without a compiler
+(or with ``RFMAP_NATIVE=0``) the ops run their pure-PyTorch code paths, which compute the same
+numbers, bit for bit (the tests compare both); :func:`status` says which is in use and why.
+The compiler is ``$CXX``, else ``c++``.  As with ``torch.utils.cpp_extension``'s cache, a
+library in the cache folder is trusted: point ``RFMAP_CACHE_DIR`` only at a folder that
+others cannot write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from pathlib import Path
+from types import ModuleType
+
+_SOURCES = Path(__file__).with_name("kernels")
+_MAIN = _SOURCES / "module.cpp"  # includes the headers beside it
+_NAME = "rfmap_kernels"  # the module name the source's PyInit_ function is for
+_FLAGS = ["-O3", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-Wno-psabi"]
+#: seconds a build may take before it is given up (the first use of an op waits for it)
+_TIMEOUT = 120
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("RFMAP_CACHE_DIR"):
+        return Path(os.environ["RFMAP_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rfmap"
+
+
+def _command(compiler: str, output: Path) -> list[str]:
+    include = sysconfig.get_paths()["include"]
+    extra = ["-undefined", "dynamic_lookup"] if sys.platform == "darwin" else []
+    return [compiler, *_FLAGS, *extra, f"-I{include}", str(_MAIN), "-o", str(output)]
+
+
+def _build() -> ModuleType:
+    """Compile (unless cached) and import the extension; raises ``RuntimeError`` saying why not."""
+    if os.environ.get("RFMAP_NATIVE", "1") == "0":
+        raise RuntimeError("disabled by RFMAP_NATIVE=0")
+    if sys.platform == "win32":
+        raise RuntimeError("not built on Windows")
+    compiler = os.environ.get("CXX") or "c++"
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler ({compiler!r} not found)")
+    digest = hashlib.sha256(" ".join([compiler, *_FLAGS, sys.version, sys.platform]).encode())
+    for path in sorted(_SOURCES.glob("*.[ch]*")):  # module.cpp and its headers
+        digest.update(path.name.encode() + path.read_bytes())
+    folder = _cache_dir()
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    library = folder / f"{_NAME}-{digest.hexdigest()[:16]}{suffix}"
+    if not library.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as work:  # built aside, then moved in at once
+            built = Path(work) / library.name
+            try:
+                proc = subprocess.run(_command(compiler, built), capture_output=True, text=True, timeout=_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"{compiler} took over {_TIMEOUT} s") from None
+            if proc.returncode != 0 or not built.exists():
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RuntimeError(f"{compiler} failed: {last[:200]}")
+            os.replace(built, library)
+        for old in folder.glob(f"{_NAME}-*{suffix}"):  # builds of other sources (a process using one keeps it)
+            if old != library:
+                old.unlink(missing_ok=True)
+    spec = importlib.util.spec_from_file_location(_NAME, library)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {library}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def kernels() -> ModuleType | None:
+    """The compiled module, or ``None`` when it cannot be had (see :func:`status`); built once
+    per process, by the first caller."""
+    if "module" not in _state:
+        with _lock:
+            if "module" not in _state:
+                try:
+                    _state["module"], _state["why"] = _build(), "compiled"
+                except (OSError, RuntimeError, ImportError) as error:
+                    _state["module"], _state["why"] = None, str(error)
+    return _state["module"]  # type: ignore[return-value]
+
+
+def status() -> str:
+    """``"native"`` or ``"pytorch (<reason>)"``: which loops the max-pooling ops run on the
+    CPU (building the native ones if that has not been tried yet in this process)."""
+    return "native" if kernels() is not None else f"pytorch ({_state['why']})"

@@ -1,0 +1,258 @@
+// Spatial pyramid max pooling (the loop of rfmap/ops/spp.py).
+#pragma once
+
+#include "common.h"
+
+namespace rfmap {
+
+// Spatial pyramid max pooling of planes q0 .. q1 - 1 of an (N, C, H, W) input, kLanes planes at
+// a time: the planes are interleaved (pixel-major, plane-minor) so that every step below works
+// on kLanes planes at once.  Per level n, bin (i, j) spans rows [i H / n, ceil((i + 1) H / n))
+// and columns [j W / n, ceil((j + 1) W / n)); its maximum is found along the rows of the bin
+// first, then down the bin's column of row results.  The scan of both passes is
+// adaptive_max_pool2d's: start at -inf with the bin's first pixel, take a value that is greater
+// or NaN, so the result is the last NaN if any, else the first maximum in row-major order.
+// Without the argmax, a level whose bins are unions of g x g bins of a finer level (SPP-net's
+// 3, 2, 1 on 6 for a 13 x 13 map) is pooled from that level: the maximum of maxima, NaN
+// propagating as in the direct scan.
+// out (N, C * sum(n^2)): level after level, each (C, n, n); argmax: flat indices into the input.
+constexpr int64_t kLanes = 8;
+
+// kLanes values of one pixel (GCC/Clang vector extensions: SIMD registers of the instruction
+// set the clone is built for), the comparison masks of their type, kLanes int32 pixel indices
+template <typename T>
+struct Lanes;
+template <>
+struct Lanes<float> {
+    typedef float Values __attribute__((vector_size(32)));
+    typedef int32_t Mask __attribute__((vector_size(32)));
+};
+template <>
+struct Lanes<double> {
+    typedef double Values __attribute__((vector_size(64)));
+    typedef int64_t Mask __attribute__((vector_size(64)));
+};
+typedef int32_t Ids __attribute__((vector_size(32)));
+
+// one step of adaptive_max_pool2d's scan on every lane: take x where greater or NaN (a block
+// without NaN skips that test)
+template <typename T, bool Index, bool NaN>
+__attribute__((always_inline)) inline void take(typename Lanes<T>::Values x, Ids index, typename Lanes<T>::Values& m,
+                                                Ids& id) {
+    typename Lanes<T>::Mask greater = x > m;
+    if (NaN) greater |= x != x;
+    m = greater ? x : m;
+    if (Index) id = __builtin_convertvector(greater, Ids) ? index : id;
+}
+
+struct Level {       // one level of the pyramid, in the order it is computed (finest first)
+    int64_t n;       // bins per axis
+    int64_t done;    // its first bin among all levels' bins (the order of the output)
+    const int64_t* cols;  // bin j spans columns [cols[2j], cols[2j + 1]); rows likewise
+    const int64_t* rows;
+    int64_t widest;  // the widest column bin
+    int64_t from;    // the finer level (index into the plan) whose bins it groups, or -1
+    int64_t group;   // g: bin (i, j) = fine bins [i g, (i + 1) g) x [j g, (j + 1) g)
+};
+
+template <typename T, bool Index, bool NaN>
+__attribute__((always_inline)) inline void spp_levels(const typename Lanes<T>::Values* __restrict__ px, int64_t width,
+                                                      int64_t height, const Level* plan, int64_t count,
+                                                      typename Lanes<T>::Values* __restrict__ rv, Ids* __restrict__ ri,
+                                                      typename Lanes<T>::Values* __restrict__ bv,
+                                                      Ids* __restrict__ bi) {
+    typedef typename Lanes<T>::Values V;
+    const V lowest = V{} - std::numeric_limits<T>::infinity();
+    for (int64_t v = 0; v < count; ++v) {
+        const Level& level = plan[v];
+        const int64_t n = level.n, *cols = level.cols, *rows = level.rows;
+        if (!Index && level.from >= 0) {  // the maximum of a finer level's maxima
+            const Level& fine = plan[level.from];
+            const int64_t g = level.group;
+            for (int64_t i = 0; i < n; ++i) {
+                for (int64_t j = 0; j < n; ++j) {
+                    V m = lowest;
+                    Ids unused{};
+                    for (int64_t a = i * g; a < (i + 1) * g; ++a) {
+                        for (int64_t b = j * g; b < (j + 1) * g; ++b) take<T, false, NaN>(bv[fine.done + a * fine.n + b], unused, m, unused);
+                    }
+                    bv[level.done + i * n + j] = m;
+                }
+            }
+            continue;
+        }
+        for (int64_t h = 0; h < height; ++h) {  // along the rows: the bins of a row side by side
+            V* m = rv + h * n;
+            Ids* id = ri + h * n;
+            for (int64_t j = 0; j < n; ++j) {
+                m[j] = lowest;
+                if (Index) id[j] = Ids{} + int32_t(h * width + cols[2 * j]);
+            }
+            for (int64_t o = 0; o < level.widest; ++o) {
+                for (int64_t j = 0; j < n; ++j) {
+                    const int64_t w = cols[2 * j] + o;
+                    if (w < cols[2 * j + 1]) take<T, Index, NaN>(px[h * width + w], Ids{} + int32_t(h * width + w), m[j], id[j]);
+                }
+            }
+        }
+        for (int64_t i = 0; i < n; ++i) {  // down the columns of row results
+            V* m = bv + level.done + i * n;
+            Ids* id = bi + level.done + i * n;
+            for (int64_t j = 0; j < n; ++j) {
+                m[j] = lowest;
+                if (Index) id[j] = Ids{} + int32_t(rows[2 * i] * width + cols[2 * j]);
+            }
+            for (int64_t h = rows[2 * i]; h < rows[2 * i + 1]; ++h) {
+                for (int64_t j = 0; j < n; ++j) take<T, Index, NaN>(rv[h * n + j], Index ? ri[h * n + j] : Ids{}, m[j], id[j]);
+            }
+        }
+    }
+}
+
+// pixels[p][l] = plane l's pixel p for l < lanes (the first plane's for the others); true if
+// any is NaN.  float: 8 x 8 tiles transposed in registers.
+template <typename T>
+__attribute__((always_inline)) inline bool interleave(const T* __restrict__ planes, int64_t lanes, int64_t area,
+                                                      typename Lanes<T>::Values* __restrict__ pixels) {
+    typedef typename Lanes<T>::Values V;
+    typename Lanes<T>::Mask nan{};
+    const T* source[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) source[l] = planes + (l < lanes ? l : 0) * area;
+    int64_t p = 0;
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+    if constexpr (sizeof(T) == 4) {
+        for (; p + kLanes <= area; p += kLanes) {
+            typedef float Unaligned __attribute__((vector_size(32), aligned(4)));
+            V r[kLanes];
+            for (int64_t l = 0; l < kLanes; ++l) {
+                r[l] = *reinterpret_cast<const Unaligned*>(source[l] + p);
+                nan |= r[l] != r[l];
+            }
+            V t[kLanes], u[kLanes];
+            for (int64_t l = 0; l < kLanes; l += 2) {
+                t[l] = __builtin_shufflevector(r[l], r[l + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+                t[l + 1] = __builtin_shufflevector(r[l], r[l + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+            }
+            for (int64_t l = 0; l < kLanes; l += 4) {
+                u[l] = __builtin_shufflevector(t[l], t[l + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+                u[l + 1] = __builtin_shufflevector(t[l], t[l + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+                u[l + 2] = __builtin_shufflevector(t[l + 1], t[l + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+                u[l + 3] = __builtin_shufflevector(t[l + 1], t[l + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+            }
+            for (int64_t k = 0; k < 4; ++k) {
+                pixels[p + k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+                pixels[p + k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+            }
+        }
+    }
+#endif
+#endif
+    const int64_t tail = p;
+    T* flat = reinterpret_cast<T*>(pixels);
+    for (; p < area; ++p) {
+        for (int64_t l = 0; l < kLanes; ++l) flat[p * kLanes + l] = source[l][p];
+    }
+    for (p = tail; p < area; ++p) nan |= pixels[p] != pixels[p];  // once all is stored (no store-to-load stalls)
+    bool any = false;
+    for (int64_t l = 0; l < kLanes; ++l) any |= nan[l] != 0;
+    return any;
+}
+
+template <typename T, bool Index>
+RFMAP_CLONES void spp_block(const T* __restrict__ planes, int64_t lanes, int64_t height, int64_t width, const Level* plan,
+                            int64_t count, T* pixels, T* rows, int32_t* where, T* best, int32_t* at) {
+    typedef typename Lanes<T>::Values V;
+    V* px = reinterpret_cast<V*>(pixels);
+    V* rv = reinterpret_cast<V*>(rows);
+    V* bv = reinterpret_cast<V*>(best);
+    Ids* ri = reinterpret_cast<Ids*>(where);
+    Ids* bi = reinterpret_cast<Ids*>(at);
+    if (interleave<T>(planes, lanes, height * width, px)) {
+        spp_levels<T, Index, true>(px, width, height, plan, count, rv, ri, bv, bi);
+    } else {
+        spp_levels<T, Index, false>(px, width, height, plan, count, rv, ri, bv, bi);
+    }
+}
+
+// The levels in the order they are computed (finest first), each with its bin edges and, when
+// `group` and its bins are unions of a computed level's bins, that level.
+std::vector<Level> spp_plan(const int64_t* levels, int64_t count, int64_t height, int64_t width, bool group,
+                            std::vector<int64_t>& edges) {
+    std::vector<int64_t> order(count), done(count);
+    for (int64_t v = 0, total = 0; v < count; total += levels[v] * levels[v], ++v) {
+        order[v] = v;
+        done[v] = total;
+    }
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return levels[a] > levels[b]; });
+    edges.assign(0, 0);
+    for (int64_t v : order) {
+        for (int64_t length : {width, height}) {
+            for (int64_t j = 0; j < levels[v]; ++j) {
+                edges.push_back(j * length / levels[v]);
+                edges.push_back(((j + 1) * length + levels[v] - 1) / levels[v]);
+            }
+        }
+    }
+    std::vector<Level> plan;
+    for (int64_t k = 0, e = 0; k < count; e += 4 * levels[order[k]], ++k) {
+        const int64_t n = levels[order[k]];
+        Level level{n, done[order[k]], edges.data() + e, edges.data() + e + 2 * n, 0, -1, 0};
+        for (int64_t j = 0; j < n; ++j) level.widest = std::max(level.widest, level.cols[2 * j + 1] - level.cols[2 * j]);
+        for (int64_t f = 0; group && f < k && level.from < 0; ++f) {
+            const Level& fine = plan[f];
+            const int64_t g = fine.n / n;
+            bool unions = fine.n % n == 0 && fine.n > n;
+            for (int64_t i = 0; unions && i < n; ++i) {
+                unions = fine.cols[2 * i * g] == level.cols[2 * i] && fine.cols[2 * ((i + 1) * g - 1) + 1] == level.cols[2 * i + 1] &&
+                         fine.rows[2 * i * g] == level.rows[2 * i] && fine.rows[2 * ((i + 1) * g - 1) + 1] == level.rows[2 * i + 1];
+            }
+            if (unions) {
+                level.from = f;
+                level.group = g;
+            }
+        }
+        plan.push_back(level);
+    }
+    return plan;
+}
+
+template <typename T>
+void spp_max(const T* input, int64_t q0, int64_t q1, int64_t channels, int64_t height, int64_t width,
+             const int64_t* levels, int64_t count, T* out, int64_t* argmax) {
+    std::vector<int64_t> edges;
+    const std::vector<Level> plan = spp_plan(levels, count, height, width, argmax == nullptr, edges);
+    int64_t bins = 0, widest = 0;
+    for (int64_t v = 0; v < count; ++v) {
+        bins += levels[v] * levels[v];
+        widest = std::max(widest, levels[v]);
+    }
+    const int64_t area = height * width;
+    const Buffer<T> pixels(area * kLanes), rows(height * widest * kLanes), best(bins * kLanes);
+    const Buffer<int32_t> where(argmax ? height * widest * kLanes : 0), at(argmax ? bins * kLanes : 0);
+    for (int64_t q = q0; q < q1; q += kLanes) {
+        const int64_t lanes = std::min(q1 - q, kLanes);
+        if (argmax) {
+            spp_block<T, true>(input + q * area, lanes, height, width, plan.data(), count, pixels.data, rows.data,
+                               where.data, best.data, at.data);
+        } else {
+            spp_block<T, false>(input + q * area, lanes, height, width, plan.data(), count, pixels.data, rows.data,
+                                nullptr, best.data, nullptr);
+        }
+        for (int64_t l = 0; l < lanes; ++l) {  // (N, C * bins): level blocks of (C, n, n)
+            const int64_t image = (q + l) / channels, c = (q + l) % channels;
+            int64_t o = image * channels * bins, b = 0;
+            for (int64_t v = 0; v < count; ++v) {
+                const int64_t size = levels[v] * levels[v];
+                for (int64_t k = 0; k < size; ++k) {
+                    out[o + c * size + k] = best.data[(b + k) * kLanes + l];
+                    if (argmax) argmax[o + c * size + k] = (q + l) * area + at.data[(b + k) * kLanes + l];
+                }
+                o += channels * size;
+                b += size;
+            }
+        }
+    }
+}
+
+}  // namespace rfmap

@@ -1,0 +1,207 @@
+"""The native CPU loops of roi_pool and spp_pool (rfmap/ops/kernels) against the pure-PyTorch
+paths they replace: the same outputs, argmaxes and gradients, bit for bit, on maps with ties,
+NaN, infinities and -0.0, in every dtype, with one thread and two; and how the library is
+built, cached, refused and disabled."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import torch
+
+from rfmap.ops import _native, _rectmax, native_status, roi_pool, spp_pool
+from rfmap.ops._rectmax import argmax_backward
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = os.environ.get("RFMAP_REQUIRE_NATIVE") == "1"  # CI: a missing build fails instead of skipping
+
+
+def _native_module():
+    module = _native.kernels()
+    if module is None:
+        if REQUIRED:
+            pytest.fail(f"the native loops are required (RFMAP_REQUIRE_NATIVE=1): {native_status()}")
+        pytest.skip(f"no native loops here: {native_status()}")
+    return module
+
+
+def _run(fn, native: bool, monkeypatch):
+    """``fn()`` on the native loops or on the PyTorch paths."""
+    module = _native_module()
+    with monkeypatch.context() as m:
+        m.setattr(_native, "_state", {"module": module if native else None, "why": "off for the comparison"})
+        return fn()
+
+
+_BITS = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _assert_same(a, b):
+    """Equal bit for bit: -0.0 is not 0.0, and a NaN keeps its bits."""
+    for x, y in zip(a, b):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        if x.dtype in _BITS:
+            x, y = x.view(_BITS[x.dtype]), y.view(_BITS[y.dtype])
+        assert torch.equal(x, y)
+
+
+def _special_map(shape, seed, kind):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g)
+    if kind == "ties":  # few distinct values: many equal maxima in a bin
+        x = torch.randint(-2, 3, shape, generator=g).float()
+    elif kind == "special":
+        flat = x.view(-1)
+        for value in (float("nan"), float("-inf"), float("inf"), -3.4028234663852886e38, -0.0, 0.0):
+            flat[torch.randint(0, flat.numel(), (flat.numel() // 12,), generator=g)] = value
+    elif kind == "hopeless":  # bins with nothing but NaN and -inf: no winner
+        x[:, :, : shape[2] // 2] = float("nan")
+        x[:, :, shape[2] // 2 :] = float("-inf")
+    return x
+
+
+def _rois(k, seed, width, height, images):
+    g = torch.Generator().manual_seed(seed)
+    x1, y1 = torch.rand(k, generator=g) * width * 1.2 - 0.1 * width, torch.rand(k, generator=g) * height * 1.2 - 0.1 * height
+    w, h = torch.rand(k, generator=g) * width * 0.8 - 8, torch.rand(k, generator=g) * height * 0.8 - 8  # some reversed
+    batch = torch.randint(0, images, (k,), generator=g).float()
+    return torch.stack([batch, x1, y1, x1 + w, y1 + h], dim=1)
+
+
+def _roi_pool_results(x, rois, dtype):
+    xg = x.to(dtype).requires_grad_()
+    out, argmax = torch.ops.rfmap.roi_pool(xg.detach(), rois.to(dtype), 1 / 8, 5, 4, True)
+    y = roi_pool(xg, rois.to(dtype), (5, 4), 1 / 8)
+    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(3)).to(dtype))
+    with torch.no_grad():
+        plain = roi_pool(x.to(dtype), rois.to(dtype), (5, 4), 1 / 8)
+    return out, argmax, y.detach(), xg.grad, plain
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("kind", ["random", "ties", "special", "hopeless"])
+def test_roi_pool_native_equals_pytorch(kind, dtype, threads, monkeypatch):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = _special_map((2, 19, 23, 29), 0, kind)
+        rois = _rois(60, 1, 29 * 8, 23 * 8, 2)
+        native = _run(lambda: _roi_pool_results(x, rois, dtype), True, monkeypatch)
+        pytorch = _run(lambda: _roi_pool_results(x, rois, dtype), False, monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+    _assert_same(native, pytorch)
+
+
+def test_roi_pool_native_with_a_capped_table_and_window_blocks(monkeypatch):
+    """Rectangles wider than the table's top level: rows of windows, queried in blocks."""
+    monkeypatch.setattr(_rectmax, "_TABLE", 5 * 2 * 23 * 29)
+    monkeypatch.setattr(_rectmax, "_CHUNK", 50)
+    x = _special_map((2, 5, 23, 29), 4, "ties")
+    rois = torch.tensor([[0, 0, 0, 28 * 8, 22 * 8], [1, 8, 16, 27 * 8, 20 * 8], [1, -40, -40, 400, 400.0]])
+    native = _run(lambda: _roi_pool_results(x, rois, torch.float32), True, monkeypatch)
+    pytorch = _run(lambda: _roi_pool_results(x, rois, torch.float32), False, monkeypatch)
+    _assert_same(native, pytorch)
+
+
+@pytest.mark.parametrize("index", [torch.int32, torch.int64])
+@pytest.mark.parametrize("layout", ["rois", "flat"])
+def test_gradient_scatter_native_equals_index_add(index, layout, monkeypatch):
+    """Both index widths (int64: inputs of 2^31 elements and more) and both layouts, the
+    (K, C, PH, PW) of roi_pool (split by channels) and SPP's flat (N, C * bins)."""
+    g = torch.Generator().manual_seed(5)
+    shape = (2, 7, 6, 5)
+    total = 2 * 7 * 6 * 5
+    if layout == "rois":  # each bin's argmax in its own channel's plane of its RoI's image
+        grad = torch.randn((40, 7, 3, 3), generator=g)
+        plane = torch.randint(0, 2, (40, 1, 1, 1), generator=g) * 7 + torch.arange(7).view(1, 7, 1, 1)
+        argmax = plane * 30 + torch.randint(0, 30, grad.shape, generator=g)
+    else:
+        grad = torch.randn((2, 7 * 21), generator=g)
+        argmax = torch.randint(0, total, grad.shape, generator=g)
+    argmax = torch.where(torch.rand(grad.shape, generator=g) < 0.1, total, argmax).to(index)  # total: no winner
+    native = _run(lambda: argmax_backward(grad, argmax, shape, 2), True, monkeypatch)
+    pytorch = _run(lambda: argmax_backward(grad, argmax, shape, 2), False, monkeypatch)
+    _assert_same([native], [pytorch])
+
+
+def _spp_results(x, levels, dtype):
+    xg = x.to(dtype).requires_grad_()
+    out, argmax = torch.ops.rfmap.spp_pool(xg.detach(), list(levels), "max", True)
+    y = spp_pool(xg, levels, "max")
+    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(3)).to(dtype))
+    with torch.no_grad():
+        plain = spp_pool(x.to(dtype), levels, "max")
+    return out, argmax, y.detach(), xg.grad, plain
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("kind", ["random", "ties", "special", "hopeless"])
+@pytest.mark.parametrize(
+    "shape, levels",
+    [
+        ((3, 13, 13, 13), (6, 3, 2, 1)),  # SPP-net: coarser levels pooled from the 6 x 6 level
+        ((2, 5, 13, 13), (4, 2, 1)),  # 2 from 4, 1 from 2
+        ((1, 9, 10, 7), (5, 3, 1)),  # nothing groups; bins of unequal size
+        ((2, 4, 1, 9), (3, 2)),  # a one-pixel axis
+        ((1, 3, 8, 24), (1, 2, 4, 8)),  # levels given coarse to fine
+    ],
+)
+def test_spp_native_equals_pytorch(shape, levels, kind, dtype, threads, monkeypatch):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = _special_map(shape, 6, kind)
+        native = _run(lambda: _spp_results(x, levels, dtype), True, monkeypatch)
+        pytorch = _run(lambda: _spp_results(x, levels, dtype), False, monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+    _assert_same(native, pytorch)
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, **env}
+    )
+
+
+STATUS = (
+    "import torch\nfrom rfmap.ops import native_status, roi_pool\n"
+    "print(native_status())\n"
+    "print(roi_pool(torch.ones(1, 2, 4, 4), torch.tensor([[0, 0, 0, 3, 3.0]]), 2).sum().item())\n"
+)
+
+
+def test_the_library_is_built_once_into_the_cache_folder(tmp_path):
+    _native_module()  # a compiler is at hand
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    stale = tmp_path / f"rfmap_kernels-0123456789abcdef{suffix}"
+    stale.write_bytes(b"a build of another source")
+    first = _python(STATUS, RFMAP_CACHE_DIR=str(tmp_path), RFMAP_NATIVE="1")
+    assert first.returncode == 0 and first.stdout.splitlines() == ["native", "8.0"], first.stderr[-800:]
+    built = list(tmp_path.glob(f"rfmap_kernels-*{suffix}"))
+    assert len(built) == 1 and built[0] != stale  # the stale build is gone
+    stamp = built[0].stat().st_mtime_ns
+    again = _python(STATUS, RFMAP_CACHE_DIR=str(tmp_path), RFMAP_NATIVE="1")
+    assert again.stdout.splitlines() == ["native", "8.0"] and built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+
+
+@pytest.mark.parametrize(
+    "env, why",
+    [
+        ({"RFMAP_NATIVE": "0"}, "pytorch (disabled by RFMAP_NATIVE=0)"),
+        ({"CXX": "/nonexistent/c++"}, "pytorch (no C++ compiler ('/nonexistent/c++' not found))"),
+        ({"CXX": "false"}, "pytorch (false failed: no output)"),
+    ],
+)
+def test_without_a_build_the_ops_run_on_pytorch_and_say_why(tmp_path, env, why):
+    proc = _python(STATUS, RFMAP_CACHE_DIR=str(tmp_path), **{"RFMAP_NATIVE": "1", **env})
+    assert proc.returncode == 0 and proc.stdout.splitlines() == [why, "8.0"], proc.stderr[-800:]
+    assert not list(tmp_path.glob("rfmap_kernels-*"))

@@ -18,12 +18,13 @@ rectangles' area.  ``-0.0`` and ``0.0`` tie (a zero maximum is ``0.0``).  The ba
 adds each output gradient at its argmax in output order (deterministic).
 
 Where the argmax comes from: on the CPU with the native loops (:mod:`rfmap.ops._native`,
-``kernels/rectmax.h``), the table holds values and each bin's rectangle is scanned for the
-first pixel equal to its maximum, which is where the C loop's strictly-greater scan stops
-(eight or more channels per instruction); otherwise (PyTorch) the argmax rides along in
-64-bit keys, value order in the high 32 bits and the reversed pixel index ``h * W + w`` in
-the low 32 bits, so that the largest key is the first maximum.  Both give the same numbers,
-bit for bit; the backward scatter is native too where it can be.
+``kernels/rectmax.h``), a second table beside the values holds the pixel of each window's
+first maximum (two windows combine to the greater value, or on a tie to the smaller pixel),
+and a bin's argmax is the smallest such pixel among its windows that hold its maximum;
+otherwise (PyTorch) the argmax rides along in 64-bit keys, value order in the high 32 bits
+and the reversed pixel index ``h * W + w`` in the low 32 bits, so that the largest key is
+the first maximum.  Both give the same numbers, bit for bit; the backward scatter is native
+too where it can be.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ def rect_max(
     out = x.new_empty((rois, channels, bins))
     index = argmax_dtype(input.numel())
     argmax = torch.empty((rois, channels, bins) if with_argmax else (0,), dtype=index, device=input.device)
-    query = _Query(x, table, rows, (empty, rect), (batch, slot), out, argmax, input.shape[0])
+    query = _Query(x, table, rows, empty, (batch, slot), out, argmax, input.shape[0])
     # channel groups: a table of at most _TABLE elements each, and 4 per thread at least (small
     # tasks: when a thread is held up, the others take what is left)
     per_table = max(1, _TABLE // max(1, table.positions))
@@ -234,8 +235,7 @@ def rect_max(
 class _Query:
     """The pieces of one :func:`rect_max` call that its tasks share."""
 
-    def __init__(self, x, table, rows, empty_rect, batch_slot, out, argmax, batch_size):
-        empty, rect = empty_rect
+    def __init__(self, x, table, rows, empty, batch_slot, out, argmax, batch_size):
         self.x, self.table, self.rows, self.empty = x, table, rows, empty
         batch, slot = batch_slot
         self.out, self.argmax, self.with_argmax = out, argmax, argmax.numel() > 0
@@ -249,10 +249,10 @@ class _Query:
             else:
                 self.base = plane * (height * width) + _LOW32
             self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32  # float64: rows of values
-        # native loops: a table of values; the argmax, when wanted, found by a scan for the maximum
+        # native loops: a table of values, with the pixels of its windows' first maxima when the
+        # argmax is wanted
         self.native = kernels() if x.device.type == "cpu" else None
-        if self.native is not None and self.with_argmax:
-            self.rect, self.slot, self.batch = torch.stack(rect), slot.contiguous(), batch.contiguous()
+        self.batch = batch.contiguous()
         start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
         # keys below this hold -FLT_MAX, the smallest value there is after the substitution
         keys = _max_keys(start, torch.empty(1, 1, 1, 1, dtype=torch.int64))
@@ -261,7 +261,8 @@ class _Query:
     def table_of(self, c0: int, c1: int) -> tuple[Tensor, Tensor]:
         """``(table, values)`` of channels ``c0 .. c1 - 1`` (buffers of the calling thread);
         NaN and values ``<= -FLT_MAX`` become ``-FLT_MAX``, the C loop's start, which no value
-        beats (``fmax`` ignores NaN)."""
+        beats (``fmax`` ignores NaN).  With the native loops and an argmax wanted, ``values``
+        is instead the table of the pixels of its windows' first maxima (int32)."""
         n, _, height, width = self.x.shape
         pixels, group, device = height * width, c1 - c0, self.x.device
         dtype = torch.int64 if self.with_argmax and self.native is None else self.x.dtype
@@ -273,6 +274,12 @@ class _Query:
         values.add_(0.0)  # -0.0 becomes 0.0: a zero maximum is 0.0, whichever zero came first
         if dtype == torch.int64:
             _max_keys(values.view(n, height, width, group), data[: n * pixels].view(n, height, width, group))
+        elif self.native is not None and self.with_argmax:
+            first = scratch(self.table.positions, group, torch.int32, device, "pixels")
+            t = self.table
+            self.native.build(data.data_ptr(), int(dtype == torch.float64), first.data_ptr(), n, height, width,
+                              t.levels_y, t.levels_x, group)  # fmt: skip
+            return data, first
         return self.table.build(data), values
 
     def chunks(self, group: int) -> list[tuple[int, int]]:
@@ -284,7 +291,7 @@ class _Query:
         """Write ``out`` (and ``argmax``) for channels ``c0 .. c1 - 1`` of RoIs ``r0 .. r1 - 1``."""
         table, values = data
         if self.native is not None:
-            self._answer_native(self.native, table, c0, c1, r0, r1)
+            self._answer_native(self.native, data, c0, c1, r0, r1)
             return
         windows, bins, group = self.rows.count, self.empty.shape[1], c1 - c0
         step = max(1, _CHUNK // (windows * bins * group))
@@ -304,16 +311,14 @@ class _Query:
                 best = self._argmax(best, values, c0, c1, k0, k1)
             self.out[k0:k1, c0:c1] = best.transpose(1, 2)  # empty bins: see rect_max
 
-    def _answer_native(self, native: ModuleType, table: Tensor, c0: int, c1: int, r0: int, r1: int) -> None:
+    def _answer_native(self, native: ModuleType, data: tuple[Tensor, Tensor], c0: int, c1: int, r0: int, r1: int) -> None:
         """:meth:`answer` by the native loop (``kernels/rectmax.h``), the same numbers."""
-        rows, (height, width) = self.rows, self.x.shape[2:]
-        where = (self.rect, self.slot, self.batch) if self.with_argmax else ()
+        (table, first), rows, (height, width) = data, self.rows, self.x.shape[2:]
         native.query(
             table.data_ptr(), int(table.dtype == torch.float64), rows.base.data_ptr(), rows.ys.data_ptr(),
             rows.ys.shape[0], rows.xs.data_ptr(), rows.xs.shape[0], *self.empty.shape, c1 - c0, r0, r1,
-            self.x.shape[1], c0, self.out.data_ptr(), self.argmax.data_ptr() if where else 0,
-            self.argmax.element_size(), *(t.data_ptr() for t in where or (self.out,) * 3), width,
-            height * width, self.none,
+            self.x.shape[1], c0, self.out.data_ptr(), self.argmax.data_ptr() if self.with_argmax else 0,
+            self.argmax.element_size(), first.data_ptr(), self.batch.data_ptr(), height * width, self.none,
         )  # fmt: skip
 
     def _argmax(self, best: Tensor, values: Tensor, c0: int, c1: int, k0: int, k1: int) -> Tensor:

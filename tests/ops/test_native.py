@@ -62,6 +62,9 @@ def _special_map(shape, seed, kind):
     elif kind == "hopeless":  # bins with nothing but NaN and -inf: no winner
         x[:, :, : shape[2] // 2] = float("nan")
         x[:, :, shape[2] // 2 :] = float("-inf")
+    elif kind == "low":  # -inf alone in many bins, and no NaN anywhere
+        x[:, :, : shape[2] // 2 + 1] = float("-inf")
+        x[:, ::2, :, ::3] = float("-inf")
     return x
 
 
@@ -85,7 +88,7 @@ def _roi_pool_results(x, rois, dtype):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
-@pytest.mark.parametrize("kind", ["random", "ties", "special", "hopeless"])
+@pytest.mark.parametrize("kind", ["random", "ties", "special", "hopeless", "low"])
 def test_roi_pool_native_equals_pytorch(kind, dtype, threads, monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -143,7 +146,7 @@ def _spp_results(x, levels, dtype):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
-@pytest.mark.parametrize("kind", ["random", "ties", "special", "hopeless"])
+@pytest.mark.parametrize("kind", ["random", "ties", "special", "hopeless", "low"])
 @pytest.mark.parametrize(
     "shape, levels",
     [

@@ -5,6 +5,7 @@
 //
 // The loops compute exactly what the pure-PyTorch code paths they replace compute (the tests
 // compare both, bit for bit):
+//   build      a sparse table's levels with the pixel of each window's first maximum
 //   query      maxima of sparse-table windows (rectmax.h; rfmap/ops/_rectmax.py), and where the
 //              first one sits when the input needs a gradient
 //   scatter    input gradient of a max pooling: grad[i] added at argmax[i], in index order
@@ -26,8 +27,8 @@ P* ptr(unsigned long long address) {
 }
 
 // query(table, dtype, base, ys, ny, xs, nx, rois, bins, group, k0, k1, channels, c0, out,
-//       argmax, argmax_bytes, rect, slot, batch, width, pixels, none)
-// dtype: 0 float32, 1 float64; argmax 0: the maxima only (then rect .. none are not read)
+//       argmax, argmax_bytes, pixels, batch, area, none)
+// dtype: 0 float32, 1 float64; argmax 0: the maxima only (then pixels .. none are not read)
 template <typename T>
 void query_typed(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t k1, int64_t channels, int64_t c0,
                  T* out, const Argmax& where, unsigned long long argmax, long long index_bytes) {
@@ -41,20 +42,38 @@ void query_typed(const T* table, const Windows& w, int64_t group, int64_t k0, in
 }
 
 PyObject* py_query(PyObject*, PyObject* args) {
-    unsigned long long table, base, ys, xs, out, argmax, rect, slot, batch;
-    long long dtype, ny, nx, rois, bins, group, k0, k1, channels, c0, index_bytes, width, pixels, none;
-    if (!PyArg_ParseTuple(args, "KLKKLKLLLLLLLLKKLKKKLLL", &table, &dtype, &base, &ys, &ny, &xs, &nx, &rois, &bins,
-                          &group, &k0, &k1, &channels, &c0, &out, &argmax, &index_bytes, &rect, &slot, &batch, &width,
-                          &pixels, &none))
+    unsigned long long table, base, ys, xs, out, argmax, pixels, batch;
+    long long dtype, ny, nx, rois, bins, group, k0, k1, channels, c0, index_bytes, area, none;
+    if (!PyArg_ParseTuple(args, "KLKKLKLLLLLLLLKKLKKLL", &table, &dtype, &base, &ys, &ny, &xs, &nx, &rois, &bins,
+                          &group, &k0, &k1, &channels, &c0, &out, &argmax, &index_bytes, &pixels, &batch, &area,
+                          &none))
         return nullptr;
     const Windows w{ptr<const int64_t>(base), ptr<const int64_t>(ys), ptr<const int64_t>(xs), ny, nx, rois, bins};
-    const Argmax where{ptr<const int64_t>(rect), ptr<const int64_t>(slot), ptr<const int64_t>(batch), width, pixels, none};
+    const Argmax where{ptr<const int32_t>(pixels), ptr<const int64_t>(batch), area, none};
     Py_BEGIN_ALLOW_THREADS;
     if (dtype == 0) {
         query_typed(ptr<const float>(table), w, group, k0, k1, channels, c0, ptr<float>(out), where, argmax, index_bytes);
     } else {
         query_typed(ptr<const double>(table), w, group, k0, k1, channels, c0, ptr<double>(out), where, argmax,
                     index_bytes);
+    }
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
+}
+
+// build(values, dtype, pixels, maps, height, width, levels_y, levels_x, group): the levels of a
+// sparse table and its first-maximum pixels (rectmax.h: build)
+PyObject* py_build(PyObject*, PyObject* args) {
+    unsigned long long values, pixels;
+    long long dtype, maps, height, width, levels_y, levels_x, group;
+    if (!PyArg_ParseTuple(args, "KLKLLLLLL", &values, &dtype, &pixels, &maps, &height, &width, &levels_y, &levels_x,
+                          &group))
+        return nullptr;
+    Py_BEGIN_ALLOW_THREADS;
+    if (dtype == 0) {
+        build(ptr<float>(values), ptr<int32_t>(pixels), maps, height, width, levels_y, levels_x, group);
+    } else {
+        build(ptr<double>(values), ptr<int32_t>(pixels), maps, height, width, levels_y, levels_x, group);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;
@@ -103,6 +122,7 @@ PyObject* py_spp_max(PyObject*, PyObject* args) {
 
 PyMethodDef methods[] = {
     {"query", py_query, METH_VARARGS, "maxima of sparse-table windows (see rfmap/ops/_rectmax.py)"},
+    {"build", py_build, METH_VARARGS, "the levels of a sparse table with first-maximum pixels"},
     {"scatter", py_scatter, METH_VARARGS, "gradient of a max pooling: grad added at its argmax"},
     {"spp_max", py_spp_max, METH_VARARGS, "spatial pyramid max pooling (see rfmap/ops/spp.py)"},
     {nullptr, nullptr, 0, nullptr},

@@ -13,54 +13,99 @@ struct Windows {  // the table rows of a grid of ny x nx windows per bin: base +
     int64_t ny, nx, rois, bins;
 };
 
+// Level (a, b) of a sparse table from two windows of the level below, values and the pixels
+// of their first maxima together: the greater value wins, and on a tie the smaller pixel (the
+// first in row-major order).  n: elements of contiguous [positions, group] runs.
 template <typename T>
-RFMAP_CLONES void max_rows(const T* __restrict__ table, const Windows& w, int64_t group, int64_t k, int64_t p,
-                           T* __restrict__ best) {
-    const int64_t kp = k * w.bins + p, plane = w.rois * w.bins;
-    const int64_t base = w.base[kp];
-    for (int64_t jy = 0; jy < w.ny; ++jy) {
-        for (int64_t jx = 0; jx < w.nx; ++jx) {
-            const T* __restrict__ row = table + (base + w.ys[jy * plane + kp] + w.xs[jx * plane + kp]) * group;
-            if (jy == 0 && jx == 0) {
-                std::memcpy(best, row, sizeof(T) * group);
-                continue;
-            }
-            for (int64_t c = 0; c < group; ++c) {
-                const T a = row[c], b = best[c];
-                best[c] = a > b ? a : b;
+RFMAP_CLONES void combine(const T* __restrict__ v1, const T* __restrict__ v2, const int32_t* __restrict__ p1,
+                          const int32_t* __restrict__ p2, T* __restrict__ v, int32_t* __restrict__ p, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const T a = v1[i], b = v2[i];
+        const int32_t pa = p1[i], pb = p2[i], tie = pa < pb ? pa : pb;
+        v[i] = b > a ? b : a;
+        p[i] = b > a ? pb : (a > b ? pa : tie);
+    }
+}
+
+// Fill the levels (a, b) <= (levels_y, levels_x) of a sparse table over `maps` maps of height x
+// width (rfmap/ops/_rectmax.py's _SparseTable: level (a, b) at rows offset[a, b] + (i H_a + h)
+// W_b + w, levels in row-major order) from level (0, 0), the maps themselves; `pixels` gets
+// the pixel h * width + w of each window's first maximum.
+template <typename T>
+void build(T* values, int32_t* pixels, int64_t maps, int64_t height, int64_t width, int64_t levels_y,
+           int64_t levels_x, int64_t group) {
+    const int64_t columns = levels_x + 1, area = height * width;
+    std::vector<int64_t> offset((levels_y + 1) * columns);
+    for (int64_t a = 0, total = 0; a <= levels_y; ++a) {
+        for (int64_t b = 0; b <= levels_x; ++b) {
+            offset[a * columns + b] = total;
+            total += maps * (height - (int64_t(1) << a) + 1) * (width - (int64_t(1) << b) + 1);
+        }
+    }
+    for (int64_t i = 0; i < maps; ++i) {
+        for (int64_t q = 0; q < area; ++q) std::fill_n(pixels + (i * area + q) * group, group, int32_t(q));
+    }
+    for (int64_t a = 0; a <= levels_y; ++a) {
+        const int64_t rows = height - (int64_t(1) << a) + 1;
+        for (int64_t b = a ? 0 : 1; b <= levels_x; ++b) {
+            const int64_t cols = width - (int64_t(1) << b) + 1, at = offset[a * columns + b];
+            for (int64_t i = 0; i < maps; ++i) {
+                if (b) {  // from (a, b - 1): windows side by side, 2^(b-1) columns apart
+                    const int64_t below = width - (int64_t(1) << (b - 1)) + 1, shift = int64_t(1) << (b - 1);
+                    for (int64_t h = 0; h < rows; ++h) {
+                        const int64_t from = offset[a * columns + b - 1] + (i * rows + h) * below, to = at + (i * rows + h) * cols;
+                        combine(values + from * group, values + (from + shift) * group, pixels + from * group,
+                                pixels + (from + shift) * group, values + to * group, pixels + to * group, cols * group);
+                    }
+                } else {  // from (a - 1, 0): windows one above the other, 2^(a-1) rows apart
+                    const int64_t below = height - (int64_t(1) << (a - 1)) + 1, shift = (int64_t(1) << (a - 1)) * width;
+                    const int64_t from = offset[(a - 1) * columns] + i * below * width, to = at + i * rows * width;
+                    combine(values + from * group, values + (from + shift) * group, pixels + from * group,
+                            pixels + (from + shift) * group, values + to * group, pixels + to * group, rows * width * group);
+                }
             }
         }
     }
 }
 
-// The pixel of the first maximum of a rectangle, given the maximum: the smallest h * width + w
-// in [top, bottom) x [left, right) whose value equals best[c], per channel (`plane`: the
-// table's first level, the map itself as [pixels, group]).  The C loop keeps the first value
-// greater than all before it, which is the first occurrence of the maximum.
+// The maximum over a bin's windows (`values`: a table without NaN) and, with `pixels`, the
+// pixel of its first occurrence: the smallest first-maximum pixel among the windows that hold it.
 template <typename T>
-RFMAP_CLONES void first_equal(const T* __restrict__ plane, int64_t width, int64_t top, int64_t bottom, int64_t left,
-                              int64_t right, int64_t group, const T* __restrict__ best, int32_t* __restrict__ at) {
-    for (int64_t c = 0; c < group; ++c) at[c] = std::numeric_limits<int32_t>::max();
-    for (int64_t h = top; h < bottom; ++h) {
-        for (int64_t w = left; w < right; ++w) {
-            const T* __restrict__ row = plane + (h * width + w) * group;
-            const int32_t pixel = int32_t(h * width + w);
+RFMAP_CLONES void max_rows(const T* __restrict__ values, const int32_t* __restrict__ pixels, const Windows& w,
+                           int64_t group, int64_t k, int64_t p, T* __restrict__ best, int32_t* __restrict__ at) {
+    const int64_t kp = k * w.bins + p, plane = w.rois * w.bins;
+    const int64_t base = w.base[kp];
+    for (int64_t jy = 0; jy < w.ny; ++jy) {
+        for (int64_t jx = 0; jx < w.nx; ++jx) {
+            const int64_t row = (base + w.ys[jy * plane + kp] + w.xs[jx * plane + kp]) * group;
+            const T* __restrict__ v = values + row;
+            if (jy == 0 && jx == 0) {
+                std::memcpy(best, v, sizeof(T) * group);
+                if (pixels) std::memcpy(at, pixels + row, sizeof(int32_t) * group);
+                continue;
+            }
+            if (!pixels) {
+                for (int64_t c = 0; c < group; ++c) best[c] = v[c] > best[c] ? v[c] : best[c];
+                continue;
+            }
+            const int32_t* __restrict__ q = pixels + row;
             for (int64_t c = 0; c < group; ++c) {
-                const int32_t hit = row[c] == best[c] ? pixel : std::numeric_limits<int32_t>::max();
-                at[c] = hit < at[c] ? hit : at[c];
+                const T a = v[c], b = best[c];
+                const int32_t tie = q[c] < at[c] ? q[c] : at[c];
+                best[c] = a > b ? a : b;
+                at[c] = a > b ? q[c] : (b > a ? at[c] : tie);
             }
         }
     }
 }
 
 struct Argmax {  // where query() writes the first maxima: flat indices into the input
-    const int64_t* rect;   // [4, K, P]: top, bottom, left, right of each bin (non-empty)
-    const int64_t* slot;   // [K]: the RoI's image among the table's maps
-    const int64_t* batch;  // [K]: its image in the input
-    int64_t width, pixels, none;  // none: the index of "no winner"
+    const int32_t* pixels;  // the table's first-maximum pixels (build)
+    const int64_t* batch;   // [K]: each RoI's image in the input
+    int64_t area, none;     // H * W; none: the index of "no winner"
 };
 
-// Float tables (no NaN: the caller replaced it with -FLT_MAX, which no value beats): for RoIs
+// Tables without NaN (the caller replaced it with -FLT_MAX, which no value beats): for RoIs
 // k0 .. k1 - 1 and channels c0 .. c0 + group - 1, out[k, c, p] = the maximum over the bin's
 // windows and, when `where` is given, argmax[k, c, p] = the flat index of its first occurrence
 // (`none` for a bin holding only -FLT_MAX: no winner).  A RoI's results are one contiguous
@@ -73,18 +118,14 @@ void query(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t 
     std::vector<T> best(group), values(w.bins * group);
     std::vector<int32_t> at(group);
     std::vector<I> index(where ? w.bins * group : 0);
-    const int64_t plane = w.rois * w.bins;
     for (int64_t k = k0; k < k1; ++k) {
         for (int64_t p = 0; p < w.bins; ++p) {
-            max_rows(table, w, group, k, p, best.data());
+            max_rows(table, where ? where->pixels : nullptr, w, group, k, p, best.data(), at.data());
             for (int64_t c = 0; c < group; ++c) values[c * w.bins + p] = best[c];
             if (!where) continue;
-            const int64_t kp = k * w.bins + p, *r = where->rect;
-            first_equal(table + where->slot[k] * where->pixels * group, where->width, r[kp], r[plane + kp],
-                        r[2 * plane + kp], r[3 * plane + kp], group, best.data(), at.data());
-            const int64_t first = (where->batch[k] * channels + c0) * where->pixels;
+            const int64_t first = (where->batch[k] * channels + c0) * where->area;
             for (int64_t c = 0; c < group; ++c) {
-                index[c * w.bins + p] = I(best[c] == lost ? where->none : first + c * where->pixels + at[c]);
+                index[c * w.bins + p] = I(best[c] == lost ? where->none : first + c * where->area + at[c]);
             }
         }
         const int64_t start = (k * channels + c0) * w.bins;

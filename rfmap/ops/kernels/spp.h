@@ -12,9 +12,10 @@ namespace rfmap {
 // first, then down the bin's column of row results.  The scan of both passes is
 // adaptive_max_pool2d's: start at -inf with the bin's first pixel, take a value that is greater
 // or NaN, so the result is the last NaN if any, else the first maximum in row-major order.
-// Without the argmax, a level whose bins are unions of g x g bins of a finer level (SPP-net's
-// 3, 2, 1 on 6 for a 13 x 13 map) is pooled from that level: the maximum of maxima, NaN
-// propagating as in the direct scan.
+// A level whose bins are unions of g x g bins of a finer level (SPP-net's 3, 2, 1 on 6 for a
+// 13 x 13 map) is pooled from that level: the maximum of maxima, NaN propagating as in the
+// direct scan; its argmax, in a block without NaN, the first of the fine bins' first maxima
+// that equal it (with NaN in the block, the argmax levels are scanned directly).
 // out (N, C * sum(n^2)): level after level, each (C, n, n); argmax: flat indices into the input.
 constexpr int64_t kLanes = 8;
 
@@ -45,6 +46,18 @@ __attribute__((always_inline)) inline void take(typename Lanes<T>::Values x, Ids
     if (Index) id = __builtin_convertvector(greater, Ids) ? index : id;
 }
 
+// Merge a finer bin's result (x, its pixel) into a coarser bin's (m, id), for blocks without
+// NaN: the coarse bin's first maximum is the first among its fine bins' first maxima that
+// equal its maximum (a bin of -inf alone keeps its first pixel, which is the smallest of all)
+template <typename T>
+__attribute__((always_inline)) inline void first_of(typename Lanes<T>::Values x, Ids index, typename Lanes<T>::Values& m,
+                                                    Ids& id) {
+    const Ids greater = __builtin_convertvector(x > m, Ids), equal = __builtin_convertvector(x == m, Ids);
+    const Ids smaller = index < id ? index : id;
+    m = x > m ? x : m;
+    id = greater ? index : (equal ? smaller : id);
+}
+
 struct Level {       // one level of the pyramid, in the order it is computed (finest first)
     int64_t n;       // bins per axis
     int64_t done;    // its first bin among all levels' bins (the order of the output)
@@ -66,17 +79,25 @@ __attribute__((always_inline)) inline void spp_levels(const typename Lanes<T>::V
     for (int64_t v = 0; v < count; ++v) {
         const Level& level = plan[v];
         const int64_t n = level.n, *cols = level.cols, *rows = level.rows;
-        if (!Index && level.from >= 0) {  // the maximum of a finer level's maxima
+        if (level.from >= 0 && !(Index && NaN)) {  // from a finer level's results
             const Level& fine = plan[level.from];
             const int64_t g = level.group;
             for (int64_t i = 0; i < n; ++i) {
                 for (int64_t j = 0; j < n; ++j) {
                     V m = lowest;
-                    Ids unused{};
+                    Ids id = Ids{} + std::numeric_limits<int32_t>::max();
                     for (int64_t a = i * g; a < (i + 1) * g; ++a) {
-                        for (int64_t b = j * g; b < (j + 1) * g; ++b) take<T, false, NaN>(bv[fine.done + a * fine.n + b], unused, m, unused);
+                        for (int64_t b = j * g; b < (j + 1) * g; ++b) {
+                            const int64_t at = fine.done + a * fine.n + b;
+                            if (Index) {
+                                first_of<T>(bv[at], bi[at], m, id);
+                            } else {
+                                take<T, false, NaN>(bv[at], id, m, id);
+                            }
+                        }
                     }
                     bv[level.done + i * n + j] = m;
+                    if (Index) bi[level.done + i * n + j] = id;
                 }
             }
             continue;
@@ -176,8 +197,8 @@ RFMAP_CLONES void spp_block(const T* __restrict__ planes, int64_t lanes, int64_t
 }
 
 // The levels in the order they are computed (finest first), each with its bin edges and, when
-// `group` and its bins are unions of a computed level's bins, that level.
-std::vector<Level> spp_plan(const int64_t* levels, int64_t count, int64_t height, int64_t width, bool group,
+// its bins are unions of a computed level's bins, that level.
+std::vector<Level> spp_plan(const int64_t* levels, int64_t count, int64_t height, int64_t width,
                             std::vector<int64_t>& edges) {
     std::vector<int64_t> order(count), done(count);
     for (int64_t v = 0, total = 0; v < count; total += levels[v] * levels[v], ++v) {
@@ -199,7 +220,7 @@ std::vector<Level> spp_plan(const int64_t* levels, int64_t count, int64_t height
         const int64_t n = levels[order[k]];
         Level level{n, done[order[k]], edges.data() + e, edges.data() + e + 2 * n, 0, -1, 0};
         for (int64_t j = 0; j < n; ++j) level.widest = std::max(level.widest, level.cols[2 * j + 1] - level.cols[2 * j]);
-        for (int64_t f = 0; group && f < k && level.from < 0; ++f) {
+        for (int64_t f = 0; f < k && level.from < 0; ++f) {
             const Level& fine = plan[f];
             const int64_t g = fine.n / n;
             bool unions = fine.n % n == 0 && fine.n > n;
@@ -221,7 +242,7 @@ template <typename T>
 void spp_max(const T* input, int64_t q0, int64_t q1, int64_t channels, int64_t height, int64_t width,
              const int64_t* levels, int64_t count, T* out, int64_t* argmax) {
     std::vector<int64_t> edges;
-    const std::vector<Level> plan = spp_plan(levels, count, height, width, argmax == nullptr, edges);
+    const std::vector<Level> plan = spp_plan(levels, count, height, width, edges);
     int64_t bins = 0, widest = 0;
     for (int64_t v = 0; v < count; ++v) {
         bins += levels[v] * levels[v];

@@ -9,6 +9,10 @@ numbers, bit for bit (the tests compare both); :func:`status` says which is in u
 The compiler is ``$CXX``, else ``c++``.  As with ``torch.utils.cpp_extension``'s cache, a
 library in the cache folder is trusted: point ``RFMAP_CACHE_DIR`` only at a folder that
 others cannot write.
+
+Why not ``torch.utils.cpp_extension.load``: importing it takes over a second (it imports
+setuptools), and it compiles against PyTorch's headers and links its libraries, which these
+loops, handed plain pointers, do not use; one compiler call and an atomic rename suffice.
 """
 
 from __future__ import annotations

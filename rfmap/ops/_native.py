@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -46,10 +47,10 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rfmap"
 
 
-def _command(compiler: str, output: Path) -> list[str]:
+def _command(compiler: list[str], output: Path) -> list[str]:
     include = sysconfig.get_paths()["include"]
     extra = ["-undefined", "dynamic_lookup"] if sys.platform == "darwin" else []
-    return [compiler, *_FLAGS, *extra, f"-I{include}", str(_MAIN), "-o", str(output)]
+    return [*compiler, *_FLAGS, *extra, f"-I{include}", str(_MAIN), "-o", str(output)]
 
 
 def _build() -> ModuleType:
@@ -58,10 +59,11 @@ def _build() -> ModuleType:
         raise RuntimeError("disabled by RFMAP_NATIVE=0")
     if sys.platform == "win32":
         raise RuntimeError("not built on Windows")
-    compiler = os.environ.get("CXX") or "c++"
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"no C++ compiler ({compiler!r} not found)")
-    digest = hashlib.sha256(" ".join([compiler, *_FLAGS, sys.version, sys.platform]).encode())
+    compiler = shlex.split(os.environ.get("CXX") or "c++")  # may carry a launcher: "ccache g++"
+    if not compiler or shutil.which(compiler[0]) is None:
+        raise RuntimeError(f"no C++ compiler ({' '.join(compiler)!r} not found)")
+    name = " ".join(compiler)
+    digest = hashlib.sha256(" ".join([name, *_FLAGS, sys.version, sys.platform]).encode())
     for path in sorted(_SOURCES.glob("*.[ch]*")):  # module.cpp and its headers
         digest.update(path.name.encode() + path.read_bytes())
     folder = _cache_dir()
@@ -74,10 +76,10 @@ def _build() -> ModuleType:
             try:
                 proc = subprocess.run(_command(compiler, built), capture_output=True, text=True, timeout=_TIMEOUT)
             except subprocess.TimeoutExpired:
-                raise RuntimeError(f"{compiler} took over {_TIMEOUT} s") from None
+                raise RuntimeError(f"{name} took over {_TIMEOUT} s") from None
             if proc.returncode != 0 or not built.exists():
                 last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                raise RuntimeError(f"{compiler} failed: {last[:200]}")
+                raise RuntimeError(f"{name} failed: {last[:200]}")
             os.replace(built, library)
         for old in folder.glob(f"{_NAME}-*{suffix}"):  # builds of other sources (a process using one keeps it)
             if old != library:
@@ -98,8 +100,9 @@ def kernels() -> ModuleType | None:
             if "module" not in _state:
                 try:
                     _state["module"], _state["why"] = _build(), "compiled"
-                except (OSError, RuntimeError, ImportError) as error:
-                    _state["module"], _state["why"] = None, str(error)
+                except Exception as error:  # noqa: BLE001 - an optional speed-up: the reason is kept for status()
+                    why = str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
+                    _state["module"], _state["why"] = None, why
     return _state["module"]  # type: ignore[return-value]
 
 

@@ -63,7 +63,6 @@ struct Level {       // one level of the pyramid, in the order it is computed (f
     int64_t done;    // its first bin among all levels' bins (the order of the output)
     const int64_t* cols;  // bin j spans columns [cols[2j], cols[2j + 1]); rows likewise
     const int64_t* rows;
-    int64_t widest;  // the widest column bin
     int64_t from;    // the finer level (index into the plan) whose bins it groups, or -1
     int64_t group;   // g: bin (i, j) = fine bins [i g, (i + 1) g) x [j g, (j + 1) g)
 };
@@ -75,7 +74,6 @@ __attribute__((always_inline)) inline void spp_levels(const typename Lanes<T>::V
                                                       typename Lanes<T>::Values* __restrict__ bv,
                                                       Ids* __restrict__ bi) {
     typedef typename Lanes<T>::Values V;
-    const V lowest = V{} - std::numeric_limits<T>::infinity();
     for (int64_t v = 0; v < count; ++v) {
         const Level& level = plan[v];
         const int64_t n = level.n, *cols = level.cols, *rows = level.rows;
@@ -84,11 +82,12 @@ __attribute__((always_inline)) inline void spp_levels(const typename Lanes<T>::V
             const int64_t g = level.group;
             for (int64_t i = 0; i < n; ++i) {
                 for (int64_t j = 0; j < n; ++j) {
-                    V m = lowest;
-                    Ids id = Ids{} + std::numeric_limits<int32_t>::max();
+                    V m = bv[fine.done + i * g * fine.n + j * g];
+                    Ids id = Index ? bi[fine.done + i * g * fine.n + j * g] : Ids{};
                     for (int64_t a = i * g; a < (i + 1) * g; ++a) {
                         for (int64_t b = j * g; b < (j + 1) * g; ++b) {
                             const int64_t at = fine.done + a * fine.n + b;
+                            if (a == i * g && b == j * g) continue;  // the start
                             if (Index) {
                                 first_of<T>(bv[at], bi[at], m, id);
                             } else {
@@ -102,29 +101,26 @@ __attribute__((always_inline)) inline void spp_levels(const typename Lanes<T>::V
             }
             continue;
         }
-        for (int64_t h = 0; h < height; ++h) {  // along the rows: the bins of a row side by side
-            V* m = rv + h * n;
-            Ids* id = ri + h * n;
+        // a bin's scan starts from its first element (the same as from -inf with the bin's first
+        // pixel: that element is taken unless it is -inf, and then the first pixel stays)
+        for (int64_t h = 0; h < height; ++h) {  // along the rows
             for (int64_t j = 0; j < n; ++j) {
-                m[j] = lowest;
-                if (Index) id[j] = Ids{} + int32_t(h * width + cols[2 * j]);
-            }
-            for (int64_t o = 0; o < level.widest; ++o) {
-                for (int64_t j = 0; j < n; ++j) {
-                    const int64_t w = cols[2 * j] + o;
-                    if (w < cols[2 * j + 1]) take<T, Index, NaN>(px[h * width + w], Ids{} + int32_t(h * width + w), m[j], id[j]);
-                }
+                const int64_t w0 = h * width + cols[2 * j], w1 = h * width + cols[2 * j + 1];
+                V m = px[w0];
+                Ids id = Ids{} + int32_t(w0);
+                for (int64_t w = w0 + 1; w < w1; ++w) take<T, Index, NaN>(px[w], Ids{} + int32_t(w), m, id);
+                rv[h * n + j] = m;
+                if (Index) ri[h * n + j] = id;
             }
         }
         for (int64_t i = 0; i < n; ++i) {  // down the columns of row results
-            V* m = bv + level.done + i * n;
-            Ids* id = bi + level.done + i * n;
             for (int64_t j = 0; j < n; ++j) {
-                m[j] = lowest;
-                if (Index) id[j] = Ids{} + int32_t(rows[2 * i] * width + cols[2 * j]);
-            }
-            for (int64_t h = rows[2 * i]; h < rows[2 * i + 1]; ++h) {
-                for (int64_t j = 0; j < n; ++j) take<T, Index, NaN>(rv[h * n + j], Index ? ri[h * n + j] : Ids{}, m[j], id[j]);
+                const int64_t h0 = rows[2 * i], h1 = rows[2 * i + 1];
+                V m = rv[h0 * n + j];
+                Ids id = Index ? ri[h0 * n + j] : Ids{};
+                for (int64_t h = h0 + 1; h < h1; ++h) take<T, Index, NaN>(rv[h * n + j], Index ? ri[h * n + j] : Ids{}, m, id);
+                bv[level.done + i * n + j] = m;
+                if (Index) bi[level.done + i * n + j] = id;
             }
         }
     }
@@ -218,8 +214,7 @@ std::vector<Level> spp_plan(const int64_t* levels, int64_t count, int64_t height
     std::vector<Level> plan;
     for (int64_t k = 0, e = 0; k < count; e += 4 * levels[order[k]], ++k) {
         const int64_t n = levels[order[k]];
-        Level level{n, done[order[k]], edges.data() + e, edges.data() + e + 2 * n, 0, -1, 0};
-        for (int64_t j = 0; j < n; ++j) level.widest = std::max(level.widest, level.cols[2 * j + 1] - level.cols[2 * j]);
+        Level level{n, done[order[k]], edges.data() + e, edges.data() + e + 2 * n, -1, 0};
         for (int64_t f = 0; f < k && level.from < 0; ++f) {
             const Level& fine = plan[f];
             const int64_t g = fine.n / n;

@@ -368,7 +368,7 @@ def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple, count: int = 1) 
 
         def span(c0: int) -> None:
             native.scatter(values.data_ptr(), index.data_ptr(), gx.data_ptr(), outer, channels, inner, c0,
-                           min(channels, c0 + step), values.element_size(), index.element_size())  # fmt: skip
+                           min(channels, c0 + step), total, values.element_size(), index.element_size())  # fmt: skip
 
         run_tasks(span, range(0, channels, step), count, grad.device)
     elif argmax.dtype == torch.int32:

@@ -79,22 +79,22 @@ PyObject* py_build(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
-// scatter(grad, argmax, gx, outer, channels, inner, c0, c1, value_bytes, index_bytes)
+// scatter(grad, argmax, gx, outer, channels, inner, c0, c1, none, value_bytes, index_bytes)
 PyObject* py_scatter(PyObject*, PyObject* args) {
     unsigned long long grad, argmax, gx;
-    long long outer, channels, inner, c0, c1, value_bytes, index_bytes;
-    if (!PyArg_ParseTuple(args, "KKKLLLLLLL", &grad, &argmax, &gx, &outer, &channels, &inner, &c0, &c1, &value_bytes,
-                          &index_bytes))
+    long long outer, channels, inner, c0, c1, none, value_bytes, index_bytes;
+    if (!PyArg_ParseTuple(args, "KKKLLLLLLLL", &grad, &argmax, &gx, &outer, &channels, &inner, &c0, &c1, &none,
+                          &value_bytes, &index_bytes))
         return nullptr;
     Py_BEGIN_ALLOW_THREADS;
     if (value_bytes == 4 && index_bytes == 4) {
-        scatter(ptr<const float>(grad), ptr<const int32_t>(argmax), ptr<float>(gx), outer, channels, inner, c0, c1);
+        scatter(ptr<const float>(grad), ptr<const int32_t>(argmax), ptr<float>(gx), outer, channels, inner, c0, c1, none);
     } else if (value_bytes == 4) {
-        scatter(ptr<const float>(grad), ptr<const int64_t>(argmax), ptr<float>(gx), outer, channels, inner, c0, c1);
+        scatter(ptr<const float>(grad), ptr<const int64_t>(argmax), ptr<float>(gx), outer, channels, inner, c0, c1, none);
     } else if (index_bytes == 4) {
-        scatter(ptr<const double>(grad), ptr<const int32_t>(argmax), ptr<double>(gx), outer, channels, inner, c0, c1);
+        scatter(ptr<const double>(grad), ptr<const int32_t>(argmax), ptr<double>(gx), outer, channels, inner, c0, c1, none);
     } else {
-        scatter(ptr<const double>(grad), ptr<const int64_t>(argmax), ptr<double>(gx), outer, channels, inner, c0, c1);
+        scatter(ptr<const double>(grad), ptr<const int64_t>(argmax), ptr<double>(gx), outer, channels, inner, c0, c1, none);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;

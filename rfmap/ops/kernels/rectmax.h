@@ -134,13 +134,18 @@ void query(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t 
     }
 }
 
+// The input gradient of a max pooling, channels c0 .. c1 - 1 of an (outer, channels, inner)
+// gradient: grad added at argmax (flat indices into gx), in index order; the argmax of channel
+// c lies in channel c's planes, so tasks over disjoint channels write disjoint elements.
 template <typename T, typename I>
 void scatter(const T* grad, const I* argmax, T* gx, int64_t outer, int64_t channels, int64_t inner, int64_t c0,
-             int64_t c1) {
+             int64_t c1, int64_t none) {
     for (int64_t a = 0; a < outer; ++a) {
         for (int64_t c = c0; c < c1; ++c) {
             const int64_t at = (a * channels + c) * inner;
-            for (int64_t i = 0; i < inner; ++i) gx[argmax[at + i]] += grad[at + i];
+            for (int64_t i = 0; i < inner; ++i) {
+                if (argmax[at + i] != none) gx[argmax[at + i]] += grad[at + i];  // "no winner" adds nothing
+            }
         }
     }
 }

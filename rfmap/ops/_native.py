@@ -3,7 +3,8 @@
 They form a plain CPython extension without PyTorch headers: a C++17 compiler builds it in a
 few seconds, once per source version, Python and platform, into a cache folder
 (``$RFMAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/rfmap``, else ``~/.cache/rfmap``), from which
-later processes load it at once (a build for an older source is removed).  Without a compiler
+later processes load it at once (builds for other sources, say of another rfmap installed
+beside this one, are left alone: about 150 kB each).  Without a compiler
 (or with ``RFMAP_NATIVE=0``) the ops run their pure-PyTorch code paths, which compute the same
 numbers, bit for bit (the tests compare both); :func:`status` says which is in use and why.
 The compiler is ``$CXX``, else ``c++``.  As with ``torch.utils.cpp_extension``'s cache, a
@@ -81,9 +82,6 @@ def _build() -> ModuleType:
                 last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
                 raise RuntimeError(f"{name} failed: {last[:200]}")
             os.replace(built, library)
-        for old in folder.glob(f"{_NAME}-*{suffix}"):  # builds of other sources (a process using one keeps it)
-            if old != library:
-                old.unlink(missing_ok=True)
     spec = importlib.util.spec_from_file_location(_NAME, library)
     if spec is None or spec.loader is None:
         raise RuntimeError(f"cannot load {library}")

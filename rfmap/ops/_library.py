@@ -1,7 +1,8 @@
 """Registration of the RoI ops as ``torch.library`` custom ops in the ``rfmap`` namespace.
 
 Each op (``torch.ops.rfmap.roi_align``, ``roi_pool``, ``spp_pool``, ``ps_roi_align``,
-``ps_roi_pool``) has a kernel (pure torch, any device), a fake kernel (shapes and dtypes
+``ps_roi_pool``) has a kernel (PyTorch, any device; on the CPU, ``roi_pool`` and ``spp_pool``
+run native loops where they could be built, :mod:`rfmap.ops._native`), a fake kernel (shapes and dtypes
 only, for ``torch.compile``, ``torch.export`` and FakeTensor tracing) and a registered
 autograd formula that calls a private backward op (``rfmap::_roi_align_backward`` ...),
 itself a custom op with a fake kernel.  The backward ops of the linear ops register their

@@ -128,4 +128,8 @@ def main(repeat: int = 9) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 9)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repeat", nargs="?", type=int, default=9, help="timed runs of each side (best of; default 9)")
+    main(parser.parse_args().repeat)

@@ -3,13 +3,14 @@
 // data pointers with their sizes.  Every function releases the GIL, so the ops'
 // worker threads (rfmap/ops/_threads.py) run them in parallel on disjoint parts of a result.
 //
-// The loops compute exactly what the pure-PyTorch code paths they replace compute (the tests
-// compare both, bit for bit):
+// With them the ops give exactly what their pure-PyTorch paths give (the tests compare both,
+// bit for bit).  The loops:
 //   build      a sparse table's levels with the pixel of each window's first maximum
 //   query      maxima of sparse-table windows (rectmax.h; rfmap/ops/_rectmax.py), and where the
 //              first one sits when the input needs a gradient
 //   scatter    input gradient of a max pooling: grad[i] added at argmax[i], in index order
-//              within each channel (the order of torch's index_add_ on the CPU)
+//              within each channel (the order of torch's index_add_ on the CPU); bins without
+//              a winner add nothing
 //   spp_max    spatial pyramid max pooling (spp.h; rfmap/ops/spp.py) with adaptive_max_pool2d's bins
 //              and scan (NaN wins, the last one; else the first maximum), optionally its argmax
 #include <Python.h>

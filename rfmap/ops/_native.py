@@ -4,7 +4,8 @@ They form a plain CPython extension without PyTorch headers: a C++17 compiler bu
 few seconds, once per source version, Python and platform, into a cache folder
 (``$RFMAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/rfmap``, else ``~/.cache/rfmap``), from which
 later processes load it at once (builds for other sources, say of another rfmap installed
-beside this one, are left alone: about 150 kB each).  Without a compiler
+beside this one, are left alone: about 150 kB each); where that folder cannot be written,
+each process builds its own copy in a private temporary folder.  Without a compiler
 (or with ``RFMAP_NATIVE=0``) the ops run their pure-PyTorch code paths, which compute the same
 numbers, bit for bit (the tests compare both); :func:`status` says which is in use and why.
 The compiler is ``$CXX``, else ``c++``.  As with ``torch.utils.cpp_extension``'s cache, a
@@ -54,8 +55,30 @@ def _command(compiler: list[str], output: Path) -> list[str]:
     return [*compiler, *_FLAGS, *extra, f"-I{include}", str(_MAIN), "-o", str(output)]
 
 
+def _compile(compiler: list[str], output: Path) -> None:
+    name = " ".join(compiler)
+    try:
+        proc = subprocess.run(_command(compiler, output), capture_output=True, text=True, timeout=_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{name} took over {_TIMEOUT} s") from None
+    if proc.returncode != 0 or not output.exists():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{name} failed: {last[:200]}")
+
+
+def _load(library: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(_NAME, library)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {library}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _build() -> ModuleType:
-    """Compile (unless cached) and import the extension; raises ``RuntimeError`` saying why not."""
+    """Compile (unless cached) and import the extension; raises ``RuntimeError`` saying why not.
+    A cache folder that cannot be written gets a build for this process alone, in a private
+    temporary folder removed once the library is loaded."""
     if os.environ.get("RFMAP_NATIVE", "1") == "0":
         raise RuntimeError("disabled by RFMAP_NATIVE=0")
     if sys.platform == "win32":
@@ -63,31 +86,24 @@ def _build() -> ModuleType:
     compiler = shlex.split(os.environ.get("CXX") or "c++")  # may carry a launcher: "ccache g++"
     if not compiler or shutil.which(compiler[0]) is None:
         raise RuntimeError(f"no C++ compiler ({' '.join(compiler)!r} not found)")
-    name = " ".join(compiler)
-    digest = hashlib.sha256(" ".join([name, *_FLAGS, sys.version, sys.platform]).encode())
+    digest = hashlib.sha256(" ".join([*compiler, *_FLAGS, sys.version, sys.platform]).encode())
     for path in sorted(_SOURCES.glob("*.[ch]*")):  # module.cpp and its headers
         digest.update(path.name.encode() + path.read_bytes())
     folder = _cache_dir()
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    library = folder / f"{_NAME}-{digest.hexdigest()[:16]}{suffix}"
-    if not library.exists():
+    name = f"{_NAME}-{digest.hexdigest()[:16]}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
+    if (folder / name).exists():
+        return _load(folder / name)
+    try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder) as work:  # built aside, then moved in at once
-            built = Path(work) / library.name
-            try:
-                proc = subprocess.run(_command(compiler, built), capture_output=True, text=True, timeout=_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                raise RuntimeError(f"{name} took over {_TIMEOUT} s") from None
-            if proc.returncode != 0 or not built.exists():
-                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                raise RuntimeError(f"{name} failed: {last[:200]}")
-            os.replace(built, library)
-    spec = importlib.util.spec_from_file_location(_NAME, library)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {library}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+        work = tempfile.TemporaryDirectory(dir=folder)  # built aside, then moved in at once
+    except OSError:
+        with tempfile.TemporaryDirectory() as private:
+            _compile(compiler, Path(private) / name)
+            return _load(Path(private) / name)
+    with work:
+        _compile(compiler, Path(work.name) / name)
+        os.replace(Path(work.name) / name, folder / name)
+    return _load(folder / name)
 
 
 def kernels() -> ModuleType | None:

@@ -196,6 +196,15 @@ def test_the_library_is_built_once_into_the_cache_folder(tmp_path):
     assert again.stdout.splitlines() == ["native", "8.0"] and built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
 
+def test_a_cache_folder_that_cannot_be_made_gets_a_build_for_the_process(tmp_path):
+    _native_module()  # a compiler is at hand
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    proc = _python(STATUS, RFMAP_CACHE_DIR=str(blocked / "rfmap"), RFMAP_NATIVE="1")
+    assert proc.returncode == 0 and proc.stdout.splitlines() == ["native", "8.0"], proc.stderr[-800:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a file"]
+
+
 @pytest.mark.parametrize(
     "env, why",
     [

@@ -119,13 +119,15 @@ class _SparseTable:
                 need_x -= 1
         return cls(maps, height, width, need_y, need_x, device)
 
-    def rows(self, slot: Tensor, top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> _Windows:
+    def rows(self, slot: Tensor, rect: Sequence[Tensor], spell_out: bool) -> _Windows:
         """Table rows of the windows covering each non-empty rectangle ``[top, bottom) x
-        [left, right)`` of map ``slot`` (``[K, P]`` each)."""
+        [left, right)`` (``rect``, ``[K, P]`` each) of map ``slot``; ``spell_out``: see
+        :class:`_Windows`."""
+        top, bottom, left, right = rect
         a, ys = _axis_windows(top, bottom, self.levels_y)
         b, xs = _axis_windows(left, right, self.levels_x)
         h_a, w_b = self.height - (1 << a) + 1, self.width - (1 << b) + 1
-        return _Windows(self.offset[a, b] + slot * h_a * w_b, ys * w_b, xs)
+        return _Windows(self.offset[a, b] + slot * h_a * w_b, ys * w_b, xs, spell_out)
 
     def build(self, data: Tensor) -> Tensor:
         """Fill the levels of ``data`` ``[positions, C]`` from its first ``n * H * W`` rows,
@@ -149,14 +151,15 @@ class _SparseTable:
 class _Windows:
     """The table rows of a grid of ``NY x NX`` windows per rectangle: ``base + ys[jy] + xs[jx]``,
     ``[K, P]``, ``[NY, K, P]`` and ``[NX, K, P]`` (repeated windows pad the rectangles that need
-    fewer).  Small grids are spelled out once; large ones (a capped table and big bins) a
-    block at a time, so memory stays bounded."""
+    fewer).  With ``spell_out`` (the PyTorch path), small grids are spelled out once and large
+    ones (a capped table and big bins) a block at a time, so memory stays bounded; the native
+    loops read the three parts themselves."""
 
-    def __init__(self, base: Tensor, ys: Tensor, xs: Tensor):
+    def __init__(self, base: Tensor, ys: Tensor, xs: Tensor, spell_out: bool):
         self.base, self.ys, self.xs = base.contiguous(), ys.contiguous(), xs.contiguous()
         self.count = ys.shape[0] * xs.shape[0]
         self.all = None
-        if self.count * base.numel() <= 4 * _CHUNK:
+        if spell_out and self.count * base.numel() <= 4 * _CHUNK:
             self.all = (base + ys.unsqueeze(1) + xs.unsqueeze(0)).flatten(0, 1)  # [NY * NX, K, P]
 
     def block(self, w0: int, w1: int, k0: int, k1: int) -> Tensor:
@@ -200,13 +203,14 @@ def rect_max(
     need_x = int(floor_log2(rect[3] - rect[2]).max()) if empty.numel() else 0
     images, slot = torch.unique(batch, return_inverse=True)
     table = _SparseTable.fitting(images.numel(), height, width, need_y, need_x, input.device)
-    rows = table.rows(slot.view(-1, 1), *rect)
+    native = kernels() if input.device.type == "cpu" else None  # the loops of kernels/rectmax.h
+    rows = table.rows(slot.view(-1, 1), rect, spell_out=native is None)
     x = input if images.numel() == input.shape[0] else input.index_select(0, images)
     x = x.to(compute_dtype(input.dtype))
     out = x.new_empty((rois, channels, bins))
     index = argmax_dtype(input.numel())
     argmax = torch.empty((rois, channels, bins) if with_argmax else (0,), dtype=index, device=input.device)
-    query = _Query(x, table, rows, empty, (batch, slot), out, argmax, input.shape[0])
+    query = _Query(x, table, rows, empty, (batch, slot), out, argmax, input.shape[0], native)
     # channel groups: a table of at most _TABLE elements each, and 4 per thread at least (small
     # tasks: when a thread is held up, the others take what is left)
     per_table = max(1, _TABLE // max(1, table.positions))
@@ -235,13 +239,19 @@ def rect_max(
 class _Query:
     """The pieces of one :func:`rect_max` call that its tasks share."""
 
-    def __init__(self, x, table, rows, empty, batch_slot, out, argmax, batch_size):
+    def __init__(self, x, table, rows, empty, batch_slot, out, argmax, batch_size, native):
         self.x, self.table, self.rows, self.empty = x, table, rows, empty
         batch, slot = batch_slot
         self.out, self.argmax, self.with_argmax = out, argmax, argmax.numel() > 0
         channels, height, width = x.shape[1:]
         self.any_empty = bool(empty.any())
         self.none = batch_size * channels * height * width  # argmax of a bin without a winner
+        # native loops: a table of values, with the pixels of its windows' first maxima when the
+        # argmax is wanted; the state below is the PyTorch path's (64-bit keys)
+        self.native, self.batch = native, batch.contiguous()
+        self.lost = None
+        if native is not None:
+            return
         if self.with_argmax:  # (K, 1, C): the first pixel of each RoI's plane, plus LOW32 (int64) or - 1 (int32)
             plane = batch.view(-1, 1, 1) * channels + torch.arange(channels, device=x.device).view(1, 1, -1)
             if argmax.dtype == torch.int32:
@@ -249,10 +259,6 @@ class _Query:
             else:
                 self.base = plane * (height * width) + _LOW32
             self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32  # float64: rows of values
-        # native loops: a table of values, with the pixels of its windows' first maxima when the
-        # argmax is wanted
-        self.native = kernels() if x.device.type == "cpu" else None
-        self.batch = batch.contiguous()
         start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
         # keys below this hold -FLT_MAX, the smallest value there is after the substitution
         keys = _max_keys(start, torch.empty(1, 1, 1, 1, dtype=torch.int64))

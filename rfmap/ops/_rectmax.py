@@ -47,10 +47,10 @@ _TABLE = 1 << 21
 _LOW32 = (1 << 32) - 1
 
 
-def argmax_dtype(total: int) -> torch.dtype:
-    """The dtype of flat indices into ``total`` elements with ``total`` itself for "nowhere":
-    int32 while that fits (half the memory and traffic of int64), int64 beyond."""
-    return torch.int32 if total < (1 << 31) - 1 else torch.int64
+def pixel_dtype(area: int) -> torch.dtype:
+    """The dtype of pixel indices ``h * W + w`` into planes of ``area`` pixels, with -1 for
+    "nowhere": int16 while that fits (half the memory and traffic of int32), int32 beyond."""
+    return torch.int16 if area <= 1 << 15 else torch.int32
 
 
 def floor_log2(n: Tensor) -> Tensor:
@@ -188,9 +188,9 @@ def rect_max(
 ) -> tuple[Tensor, Tensor]:
     """``(out, argmax)``: ``out (K, C, P)`` in the compute dtype, the maximum of
     ``input[batch[k], c]`` over rectangle ``p`` of RoI ``k`` (``rect``: ``top, bottom, left,
-    right``, ``[K, P]`` int64, half-open); ``argmax (K, C, P)`` (:func:`argmax_dtype`), the flat
-    index ``((batch * C + c) * H + h) * W + w`` into ``input`` of the first maximum, or ``N * C *
-    H * W`` where there is none (empty when not ``with_argmax``).  Channel groups (or, when there
+    right``, ``[K, P]`` int64, half-open); ``argmax (K, C, P)`` (:func:`pixel_dtype`), the pixel
+    ``h * W + w`` of the first maximum in its plane ``input[batch[k], c]``, or -1 where there is
+    none (empty when not ``with_argmax``).  Channel groups (or, when there
     are few, chunks of RoIs) are tasks for ``count`` threads."""
     channels, height, width = input.shape[1:]
     if with_argmax and height * width > 1 << 31:
@@ -208,9 +208,9 @@ def rect_max(
     x = input if images.numel() == input.shape[0] else input.index_select(0, images)
     x = x.to(compute_dtype(input.dtype))
     out = x.new_empty((rois, channels, bins))
-    index = argmax_dtype(input.numel())
+    index = pixel_dtype(height * width)
     argmax = torch.empty((rois, channels, bins) if with_argmax else (0,), dtype=index, device=input.device)
-    query = _Query(x, table, rows, empty, (batch, slot), out, argmax, input.shape[0], native)
+    query = _Query(x, table, rows, empty, slot, out, argmax, native)
     # channel groups: a table of at most _TABLE elements each, and 4 per thread at least (small
     # tasks: when a thread is held up, the others take what is left)
     per_table = max(1, _TABLE // max(1, table.positions))
@@ -232,33 +232,25 @@ def rect_max(
         k, p = empty.nonzero(as_tuple=True)
         out[k, :, p] = 0
         if with_argmax:
-            argmax[k, :, p] = query.none
+            argmax[k, :, p] = -1
     return out, argmax
 
 
 class _Query:
     """The pieces of one :func:`rect_max` call that its tasks share."""
 
-    def __init__(self, x, table, rows, empty, batch_slot, out, argmax, batch_size, native):
+    def __init__(self, x, table, rows, empty, slot, out, argmax, native):
         self.x, self.table, self.rows, self.empty = x, table, rows, empty
-        batch, slot = batch_slot
         self.out, self.argmax, self.with_argmax = out, argmax, argmax.numel() > 0
-        channels, height, width = x.shape[1:]
+        height, width = x.shape[2:]
         self.any_empty = bool(empty.any())
-        self.none = batch_size * channels * height * width  # argmax of a bin without a winner
         # native loops: a table of values, with the pixels of its windows' first maxima when the
         # argmax is wanted; the state below is the PyTorch path's (64-bit keys)
-        self.native, self.batch = native, batch.contiguous()
-        self.lost = None
+        self.native, self.lost = native, None
         if native is not None:
             return
-        if self.with_argmax:  # (K, 1, C): the first pixel of each RoI's plane, plus LOW32 (int64) or - 1 (int32)
-            plane = batch.view(-1, 1, 1) * channels + torch.arange(channels, device=x.device).view(1, 1, -1)
-            if argmax.dtype == torch.int32:
-                self.base = (plane * (height * width) - 1).to(torch.int32)
-            else:
-                self.base = plane * (height * width) + _LOW32
-            self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32  # float64: rows of values
+        if self.with_argmax:  # float64: the rows of values
+            self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32
         start = torch.tensor([MINUS_FLT_MAX], dtype=x.dtype).view(1, 1, 1, 1)
         # keys below this hold -FLT_MAX, the smallest value there is after the substitution
         keys = _max_keys(start, torch.empty(1, 1, 1, 1, dtype=torch.int64))
@@ -319,23 +311,19 @@ class _Query:
 
     def _answer_native(self, native: ModuleType, data: tuple[Tensor, Tensor], c0: int, c1: int, r0: int, r1: int) -> None:
         """:meth:`answer` by the native loop (``kernels/rectmax.h``), the same numbers."""
-        (table, first), rows, (height, width) = data, self.rows, self.x.shape[2:]
+        (table, first), rows = data, self.rows
         native.query(
             table.data_ptr(), int(table.dtype == torch.float64), rows.base.data_ptr(), rows.ys.data_ptr(),
             rows.ys.shape[0], rows.xs.data_ptr(), rows.xs.shape[0], *self.empty.shape, c1 - c0, r0, r1,
-            self.x.shape[1], c0, self.out.data_ptr(), self.argmax.data_ptr() if self.with_argmax else 0,
-            self.argmax.element_size(), first.data_ptr(), self.batch.data_ptr(), height * width, self.none,
+            self.x.shape[1], c0, self.out.data_ptr(), first.data_ptr() if self.with_argmax else 0,
+            self.argmax.data_ptr() if self.with_argmax else 0, self.argmax.element_size(),
         )  # fmt: skip
 
     def _argmax(self, best: Tensor, values: Tensor, c0: int, c1: int, k0: int, k1: int) -> Tensor:
         """Write ``argmax`` from the keys ``best`` ``(k, P, group)``; returns their values."""
         rows, group, device = best.shape[0] * best.shape[1], c1 - c0, best.device
-        target = scratch(rows, group, self.argmax.dtype, device, "target").view(best.shape)
-        if target.dtype == torch.int32:  # the low word, 2^32 - 1 - (h * W + w), reads -1 - (h * W + w)
-            torch.sub(self.base[k0:k1, :, c0:c1], best.view(torch.int32)[..., 0::2], out=target)
-        else:
-            torch.bitwise_and(best, _LOW32, out=target)  # 2^32 - 1 - (h * W + w)
-            torch.sub(self.base[k0:k1, :, c0:c1], target, out=target)
+        # the low word, 2^32 - 1 - (h * W + w), read as int32 is -1 - (h * W + w)
+        target = torch.bitwise_not(best.view(torch.int32)[..., 0::2], out=scratch(rows, group, torch.int32, device, "target").view(best.shape))
         lost = scratch(rows, group, torch.bool, device, "lost").view(best.shape)
         if self.lost is not None:  # float32: the value is in the high word
             torch.lt(best, self.lost, out=lost)
@@ -350,35 +338,37 @@ class _Query:
             index = (self.slot_pixel[k0:k1] - (best & _LOW32)).view(-1, group)
             found = torch.gather(values, 0, index).view(best.shape)
             torch.eq(found, MINUS_FLT_MAX, out=lost)
-        self.argmax[k0:k1, c0:c1] = target.masked_fill_(lost, self.none).transpose(1, 2)
+        self.argmax[k0:k1, c0:c1] = target.masked_fill_(lost, -1).transpose(1, 2)
         return found
 
 
-def argmax_backward(grad: Tensor, argmax: Tensor, shape: tuple, count: int = 1) -> Tensor:
-    """The input gradient of :func:`rect_max` (and of SPP's max levels): each element of
-    ``grad`` added at the same element of ``argmax`` (same shape), a flat index into ``shape``
-    ``(N, C, H, W)`` (``N * C * H * W``: nowhere), in output order, which makes it
-    deterministic.  The native loop splits a ``(K, C, PH, PW)`` gradient by channels over
-    ``count`` threads (each input element then takes its sums in the same order); PyTorch's
-    ``index_add_`` (int32 indices) and ``scatter_add_`` (int64) run in index order on the CPU
-    and give the same sums."""
-    total = shape[0] * shape[1] * shape[2] * shape[3]
+def argmax_backward(grad: Tensor, argmax: Tensor, batch: Tensor, shape: tuple, count: int = 1) -> Tensor:
+    """The input gradient of :func:`rect_max`: ``grad (K, C, PH, PW)`` added at ``argmax`` (same
+    shape, pixels of plane ``(batch[k], c)``, -1: nowhere) of an input of ``shape`` ``(N, C,
+    H, W)``, in output order, which makes it deterministic.  The native loop splits the
+    channels over ``count`` threads (each input element then takes its sums in the same
+    order); PyTorch's ``scatter_add_`` runs in index order on the CPU and gives the same sums."""
+    n_img, channels, height, width = shape
+    total, area = n_img * channels * height * width, height * width
     dtype = compute_dtype(grad.dtype)
-    gx = grad.new_zeros(total + 1, dtype=dtype)  # a spare element takes the bins without a winner
+    gx = grad.new_zeros(total + 1, dtype=dtype)  # a spare element takes the bins without a winner (PyTorch)
     values = grad.to(dtype).contiguous()
+    rois = grad.shape[0]
     native = kernels() if grad.device.type == "cpu" else None
     if native is not None:
-        index = argmax.contiguous()
-        outer, channels, inner = (*grad.shape[:2], grad.shape[2] * grad.shape[3]) if grad.dim() == 4 else (1, 1, grad.numel())
+        index, batch = argmax.contiguous(), batch.contiguous()
         step = max(1, -(-channels // (4 * count)))
 
         def span(c0: int) -> None:
-            native.scatter(values.data_ptr(), index.data_ptr(), gx.data_ptr(), outer, channels, inner, c0,
-                           min(channels, c0 + step), total, values.element_size(), index.element_size())  # fmt: skip
+            native.scatter_planes(values.data_ptr(), index.data_ptr(), batch.data_ptr(), gx.data_ptr(), rois, channels,
+                                  grad.shape[2] * grad.shape[3], area, c0, min(channels, c0 + step),
+                                  values.element_size(), index.element_size())  # fmt: skip
 
         run_tasks(span, range(0, channels, step), count, grad.device)
-    elif argmax.dtype == torch.int32:
-        gx.index_add_(0, argmax.flatten(), values.flatten())
     else:
-        gx.scatter_add_(0, argmax.flatten(), values.flatten())
+        plane = batch.view(-1, 1) * channels + torch.arange(channels, device=grad.device).view(1, -1)
+        flat = plane.view(rois, channels, 1) * area + argmax.reshape(rois, channels, -1)
+        flat = flat.masked_fill_(argmax.reshape(rois, channels, -1) < 0, total)
+        gx.scatter_add_(0, flat.flatten(), values.flatten())
     return gx[:total].view(shape).to(grad.dtype)
+

@@ -115,8 +115,11 @@ def single_threaded() -> Iterator[int]:
 
 def run_tasks(fn: Callable[[_Task], None], tasks: Sequence[_Task], count: int, device: torch.device | str = "cpu") -> None:
     """``fn(task)`` for every task, on ``count`` threads (the caller and ``count - 1`` pool
-    workers), each thread taking the next task when it is done.  The first exception is
-    raised in the caller once every thread has stopped."""
+    workers), each thread taking the next task when it is done.  The caller waits only for
+    tasks that a worker has started: a worker that wakes up after the caller has taken every
+    task (waking a sleeping thread can take longer than a small op) finds none and returns.
+    The first exception is raised in the caller once every started task has stopped; no
+    task starts after it."""
     tasks = list(tasks)
     count = min(count, len(tasks))
     if count <= 1 or torch.device(device).type != "cpu":
@@ -124,33 +127,48 @@ def run_tasks(fn: Callable[[_Task], None], tasks: Sequence[_Task], count: int, d
             fn(task)
         return
     _ensure_workers(count - 1)
-    cursor = iter(range(len(tasks)))
-    take = threading.Lock()
-    errors: list[BaseException] = []
-    done = threading.Semaphore(0)
+    run = _Run(fn, tasks)
+    for _ in range(count - 1):
+        _jobs.put(run.work)
+    run.work()
+    run.wait()
 
-    def work() -> None:
-        try:
-            with torch.no_grad():  # grad mode is per thread: a worker's is on
-                while not errors:
-                    with take:
-                        i = next(cursor, None)
-                    if i is None:
+
+class _Run:
+    """The shared state of one :func:`run_tasks` call: the next task, how many are running."""
+
+    def __init__(self, fn: Callable[[_Task], None], tasks: list):
+        self.fn, self.tasks = fn, tasks
+        self.next = self.running = 0
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+
+    def work(self) -> None:
+        with torch.no_grad():  # grad mode is per thread: a worker's is on
+            while True:
+                with self.lock:
+                    if self.errors or self.next >= len(self.tasks):
                         return
-                    fn(tasks[i])
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
-            errors.append(error)
+                    task = self.tasks[self.next]
+                    self.next += 1
+                    self.running += 1
+                try:
+                    self.fn(task)
+                except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+                    with self.lock:
+                        self.errors.append(error)
+                finally:
+                    with self.lock:
+                        self.running -= 1
+                        if not self.running:
+                            self.idle.notify_all()
 
-    def job() -> None:
-        try:
-            work()
-        finally:
-            done.release()
-
-    for _ in range(count - 1):
-        _jobs.put(job)
-    work()
-    for _ in range(count - 1):
-        done.acquire()
-    if errors:
-        raise errors[0]
+    def wait(self) -> None:
+        """Once the caller's own :meth:`work` has returned (no task is left to start): wait for
+        the running ones, then raise the first error."""
+        with self.lock:
+            while self.running:
+                self.idle.wait()
+        if self.errors:
+            raise self.errors[0]

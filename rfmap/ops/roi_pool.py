@@ -22,9 +22,10 @@ here: it rounds halves to even (8/16 = 0.5 -> 0, not 1).
 
 Implementation: :mod:`rfmap.ops._rectmax` (a capped sparse table answers each bin; the
 argmax is computed only when the input needs a gradient).  The op is registered as
-``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)`` (argmax ``(K, C, PH, PW)``, flat
-indices into the input, int32 below ``2^31 - 1`` input elements and int64 from there, empty
-unless ``with_argmax``).
+``torch.ops.rfmap.roi_pool``, returning ``(output, argmax)`` (argmax ``(K, C, PH, PW)``: the
+pixel ``h * W + w`` of each bin's first maximum in its plane ``input[batch_index, c]``, -1
+for a bin without one; int16 for planes of up to ``2^15`` pixels, int32 beyond; empty unless
+``with_argmax``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from ._boxes import (
     roi_pool_cells,
 )
 from ._library import custom_op, roi_rows, script_rois
-from ._rectmax import argmax_backward, argmax_dtype, rect_max
+from ._rectmax import argmax_backward, pixel_dtype, rect_max
 from ._threads import single_threaded
 
 
@@ -132,38 +133,39 @@ def _roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width, with_a
 def _(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax):
     k, channels = roi_rows(input, rois), input.shape[1]
     argmax_shape = (k, channels, pooled_height, pooled_width) if with_argmax else (0,)
-    index = argmax_dtype(input.numel())
+    index = pixel_dtype(input.shape[2] * input.shape[3])
     return input.new_empty(k, channels, pooled_height, pooled_width), input.new_empty(argmax_shape, dtype=index)
 
 
 @custom_op(
-    "rfmap::_argmax_backward",
-    "(Tensor grad, Tensor argmax, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
+    "rfmap::_roi_pool_backward",
+    "(Tensor grad, Tensor argmax, Tensor rois, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
 )
-def _argmax_backward_op(grad, argmax, *shape):
+def _roi_pool_backward_op(grad, argmax, rois, *shape):
     with single_threaded() as count:
-        return argmax_backward(grad, argmax, shape, count)
+        return argmax_backward(grad, argmax, rois[:, 0].long(), shape, count)
 
 
-@_argmax_backward_op.register_fake
-def _(grad, argmax, *shape):
+@_roi_pool_backward_op.register_fake
+def _(grad, argmax, rois, *shape):
     return grad.new_empty(shape)
 
 
 def _roi_pool_setup(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # no zeros for the argmax output
-    ctx.save_for_backward(output[1])
+    ctx.save_for_backward(output[1], inputs[1])
     ctx.shape = tuple(inputs[0].shape)
     ctx.with_argmax = inputs[5]
 
 
 def _roi_pool_backward(ctx, grad, _grad_argmax):
-    (argmax,) = ctx.saved_tensors
+    argmax, rois = ctx.saved_tensors
     if grad is None:
         return None, None, None, None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::roi_pool ran with with_argmax=False: no gradient (call rfmap.ops.roi_pool)")
-    return torch.ops.rfmap._argmax_backward(grad.contiguous(), argmax, *ctx.shape), None, None, None, None, None
+    grad_input = torch.ops.rfmap._roi_pool_backward(grad.contiguous(), argmax, rois, *ctx.shape)
+    return grad_input, None, None, None, None, None
 
 
 _roi_pool_op.register_autograd(_roi_pool_backward, setup_context=_roi_pool_setup)

@@ -47,6 +47,10 @@ MODES = ("max", "avg")
 #: the most bins (``C * sum(n * n)`` per image) one call may ask for: int32 indexing, and far
 #: beyond any pyramid in use (SPP-net's 50 bins x 256 channels is 12,800)
 MAX_BINS = 2**31 - 1
+#: input elements a thread of the native loops claims at a time (whole blocks of 8 planes)
+_CLAIM = 1 << 14
+#: input elements from which the native loops run on several threads
+_PARALLEL = 1 << 22
 
 
 def level_bins(n: int, length: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
@@ -200,21 +204,31 @@ def _level_sizes(levels: tuple[int, ...]) -> Tensor:
 
 def _native_max(native, x: Tensor, levels, with_argmax: bool, count: int) -> tuple[Tensor, Tensor]:
     """:func:`_max_levels` and :func:`_flatten_levels` in one native loop (``kernels/spp.h``),
-    the same numbers; planes split over ``count`` threads."""
+    the same numbers.  Up to ``count`` threads run it, each claiming blocks of planes from a
+    shared counter until none are left (a worker that wakes late takes what remains)."""
     n_img, channels, height, width = x.shape
     bins = channels * sum(n * n for n in levels)
     out = x.new_empty(n_img, bins)
     argmax = torch.empty((n_img, bins) if with_argmax else (0,), dtype=torch.int64)
     sizes = _level_sizes(tuple(levels))
     planes = n_img * channels
-    step = 8 * max(1, -(-planes // (32 * count)))  # whole blocks of 8 planes, 4 tasks per thread
+    chunk = 8 * max(1, _CLAIM // (8 * height * width))  # whole blocks of 8 planes
+    counter = torch.zeros(1, dtype=torch.int64)
 
-    def span(q0: int) -> None:
-        native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), q0, min(planes, q0 + step), channels, height, width,
-                       sizes.data_ptr(), len(levels), out.data_ptr(), argmax.data_ptr() if with_argmax else 0)  # fmt: skip
+    def run(_: int) -> None:
+        native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), 0, planes, counter.data_ptr(), chunk, channels,
+                       height, width, sizes.data_ptr(), len(levels), out.data_ptr(),
+                       argmax.data_ptr() if with_argmax else 0)  # fmt: skip
 
-    run_tasks(span, range(0, planes, step), count, x.device)
+    run_tasks(run, range(_threads_for(count, planes * height * width, planes, chunk)), count, x.device)
     return out, argmax
+
+
+def _threads_for(count: int, elements: int, planes: int, chunk: int) -> int:
+    """Threads for a native SPP loop over ``elements`` input elements: one below
+    :data:`_PARALLEL` (waking a worker costs more than it saves), else up to ``count``, at
+    most one per claim."""
+    return 1 if elements < _PARALLEL else min(count, -(-planes // chunk))
 
 
 @_spp_pool_op.register_fake
@@ -245,6 +259,38 @@ def _(grad, levels, *shape):
     return grad.new_empty(shape)
 
 
+@custom_op(
+    "rfmap::_spp_max_backward",
+    "(Tensor grad, Tensor argmax, int[] levels, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
+)
+def _spp_max_backward_op(grad, argmax, levels, *shape):
+    """The input gradient of max mode: each bin's gradient added at its argmax (flat indices
+    into the input, ``grad``'s shape), in the order of ``grad``'s elements (deterministic)."""
+    dtype = compute_dtype(grad.dtype)
+    values, index = grad.to(dtype).contiguous(), argmax.contiguous()
+    native = kernels() if grad.device.type == "cpu" else None
+    with single_threaded() as count:
+        if native is None:
+            gx = grad.new_zeros(shape, dtype=dtype)
+            gx.view(-1).scatter_add_(0, index.flatten(), values.flatten())  # in index order on the CPU
+            return gx.to(grad.dtype)
+        gx = grad.new_empty(shape, dtype=dtype)  # every plane written by the loop, from zero
+        planes, area = shape[0] * shape[1], shape[2] * shape[3]
+        sizes, chunk, counter = _level_sizes(tuple(levels)), max(1, _CLAIM // area), torch.zeros(1, dtype=torch.int64)
+
+        def run(_: int) -> None:
+            native.spp_max_backward(values.data_ptr(), index.data_ptr(), gx.data_ptr(), int(dtype == torch.float64), 0,
+                                    planes, counter.data_ptr(), chunk, shape[1], area, sizes.data_ptr(), len(levels))  # fmt: skip
+
+        run_tasks(run, range(_threads_for(count, planes * area, planes, chunk)), count, grad.device)
+        return gx.to(grad.dtype)
+
+
+@_spp_max_backward_op.register_fake
+def _(grad, argmax, levels, *shape):
+    return grad.new_empty(shape)
+
+
 def _spp_setup(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # no zeros for the argmax output
     ctx.save_for_backward(output[1])
@@ -260,7 +306,7 @@ def _spp_backward(ctx, grad, _grad_argmax):
         return torch.ops.rfmap._spp_avg_backward(grad, ctx.levels, *ctx.shape), None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::spp_pool ran with with_argmax=False: no gradient (call rfmap.ops.spp_pool)")
-    return torch.ops.rfmap._argmax_backward(grad, argmax, *ctx.shape), None, None, None  # argmax in grad's order
+    return torch.ops.rfmap._spp_max_backward(grad, argmax, ctx.levels, *ctx.shape), None, None, None
 
 
 _spp_pool_op.register_autograd(_spp_backward, setup_context=_spp_setup)

@@ -51,7 +51,10 @@ def test_opcheck_backward_ops():
     torch.library.opcheck(OPS._ps_roi_align_backward.default, (ps_grad, ROIS, 0.25, 2, 2, 2, *shape))
     torch.library.opcheck(OPS._ps_roi_pool_backward.default, (ps_grad, ROIS, 0.25, 2, 2, *shape))
     _, argmax = OPS.roi_pool(X, ROIS, 0.25, 2, 3, True)
-    torch.library.opcheck(OPS._argmax_backward.default, (grad.detach(), argmax, *shape))
+    torch.library.opcheck(OPS._roi_pool_backward.default, (grad.detach(), argmax, ROIS, *shape))
+    _, spp_argmax = OPS.spp_pool(X, [3, 1], "max", True)
+    spp_grad = torch.randn(2, 8 * 10, dtype=torch.float64)
+    torch.library.opcheck(OPS._spp_max_backward.default, (spp_grad, spp_argmax, [3, 1], *shape))
     torch.library.opcheck(OPS._spp_avg_backward.default, (torch.randn(2, 8 * 14, dtype=torch.float64), [3, 2, 1], *shape))
 
 

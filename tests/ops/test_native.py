@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rfmap.ops import _native, _rectmax, native_status, roi_pool, spp_pool
+from rfmap.ops import spp as spp_module
 from rfmap.ops._rectmax import argmax_backward
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,25 +114,27 @@ def test_roi_pool_native_with_a_capped_table_and_window_blocks(monkeypatch):
     _assert_same(native, pytorch)
 
 
-@pytest.mark.parametrize("index", [torch.int32, torch.int64])
-@pytest.mark.parametrize("layout", ["rois", "flat"])
-def test_gradient_scatter_native_equals_index_add(index, layout, monkeypatch):
-    """Both index widths (int64: inputs of 2^31 elements and more) and both layouts, the
-    (K, C, PH, PW) of roi_pool (split by channels) and SPP's flat (N, C * bins)."""
+@pytest.mark.parametrize("index", [torch.int16, torch.int32])
+def test_roi_gradient_scatter_native_equals_scatter_add(index, monkeypatch):
+    """Both pixel widths (int32: planes of more than 2^15 pixels), split by channels: each
+    bin's gradient at its pixel in its own channel's plane of its RoI's image."""
     g = torch.Generator().manual_seed(5)
-    shape = (2, 7, 6, 5)
-    total = 2 * 7 * 6 * 5
-    if layout == "rois":  # each bin's argmax in its own channel's plane of its RoI's image
-        grad = torch.randn((40, 7, 3, 3), generator=g)
-        plane = torch.randint(0, 2, (40, 1, 1, 1), generator=g) * 7 + torch.arange(7).view(1, 7, 1, 1)
-        argmax = plane * 30 + torch.randint(0, 30, grad.shape, generator=g)
-    else:
-        grad = torch.randn((2, 7 * 21), generator=g)
-        argmax = torch.randint(0, total, grad.shape, generator=g)
-    argmax = torch.where(torch.rand(grad.shape, generator=g) < 0.1, total, argmax).to(index)  # total: no winner
-    native = _run(lambda: argmax_backward(grad, argmax, shape, 2), True, monkeypatch)
-    pytorch = _run(lambda: argmax_backward(grad, argmax, shape, 2), False, monkeypatch)
+    shape = (3, 7, 6, 5)
+    grad = torch.randn((40, 7, 3, 3), generator=g)
+    batch = torch.randint(0, 3, (40,), generator=g)
+    argmax = torch.randint(0, 30, grad.shape, generator=g)
+    argmax = torch.where(torch.rand(grad.shape, generator=g) < 0.1, -1, argmax).to(index)  # -1: no winner
+    native = _run(lambda: argmax_backward(grad, argmax, batch, shape, 2), True, monkeypatch)
+    pytorch = _run(lambda: argmax_backward(grad, argmax, batch, shape, 2), False, monkeypatch)
     _assert_same([native], [pytorch])
+    # the same sums from flat indices, element by element in output order
+    plane = batch.view(-1, 1, 1) * 7 + torch.arange(7).view(1, 7, 1)
+    flat = (plane * 30 + argmax.view(40, 7, 9).long()).flatten()
+    expected = torch.zeros(3 * 7 * 30)
+    for i, (target, value) in enumerate(zip(flat.tolist(), grad.flatten().tolist())):
+        if argmax.flatten()[i] >= 0:
+            expected[target] += value
+    assert torch.equal(native.flatten(), expected)
 
 
 def _spp_results(x, levels, dtype):
@@ -158,6 +161,10 @@ def _spp_results(x, levels, dtype):
     ],
 )
 def test_spp_native_equals_pytorch(shape, levels, kind, dtype, threads, monkeypatch):
+    # small claims, and threads from the first element: the planes shared out in blocks of 8
+    # (1 in the backward pass) between the threads
+    monkeypatch.setattr(spp_module, "_CLAIM", 1)
+    monkeypatch.setattr(spp_module, "_PARALLEL", 0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -255,12 +255,15 @@ def test_int64_indexing_past_2_31_elements():
     box = torch.tensor([[2.0, 3.0, 27.5, 30.0]])
     rois = torch.cat([torch.full((1, 1), 2.0**22 - 1), box], dim=1)
     assert torch.equal(roi_pool(x, rois, 4), roi_pool(image, [box], 4))
-    # gradient targets: flat indices ((batch * C + c) * H + h) * W + w into the input, exact in int64
+    # gradient targets: pixels h * W + w in the RoI's plane, the same for every image; the
+    # backward adds (batch * C + c) * H * W in int64
     out, argmax = torch.ops.rfmap.roi_pool(x, rois, 1.0, 4, 4, True)
-    _, expected = torch.ops.rfmap.roi_pool(image, rois[:, [0, 1, 2, 3, 4]] * torch.tensor([0, 1, 1, 1, 1]), 1.0, 4, 4, True)
-    assert argmax.dtype == torch.int64
-    assert torch.equal(argmax - expected, torch.full_like(argmax, (2**22 - 1) * 64 * 32 * 32))
-    assert int(argmax.min()) > 2**31
+    _, expected = torch.ops.rfmap.roi_pool(image, rois * torch.tensor([0, 1, 1, 1, 1]), 1.0, 4, 4, True)
+    assert argmax.dtype == torch.int16 and torch.equal(argmax, expected)
+    grad = torch.randn(out.shape)
+    gx = torch.ops.rfmap._roi_pool_backward(grad, argmax, rois[:, :1] * 0 + 1, 2, 64, 32, 32)  # image 1 of 2
+    plane = torch.ops.rfmap._roi_pool_backward(grad, argmax, rois * 0, 1, 64, 32, 32)
+    assert torch.equal(gx[1], plane[0]) and not gx[0].any() and plane.abs().sum() > 0
 
 
 def test_module():

@@ -6,13 +6,14 @@
 // With them the ops give exactly what their pure-PyTorch paths give (the tests compare both,
 // bit for bit).  The loops:
 //   build      a sparse table's levels with the pixel of each window's first maximum
-//   query      maxima of sparse-table windows (rectmax.h; rfmap/ops/_rectmax.py), and where the
-//              first one sits when the input needs a gradient
-//   scatter    input gradient of a max pooling: grad[i] added at argmax[i], in index order
+//   query      maxima of sparse-table windows (rectmax.h; rfmap/ops/_rectmax.py), and, when the
+//              input needs a gradient, the pixel of the first one in its plane
+//   scatter_*  input gradient of a max pooling: grad[i] added at its argmax, in index order
 //              within each channel (the order of torch's index_add_ on the CPU); bins without
 //              a winner add nothing
 //   spp_max    spatial pyramid max pooling (spp.h; rfmap/ops/spp.py) with adaptive_max_pool2d's bins
-//              and scan (NaN wins, the last one; else the first maximum), optionally its argmax
+//              and scan (NaN wins, the last one; else the first maximum), optionally its argmax,
+//              and its input gradient plane by plane
 #include <Python.h>
 
 #include "rectmax.h"
@@ -28,35 +29,35 @@ P* ptr(unsigned long long address) {
 }
 
 // query(table, dtype, base, ys, ny, xs, nx, rois, bins, group, k0, k1, channels, c0, out,
-//       argmax, argmax_bytes, pixels, batch, area, none)
-// dtype: 0 float32, 1 float64; argmax 0: the maxima only (then pixels .. none are not read)
+//       pixels, argmax, argmax_bytes)
+// dtype: 0 float32, 1 float64; pixels 0: the maxima only (argmax is not read); argmax:
+// int16 (argmax_bytes 2) or int32 (4) pixels within the planes
 template <typename T>
 void query_typed(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t k1, int64_t channels, int64_t c0,
-                 T* out, const Argmax& where, unsigned long long argmax, long long index_bytes) {
-    if (!argmax) {
+                 T* out, const int32_t* pixels, unsigned long long argmax, long long index_bytes) {
+    if (!pixels) {
         query<T, int32_t>(table, w, group, k0, k1, channels, c0, out, nullptr, nullptr);
-    } else if (index_bytes == 4) {
-        query(table, w, group, k0, k1, channels, c0, out, &where, ptr<int32_t>(argmax));
+    } else if (index_bytes == 2) {
+        query(table, w, group, k0, k1, channels, c0, out, pixels, ptr<int16_t>(argmax));
     } else {
-        query(table, w, group, k0, k1, channels, c0, out, &where, ptr<int64_t>(argmax));
+        query(table, w, group, k0, k1, channels, c0, out, pixels, ptr<int32_t>(argmax));
     }
 }
 
 PyObject* py_query(PyObject*, PyObject* args) {
-    unsigned long long table, base, ys, xs, out, argmax, pixels, batch;
-    long long dtype, ny, nx, rois, bins, group, k0, k1, channels, c0, index_bytes, area, none;
-    if (!PyArg_ParseTuple(args, "KLKKLKLLLLLLLLKKLKKLL", &table, &dtype, &base, &ys, &ny, &xs, &nx, &rois, &bins,
-                          &group, &k0, &k1, &channels, &c0, &out, &argmax, &index_bytes, &pixels, &batch, &area,
-                          &none))
+    unsigned long long table, base, ys, xs, out, pixels, argmax;
+    long long dtype, ny, nx, rois, bins, group, k0, k1, channels, c0, index_bytes;
+    if (!PyArg_ParseTuple(args, "KLKKLKLLLLLLLLKKKL", &table, &dtype, &base, &ys, &ny, &xs, &nx, &rois, &bins, &group,
+                          &k0, &k1, &channels, &c0, &out, &pixels, &argmax, &index_bytes))
         return nullptr;
     const Windows w{ptr<const int64_t>(base), ptr<const int64_t>(ys), ptr<const int64_t>(xs), ny, nx, rois, bins};
-    const Argmax where{ptr<const int32_t>(pixels), ptr<const int64_t>(batch), area, none};
     Py_BEGIN_ALLOW_THREADS;
     if (dtype == 0) {
-        query_typed(ptr<const float>(table), w, group, k0, k1, channels, c0, ptr<float>(out), where, argmax, index_bytes);
+        query_typed(ptr<const float>(table), w, group, k0, k1, channels, c0, ptr<float>(out), ptr<const int32_t>(pixels),
+                    argmax, index_bytes);
     } else {
-        query_typed(ptr<const double>(table), w, group, k0, k1, channels, c0, ptr<double>(out), where, argmax,
-                    index_bytes);
+        query_typed(ptr<const double>(table), w, group, k0, k1, channels, c0, ptr<double>(out),
+                    ptr<const int32_t>(pixels), argmax, index_bytes);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;
@@ -80,42 +81,69 @@ PyObject* py_build(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
-// scatter(grad, argmax, gx, outer, channels, inner, c0, c1, none, value_bytes, index_bytes)
-PyObject* py_scatter(PyObject*, PyObject* args) {
-    unsigned long long grad, argmax, gx;
-    long long outer, channels, inner, c0, c1, none, value_bytes, index_bytes;
-    if (!PyArg_ParseTuple(args, "KKKLLLLLLLL", &grad, &argmax, &gx, &outer, &channels, &inner, &c0, &c1, &none,
+// scatter_planes(grad, argmax, batch, gx, rois, channels, bins, area, c0, c1, value_bytes, index_bytes)
+PyObject* py_scatter_planes(PyObject*, PyObject* args) {
+    unsigned long long grad, argmax, batch, gx;
+    long long rois, channels, bins, area, c0, c1, value_bytes, index_bytes;
+    if (!PyArg_ParseTuple(args, "KKKKLLLLLLLL", &grad, &argmax, &batch, &gx, &rois, &channels, &bins, &area, &c0, &c1,
                           &value_bytes, &index_bytes))
         return nullptr;
+    const int64_t* b = ptr<const int64_t>(batch);
     Py_BEGIN_ALLOW_THREADS;
-    if (value_bytes == 4 && index_bytes == 4) {
-        scatter(ptr<const float>(grad), ptr<const int32_t>(argmax), ptr<float>(gx), outer, channels, inner, c0, c1, none);
+    if (value_bytes == 4 && index_bytes == 2) {
+        scatter_planes(ptr<const float>(grad), ptr<const int16_t>(argmax), b, ptr<float>(gx), rois, channels, bins, area, c0, c1);
     } else if (value_bytes == 4) {
-        scatter(ptr<const float>(grad), ptr<const int64_t>(argmax), ptr<float>(gx), outer, channels, inner, c0, c1, none);
-    } else if (index_bytes == 4) {
-        scatter(ptr<const double>(grad), ptr<const int32_t>(argmax), ptr<double>(gx), outer, channels, inner, c0, c1, none);
+        scatter_planes(ptr<const float>(grad), ptr<const int32_t>(argmax), b, ptr<float>(gx), rois, channels, bins, area, c0, c1);
+    } else if (index_bytes == 2) {
+        scatter_planes(ptr<const double>(grad), ptr<const int16_t>(argmax), b, ptr<double>(gx), rois, channels, bins, area, c0, c1);
     } else {
-        scatter(ptr<const double>(grad), ptr<const int64_t>(argmax), ptr<double>(gx), outer, channels, inner, c0, c1, none);
+        scatter_planes(ptr<const double>(grad), ptr<const int32_t>(argmax), b, ptr<double>(gx), rois, channels, bins, area, c0, c1);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;
 }
 
-// spp_max(input, dtype, q0, q1, channels, height, width, levels, count, out, argmax or 0)
-// dtype: 0 float32, 1 float64; levels: int64[count]; argmax int64 (N, C * sum(n^2)) or 0
+// spp_max(input, dtype, q0, q1, counter, chunk, channels, height, width, levels, count, out, argmax)
+// dtype: 0 float32, 1 float64; planes q0 .. q1 - 1, claimed `chunk` at a time from the int64
+// at `counter` (shared by the threads of one call; 0: all of them, one thread); levels:
+// int64[count]; argmax: int64 (N, C * sum(n^2)) or 0
 PyObject* py_spp_max(PyObject*, PyObject* args) {
-    unsigned long long input, levels, out, argmax;
-    long long dtype, q0, q1, channels, height, width, count;
-    if (!PyArg_ParseTuple(args, "KLLLLLLKLKK", &input, &dtype, &q0, &q1, &channels, &height, &width, &levels, &count,
-                          &out, &argmax))
+    unsigned long long input, counter, levels, out, argmax;
+    long long dtype, q0, q1, chunk, channels, height, width, count;
+    if (!PyArg_ParseTuple(args, "KLLLKLLLLKLKK", &input, &dtype, &q0, &q1, &counter, &chunk, &channels, &height,
+                          &width, &levels, &count, &out, &argmax))
         return nullptr;
+    int64_t alone = 0;
+    const Claims claims{counter ? ptr<int64_t>(counter) : &alone, q0, q1, counter ? chunk : q1 - q0};
     Py_BEGIN_ALLOW_THREADS;
     if (dtype == 0) {
-        spp_max(ptr<const float>(input), q0, q1, channels, height, width, ptr<const int64_t>(levels), count,
+        spp_max(ptr<const float>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
                 ptr<float>(out), ptr<int64_t>(argmax));
     } else {
-        spp_max(ptr<const double>(input), q0, q1, channels, height, width, ptr<const int64_t>(levels), count,
+        spp_max(ptr<const double>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
                 ptr<double>(out), ptr<int64_t>(argmax));
+    }
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
+}
+
+// spp_max_backward(grad, argmax, gx, dtype, q0, q1, counter, chunk, channels, area, levels, count):
+// planes q0 .. q1 - 1 of gx, claimed as in spp_max
+PyObject* py_spp_max_backward(PyObject*, PyObject* args) {
+    unsigned long long grad, argmax, gx, counter, levels;
+    long long dtype, q0, q1, chunk, channels, area, count;
+    if (!PyArg_ParseTuple(args, "KKKLLLKLLLKL", &grad, &argmax, &gx, &dtype, &q0, &q1, &counter, &chunk, &channels,
+                          &area, &levels, &count))
+        return nullptr;
+    int64_t alone = 0;
+    const Claims claims{counter ? ptr<int64_t>(counter) : &alone, q0, q1, counter ? chunk : q1 - q0};
+    Py_BEGIN_ALLOW_THREADS;
+    if (dtype == 0) {
+        spp_max_backward(ptr<const float>(grad), ptr<const int64_t>(argmax), ptr<float>(gx), claims, channels, area,
+                         ptr<const int64_t>(levels), count);
+    } else {
+        spp_max_backward(ptr<const double>(grad), ptr<const int64_t>(argmax), ptr<double>(gx), claims, channels, area,
+                         ptr<const int64_t>(levels), count);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;
@@ -124,8 +152,9 @@ PyObject* py_spp_max(PyObject*, PyObject* args) {
 PyMethodDef methods[] = {
     {"query", py_query, METH_VARARGS, "maxima of sparse-table windows (see rfmap/ops/_rectmax.py)"},
     {"build", py_build, METH_VARARGS, "the levels of a sparse table with first-maximum pixels"},
-    {"scatter", py_scatter, METH_VARARGS, "gradient of a max pooling: grad added at its argmax"},
+    {"scatter_planes", py_scatter_planes, METH_VARARGS, "gradient of RoI max pooling: grad added at its argmax pixels"},
     {"spp_max", py_spp_max, METH_VARARGS, "spatial pyramid max pooling (see rfmap/ops/spp.py)"},
+    {"spp_max_backward", py_spp_max_backward, METH_VARARGS, "the input gradient of spp_max"},
     {nullptr, nullptr, 0, nullptr},
 };
 

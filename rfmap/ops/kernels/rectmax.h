@@ -75,15 +75,16 @@ RFMAP_CLONES void max_rows(const T* __restrict__ values, const int32_t* __restri
                            int64_t group, int64_t k, int64_t p, T* __restrict__ best, int32_t* __restrict__ at) {
     const int64_t kp = k * w.bins + p, plane = w.rois * w.bins;
     const int64_t base = w.base[kp];
+    // from below every table value (whose least is -FLT_MAX), so the first window is taken
+    // whole; not a copy of it, which the compiler would turn into a call to memcpy per bin
+    for (int64_t c = 0; c < group; ++c) best[c] = -std::numeric_limits<T>::infinity();
+    if (pixels) {
+        for (int64_t c = 0; c < group; ++c) at[c] = std::numeric_limits<int32_t>::max();
+    }
     for (int64_t jy = 0; jy < w.ny; ++jy) {
         for (int64_t jx = 0; jx < w.nx; ++jx) {
             const int64_t row = (base + w.ys[jy * plane + kp] + w.xs[jx * plane + kp]) * group;
             const T* __restrict__ v = values + row;
-            if (jy == 0 && jx == 0) {
-                std::memcpy(best, v, sizeof(T) * group);
-                if (pixels) std::memcpy(at, pixels + row, sizeof(int32_t) * group);
-                continue;
-            }
             if (!pixels) {
                 for (int64_t c = 0; c < group; ++c) best[c] = v[c] > best[c] ? v[c] : best[c];
                 continue;
@@ -99,52 +100,54 @@ RFMAP_CLONES void max_rows(const T* __restrict__ values, const int32_t* __restri
     }
 }
 
-struct Argmax {  // where query() writes the first maxima: flat indices into the input
-    const int32_t* pixels;  // the table's first-maximum pixels (build)
-    const int64_t* batch;   // [K]: each RoI's image in the input
-    int64_t area, none;     // H * W; none: the index of "no winner"
-};
-
 // Tables without NaN (the caller replaced it with -FLT_MAX, which no value beats): for RoIs
 // k0 .. k1 - 1 and channels c0 .. c0 + group - 1, out[k, c, p] = the maximum over the bin's
-// windows and, when `where` is given, argmax[k, c, p] = the flat index of its first occurrence
-// (`none` for a bin holding only -FLT_MAX: no winner).  A RoI's results are one contiguous
-// (group, bins) block of the (K, C, bins) outputs: they are gathered in buffers of that layout
-// (hot in the cache), then copied out in one run.
+// windows and, when `pixels` (the table of first-maximum pixels) is given, argmax[k, c, p] =
+// the pixel h * W + w of its first occurrence in the RoI's plane (-1 for a bin holding only
+// -FLT_MAX: no winner).  A RoI's results, one contiguous (group, bins) block of the
+// (K, C, bins) outputs, are found bin by bin as (bins, group) tiles, transposed, and
+// streamed out.
 template <typename T, typename I>
 void query(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t k1, int64_t channels, int64_t c0,
-           T* out, const Argmax* where, I* argmax) {
+           T* out, const int32_t* pixels, I* argmax) {
     const T lost = -std::numeric_limits<float>::max();
-    std::vector<T> best(group), values(w.bins * group);
-    std::vector<int32_t> at(group);
-    std::vector<I> index(where ? w.bins * group : 0);
+    const int64_t size = w.bins * group;
+    std::vector<T> tile(size), values(size);
+    std::vector<int32_t> at(pixels ? size : 0), where(pixels ? size : 0);
+    std::vector<I> index(pixels && sizeof(I) != 4 ? size : 0);
     for (int64_t k = k0; k < k1; ++k) {
         for (int64_t p = 0; p < w.bins; ++p) {
-            max_rows(table, where ? where->pixels : nullptr, w, group, k, p, best.data(), at.data());
-            for (int64_t c = 0; c < group; ++c) values[c * w.bins + p] = best[c];
-            if (!where) continue;
-            const int64_t first = (where->batch[k] * channels + c0) * where->area;
-            for (int64_t c = 0; c < group; ++c) {
-                index[c * w.bins + p] = I(best[c] == lost ? where->none : first + c * where->area + at[c]);
-            }
+            max_rows(table, pixels, w, group, k, p, tile.data() + p * group, pixels ? at.data() + p * group : nullptr);
         }
         const int64_t start = (k * channels + c0) * w.bins;
-        std::memcpy(out + start, values.data(), sizeof(T) * values.size());
-        if (where) std::memcpy(argmax + start, index.data(), sizeof(I) * index.size());
+        transpose(tile.data(), w.bins, group, values.data(), w.bins);
+        stream_copy(out + start, values.data(), size);
+        if (!pixels) continue;
+        for (int64_t i = 0; i < size; ++i) at[i] = tile[i] == lost ? -1 : at[i];
+        transpose(at.data(), w.bins, group, where.data(), w.bins);
+        if constexpr (sizeof(I) == 4) {
+            stream_copy(argmax + start, reinterpret_cast<const I*>(where.data()), size);
+        } else {
+            for (int64_t i = 0; i < size; ++i) index[i] = I(where[i]);
+            stream_copy(argmax + start, index.data(), size);
+        }
     }
+    stream_fence();
 }
 
-// The input gradient of a max pooling, channels c0 .. c1 - 1 of an (outer, channels, inner)
-// gradient: grad added at argmax (flat indices into gx), in index order; the argmax of channel
-// c lies in channel c's planes, so tasks over disjoint channels write disjoint elements.
+// The input gradient of RoI max pooling, channels c0 .. c1 - 1 of a (K, C, bins) gradient:
+// grad[k, c, i] added at pixel argmax[k, c, i] of plane (batch[k], c) of gx (N, C, H * W),
+// nothing for -1 (no winner), in (k, i) order; tasks over disjoint channels write disjoint
+// planes.
 template <typename T, typename I>
-void scatter(const T* grad, const I* argmax, T* gx, int64_t outer, int64_t channels, int64_t inner, int64_t c0,
-             int64_t c1, int64_t none) {
-    for (int64_t a = 0; a < outer; ++a) {
+void scatter_planes(const T* grad, const I* argmax, const int64_t* batch, T* gx, int64_t rois, int64_t channels,
+                    int64_t bins, int64_t area, int64_t c0, int64_t c1) {
+    for (int64_t k = 0; k < rois; ++k) {
         for (int64_t c = c0; c < c1; ++c) {
-            const int64_t at = (a * channels + c) * inner;
-            for (int64_t i = 0; i < inner; ++i) {
-                if (argmax[at + i] != none) gx[argmax[at + i]] += grad[at + i];  // "no winner" adds nothing
+            const int64_t at = (k * channels + c) * bins;
+            T* plane = gx + (batch[k] * channels + c) * area;
+            for (int64_t i = 0; i < bins; ++i) {
+                if (argmax[at + i] >= 0) plane[argmax[at + i]] += grad[at + i];
             }
         }
     }

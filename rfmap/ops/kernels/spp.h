@@ -5,8 +5,8 @@
 
 namespace rfmap {
 
-// Spatial pyramid max pooling of planes q0 .. q1 - 1 of an (N, C, H, W) input, kLanes planes at
-// a time: the planes are interleaved (pixel-major, plane-minor) so that every step below works
+// Spatial pyramid max pooling of the planes of an (N, C, H, W) input that a thread claims
+// (common.h: Claims; whole blocks of kLanes planes but for the last), kLanes planes at a time: the planes are interleaved (pixel-major, plane-minor) so that every step below works
 // on kLanes planes at once.  Per level n, bin (i, j) spans rows [i H / n, ceil((i + 1) H / n))
 // and columns [j W / n, ceil((j + 1) W / n)); its maximum is found along the rows of the bin
 // first, then down the bin's column of row results.  The scan of both passes is
@@ -17,7 +17,6 @@ namespace rfmap {
 // direct scan; its argmax, in a block without NaN, the first of the fine bins' first maxima
 // that equal it (with NaN in the block, the argmax levels are scanned directly).
 // out (N, C * sum(n^2)): level after level, each (C, n, n); argmax: flat indices into the input.
-constexpr int64_t kLanes = 8;
 
 // kLanes values of one pixel (GCC/Clang vector extensions: SIMD registers of the instruction
 // set the clone is built for), the comparison masks of their type, kLanes int32 pixel indices
@@ -136,8 +135,7 @@ __attribute__((always_inline)) inline bool interleave(const T* __restrict__ plan
     const T* source[kLanes];
     for (int64_t l = 0; l < kLanes; ++l) source[l] = planes + (l < lanes ? l : 0) * area;
     int64_t p = 0;
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector)
+#ifdef RFMAP_SHUFFLES
     if constexpr (sizeof(T) == 4) {
         for (; p + kLanes <= area; p += kLanes) {
             typedef float Unaligned __attribute__((vector_size(32), aligned(4)));
@@ -146,24 +144,10 @@ __attribute__((always_inline)) inline bool interleave(const T* __restrict__ plan
                 r[l] = *reinterpret_cast<const Unaligned*>(source[l] + p);
                 nan |= r[l] != r[l];
             }
-            V t[kLanes], u[kLanes];
-            for (int64_t l = 0; l < kLanes; l += 2) {
-                t[l] = __builtin_shufflevector(r[l], r[l + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-                t[l + 1] = __builtin_shufflevector(r[l], r[l + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-            }
-            for (int64_t l = 0; l < kLanes; l += 4) {
-                u[l] = __builtin_shufflevector(t[l], t[l + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-                u[l + 1] = __builtin_shufflevector(t[l], t[l + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-                u[l + 2] = __builtin_shufflevector(t[l + 1], t[l + 3], 0, 1, 8, 9, 4, 5, 12, 13);
-                u[l + 3] = __builtin_shufflevector(t[l + 1], t[l + 3], 2, 3, 10, 11, 6, 7, 14, 15);
-            }
-            for (int64_t k = 0; k < 4; ++k) {
-                pixels[p + k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-                pixels[p + k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-            }
+            transpose8(r);
+            for (int64_t k = 0; k < kLanes; ++k) pixels[p + k] = r[k];
         }
     }
-#endif
 #endif
     const int64_t tail = p;
     T* flat = reinterpret_cast<T*>(pixels);
@@ -233,8 +217,26 @@ std::vector<Level> spp_plan(const int64_t* levels, int64_t count, int64_t height
     return plan;
 }
 
+// One plane's results (`values`, and the argmax's `pixels` when `argmax` is given) into
+// out (N, C * bins): level after level, each a (C, n, n) block
 template <typename T>
-void spp_max(const T* input, int64_t q0, int64_t q1, int64_t channels, int64_t height, int64_t width,
+inline void spp_store(const T* values, const int32_t* pixels, int64_t plane, int64_t channels, int64_t area,
+                      const int64_t* levels, int64_t count, int64_t bins, T* out, int64_t* argmax) {
+    const int64_t c = plane % channels, first = plane * area;
+    for (int64_t v = 0, o = plane / channels * channels * bins; v < count; ++v) {
+        const int64_t size = levels[v] * levels[v], at = o + c * size;
+        for (int64_t k = 0; k < size; ++k) out[at + k] = values[k];
+        if (argmax) {
+            for (int64_t k = 0; k < size; ++k) argmax[at + k] = first + pixels[k];
+        }
+        o += channels * size;
+        values += size;
+        pixels += size;
+    }
+}
+
+template <typename T>
+void spp_max(const T* input, Claims claims, int64_t channels, int64_t height, int64_t width,
              const int64_t* levels, int64_t count, T* out, int64_t* argmax) {
     std::vector<int64_t> edges;
     const std::vector<Level> plan = spp_plan(levels, count, height, width, edges);
@@ -246,26 +248,47 @@ void spp_max(const T* input, int64_t q0, int64_t q1, int64_t channels, int64_t h
     const int64_t area = height * width;
     const Buffer<T> pixels(area * kLanes), rows(height * widest * kLanes), best(bins * kLanes);
     const Buffer<int32_t> where(argmax ? height * widest * kLanes : 0), at(argmax ? bins * kLanes : 0);
-    for (int64_t q = q0; q < q1; q += kLanes) {
-        const int64_t lanes = std::min(q1 - q, kLanes);
-        if (argmax) {
-            spp_block<T, true>(input + q * area, lanes, height, width, plan.data(), count, pixels.data, rows.data,
-                               where.data, best.data, at.data);
-        } else {
-            spp_block<T, false>(input + q * area, lanes, height, width, plan.data(), count, pixels.data, rows.data,
-                                nullptr, best.data, nullptr);
+    const int64_t stride = (bins + kLanes - 1) / kLanes * kLanes;  // one lane's results, padded
+    const Buffer<T> values(stride * kLanes);
+    const Buffer<int32_t> pixel(argmax ? stride * kLanes : 0);
+    for (int64_t first, last; claims.next(first, last);) {
+        for (int64_t q = first; q < last; q += kLanes) {
+            const int64_t lanes = std::min(last - q, kLanes);
+            if (argmax) {
+                spp_block<T, true>(input + q * area, lanes, height, width, plan.data(), count, pixels.data, rows.data,
+                                   where.data, best.data, at.data);
+                transpose(at.data, bins, kLanes, pixel.data, stride);
+            } else {
+                spp_block<T, false>(input + q * area, lanes, height, width, plan.data(), count, pixels.data, rows.data,
+                                    nullptr, best.data, nullptr);
+            }
+            transpose(best.data, bins, kLanes, values.data, stride);
+            for (int64_t l = 0; l < lanes; ++l) {
+                spp_store(values.data + l * stride, pixel.data + l * stride, q + l, channels, area, levels, count, bins,
+                          out, argmax);
+            }
         }
-        for (int64_t l = 0; l < lanes; ++l) {  // (N, C * bins): level blocks of (C, n, n)
-            const int64_t image = (q + l) / channels, c = (q + l) % channels;
-            int64_t o = image * channels * bins, b = 0;
-            for (int64_t v = 0; v < count; ++v) {
-                const int64_t size = levels[v] * levels[v];
-                for (int64_t k = 0; k < size; ++k) {
-                    out[o + c * size + k] = best.data[(b + k) * kLanes + l];
-                    if (argmax) argmax[o + c * size + k] = (q + l) * area + at.data[(b + k) * kLanes + l];
-                }
+    }
+}
+
+// The input gradient of spp_max for the planes a thread claims: each plane of gx (N, C, H, W)
+// gets, from zero, the gradients of its bins (grad (N, C * sum(n^2)) in spp_max's layout)
+// added at their argmax (flat int64 indices into the input), level after level and bin after
+// bin: the order of a scatter in the order of grad's elements, so the sums are the same.
+template <typename T>
+void spp_max_backward(const T* grad, const int64_t* argmax, T* gx, Claims claims, int64_t channels, int64_t area,
+                      const int64_t* levels, int64_t count) {
+    int64_t bins = 0;
+    for (int64_t v = 0; v < count; ++v) bins += levels[v] * levels[v];
+    for (int64_t first, last; claims.next(first, last);) {
+        for (int64_t q = first; q < last; ++q) {
+            const int64_t c = q % channels, start = q * area;
+            T* plane = gx + start;
+            std::fill_n(plane, area, T(0));
+            for (int64_t v = 0, o = q / channels * channels * bins; v < count; ++v) {
+                const int64_t size = levels[v] * levels[v], at = o + c * size;
+                for (int64_t k = 0; k < size; ++k) plane[argmax[at + k] - start] += grad[at + k];
                 o += channels * size;
-                b += size;
             }
         }
     }

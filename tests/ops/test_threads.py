@@ -1,0 +1,65 @@
+"""rfmap.ops._threads.run_tasks: every task once, errors raised in the caller, and no wait
+for a pool worker that has not started a task."""
+
+import threading
+
+import pytest
+import torch
+
+from rfmap.ops import _threads
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_every_task_runs_once(count):
+    seen = []
+    lock = threading.Lock()
+
+    def fn(task):
+        with lock:
+            seen.append(task)
+
+    _threads.run_tasks(fn, range(50), count)
+    assert sorted(seen) == list(range(50))
+
+
+def test_the_first_error_is_raised_in_the_caller_and_the_pool_stays_usable():
+    def fn(task):
+        if task == 3:
+            raise ValueError("task 3")
+
+    with pytest.raises(ValueError, match="task 3"):
+        _threads.run_tasks(fn, range(8), 2)
+    seen = []
+    _threads.run_tasks(seen.append, range(4), 2)
+    assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_the_caller_does_not_wait_for_a_worker_that_never_started():
+    # every pool worker is held up before it can look at the call: the caller runs every task
+    # itself and returns (it used to wait until each worker had come and gone)
+    _threads._ensure_workers(1)
+    release, held = threading.Event(), threading.Semaphore(0)
+
+    def hold():
+        held.release()
+        release.wait(30)
+
+    for _ in _threads._workers:
+        _threads._jobs.put(hold)
+    assert all(held.acquire(timeout=10) for _ in _threads._workers)
+    seen, done = [], threading.Event()
+
+    def call():
+        _threads.run_tasks(seen.append, range(6), 2)
+        done.set()
+
+    caller = threading.Thread(target=call, daemon=True)
+    with torch.no_grad():
+        caller.start()
+        finished = done.wait(10)
+    release.set()  # the worker comes back, finds nothing left, and returns
+    caller.join(10)
+    assert finished and sorted(seen) == list(range(6))
+    more = []
+    _threads.run_tasks(more.append, range(3), 2)  # the pool works afterwards
+    assert sorted(more) == [0, 1, 2]

@@ -40,6 +40,7 @@ from ..errors import RFMapError
 from ._boxes import check_input, compute_dtype
 from ._library import custom_op
 from ._native import kernels
+from ._rectmax import pixel_dtype
 from ._threads import run_tasks, single_threaded
 
 MODES = ("max", "avg")
@@ -145,8 +146,9 @@ def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
 
 
 def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor]:
-    """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax
-    as flat indices into ``x``, ``(N, C * sum(n * n))`` in the output's order.  Without the argmax, a level whose
+    """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax,
+    the pixel ``h * W + w`` in its plane (:func:`pixel_dtype`), ``(N, C * sum(n * n))`` in the
+    output's order.  Without the argmax, a level whose
     bins are unions of a finer level's bins (SPP-net's 6, 3, 2, 1 on 13 x 13) is pooled from
     that level's result: the maximum of maxima, NaN propagating as in the direct pooling."""
     x = x.contiguous(memory_format=torch.channels_last)  # torch's vectorized kernel (many times faster)
@@ -160,12 +162,10 @@ def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Ten
                 done[n] = F.max_pool2d(done[f], (_grouping(f, n, height) or 1, _grouping(f, n, width) or 1))  # both group
             else:
                 done[n] = F.adaptive_max_pool2d(x, n)
-        return [done[n] for n in levels], x.new_empty(0, dtype=torch.int64)
+        return [done[n] for n in levels], x.new_empty(0, dtype=pixel_dtype(height * width))
     pooled, where = zip(*(F.adaptive_max_pool2d(x, n, return_indices=True) for n in levels))
-    n_img, channels, height, width = x.shape
-    plane = (torch.arange(n_img * channels, device=x.device) * (height * width)).view(n_img, channels, 1)
-    index = _flatten_levels([(w.reshape(n_img, channels, -1) + plane).view(w.shape) for w in where])
-    return list(pooled), index
+    index = pixel_dtype(x.shape[2] * x.shape[3])
+    return list(pooled), _flatten_levels([w.to(index) for w in where])
 
 
 def _avg_levels(x: Tensor, levels) -> list[Tensor]:
@@ -192,7 +192,7 @@ def _spp_pool_op(input, levels, mode, with_argmax):
         if mode == "max":
             parts, argmax = _max_levels(x, levels, with_argmax)
         else:
-            parts, argmax = _avg_levels(x, levels), x.new_empty(0, dtype=torch.int64)
+            parts, argmax = _avg_levels(x, levels), x.new_empty(0, dtype=pixel_dtype(x.shape[2] * x.shape[3]))
         return _flatten_levels(parts).to(input.dtype), argmax
 
 
@@ -204,31 +204,35 @@ def _level_sizes(levels: tuple[int, ...]) -> Tensor:
 
 def _native_max(native, x: Tensor, levels, with_argmax: bool, count: int) -> tuple[Tensor, Tensor]:
     """:func:`_max_levels` and :func:`_flatten_levels` in one native loop (``kernels/spp.h``),
-    the same numbers.  Up to ``count`` threads run it, each claiming blocks of planes from a
-    shared counter until none are left (a worker that wakes late takes what remains)."""
+    the same numbers (:func:`_on_planes` shares the planes out)."""
     n_img, channels, height, width = x.shape
     bins = channels * sum(n * n for n in levels)
     out = x.new_empty(n_img, bins)
-    argmax = torch.empty((n_img, bins) if with_argmax else (0,), dtype=torch.int64)
+    argmax = torch.empty((n_img, bins) if with_argmax else (0,), dtype=pixel_dtype(height * width))
     sizes = _level_sizes(tuple(levels))
     planes = n_img * channels
     chunk = 8 * max(1, _CLAIM // (8 * height * width))  # whole blocks of 8 planes
-    counter = torch.zeros(1, dtype=torch.int64)
 
-    def run(_: int) -> None:
-        native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), 0, planes, counter.data_ptr(), chunk, channels,
-                       height, width, sizes.data_ptr(), len(levels), out.data_ptr(),
-                       argmax.data_ptr() if with_argmax else 0)  # fmt: skip
+    def run(counter: int) -> None:
+        native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), 0, planes, counter, chunk, channels, height,
+                       width, sizes.data_ptr(), len(levels), out.data_ptr(), argmax.data_ptr() if with_argmax else 0,
+                       argmax.element_size())  # fmt: skip
 
-    run_tasks(run, range(_threads_for(count, planes * height * width, planes, chunk)), count, x.device)
+    _on_planes(run, planes, chunk, planes * height * width, count)
     return out, argmax
 
 
-def _threads_for(count: int, elements: int, planes: int, chunk: int) -> int:
-    """Threads for a native SPP loop over ``elements`` input elements: one below
-    :data:`_PARALLEL` (waking a worker costs more than it saves), else up to ``count``, at
-    most one per claim."""
-    return 1 if elements < _PARALLEL else min(count, -(-planes // chunk))
+def _on_planes(run, planes: int, chunk: int, elements: int, count: int) -> None:
+    """``run(counter)`` of a native SPP loop over ``planes`` planes (``elements`` input elements):
+    below :data:`_PARALLEL` elements once, on the calling thread, with no counter (0: every
+    plane); above, on up to ``count`` threads, each claiming ``chunk`` planes at a time from a
+    shared counter until none are left (a worker that wakes late takes what remains)."""
+    threads = 1 if elements < _PARALLEL else min(count, -(-planes // chunk))
+    if threads == 1:
+        run(0)
+        return
+    counter = torch.zeros(1, dtype=torch.int64)
+    run_tasks(lambda _: run(counter.data_ptr()), range(threads), threads)
 
 
 @_spp_pool_op.register_fake
@@ -236,7 +240,7 @@ def _(input, levels, mode, with_argmax):
     bins = sum(n * n for n in levels)
     argmax_shape = (input.shape[0], input.shape[1] * bins) if mode == "max" and with_argmax else (0,)
     out = input.new_empty(input.shape[0], input.shape[1] * bins)
-    return out, input.new_empty(argmax_shape, dtype=torch.int64)
+    return out, input.new_empty(argmax_shape, dtype=pixel_dtype(input.shape[2] * input.shape[3]))
 
 
 @custom_op(
@@ -264,25 +268,28 @@ def _(grad, levels, *shape):
     "(Tensor grad, Tensor argmax, int[] levels, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
 )
 def _spp_max_backward_op(grad, argmax, levels, *shape):
-    """The input gradient of max mode: each bin's gradient added at its argmax (flat indices
-    into the input, ``grad``'s shape), in the order of ``grad``'s elements (deterministic)."""
+    """The input gradient of max mode: each bin's gradient added at its argmax (the pixel in its
+    plane, ``grad``'s shape), in the order of ``grad``'s elements (deterministic)."""
     dtype = compute_dtype(grad.dtype)
     values, index = grad.to(dtype).contiguous(), argmax.contiguous()
     native = kernels() if grad.device.type == "cpu" else None
+    planes, area = shape[0] * shape[1], shape[2] * shape[3]
     with single_threaded() as count:
-        if native is None:
+        if native is None:  # flat indices, then a scatter in index order (the CPU's order)
+            plane = torch.arange(planes, device=grad.device).view(shape[0], shape[1], 1) * area
+            flat = _flatten_levels([plane.expand(-1, -1, n * n).view(*shape[:2], n, n) for n in levels]) + index
             gx = grad.new_zeros(shape, dtype=dtype)
-            gx.view(-1).scatter_add_(0, index.flatten(), values.flatten())  # in index order on the CPU
+            gx.view(-1).scatter_add_(0, flat.flatten(), values.flatten())
             return gx.to(grad.dtype)
         gx = grad.new_empty(shape, dtype=dtype)  # every plane written by the loop, from zero
-        planes, area = shape[0] * shape[1], shape[2] * shape[3]
-        sizes, chunk, counter = _level_sizes(tuple(levels)), max(1, _CLAIM // area), torch.zeros(1, dtype=torch.int64)
+        sizes = _level_sizes(tuple(levels))
 
-        def run(_: int) -> None:
-            native.spp_max_backward(values.data_ptr(), index.data_ptr(), gx.data_ptr(), int(dtype == torch.float64), 0,
-                                    planes, counter.data_ptr(), chunk, shape[1], area, sizes.data_ptr(), len(levels))  # fmt: skip
+        def run(counter: int) -> None:
+            native.spp_max_backward(values.data_ptr(), index.data_ptr(), gx.data_ptr(), int(dtype == torch.float64),
+                                    index.element_size(), 0, planes, counter, max(1, _CLAIM // area), shape[1], area,
+                                    sizes.data_ptr(), len(levels))  # fmt: skip
 
-        run_tasks(run, range(_threads_for(count, planes * area, planes, chunk)), count, grad.device)
+        _on_planes(run, planes, max(1, _CLAIM // area), planes * area, count)
         return gx.to(grad.dtype)
 
 

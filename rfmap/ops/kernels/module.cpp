@@ -103,47 +103,74 @@ PyObject* py_scatter_planes(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
-// spp_max(input, dtype, q0, q1, counter, chunk, channels, height, width, levels, count, out, argmax)
+// spp_max(input, dtype, q0, q1, counter, chunk, channels, height, width, levels, count, out, argmax,
+//         argmax_bytes)
 // dtype: 0 float32, 1 float64; planes q0 .. q1 - 1, claimed `chunk` at a time from the int64
 // at `counter` (shared by the threads of one call; 0: all of them, one thread); levels:
-// int64[count]; argmax: int64 (N, C * sum(n^2)) or 0
+// int64[count]; argmax: int16 (argmax_bytes 2) or int32 (4) (N, C * sum(n^2)), or 0
+template <typename T>
+void spp_max_typed(const T* input, const Claims& claims, int64_t channels, int64_t height, int64_t width,
+                   const int64_t* levels, int64_t count, T* out, unsigned long long argmax, long long index_bytes) {
+    if (!argmax) {
+        spp_max<T, int32_t>(input, claims, channels, height, width, levels, count, out, nullptr);
+    } else if (index_bytes == 2) {
+        spp_max(input, claims, channels, height, width, levels, count, out, ptr<int16_t>(argmax));
+    } else {
+        spp_max(input, claims, channels, height, width, levels, count, out, ptr<int32_t>(argmax));
+    }
+}
+
+Claims claims_of(unsigned long long counter, long long q0, long long q1, long long chunk, int64_t* alone) {
+    return Claims{counter ? ptr<int64_t>(counter) : alone, q0, q1, counter ? chunk : q1 - q0};
+}
+
 PyObject* py_spp_max(PyObject*, PyObject* args) {
     unsigned long long input, counter, levels, out, argmax;
-    long long dtype, q0, q1, chunk, channels, height, width, count;
-    if (!PyArg_ParseTuple(args, "KLLLKLLLLKLKK", &input, &dtype, &q0, &q1, &counter, &chunk, &channels, &height,
-                          &width, &levels, &count, &out, &argmax))
+    long long dtype, q0, q1, chunk, channels, height, width, count, index_bytes;
+    if (!PyArg_ParseTuple(args, "KLLLKLLLLKLKKL", &input, &dtype, &q0, &q1, &counter, &chunk, &channels, &height,
+                          &width, &levels, &count, &out, &argmax, &index_bytes))
         return nullptr;
     int64_t alone = 0;
-    const Claims claims{counter ? ptr<int64_t>(counter) : &alone, q0, q1, counter ? chunk : q1 - q0};
+    const Claims claims = claims_of(counter, q0, q1, chunk, &alone);
     Py_BEGIN_ALLOW_THREADS;
     if (dtype == 0) {
-        spp_max(ptr<const float>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
-                ptr<float>(out), ptr<int64_t>(argmax));
+        spp_max_typed(ptr<const float>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
+                      ptr<float>(out), argmax, index_bytes);
     } else {
-        spp_max(ptr<const double>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
-                ptr<double>(out), ptr<int64_t>(argmax));
+        spp_max_typed(ptr<const double>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
+                      ptr<double>(out), argmax, index_bytes);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;
 }
 
-// spp_max_backward(grad, argmax, gx, dtype, q0, q1, counter, chunk, channels, area, levels, count):
-// planes q0 .. q1 - 1 of gx, claimed as in spp_max
+// spp_max_backward(grad, argmax, gx, dtype, argmax_bytes, q0, q1, counter, chunk, channels, area,
+//                  levels, count): planes q0 .. q1 - 1 of gx, claimed as in spp_max
+template <typename T>
+void spp_backward_typed(const T* grad, unsigned long long argmax, long long index_bytes, T* gx, const Claims& claims,
+                        int64_t channels, int64_t area, const int64_t* levels, int64_t count) {
+    if (index_bytes == 2) {
+        spp_max_backward(grad, ptr<const int16_t>(argmax), gx, claims, channels, area, levels, count);
+    } else {
+        spp_max_backward(grad, ptr<const int32_t>(argmax), gx, claims, channels, area, levels, count);
+    }
+}
+
 PyObject* py_spp_max_backward(PyObject*, PyObject* args) {
     unsigned long long grad, argmax, gx, counter, levels;
-    long long dtype, q0, q1, chunk, channels, area, count;
-    if (!PyArg_ParseTuple(args, "KKKLLLKLLLKL", &grad, &argmax, &gx, &dtype, &q0, &q1, &counter, &chunk, &channels,
-                          &area, &levels, &count))
+    long long dtype, index_bytes, q0, q1, chunk, channels, area, count;
+    if (!PyArg_ParseTuple(args, "KKKLLLLKLLLKL", &grad, &argmax, &gx, &dtype, &index_bytes, &q0, &q1, &counter, &chunk,
+                          &channels, &area, &levels, &count))
         return nullptr;
     int64_t alone = 0;
-    const Claims claims{counter ? ptr<int64_t>(counter) : &alone, q0, q1, counter ? chunk : q1 - q0};
+    const Claims claims = claims_of(counter, q0, q1, chunk, &alone);
     Py_BEGIN_ALLOW_THREADS;
     if (dtype == 0) {
-        spp_max_backward(ptr<const float>(grad), ptr<const int64_t>(argmax), ptr<float>(gx), claims, channels, area,
-                         ptr<const int64_t>(levels), count);
+        spp_backward_typed(ptr<const float>(grad), argmax, index_bytes, ptr<float>(gx), claims, channels, area,
+                           ptr<const int64_t>(levels), count);
     } else {
-        spp_max_backward(ptr<const double>(grad), ptr<const int64_t>(argmax), ptr<double>(gx), claims, channels, area,
-                         ptr<const int64_t>(levels), count);
+        spp_backward_typed(ptr<const double>(grad), argmax, index_bytes, ptr<double>(gx), claims, channels, area,
+                           ptr<const int64_t>(levels), count);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;

@@ -16,7 +16,8 @@ namespace rfmap {
 // 13 x 13 map) is pooled from that level: the maximum of maxima, NaN propagating as in the
 // direct scan; its argmax, in a block without NaN, the first of the fine bins' first maxima
 // that equal it (with NaN in the block, the argmax levels are scanned directly).
-// out (N, C * sum(n^2)): level after level, each (C, n, n); argmax: flat indices into the input.
+// out (N, C * sum(n^2)): level after level, each (C, n, n); argmax: the same layout, the pixel
+// h * W + w of each bin's winner in its plane (int16 or int32).
 
 // kLanes values of one pixel (GCC/Clang vector extensions: SIMD registers of the instruction
 // set the clone is built for), the comparison masks of their type, kLanes int32 pixel indices
@@ -219,15 +220,15 @@ std::vector<Level> spp_plan(const int64_t* levels, int64_t count, int64_t height
 
 // One plane's results (`values`, and the argmax's `pixels` when `argmax` is given) into
 // out (N, C * bins): level after level, each a (C, n, n) block
-template <typename T>
-inline void spp_store(const T* values, const int32_t* pixels, int64_t plane, int64_t channels, int64_t area,
-                      const int64_t* levels, int64_t count, int64_t bins, T* out, int64_t* argmax) {
-    const int64_t c = plane % channels, first = plane * area;
+template <typename T, typename I>
+inline void spp_store(const T* values, const int32_t* pixels, int64_t plane, int64_t channels, const int64_t* levels,
+                      int64_t count, int64_t bins, T* out, I* argmax) {
+    const int64_t c = plane % channels;
     for (int64_t v = 0, o = plane / channels * channels * bins; v < count; ++v) {
         const int64_t size = levels[v] * levels[v], at = o + c * size;
         for (int64_t k = 0; k < size; ++k) out[at + k] = values[k];
         if (argmax) {
-            for (int64_t k = 0; k < size; ++k) argmax[at + k] = first + pixels[k];
+            for (int64_t k = 0; k < size; ++k) argmax[at + k] = I(pixels[k]);
         }
         o += channels * size;
         values += size;
@@ -235,9 +236,9 @@ inline void spp_store(const T* values, const int32_t* pixels, int64_t plane, int
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 void spp_max(const T* input, Claims claims, int64_t channels, int64_t height, int64_t width,
-             const int64_t* levels, int64_t count, T* out, int64_t* argmax) {
+             const int64_t* levels, int64_t count, T* out, I* argmax) {
     std::vector<int64_t> edges;
     const std::vector<Level> plan = spp_plan(levels, count, height, width, edges);
     int64_t bins = 0, widest = 0;
@@ -264,8 +265,8 @@ void spp_max(const T* input, Claims claims, int64_t channels, int64_t height, in
             }
             transpose(best.data, bins, kLanes, values.data, stride);
             for (int64_t l = 0; l < lanes; ++l) {
-                spp_store(values.data + l * stride, pixel.data + l * stride, q + l, channels, area, levels, count, bins,
-                          out, argmax);
+                spp_store(values.data + l * stride, pixel.data + l * stride, q + l, channels, levels, count, bins, out,
+                          argmax);
             }
         }
     }
@@ -273,10 +274,10 @@ void spp_max(const T* input, Claims claims, int64_t channels, int64_t height, in
 
 // The input gradient of spp_max for the planes a thread claims: each plane of gx (N, C, H, W)
 // gets, from zero, the gradients of its bins (grad (N, C * sum(n^2)) in spp_max's layout)
-// added at their argmax (flat int64 indices into the input), level after level and bin after
-// bin: the order of a scatter in the order of grad's elements, so the sums are the same.
-template <typename T>
-void spp_max_backward(const T* grad, const int64_t* argmax, T* gx, Claims claims, int64_t channels, int64_t area,
+// added at their argmax (pixels in the plane), level after level and bin after bin: the order
+// of a scatter in the order of grad's elements, so the sums are the same.
+template <typename T, typename I>
+void spp_max_backward(const T* grad, const I* argmax, T* gx, Claims claims, int64_t channels, int64_t area,
                       const int64_t* levels, int64_t count) {
     int64_t bins = 0;
     for (int64_t v = 0; v < count; ++v) bins += levels[v] * levels[v];
@@ -287,7 +288,7 @@ void spp_max_backward(const T* grad, const int64_t* argmax, T* gx, Claims claims
             std::fill_n(plane, area, T(0));
             for (int64_t v = 0, o = q / channels * channels * bins; v < count; ++v) {
                 const int64_t size = levels[v] * levels[v], at = o + c * size;
-                for (int64_t k = 0; k < size; ++k) plane[argmax[at + k] - start] += grad[at + k];
+                for (int64_t k = 0; k < size; ++k) plane[argmax[at + k]] += grad[at + k];
                 o += channels * size;
             }
         }

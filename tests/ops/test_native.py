@@ -114,6 +114,22 @@ def test_roi_pool_native_with_a_capped_table_and_window_blocks(monkeypatch):
     _assert_same(native, pytorch)
 
 
+@pytest.mark.parametrize("kind", ["ties", "special"])
+def test_planes_of_more_than_2_15_pixels_have_int32_argmax(kind, monkeypatch):
+    """Maps of 185 x 180 (33,300 pixels): the argmax of roi_pool and SPP is int32, the native
+    loops equal the PyTorch paths there too."""
+    x = _special_map((2, 3, 185, 180), 7, kind)
+    rois = _rois(12, 2, 180 * 8, 185 * 8, 2)
+    native = _run(lambda: _roi_pool_results(x, rois, torch.float32), True, monkeypatch)
+    pytorch = _run(lambda: _roi_pool_results(x, rois, torch.float32), False, monkeypatch)
+    assert native[1].dtype == torch.int32 and int(native[1].max()) >= 1 << 15
+    _assert_same(native, pytorch)
+    native = _run(lambda: _spp_results(x, (4, 2, 1), torch.float32), True, monkeypatch)
+    pytorch = _run(lambda: _spp_results(x, (4, 2, 1), torch.float32), False, monkeypatch)
+    assert native[1].dtype == torch.int32
+    _assert_same(native, pytorch)
+
+
 @pytest.mark.parametrize("index", [torch.int16, torch.int32])
 def test_roi_gradient_scatter_native_equals_scatter_add(index, monkeypatch):
     """Both pixel widths (int32: planes of more than 2^15 pixels), split by channels: each

@@ -63,6 +63,23 @@ inline void stream_fence() {
 
 constexpr int64_t kLanes = 8;  // 32-bit lanes of the SIMD registers the loops are written for
 
+// kLanes values (of kLanes planes, or channels; GCC/Clang vector extensions: SIMD registers of
+// the instruction set the clone is built for), the comparison masks of their type, kLanes
+// int32 pixel indices
+template <typename T>
+struct Lanes;
+template <>
+struct Lanes<float> {
+    typedef float Values __attribute__((vector_size(32)));
+    typedef int32_t Mask __attribute__((vector_size(32)));
+};
+template <>
+struct Lanes<double> {
+    typedef double Values __attribute__((vector_size(64)));
+    typedef int64_t Mask __attribute__((vector_size(64)));
+};
+typedef int32_t Ids __attribute__((vector_size(32)));
+
 #if defined(__has_builtin)
 #if __has_builtin(__builtin_shufflevector)
 #define RFMAP_SHUFFLES 1

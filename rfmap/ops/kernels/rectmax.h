@@ -7,9 +7,11 @@
 namespace rfmap {
 
 struct Windows {  // the table rows of a grid of ny x nx windows per bin: base + ys[jy] + xs[jx]
-    const int64_t* base;  // [K, P]
-    const int64_t* ys;    // [ny, K, P]
-    const int64_t* xs;    // [nx, K, P]
+    const int64_t* base;   // [K, P]
+    const int64_t* ys;     // [ny, K, P]
+    const int64_t* xs;     // [nx, K, P]
+    const int64_t* order;  // [K]: the order the RoIs are answered in (RoIs that read the same
+                           // part of the table one after the other: it stays in the cache)
     int64_t ny, nx, rois, bins;
 };
 
@@ -69,39 +71,60 @@ void build(T* values, int32_t* pixels, int64_t maps, int64_t height, int64_t wid
 }
 
 // The maximum over a bin's windows (`values`: a table without NaN) and, with `pixels`, the
-// pixel of its first occurrence: the smallest first-maximum pixel among the windows that hold it.
+// pixel of its first occurrence: the smallest first-maximum pixel among the windows that hold
+// it.  kLanes channels at a time in registers, every window in turn (`rows`: scratch for the
+// windows' table rows).
 template <typename T>
 RFMAP_CLONES void max_rows(const T* __restrict__ values, const int32_t* __restrict__ pixels, const Windows& w,
-                           int64_t group, int64_t k, int64_t p, T* __restrict__ best, int32_t* __restrict__ at) {
-    const int64_t kp = k * w.bins + p, plane = w.rois * w.bins;
-    const int64_t base = w.base[kp];
-    // from below every table value (whose least is -FLT_MAX), so the first window is taken
-    // whole; not a copy of it, which the compiler would turn into a call to memcpy per bin
-    for (int64_t c = 0; c < group; ++c) best[c] = -std::numeric_limits<T>::infinity();
-    if (pixels) {
-        for (int64_t c = 0; c < group; ++c) at[c] = std::numeric_limits<int32_t>::max();
+                           int64_t group, int64_t k, int64_t p, T* __restrict__ best, int32_t* __restrict__ at,
+                           int64_t* __restrict__ rows) {
+    typedef typename Lanes<T>::Values V;
+    typedef T Loose __attribute__((vector_size(sizeof(V)), aligned(sizeof(T))));  // unaligned loads
+    typedef int32_t LooseIds __attribute__((vector_size(32), aligned(4)));
+    const int64_t kp = k * w.bins + p, plane = w.rois * w.bins, count = w.ny * w.nx;
+    for (int64_t jy = 0, j = 0; jy < w.ny; ++jy) {
+        for (int64_t jx = 0; jx < w.nx; ++jx, ++j) rows[j] = (w.base[kp] + w.ys[jy * plane + kp] + w.xs[jx * plane + kp]) * group;
     }
-    for (int64_t jy = 0; jy < w.ny; ++jy) {
-        for (int64_t jx = 0; jx < w.nx; ++jx) {
-            const int64_t row = (base + w.ys[jy * plane + kp] + w.xs[jx * plane + kp]) * group;
-            const T* __restrict__ v = values + row;
-            if (!pixels) {
-                for (int64_t c = 0; c < group; ++c) best[c] = v[c] > best[c] ? v[c] : best[c];
-                continue;
+    int64_t c = 0;
+    for (; c + kLanes <= group; c += kLanes) {
+        V b = *reinterpret_cast<const Loose*>(values + rows[0] + c);
+        if (!pixels) {
+            for (int64_t j = 1; j < count; ++j) {
+                const V v = *reinterpret_cast<const Loose*>(values + rows[j] + c);
+                b = v > b ? v : b;
             }
-            const int32_t* __restrict__ q = pixels + row;
-            for (int64_t c = 0; c < group; ++c) {
-                const T a = v[c], b = best[c];
-                const int32_t tie = q[c] < at[c] ? q[c] : at[c];
-                best[c] = a > b ? a : b;
-                at[c] = a > b ? q[c] : (b > a ? at[c] : tie);
-            }
+            *reinterpret_cast<Loose*>(best + c) = b;
+            continue;
         }
+        Ids a = *reinterpret_cast<const LooseIds*>(pixels + rows[0] + c);
+        for (int64_t j = 1; j < count; ++j) {
+            const V v = *reinterpret_cast<const Loose*>(values + rows[j] + c);
+            const Ids q = *reinterpret_cast<const LooseIds*>(pixels + rows[j] + c);
+            const Ids greater = __builtin_convertvector(v > b, Ids), equal = __builtin_convertvector(v == b, Ids);
+            a = greater ? q : (equal ? (q < a ? q : a) : a);
+            b = v > b ? v : b;
+        }
+        *reinterpret_cast<Loose*>(best + c) = b;
+        *reinterpret_cast<LooseIds*>(at + c) = a;
+    }
+    for (; c < group; ++c) {  // the channels after the last whole register
+        T b = values[rows[0] + c];
+        int32_t a = pixels ? pixels[rows[0] + c] : 0;
+        for (int64_t j = 1; j < count; ++j) {
+            const T v = values[rows[j] + c];
+            if (pixels) {
+                const int32_t q = pixels[rows[j] + c];
+                a = v > b ? q : (v == b && q < a ? q : a);
+            }
+            b = v > b ? v : b;
+        }
+        best[c] = b;
+        if (pixels) at[c] = a;
     }
 }
 
 // Tables without NaN (the caller replaced it with -FLT_MAX, which no value beats): for RoIs
-// k0 .. k1 - 1 and channels c0 .. c0 + group - 1, out[k, c, p] = the maximum over the bin's
+// order[k0 .. k1 - 1] and channels c0 .. c0 + group - 1, out[k, c, p] = the maximum over the bin's
 // windows and, when `pixels` (the table of first-maximum pixels) is given, argmax[k, c, p] =
 // the pixel h * W + w of its first occurrence in the RoI's plane (-1 for a bin holding only
 // -FLT_MAX: no winner).  A RoI's results, one contiguous (group, bins) block of the
@@ -115,9 +138,12 @@ void query(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t 
     std::vector<T> tile(size), values(size);
     std::vector<int32_t> at(pixels ? size : 0), where(pixels ? size : 0);
     std::vector<I> index(pixels && sizeof(I) != 4 ? size : 0);
-    for (int64_t k = k0; k < k1; ++k) {
+    std::vector<int64_t> rows(w.ny * w.nx);
+    for (int64_t i = k0; i < k1; ++i) {
+        const int64_t k = w.order[i];
         for (int64_t p = 0; p < w.bins; ++p) {
-            max_rows(table, pixels, w, group, k, p, tile.data() + p * group, pixels ? at.data() + p * group : nullptr);
+            max_rows(table, pixels, w, group, k, p, tile.data() + p * group, pixels ? at.data() + p * group : nullptr,
+                     rows.data());
         }
         const int64_t start = (k * channels + c0) * w.bins;
         transpose(tile.data(), w.bins, group, values.data(), w.bins);

@@ -6,7 +6,8 @@
 namespace rfmap {
 
 // Spatial pyramid max pooling of the planes of an (N, C, H, W) input that a thread claims
-// (common.h: Claims; whole blocks of kLanes planes but for the last), kLanes planes at a time: the planes are interleaved (pixel-major, plane-minor) so that every step below works
+// (common.h: Claims; whole blocks of kLanes planes but for the last), kLanes planes at a
+// time: the planes are interleaved (pixel-major, plane-minor) so that every step below works
 // on kLanes planes at once.  Per level n, bin (i, j) spans rows [i H / n, ceil((i + 1) H / n))
 // and columns [j W / n, ceil((j + 1) W / n)); its maximum is found along the rows of the bin
 // first, then down the bin's column of row results.  The scan of both passes is
@@ -18,22 +19,6 @@ namespace rfmap {
 // that equal it (with NaN in the block, the argmax levels are scanned directly).
 // out (N, C * sum(n^2)): level after level, each (C, n, n); argmax: the same layout, the pixel
 // h * W + w of each bin's winner in its plane (int16 or int32).
-
-// kLanes values of one pixel (GCC/Clang vector extensions: SIMD registers of the instruction
-// set the clone is built for), the comparison masks of their type, kLanes int32 pixel indices
-template <typename T>
-struct Lanes;
-template <>
-struct Lanes<float> {
-    typedef float Values __attribute__((vector_size(32)));
-    typedef int32_t Mask __attribute__((vector_size(32)));
-};
-template <>
-struct Lanes<double> {
-    typedef double Values __attribute__((vector_size(64)));
-    typedef int64_t Mask __attribute__((vector_size(64)));
-};
-typedef int32_t Ids __attribute__((vector_size(32)));
 
 // one step of adaptive_max_pool2d's scan on every lane: take x where greater or NaN (a block
 // without NaN skips that test)

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from ..errors import RFMapError
 from ._boxes import check_input, compute_dtype
-from ._library import custom_op
+from ._library import custom_op, eager
 from ._native import kernels
 from ._rectmax import pixel_dtype
 from ._threads import run_tasks, single_threaded
@@ -104,6 +104,8 @@ def _spp_pool(input, levels, mode) -> Tensor:
     if torch.onnx.is_in_onnx_export():
         return spp_standard_ops(input, levels, mode)
     with_argmax = mode == "max" and input.requires_grad and torch.is_grad_enabled()
+    if eager(input, recording=True):  # the kernels themselves, under an autograd node of their own
+        return _EagerSPP.apply(input, list(levels), mode, with_argmax)[0]
     return torch.ops.rfmap.spp_pool(input, list(levels), mode, with_argmax)[0]
 
 
@@ -178,8 +180,8 @@ def _avg_levels(x: Tensor, levels) -> list[Tensor]:
     return out
 
 
-@custom_op("rfmap::spp_pool", "(Tensor input, int[] levels, str mode, bool with_argmax) -> (Tensor, Tensor)")
-def _spp_pool_op(input, levels, mode, with_argmax):
+def _spp_pool_kernel(input, levels, mode, with_argmax):
+    """The kernel of ``rfmap::spp_pool``: ``(output, argmax)``."""
     op = "spp_pool"
     check_input(op, input)
     levels = _check_args(op, levels, mode, int(input.shape[1]))
@@ -194,6 +196,11 @@ def _spp_pool_op(input, levels, mode, with_argmax):
         else:
             parts, argmax = _avg_levels(x, levels), x.new_empty(0, dtype=pixel_dtype(x.shape[2] * x.shape[3]))
         return _flatten_levels(parts).to(input.dtype), argmax
+
+
+_spp_pool_op = custom_op("rfmap::spp_pool", "(Tensor input, int[] levels, str mode, bool with_argmax) -> (Tensor, Tensor)")(
+    _spp_pool_kernel
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -263,11 +270,7 @@ def _(grad, levels, *shape):
     return grad.new_empty(shape)
 
 
-@custom_op(
-    "rfmap::_spp_max_backward",
-    "(Tensor grad, Tensor argmax, int[] levels, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
-)
-def _spp_max_backward_op(grad, argmax, levels, *shape):
+def _spp_max_backward(grad, argmax, levels, *shape):
     """The input gradient of max mode: each bin's gradient added at its argmax (the pixel in its
     plane, ``grad``'s shape), in the order of ``grad``'s elements (deterministic)."""
     dtype = compute_dtype(grad.dtype)
@@ -293,6 +296,12 @@ def _spp_max_backward_op(grad, argmax, levels, *shape):
         return gx.to(grad.dtype)
 
 
+_spp_max_backward_op = custom_op(
+    "rfmap::_spp_max_backward",
+    "(Tensor grad, Tensor argmax, int[] levels, SymInt batch_size, SymInt channels, SymInt height, SymInt width) -> Tensor",
+)(_spp_max_backward)
+
+
 @_spp_max_backward_op.register_fake
 def _(grad, argmax, levels, *shape):
     return grad.new_empty(shape)
@@ -313,10 +322,28 @@ def _spp_backward(ctx, grad, _grad_argmax):
         return torch.ops.rfmap._spp_avg_backward(grad, ctx.levels, *ctx.shape), None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::spp_pool ran with with_argmax=False: no gradient (call rfmap.ops.spp_pool)")
-    return torch.ops.rfmap._spp_max_backward(grad, argmax, ctx.levels, *ctx.shape), None, None, None
+    # in eager mode the kernel itself (the op is for graphs: compile, export, double backward)
+    backward = _spp_max_backward if eager(grad, argmax) else torch.ops.rfmap._spp_max_backward
+    return backward(grad, argmax, ctx.levels, *ctx.shape), None, None, None
 
 
 _spp_pool_op.register_autograd(_spp_backward, setup_context=_spp_setup)
+
+
+class _EagerSPP(torch.autograd.Function):
+    """``rfmap::spp_pool`` in eager mode without the dispatcher (:func:`eager`): the same
+    kernel, setup and backward as the registered op."""
+
+    @staticmethod
+    def forward(ctx, input, levels, mode, with_argmax):
+        output = _spp_pool_kernel(input, levels, mode, with_argmax)
+        ctx.mark_non_differentiable(output[1])
+        _spp_setup(ctx, (input, levels, mode, with_argmax), output)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad, grad_argmax):
+        return _spp_backward(ctx, grad, grad_argmax)
 
 
 # -- ONNX export: standard pooling ops ---------------------------------------------------

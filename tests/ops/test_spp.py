@@ -121,3 +121,60 @@ def test_levels_pooled_from_a_finer_level_match_direct_pooling():
     assert torch.equal(out.nan_to_num(0.5), direct.nan_to_num(0.5))
     with_grad = spp_pool(x.requires_grad_(), [6, 3, 2, 1]).detach()  # every level pooled from the map
     assert torch.equal(with_grad.nan_to_num(0.5), out.nan_to_num(0.5))
+
+
+class _Ops(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the ops that reach the dispatcher."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_eager_calls_skip_the_dispatcher_and_agree_with_the_registered_op(mode):
+    # plain eager calls run the kernels under an autograd node of their own; under a dispatch
+    # mode (as under fake tensors, export or an op profiler) the registered ops run: the same
+    # numbers and gradients, bit for bit
+    x = torch.randn(2, 5, 13, 11, generator=torch.Generator().manual_seed(4))
+    grad = torch.randn(2, 5 * 14, generator=torch.Generator().manual_seed(5))
+    results = []
+    for recorded in (False, True):
+        xg = x.clone().requires_grad_()
+        ops = _Ops()
+        if recorded:
+            with ops:
+                y = spp_pool(xg, [3, 2, 1], mode)
+                y.backward(grad)
+            assert "rfmap.spp_pool.default" in ops.seen
+            if mode == "max":
+                assert "rfmap._spp_max_backward.default" in ops.seen
+        else:
+            with torch.no_grad():
+                plain = spp_pool(x, [3, 2, 1], mode)
+            y = spp_pool(xg, [3, 2, 1], mode)
+            y.backward(grad)
+            assert torch.equal(plain, y.detach())
+        results.append((y.detach(), xg.grad))
+    (a, ga), (b, gb) = results
+    assert torch.equal(a, b) and torch.equal(ga, gb)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_create_graph_behaves_the_same_on_both_paths(mode):
+    # with create_graph the eager node's backward calls the registered backward op, as the
+    # registered op's node does: the same gradient, and the same refusal of a second one
+    x = torch.randn(1, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    results = []
+    for recorded in (False, True):
+        xg = x.clone().requires_grad_()
+        with _Ops() if recorded else torch.enable_grad():
+            (first,) = torch.autograd.grad(spp_pool(xg, [2, 1], mode).pow(2).sum(), xg, create_graph=True)
+            with pytest.raises(RuntimeError, match="no autograd formula"):
+                first.pow(2).sum().backward()
+        results.append(first.detach())
+    assert torch.equal(results[0], results[1]) and results[0].abs().sum() > 0

@@ -11,6 +11,11 @@ them.  ``torch.library.opcheck`` passes for every op (tests/ops/test_library.py)
 
 The kernels check their data (:func:`rfmap.ops._boxes.check_rois`) when they run, so those
 checks hold in compiled and exported graphs too; the fake kernels check only shapes.
+
+``spp_pool``, whose calls take well under a millisecond, skips the dispatcher in plain eager
+mode (:func:`eager`): the same kernel runs under an autograd node of its own with the same
+setup and backward; traced, compiled and exported calls, and calls under a dispatch mode or a
+functorch transform, go through ``torch.ops.rfmap.spp_pool``.
 """
 
 from __future__ import annotations

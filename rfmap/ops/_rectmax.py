@@ -248,8 +248,7 @@ class _Query:
         # argmax is wanted; the state below is the PyTorch path's (64-bit keys)
         self.native, self.lost = native, None
         if native is not None:  # RoIs in the order of their first window's row in the table
-            first = rows.base[:, 0] + rows.ys[0, :, 0] + rows.xs[0, :, 0] if rows.base.numel() else rows.base[:, 0]
-            self.order = torch.argsort(first)
+            self.order = torch.argsort(rows.base[:, 0] + rows.ys[0, :, 0] + rows.xs[0, :, 0])
             return
         if self.with_argmax:  # float64: the rows of values
             self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32
@@ -316,8 +315,8 @@ class _Query:
         (table, first), rows = data, self.rows
         native.query(
             table.data_ptr(), int(table.dtype == torch.float64), rows.base.data_ptr(), rows.ys.data_ptr(),
-            rows.ys.shape[0], rows.xs.data_ptr(), rows.xs.shape[0], self.order.data_ptr(), *self.empty.shape, c1 - c0, r0, r1,
-            self.x.shape[1], c0, self.out.data_ptr(), first.data_ptr() if self.with_argmax else 0,
+            rows.ys.shape[0], rows.xs.data_ptr(), rows.xs.shape[0], self.order.data_ptr(), *self.empty.shape,
+            c1 - c0, r0, r1, self.x.shape[1], c0, self.out.data_ptr(), first.data_ptr() if self.with_argmax else 0,
             self.argmax.data_ptr() if self.with_argmax else 0, self.argmax.element_size(),
         )  # fmt: skip
 
@@ -325,7 +324,8 @@ class _Query:
         """Write ``argmax`` from the keys ``best`` ``(k, P, group)``; returns their values."""
         rows, group, device = best.shape[0] * best.shape[1], c1 - c0, best.device
         # the low word, 2^32 - 1 - (h * W + w), read as int32 is -1 - (h * W + w)
-        target = torch.bitwise_not(best.view(torch.int32)[..., 0::2], out=scratch(rows, group, torch.int32, device, "target").view(best.shape))
+        target = scratch(rows, group, torch.int32, device, "target").view(best.shape)
+        torch.bitwise_not(best.view(torch.int32)[..., 0::2], out=target)
         lost = scratch(rows, group, torch.bool, device, "lost").view(best.shape)
         if self.lost is not None:  # float32: the value is in the high word
             torch.lt(best, self.lost, out=lost)

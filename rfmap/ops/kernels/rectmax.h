@@ -83,7 +83,9 @@ RFMAP_CLONES void max_rows(const T* __restrict__ values, const int32_t* __restri
     typedef int32_t LooseIds __attribute__((vector_size(32), aligned(4)));
     const int64_t kp = k * w.bins + p, plane = w.rois * w.bins, count = w.ny * w.nx;
     for (int64_t jy = 0, j = 0; jy < w.ny; ++jy) {
-        for (int64_t jx = 0; jx < w.nx; ++jx, ++j) rows[j] = (w.base[kp] + w.ys[jy * plane + kp] + w.xs[jx * plane + kp]) * group;
+        for (int64_t jx = 0; jx < w.nx; ++jx, ++j) {
+            rows[j] = (w.base[kp] + w.ys[jy * plane + kp] + w.xs[jx * plane + kp]) * group;
+        }
     }
     int64_t c = 0;
     for (; c + kLanes <= group; c += kLanes) {
@@ -124,10 +126,10 @@ RFMAP_CLONES void max_rows(const T* __restrict__ values, const int32_t* __restri
 }
 
 // Tables without NaN (the caller replaced it with -FLT_MAX, which no value beats): for RoIs
-// order[k0 .. k1 - 1] and channels c0 .. c0 + group - 1, out[k, c, p] = the maximum over the bin's
-// windows and, when `pixels` (the table of first-maximum pixels) is given, argmax[k, c, p] =
-// the pixel h * W + w of its first occurrence in the RoI's plane (-1 for a bin holding only
-// -FLT_MAX: no winner).  A RoI's results, one contiguous (group, bins) block of the
+// order[k0 .. k1 - 1] and channels c0 .. c0 + group - 1, out[k, c, p] = the maximum over the
+// bin's windows and, when `pixels` (the table of first-maximum pixels) is given,
+// argmax[k, c, p] = the pixel h * W + w of its first occurrence in the RoI's plane (-1 for a
+// bin holding only -FLT_MAX: no winner).  A RoI's results, one contiguous (group, bins) block of the
 // (K, C, bins) outputs, are found bin by bin as (bins, group) tiles, transposed, and
 // streamed out.
 template <typename T, typename I>
@@ -149,12 +151,12 @@ void query(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t 
         transpose(tile.data(), w.bins, group, values.data(), w.bins);
         stream_copy(out + start, values.data(), size);
         if (!pixels) continue;
-        for (int64_t i = 0; i < size; ++i) at[i] = tile[i] == lost ? -1 : at[i];
+        for (int64_t e = 0; e < size; ++e) at[e] = tile[e] == lost ? -1 : at[e];
         transpose(at.data(), w.bins, group, where.data(), w.bins);
         if constexpr (sizeof(I) == 4) {
             stream_copy(argmax + start, reinterpret_cast<const I*>(where.data()), size);
         } else {
-            for (int64_t i = 0; i < size; ++i) index[i] = I(where[i]);
+            for (int64_t e = 0; e < size; ++e) index[e] = I(where[e]);
             stream_copy(argmax + start, index.data(), size);
         }
     }

@@ -8,9 +8,9 @@
 //   build      a sparse table's levels with the pixel of each window's first maximum
 //   query      maxima of sparse-table windows (rectmax.h; rfmap/ops/_rectmax.py), and, when the
 //              input needs a gradient, the pixel of the first one in its plane
-//   scatter_*  input gradient of a max pooling: grad[i] added at its argmax, in index order
-//              within each channel (the order of torch's index_add_ on the CPU); bins without
-//              a winner add nothing
+//   scatter_planes  input gradient of RoI max pooling: each gradient added at its argmax pixel
+//              in its plane, in output order within each channel (the order of torch's
+//              scatter_add_ on the CPU); bins without a winner add nothing
 //   spp_max    spatial pyramid max pooling (spp.h; rfmap/ops/spp.py) with adaptive_max_pool2d's bins
 //              and scan (NaN wins, the last one; else the first maximum), optionally its argmax,
 //              and its input gradient plane by plane
@@ -92,13 +92,17 @@ PyObject* py_scatter_planes(PyObject*, PyObject* args) {
     const int64_t* b = ptr<const int64_t>(batch);
     Py_BEGIN_ALLOW_THREADS;
     if (value_bytes == 4 && index_bytes == 2) {
-        scatter_planes(ptr<const float>(grad), ptr<const int16_t>(argmax), b, ptr<float>(gx), rois, channels, bins, area, c0, c1);
+        scatter_planes(ptr<const float>(grad), ptr<const int16_t>(argmax), b, ptr<float>(gx), rois, channels, bins,
+                       area, c0, c1);
     } else if (value_bytes == 4) {
-        scatter_planes(ptr<const float>(grad), ptr<const int32_t>(argmax), b, ptr<float>(gx), rois, channels, bins, area, c0, c1);
+        scatter_planes(ptr<const float>(grad), ptr<const int32_t>(argmax), b, ptr<float>(gx), rois, channels, bins,
+                       area, c0, c1);
     } else if (index_bytes == 2) {
-        scatter_planes(ptr<const double>(grad), ptr<const int16_t>(argmax), b, ptr<double>(gx), rois, channels, bins, area, c0, c1);
+        scatter_planes(ptr<const double>(grad), ptr<const int16_t>(argmax), b, ptr<double>(gx), rois, channels, bins,
+                       area, c0, c1);
     } else {
-        scatter_planes(ptr<const double>(grad), ptr<const int32_t>(argmax), b, ptr<double>(gx), rois, channels, bins, area, c0, c1);
+        scatter_planes(ptr<const double>(grad), ptr<const int32_t>(argmax), b, ptr<double>(gx), rois, channels, bins,
+                       area, c0, c1);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;

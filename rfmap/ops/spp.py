@@ -103,8 +103,11 @@ def _spp_pool(input, levels, mode) -> Tensor:
     levels = _check_args(op, levels, mode, int(input.shape[1]))
     if torch.onnx.is_in_onnx_export():
         return spp_standard_ops(input, levels, mode)
-    with_argmax = mode == "max" and input.requires_grad and torch.is_grad_enabled()
+    recording = input.requires_grad and torch.is_grad_enabled()
+    with_argmax = mode == "max" and recording
     if eager(input, recording=True):  # the kernels themselves, under an autograd node of their own
+        if not recording:
+            return _spp_pool_kernel(input, list(levels), mode, False)[0]
         return _EagerSPP.apply(input, list(levels), mode, with_argmax)[0]
     return torch.ops.rfmap.spp_pool(input, list(levels), mode, with_argmax)[0]
 

@@ -153,9 +153,13 @@ def test_eager_calls_skip_the_dispatcher_and_agree_with_the_registered_op(mode):
             assert "rfmap.spp_pool.default" in ops.seen
             if mode == "max":
                 assert "rfmap._spp_max_backward.default" in ops.seen
+            with _Ops() as plain_ops, torch.no_grad():
+                spp_pool(x, [3, 2, 1], mode)
+            assert "rfmap.spp_pool.default" in plain_ops.seen
         else:
             with torch.no_grad():
                 plain = spp_pool(x, [3, 2, 1], mode)
+            assert torch.equal(plain, spp_pool(x, [3, 2, 1], mode))  # grad mode on, no input needing it
             y = spp_pool(xg, [3, 2, 1], mode)
             y.backward(grad)
             assert torch.equal(plain, y.detach())

@@ -35,7 +35,7 @@ from types import ModuleType
 _SOURCES = Path(__file__).with_name("kernels")
 _MAIN = _SOURCES / "module.cpp"  # includes the headers beside it
 _NAME = "rfmap_kernels"  # the module name the source's PyInit_ function is for
-_FLAGS = ["-O3", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-Wno-psabi"]
+_FLAGS = ["-O3", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fvisibility=hidden", "-Wno-psabi"]
 #: seconds a build may take before it is given up (the first use of an op waits for it)
 _TIMEOUT = 120
 

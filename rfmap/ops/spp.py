@@ -41,7 +41,7 @@ from ._boxes import check_input, compute_dtype
 from ._library import custom_op, eager
 from ._native import kernels
 from ._rectmax import pixel_dtype
-from ._threads import run_tasks, single_threaded
+from ._threads import single_threaded
 
 MODES = ("max", "avg")
 
@@ -50,8 +50,8 @@ MODES = ("max", "avg")
 MAX_BINS = 2**31 - 1
 #: input elements a thread of the native loops claims at a time (whole blocks of 8 planes)
 _CLAIM = 1 << 14
-#: input elements from which the native loops run on several threads
-_PARALLEL = 1 << 22
+#: input elements from which the native loops run on several threads (``kernels/pool.h``)
+_PARALLEL = 1 << 16
 
 
 def level_bins(n: int, length: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
@@ -214,7 +214,7 @@ def _level_sizes(levels: tuple[int, ...]) -> Tensor:
 
 def _native_max(native, x: Tensor, levels, with_argmax: bool, count: int) -> tuple[Tensor, Tensor]:
     """:func:`_max_levels` and :func:`_flatten_levels` in one native loop (``kernels/spp.h``),
-    the same numbers (:func:`_on_planes` shares the planes out)."""
+    the same numbers, on :func:`_threads_for` threads."""
     n_img, channels, height, width = x.shape
     bins = channels * sum(n * n for n in levels)
     out = x.new_empty(n_img, bins)
@@ -223,26 +223,16 @@ def _native_max(native, x: Tensor, levels, with_argmax: bool, count: int) -> tup
     planes = n_img * channels
     chunk = 8 * max(1, _CLAIM // (8 * height * width))  # whole blocks of 8 planes
 
-    def run(counter: int) -> None:
-        native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), 0, planes, counter, chunk, channels, height,
-                       width, sizes.data_ptr(), len(levels), out.data_ptr(), argmax.data_ptr() if with_argmax else 0,
-                       argmax.element_size())  # fmt: skip
-
-    _on_planes(run, planes, chunk, planes * height * width, count)
+    native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), planes, chunk, _threads_for(planes * height * width, count),
+                   channels, height, width, sizes.data_ptr(), len(levels), out.data_ptr(),
+                   argmax.data_ptr() if with_argmax else 0, argmax.element_size())  # fmt: skip
     return out, argmax
 
 
-def _on_planes(run, planes: int, chunk: int, elements: int, count: int) -> None:
-    """``run(counter)`` of a native SPP loop over ``planes`` planes (``elements`` input elements):
-    below :data:`_PARALLEL` elements once, on the calling thread, with no counter (0: every
-    plane); above, on up to ``count`` threads, each claiming ``chunk`` planes at a time from a
-    shared counter until none are left (a worker that wakes late takes what remains)."""
-    threads = 1 if elements < _PARALLEL else min(count, -(-planes // chunk))
-    if threads == 1:
-        run(0)
-        return
-    counter = torch.zeros(1, dtype=torch.int64)
-    run_tasks(lambda _: run(counter.data_ptr()), range(threads), threads)
+def _threads_for(elements: int, count: int) -> int:
+    """Threads for a native SPP loop over ``elements`` input elements (``kernels/pool.h``, whose
+    threads share the planes out through a counter): one below :data:`_PARALLEL`, else ``count``."""
+    return 1 if elements < _PARALLEL else count
 
 
 @_spp_pool_op.register_fake
@@ -290,12 +280,9 @@ def _spp_max_backward(grad, argmax, levels, *shape):
         gx = grad.new_empty(shape, dtype=dtype)  # every plane written by the loop, from zero
         sizes = _level_sizes(tuple(levels))
 
-        def run(counter: int) -> None:
-            native.spp_max_backward(values.data_ptr(), index.data_ptr(), gx.data_ptr(), int(dtype == torch.float64),
-                                    index.element_size(), 0, planes, counter, max(1, _CLAIM // area), shape[1], area,
-                                    sizes.data_ptr(), len(levels))  # fmt: skip
-
-        _on_planes(run, planes, max(1, _CLAIM // area), planes * area, count)
+        native.spp_max_backward(values.data_ptr(), index.data_ptr(), gx.data_ptr(), int(dtype == torch.float64),
+                                index.element_size(), planes, max(1, _CLAIM // area), _threads_for(planes * area, count),
+                                shape[1], area, sizes.data_ptr(), len(levels))  # fmt: skip
         return gx.to(grad.dtype)
 
 

@@ -240,3 +240,36 @@ def test_without_a_build_the_ops_run_on_pytorch_and_say_why(tmp_path, env, why):
     proc = _python(STATUS, RFMAP_CACHE_DIR=str(tmp_path), **{"RFMAP_NATIVE": "1", **env})
     assert proc.returncode == 0 and proc.stdout.splitlines() == [why, "8.0"], proc.stderr[-800:]
     assert not list(tmp_path.glob("rfmap_kernels-*"))
+
+
+def test_spp_native_threads_in_a_forked_child_and_from_several_threads(monkeypatch):
+    """kernels/pool.h: the native workers serve SPP's loops; a forked child starts its own,
+    and callers from several Python threads (one job at a time, the others alone) agree."""
+    import multiprocessing
+    import threading
+
+    _native_module()
+    monkeypatch.setattr(spp_module, "_PARALLEL", 0)
+    monkeypatch.setattr(spp_module, "_CLAIM", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = _special_map((2, 13, 13, 13), 9, "random")
+        expected = _spp_results(x, (6, 3, 2, 1), torch.float32)  # the parent's workers start here
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            got = pool.apply_async(_spp_results, (x, (6, 3, 2, 1), torch.float32)).get(timeout=120)
+        _assert_same(got, expected)
+        results = [None] * 4
+
+        def call(i):
+            results[i] = _spp_results(x, (6, 3, 2, 1), torch.float32)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for r in results:
+            _assert_same(r, expected)
+    finally:
+        torch.set_num_threads(before)

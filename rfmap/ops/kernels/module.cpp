@@ -16,6 +16,7 @@
 //              and its input gradient plane by plane
 #include <Python.h>
 
+#include "pool.h"
 #include "rectmax.h"
 #include "spp.h"
 
@@ -108,74 +109,96 @@ PyObject* py_scatter_planes(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
-// spp_max(input, dtype, q0, q1, counter, chunk, channels, height, width, levels, count, out, argmax,
-//         argmax_bytes)
-// dtype: 0 float32, 1 float64; planes q0 .. q1 - 1, claimed `chunk` at a time from the int64
-// at `counter` (shared by the threads of one call; 0: all of them, one thread); levels:
-// int64[count]; argmax: int16 (argmax_bytes 2) or int32 (4) (N, C * sum(n^2)), or 0
+// spp_max(input, dtype, planes, chunk, threads, channels, height, width, levels, count, out,
+//         argmax, argmax_bytes)
+// dtype: 0 float32, 1 float64; the planes are shared out `chunk` at a time among `threads`
+// threads (pool.h); levels: int64[count]; argmax: int16 (argmax_bytes 2) or int32 (4)
+// (N, C * sum(n^2)), or 0
 template <typename T>
-void spp_max_typed(const T* input, const Claims& claims, int64_t channels, int64_t height, int64_t width,
-                   const int64_t* levels, int64_t count, T* out, unsigned long long argmax, long long index_bytes) {
-    if (!argmax) {
-        spp_max<T, int32_t>(input, claims, channels, height, width, levels, count, out, nullptr);
-    } else if (index_bytes == 2) {
-        spp_max(input, claims, channels, height, width, levels, count, out, ptr<int16_t>(argmax));
-    } else {
-        spp_max(input, claims, channels, height, width, levels, count, out, ptr<int32_t>(argmax));
-    }
-}
+struct SppJob {
+    const T* input;
+    Claims claims;
+    int64_t channels, height, width;
+    const int64_t* levels;
+    int64_t count;
+    T* out;
+    unsigned long long argmax;
+    long long index_bytes;
 
-Claims claims_of(unsigned long long counter, long long q0, long long q1, long long chunk, int64_t* alone) {
-    return Claims{counter ? ptr<int64_t>(counter) : alone, q0, q1, counter ? chunk : q1 - q0};
-}
+    static void run(void* self) {
+        const SppJob& j = *static_cast<SppJob*>(self);
+        if (!j.argmax) {
+            spp_max<T, int32_t>(j.input, j.claims, j.channels, j.height, j.width, j.levels, j.count, j.out, nullptr);
+        } else if (j.index_bytes == 2) {
+            spp_max(j.input, j.claims, j.channels, j.height, j.width, j.levels, j.count, j.out, ptr<int16_t>(j.argmax));
+        } else {
+            spp_max(j.input, j.claims, j.channels, j.height, j.width, j.levels, j.count, j.out, ptr<int32_t>(j.argmax));
+        }
+    }
+};
 
 PyObject* py_spp_max(PyObject*, PyObject* args) {
-    unsigned long long input, counter, levels, out, argmax;
-    long long dtype, q0, q1, chunk, channels, height, width, count, index_bytes;
-    if (!PyArg_ParseTuple(args, "KLLLKLLLLKLKKL", &input, &dtype, &q0, &q1, &counter, &chunk, &channels, &height,
-                          &width, &levels, &count, &out, &argmax, &index_bytes))
+    unsigned long long input, levels, out, argmax;
+    long long dtype, planes, chunk, threads, channels, height, width, count, index_bytes;
+    if (!PyArg_ParseTuple(args, "KLLLLLLLKLKKL", &input, &dtype, &planes, &chunk, &threads, &channels, &height, &width,
+                          &levels, &count, &out, &argmax, &index_bytes))
         return nullptr;
-    int64_t alone = 0;
-    const Claims claims = claims_of(counter, q0, q1, chunk, &alone);
+    int64_t counter = 0;
+    const Claims claims{&counter, 0, planes, threads > 1 ? chunk : planes};
     Py_BEGIN_ALLOW_THREADS;
     if (dtype == 0) {
-        spp_max_typed(ptr<const float>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
-                      ptr<float>(out), argmax, index_bytes);
+        SppJob<float> job{ptr<const float>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
+                          ptr<float>(out), argmax, index_bytes};
+        Pool::get().run(&SppJob<float>::run, &job, threads);
     } else {
-        spp_max_typed(ptr<const double>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
-                      ptr<double>(out), argmax, index_bytes);
+        SppJob<double> job{ptr<const double>(input), claims, channels, height, width, ptr<const int64_t>(levels), count,
+                           ptr<double>(out), argmax, index_bytes};
+        Pool::get().run(&SppJob<double>::run, &job, threads);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;
 }
 
-// spp_max_backward(grad, argmax, gx, dtype, argmax_bytes, q0, q1, counter, chunk, channels, area,
-//                  levels, count): planes q0 .. q1 - 1 of gx, claimed as in spp_max
+// spp_max_backward(grad, argmax, gx, dtype, argmax_bytes, planes, chunk, threads, channels, area,
+//                  levels, count): the planes of gx shared out as in spp_max
 template <typename T>
-void spp_backward_typed(const T* grad, unsigned long long argmax, long long index_bytes, T* gx, const Claims& claims,
-                        int64_t channels, int64_t area, const int64_t* levels, int64_t count) {
-    if (index_bytes == 2) {
-        spp_max_backward(grad, ptr<const int16_t>(argmax), gx, claims, channels, area, levels, count);
-    } else {
-        spp_max_backward(grad, ptr<const int32_t>(argmax), gx, claims, channels, area, levels, count);
+struct SppBackwardJob {
+    const T* grad;
+    unsigned long long argmax;
+    long long index_bytes;
+    T* gx;
+    Claims claims;
+    int64_t channels, area;
+    const int64_t* levels;
+    int64_t count;
+
+    static void run(void* self) {
+        const SppBackwardJob& j = *static_cast<SppBackwardJob*>(self);
+        if (j.index_bytes == 2) {
+            spp_max_backward(j.grad, ptr<const int16_t>(j.argmax), j.gx, j.claims, j.channels, j.area, j.levels, j.count);
+        } else {
+            spp_max_backward(j.grad, ptr<const int32_t>(j.argmax), j.gx, j.claims, j.channels, j.area, j.levels, j.count);
+        }
     }
-}
+};
 
 PyObject* py_spp_max_backward(PyObject*, PyObject* args) {
-    unsigned long long grad, argmax, gx, counter, levels;
-    long long dtype, index_bytes, q0, q1, chunk, channels, area, count;
-    if (!PyArg_ParseTuple(args, "KKKLLLLKLLLKL", &grad, &argmax, &gx, &dtype, &index_bytes, &q0, &q1, &counter, &chunk,
+    unsigned long long grad, argmax, gx, levels;
+    long long dtype, index_bytes, planes, chunk, threads, channels, area, count;
+    if (!PyArg_ParseTuple(args, "KKKLLLLLLLKL", &grad, &argmax, &gx, &dtype, &index_bytes, &planes, &chunk, &threads,
                           &channels, &area, &levels, &count))
         return nullptr;
-    int64_t alone = 0;
-    const Claims claims = claims_of(counter, q0, q1, chunk, &alone);
+    int64_t counter = 0;
+    const Claims claims{&counter, 0, planes, threads > 1 ? chunk : planes};
     Py_BEGIN_ALLOW_THREADS;
     if (dtype == 0) {
-        spp_backward_typed(ptr<const float>(grad), argmax, index_bytes, ptr<float>(gx), claims, channels, area,
-                           ptr<const int64_t>(levels), count);
+        SppBackwardJob<float> job{ptr<const float>(grad), argmax, index_bytes, ptr<float>(gx), claims, channels, area,
+                                  ptr<const int64_t>(levels), count};
+        Pool::get().run(&SppBackwardJob<float>::run, &job, threads);
     } else {
-        spp_backward_typed(ptr<const double>(grad), argmax, index_bytes, ptr<double>(gx), claims, channels, area,
-                           ptr<const int64_t>(levels), count);
+        SppBackwardJob<double> job{ptr<const double>(grad), argmax, index_bytes, ptr<double>(gx), claims, channels,
+                                   area, ptr<const int64_t>(levels), count};
+        Pool::get().run(&SppBackwardJob<double>::run, &job, threads);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;

@@ -12,6 +12,9 @@ intra-op thread too) take one after another until none are left.  A busy core th
 an op by its share of the machine, not by a time slice per operation.  Each task writes
 its own part of the result, so results do not depend on which thread ran what.
 
+SPP's loops, whose calls take well under a millisecond, use native worker threads instead
+(``kernels/pool.h``): a Python worker wakes too late for them and needs the GIL.
+
 The number of threads is torch's (``torch.get_num_threads()`` in the calling thread), so
 ``torch.set_num_threads`` governs the ops as it governs torch.  Tensors not on the CPU run
 their tasks in order on the calling thread.  Tasks run without autograd (they are the inside

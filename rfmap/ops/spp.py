@@ -41,7 +41,7 @@ from ._boxes import check_input, compute_dtype
 from ._library import custom_op, eager
 from ._native import kernels
 from ._rectmax import pixel_dtype
-from ._threads import single_threaded
+from ._threads import single_threaded, threads
 
 MODES = ("max", "avg")
 
@@ -107,8 +107,8 @@ def _spp_pool(input, levels, mode) -> Tensor:
     with_argmax = mode == "max" and recording
     if eager(input, recording=True):  # the kernels themselves, under an autograd node of their own
         if not recording:
-            return _spp_pool_kernel(input, list(levels), mode, False)[0]
-        return _EagerSPP.apply(input, list(levels), mode, with_argmax)[0]
+            return _spp_compute(input, levels, mode, False)[0]
+        return _EagerSPP.apply(input, levels, mode, with_argmax)[0]
     return torch.ops.rfmap.spp_pool(input, list(levels), mode, with_argmax)[0]
 
 
@@ -184,16 +184,21 @@ def _avg_levels(x: Tensor, levels) -> list[Tensor]:
 
 
 def _spp_pool_kernel(input, levels, mode, with_argmax):
-    """The kernel of ``rfmap::spp_pool``: ``(output, argmax)``."""
+    """The kernel of ``rfmap::spp_pool``: its checks, then :func:`_spp_compute`."""
     op = "spp_pool"
     check_input(op, input)
-    levels = _check_args(op, levels, mode, int(input.shape[1]))
-    with single_threaded() as count:
-        x = input.to(compute_dtype(input.dtype))
-        native = kernels() if mode == "max" and x.device.type == "cpu" and x.shape[2] * x.shape[3] < 2**31 else None
-        if native is not None:
-            out, argmax = _native_max(native, x.contiguous(), levels, with_argmax, count)
-            return out.to(input.dtype), argmax
+    return _spp_compute(input, _check_args(op, levels, mode, int(input.shape[1])), mode, with_argmax)
+
+
+def _spp_compute(input, levels: tuple[int, ...], mode: str, with_argmax: bool) -> tuple[Tensor, Tensor]:
+    """``(output, argmax)`` for checked arguments: the native loop of max mode on the CPU
+    (as few Python steps as can be: they cost a good part of a call), else PyTorch."""
+    x = input.to(compute_dtype(input.dtype))
+    native = kernels() if mode == "max" and x.device.type == "cpu" and x.shape[2] * x.shape[3] < 2**31 else None
+    if native is not None:
+        out, argmax = _native_max(native, x.contiguous(), levels, with_argmax, threads())
+        return out.to(input.dtype), argmax
+    with single_threaded():
         if mode == "max":
             parts, argmax = _max_levels(x, levels, with_argmax)
         else:
@@ -326,7 +331,7 @@ class _EagerSPP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, levels, mode, with_argmax):
-        output = _spp_pool_kernel(input, levels, mode, with_argmax)
+        output = _spp_compute(input, levels, mode, with_argmax)  # arguments checked by spp_pool
         ctx.mark_non_differentiable(output[1])
         _spp_setup(ctx, (input, levels, mode, with_argmax), output)
         return output

@@ -275,20 +275,18 @@ def _spp_max_backward(grad, argmax, levels, *shape):
     values, index = grad.to(dtype).contiguous(), argmax.contiguous()
     native = kernels() if grad.device.type == "cpu" else None
     planes, area = shape[0] * shape[1], shape[2] * shape[3]
-    with single_threaded() as count:
-        if native is None:  # flat indices, then a scatter in index order (the CPU's order)
+    if native is None:  # flat indices, then a scatter in index order (the CPU's order)
+        with single_threaded():
             plane = torch.arange(planes, device=grad.device).view(shape[0], shape[1], 1) * area
             flat = _flatten_levels([plane.expand(-1, -1, n * n).view(*shape[:2], n, n) for n in levels]) + index
             gx = grad.new_zeros(shape, dtype=dtype)
             gx.view(-1).scatter_add_(0, flat.flatten(), values.flatten())
             return gx.to(grad.dtype)
-        gx = grad.new_empty(shape, dtype=dtype)  # every plane written by the loop, from zero
-        sizes = _level_sizes(tuple(levels))
-
-        native.spp_max_backward(values.data_ptr(), index.data_ptr(), gx.data_ptr(), int(dtype == torch.float64),
-                                index.element_size(), planes, max(1, _CLAIM // area), _threads_for(planes * area, count),
-                                shape[1], area, sizes.data_ptr(), len(levels))  # fmt: skip
-        return gx.to(grad.dtype)
+    gx = grad.new_empty(shape, dtype=dtype)  # every plane written by the loop, from zero
+    native.spp_max_backward(values.data_ptr(), index.data_ptr(), gx.data_ptr(), int(dtype == torch.float64),
+                            index.element_size(), planes, max(1, _CLAIM // area), _threads_for(planes * area, threads()),
+                            shape[1], area, _level_sizes(tuple(levels)).data_ptr(), len(levels))  # fmt: skip
+    return gx.to(grad.dtype)
 
 
 _spp_max_backward_op = custom_op(

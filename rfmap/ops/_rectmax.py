@@ -247,8 +247,7 @@ class _Query:
         # native loops: a table of values, with the pixels of its windows' first maxima when the
         # argmax is wanted; the state below is the PyTorch path's (64-bit keys)
         self.native, self.lost = native, None
-        if native is not None:  # RoIs in the order of their first window's row in the table
-            self.order = torch.argsort(rows.base[:, 0] + rows.ys[0, :, 0] + rows.xs[0, :, 0])
+        if native is not None:
             return
         if self.with_argmax:  # float64: the rows of values
             self.slot_pixel = (slot * (height * width)).view(-1, 1, 1) + _LOW32
@@ -315,7 +314,7 @@ class _Query:
         (table, first), rows = data, self.rows
         native.query(
             table.data_ptr(), int(table.dtype == torch.float64), rows.base.data_ptr(), rows.ys.data_ptr(),
-            rows.ys.shape[0], rows.xs.data_ptr(), rows.xs.shape[0], self.order.data_ptr(), *self.empty.shape,
+            rows.ys.shape[0], rows.xs.data_ptr(), rows.xs.shape[0], *self.empty.shape,
             c1 - c0, r0, r1, self.x.shape[1], c0, self.out.data_ptr(), first.data_ptr() if self.with_argmax else 0,
             self.argmax.data_ptr() if self.with_argmax else 0, self.argmax.element_size(),
         )  # fmt: skip

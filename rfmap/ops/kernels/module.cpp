@@ -29,7 +29,7 @@ P* ptr(unsigned long long address) {
     return reinterpret_cast<P*>(static_cast<uintptr_t>(address));
 }
 
-// query(table, dtype, base, ys, ny, xs, nx, order, rois, bins, group, k0, k1, channels, c0, out,
+// query(table, dtype, base, ys, ny, xs, nx, rois, bins, group, k0, k1, channels, c0, out,
 //       pixels, argmax, argmax_bytes)
 // dtype: 0 float32, 1 float64; pixels 0: the maxima only (argmax is not read); argmax:
 // int16 (argmax_bytes 2) or int32 (4) pixels within the planes
@@ -46,13 +46,12 @@ void query_typed(const T* table, const Windows& w, int64_t group, int64_t k0, in
 }
 
 PyObject* py_query(PyObject*, PyObject* args) {
-    unsigned long long table, base, ys, xs, order, out, pixels, argmax;
+    unsigned long long table, base, ys, xs, out, pixels, argmax;
     long long dtype, ny, nx, rois, bins, group, k0, k1, channels, c0, index_bytes;
-    if (!PyArg_ParseTuple(args, "KLKKLKLKLLLLLLLKKKL", &table, &dtype, &base, &ys, &ny, &xs, &nx, &order, &rois, &bins,
+    if (!PyArg_ParseTuple(args, "KLKKLKLLLLLLLLKKKL", &table, &dtype, &base, &ys, &ny, &xs, &nx, &rois, &bins,
                           &group, &k0, &k1, &channels, &c0, &out, &pixels, &argmax, &index_bytes))
         return nullptr;
-    const Windows w{ptr<const int64_t>(base), ptr<const int64_t>(ys), ptr<const int64_t>(xs),
-                    ptr<const int64_t>(order), ny, nx, rois, bins};
+    const Windows w{ptr<const int64_t>(base), ptr<const int64_t>(ys), ptr<const int64_t>(xs), ny, nx, rois, bins};
     Py_BEGIN_ALLOW_THREADS;
     if (dtype == 0) {
         query_typed(ptr<const float>(table), w, group, k0, k1, channels, c0, ptr<float>(out), ptr<const int32_t>(pixels),

@@ -10,8 +10,6 @@ struct Windows {  // the table rows of a grid of ny x nx windows per bin: base +
     const int64_t* base;   // [K, P]
     const int64_t* ys;     // [ny, K, P]
     const int64_t* xs;     // [nx, K, P]
-    const int64_t* order;  // [K]: the order the RoIs are answered in (RoIs that read the same
-                           // part of the table one after the other: it stays in the cache)
     int64_t ny, nx, rois, bins;
 };
 
@@ -126,7 +124,7 @@ RFMAP_CLONES void max_rows(const T* __restrict__ values, const int32_t* __restri
 }
 
 // Tables without NaN (the caller replaced it with -FLT_MAX, which no value beats): for RoIs
-// order[k0 .. k1 - 1] and channels c0 .. c0 + group - 1, out[k, c, p] = the maximum over the
+// k0 .. k1 - 1 and channels c0 .. c0 + group - 1, out[k, c, p] = the maximum over the
 // bin's windows and, when `pixels` (the table of first-maximum pixels) is given,
 // argmax[k, c, p] = the pixel h * W + w of its first occurrence in the RoI's plane (-1 for a
 // bin holding only -FLT_MAX: no winner).  A RoI's results, one contiguous (group, bins) block of the
@@ -141,8 +139,7 @@ void query(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t 
     std::vector<int32_t> at(pixels ? size : 0), where(pixels ? size : 0);
     std::vector<I> index(pixels && sizeof(I) != 4 ? size : 0);
     std::vector<int64_t> rows(w.ny * w.nx);
-    for (int64_t i = k0; i < k1; ++i) {
-        const int64_t k = w.order[i];
+    for (int64_t k = k0; k < k1; ++k) {
         for (int64_t p = 0; p < w.bins; ++p) {
             max_rows(table, pixels, w, group, k, p, tile.data() + p * group, pixels ? at.data() + p * group : nullptr,
                      rows.data());

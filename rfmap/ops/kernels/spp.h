@@ -209,15 +209,14 @@ template <typename T, typename I>
 inline void spp_store(const T* values, const int32_t* pixels, int64_t plane, int64_t channels, const int64_t* levels,
                       int64_t count, int64_t bins, T* out, I* argmax) {
     const int64_t c = plane % channels;
-    for (int64_t v = 0, o = plane / channels * channels * bins; v < count; ++v) {
+    for (int64_t v = 0, o = plane / channels * channels * bins, b = 0; v < count; ++v) {
         const int64_t size = levels[v] * levels[v], at = o + c * size;
-        for (int64_t k = 0; k < size; ++k) out[at + k] = values[k];
+        for (int64_t k = 0; k < size; ++k) out[at + k] = values[b + k];
         if (argmax) {
-            for (int64_t k = 0; k < size; ++k) argmax[at + k] = I(pixels[k]);
+            for (int64_t k = 0; k < size; ++k) argmax[at + k] = I(pixels[b + k]);
         }
         o += channels * size;
-        values += size;
-        pixels += size;
+        b += size;
     }
 }
 
@@ -250,8 +249,8 @@ void spp_max(const T* input, Claims claims, int64_t channels, int64_t height, in
             }
             transpose(best.data, bins, kLanes, values.data, stride);
             for (int64_t l = 0; l < lanes; ++l) {
-                spp_store(values.data + l * stride, pixel.data + l * stride, q + l, channels, levels, count, bins, out,
-                          argmax);
+                spp_store(values.data + l * stride, argmax ? pixel.data + l * stride : nullptr, q + l, channels, levels,
+                          count, bins, out, argmax);
             }
         }
     }

@@ -63,7 +63,20 @@ def level_bins(n: int, length: int, device: torch.device | None = None) -> tuple
 
 def _check_args(op: str, levels, mode: str, channels: int = 1) -> tuple[int, ...]:
     """``levels`` as a tuple of positive ints whose ``channels * sum(n * n)`` bins stay within
-    :data:`MAX_BINS`, checked before anything is allocated; ``mode`` one of :data:`MODES`."""
+    :data:`MAX_BINS`, checked before anything is allocated; ``mode`` one of :data:`MODES`.
+    A list or tuple of plain ints is checked once per value (a call's checks cost as much as
+    a small pyramid's pooling)."""
+    if type(levels) in (list, tuple) and all(type(n) is int for n in levels):
+        return _check_plain_args(op, tuple(levels), mode, channels)
+    return _check_any_args(op, levels, mode, channels)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_plain_args(op: str, levels: tuple[int, ...], mode: str, channels: int) -> tuple[int, ...]:
+    return _check_any_args(op, levels, mode, channels)
+
+
+def _check_any_args(op: str, levels, mode: str, channels: int) -> tuple[int, ...]:
     if isinstance(levels, numbers.Integral):
         levels = (levels,)
     try:
@@ -101,14 +114,14 @@ def _spp_pool(input, levels, mode) -> Tensor:
     op = "spp_pool"
     check_input(op, input)
     levels = _check_args(op, levels, mode, int(input.shape[1]))
-    if torch.onnx.is_in_onnx_export():
-        return spp_standard_ops(input, levels, mode)
     recording = input.requires_grad and torch.is_grad_enabled()
     with_argmax = mode == "max" and recording
     if eager(input, recording=True):  # the kernels themselves, under an autograd node of their own
         if not recording:
-            return _spp_compute(input, levels, mode, False)[0]
+            return _spp_output(input, levels, mode)
         return _EagerSPP.apply(input, levels, mode, with_argmax)[0]
+    if torch.onnx.is_in_onnx_export():  # (an export traces: never eager)
+        return spp_standard_ops(input, levels, mode)
     return torch.ops.rfmap.spp_pool(input, list(levels), mode, with_argmax)[0]
 
 
@@ -190,14 +203,26 @@ def _spp_pool_kernel(input, levels, mode, with_argmax):
     return _spp_compute(input, _check_args(op, levels, mode, int(input.shape[1])), mode, with_argmax)
 
 
+def _spp_output(input, levels: tuple[int, ...], mode: str) -> Tensor:
+    """The output alone, for checked arguments (eager calls that record no graph)."""
+    x = input if input.dtype in (torch.float32, torch.float64) else input.to(compute_dtype(input.dtype))
+    native = kernels() if mode == "max" and x.device.type == "cpu" and x.shape[2] * x.shape[3] < 2**31 else None
+    if native is None:
+        return _spp_compute(input, levels, mode, False)[0]
+    out = _native_max(native, x.contiguous(), levels, False, threads())[0]
+    return out if x is input else out.to(input.dtype)
+
+
 def _spp_compute(input, levels: tuple[int, ...], mode: str, with_argmax: bool) -> tuple[Tensor, Tensor]:
     """``(output, argmax)`` for checked arguments: the native loop of max mode on the CPU
     (as few Python steps as can be: they cost a good part of a call), else PyTorch."""
-    x = input.to(compute_dtype(input.dtype))
+    x = input if input.dtype in (torch.float32, torch.float64) else input.to(compute_dtype(input.dtype))
     native = kernels() if mode == "max" and x.device.type == "cpu" and x.shape[2] * x.shape[3] < 2**31 else None
     if native is not None:
         out, argmax = _native_max(native, x.contiguous(), levels, with_argmax, threads())
-        return out.to(input.dtype), argmax
+        if argmax is None:
+            argmax = x.new_empty(0, dtype=pixel_dtype(x.shape[2] * x.shape[3]))
+        return (out if x is input else out.to(input.dtype)), argmax
     with single_threaded():
         if mode == "max":
             parts, argmax = _max_levels(x, levels, with_argmax)
@@ -217,20 +242,20 @@ def _level_sizes(levels: tuple[int, ...]) -> Tensor:
     return torch.tensor(levels, dtype=torch.int64)
 
 
-def _native_max(native, x: Tensor, levels, with_argmax: bool, count: int) -> tuple[Tensor, Tensor]:
+def _native_max(native, x: Tensor, levels, with_argmax: bool, count: int) -> tuple[Tensor, Tensor | None]:
     """:func:`_max_levels` and :func:`_flatten_levels` in one native loop (``kernels/spp.h``),
-    the same numbers, on :func:`_threads_for` threads."""
+    the same numbers, on :func:`_threads_for` threads; no argmax tensor unless ``with_argmax``."""
     n_img, channels, height, width = x.shape
     bins = channels * sum(n * n for n in levels)
     out = x.new_empty(n_img, bins)
-    argmax = torch.empty((n_img, bins) if with_argmax else (0,), dtype=pixel_dtype(height * width))
+    argmax = torch.empty((n_img, bins), dtype=pixel_dtype(height * width)) if with_argmax else None
     sizes = _level_sizes(tuple(levels))
     planes = n_img * channels
     chunk = 8 * max(1, _CLAIM // (8 * height * width))  # whole blocks of 8 planes
 
     native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), planes, chunk, _threads_for(planes * height * width, count),
                    channels, height, width, sizes.data_ptr(), len(levels), out.data_ptr(),
-                   argmax.data_ptr() if with_argmax else 0, argmax.element_size())  # fmt: skip
+                   argmax.data_ptr() if argmax is not None else 0, 2 if argmax is None else argmax.element_size())  # fmt: skip
     return out, argmax
 
 
@@ -272,7 +297,7 @@ def _spp_max_backward(grad, argmax, levels, *shape):
     """The input gradient of max mode: each bin's gradient added at its argmax (the pixel in its
     plane, ``grad``'s shape), in the order of ``grad``'s elements (deterministic)."""
     dtype = compute_dtype(grad.dtype)
-    values, index = grad.to(dtype).contiguous(), argmax.contiguous()
+    values, index = (grad if grad.dtype == dtype else grad.to(dtype)).contiguous(), argmax.contiguous()
     native = kernels() if grad.device.type == "cpu" else None
     planes, area = shape[0] * shape[1], shape[2] * shape[3]
     if native is None:  # flat indices, then a scatter in index order (the CPU's order)
@@ -286,7 +311,7 @@ def _spp_max_backward(grad, argmax, levels, *shape):
     native.spp_max_backward(values.data_ptr(), index.data_ptr(), gx.data_ptr(), int(dtype == torch.float64),
                             index.element_size(), planes, max(1, _CLAIM // area), _threads_for(planes * area, threads()),
                             shape[1], area, _level_sizes(tuple(levels)).data_ptr(), len(levels))  # fmt: skip
-    return gx.to(grad.dtype)
+    return gx if gx.dtype == grad.dtype else gx.to(grad.dtype)
 
 
 _spp_max_backward_op = custom_op(

@@ -174,6 +174,7 @@ def _spp_results(x, levels, dtype):
         ((1, 9, 10, 7), (5, 3, 1)),  # nothing groups; bins of unequal size
         ((2, 4, 1, 9), (3, 2)),  # a one-pixel axis
         ((1, 3, 8, 24), (1, 2, 4, 8)),  # levels given coarse to fine
+        ((2, 16, 11, 21), (5, 4, 2, 1)),  # two levels pooled directly, 2 from 4, 1 from 2; rows of 3 chunks
     ],
 )
 def test_spp_native_equals_pytorch(shape, levels, kind, dtype, threads, monkeypatch):

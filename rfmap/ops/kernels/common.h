@@ -71,11 +71,13 @@ struct Lanes;
 template <>
 struct Lanes<float> {
     typedef float Values __attribute__((vector_size(32)));
+    typedef float Unaligned __attribute__((vector_size(32), aligned(4)));  // Values at any float's address
     typedef int32_t Mask __attribute__((vector_size(32)));
 };
 template <>
 struct Lanes<double> {
     typedef double Values __attribute__((vector_size(64)));
+    typedef double Unaligned __attribute__((vector_size(64), aligned(8)));
     typedef int64_t Mask __attribute__((vector_size(64)));
 };
 typedef int32_t Ids __attribute__((vector_size(32)));

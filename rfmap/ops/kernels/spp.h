@@ -31,16 +31,19 @@ __attribute__((always_inline)) inline void take(typename Lanes<T>::Values x, Ids
     if (Index) id = __builtin_convertvector(greater, Ids) ? index : id;
 }
 
-// Merge a finer bin's result (x, its pixel) into a coarser bin's (m, id), for blocks without
-// NaN: the coarse bin's first maximum is the first among its fine bins' first maxima that
-// equal its maximum (a bin of -inf alone keeps its first pixel, which is the smallest of all)
+// The pixel of a merged bin's first maximum, for blocks without NaN: among its parts (a
+// coarser bin's fine bins, a bin's columns; each with its maximum x and the pixel of its first
+// maximum in row-major order), the smallest pixel of those whose maximum equals the merged
+// bin's m (a bin of -inf alone: its first pixel, the smallest of all).  One part at a time,
+// from id = kNone; an unsigned minimum, the parts that do not qualify as all ones.
+constexpr int32_t kNone = -1;
+
 template <typename T>
-__attribute__((always_inline)) inline void first_of(typename Lanes<T>::Values x, Ids index, typename Lanes<T>::Values& m,
-                                                    Ids& id) {
-    const Ids greater = __builtin_convertvector(x > m, Ids), equal = __builtin_convertvector(x == m, Ids);
-    const Ids smaller = index < id ? index : id;
-    m = x > m ? x : m;
-    id = greater ? index : (equal ? smaller : id);
+__attribute__((always_inline)) inline void first_pixel(typename Lanes<T>::Values x, Ids index,
+                                                       typename Lanes<T>::Values m, Ids& id) {
+    typedef uint32_t Unsigned __attribute__((vector_size(32)));
+    const Unsigned candidate = Unsigned(__builtin_convertvector(x != m, Ids) | index), now = Unsigned(id);
+    id = Ids(candidate < now ? candidate : now);
 }
 
 struct Level {       // one level of the pyramid, in the order it is computed (finest first)
@@ -52,38 +55,51 @@ struct Level {       // one level of the pyramid, in the order it is computed (f
     int64_t group;   // g: bin (i, j) = fine bins [i g, (i + 1) g) x [j g, (j + 1) g)
 };
 
+// A level whose bins are unions of g x g bins of a finer level, from that level's results
+// (bv, bi: all levels' bins, kLanes planes each): the maximum of maxima; its argmax (Index, in a
+// block without NaN), the first of the fine bins' first maxima that equal it; without Index,
+// NaN propagates as in the direct scan.
 template <typename T, bool Index, bool NaN>
-__attribute__((always_inline)) inline void spp_levels(const typename Lanes<T>::Values* __restrict__ px, int64_t width,
-                                                      int64_t height, const Level* plan, int64_t count,
-                                                      typename Lanes<T>::Values* __restrict__ rv, Ids* __restrict__ ri,
-                                                      typename Lanes<T>::Values* __restrict__ bv,
-                                                      Ids* __restrict__ bi) {
+__attribute__((always_inline)) inline void grouped_level(const Level& level, const Level& fine,
+                                                         typename Lanes<T>::Values* __restrict__ bv,
+                                                         Ids* __restrict__ bi) {
+    typedef typename Lanes<T>::Values V;
+    const int64_t n = level.n, g = level.group;
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+            const int64_t first = fine.done + i * g * fine.n + j * g;
+            V m = bv[first];
+            Ids none{};
+            for (int64_t a = 0; a < g; ++a) {  // the fine bins after the first, row by row
+                for (int64_t b = a == 0; b < g; ++b) take<T, false, NaN>(bv[first + a * fine.n + b], none, m, none);
+            }
+            bv[level.done + i * n + j] = m;
+            if (Index) {
+                Ids id = Ids{} + kNone;
+                for (int64_t a = 0; a < g; ++a) {
+                    for (int64_t b = 0; b < g; ++b) first_pixel<T>(bv[first + a * fine.n + b], bi[first + a * fine.n + b], m, id);
+                }
+                bi[level.done + i * n + j] = id;
+            }
+        }
+    }
+}
+
+// Every level from interleaved pixels (px: pixel-major, plane-minor), adaptive_max_pool2d's scan
+// itself (blocks with NaN): along the rows of each bin first, then down the bin's column of row
+// results; with NaN and Index no level is grouped (the first of the maxima is not the scan's).
+template <typename T, bool Index, bool NaN>
+__attribute__((always_inline)) inline void scanned_levels(const typename Lanes<T>::Values* __restrict__ px,
+                                                          int64_t width, int64_t height, const Level* plan,
+                                                          int64_t count, typename Lanes<T>::Values* __restrict__ rv,
+                                                          Ids* __restrict__ ri, typename Lanes<T>::Values* __restrict__ bv,
+                                                          Ids* __restrict__ bi) {
     typedef typename Lanes<T>::Values V;
     for (int64_t v = 0; v < count; ++v) {
         const Level& level = plan[v];
         const int64_t n = level.n, *cols = level.cols, *rows = level.rows;
-        if (level.from >= 0 && !(Index && NaN)) {  // from a finer level's results
-            const Level& fine = plan[level.from];
-            const int64_t g = level.group;
-            for (int64_t i = 0; i < n; ++i) {
-                for (int64_t j = 0; j < n; ++j) {
-                    V m = bv[fine.done + i * g * fine.n + j * g];
-                    Ids id = Index ? bi[fine.done + i * g * fine.n + j * g] : Ids{};
-                    for (int64_t a = i * g; a < (i + 1) * g; ++a) {
-                        for (int64_t b = j * g; b < (j + 1) * g; ++b) {
-                            const int64_t at = fine.done + a * fine.n + b;
-                            if (a == i * g && b == j * g) continue;  // the start
-                            if (Index) {
-                                first_of<T>(bv[at], bi[at], m, id);
-                            } else {
-                                take<T, false, NaN>(bv[at], id, m, id);
-                            }
-                        }
-                    }
-                    bv[level.done + i * n + j] = m;
-                    if (Index) bi[level.done + i * n + j] = id;
-                }
-            }
+        if (level.from >= 0 && !(Index && NaN)) {
+            grouped_level<T, Index, NaN>(level, plan[level.from], bv, bi);
             continue;
         }
         // a bin's scan starts from its first element (the same as from -inf with the bin's first
@@ -106,6 +122,98 @@ __attribute__((always_inline)) inline void spp_levels(const typename Lanes<T>::V
                 for (int64_t h = h0 + 1; h < h1; ++h) take<T, Index, NaN>(rv[h * n + j], Index ? ri[h * n + j] : Ids{}, m, id);
                 bv[level.done + i * n + j] = m;
                 if (Index) bi[level.done + i * n + j] = id;
+            }
+        }
+    }
+}
+
+// to[c][l] = r[l][c]: kLanes vectors of kLanes elements stored transposed (32-bit elements
+// through the 8 x 8 transpose in registers)
+template <typename V>
+__attribute__((always_inline)) inline void store_transposed(V* r, V* __restrict__ to) {
+#ifdef RFMAP_SHUFFLES
+    if constexpr (sizeof(r[0][0]) == 4) {
+        transpose8(r);
+        for (int64_t c = 0; c < kLanes; ++c) to[c] = r[c];
+        return;
+    }
+#endif
+    for (int64_t c = 0; c < kLanes; ++c) {
+        for (int64_t l = 0; l < kLanes; ++l) to[c][l] = r[l][c];
+    }
+}
+
+// Down the rows of kLanes planes (natural layout; plane l at `planes[l]`, readable up to its
+// last row's last chunk) for a level's row bins, kLanes columns at a time (a chunk; lanes past
+// the last column hold what follows in memory, never used): for bin i and column w, each
+// plane's maximum down the bin's rows, and (Index) the pixel h * width + w of its first
+// maximum down the column, into pv[i span + w] and pi (span = chunks kLanes, the padded row;
+// pixel-major, plane-minor: 32-bit values are transposed 8 x 8 in registers).  Check: returns
+// whether a pixel is NaN (each row is checked once, by the first bin that holds it; the bins
+// cover every row).
+template <typename T, bool Index, bool Check>
+__attribute__((always_inline)) inline bool down_rows(const T* const* planes, int64_t width,
+                                                     const int64_t* rows, int64_t n,
+                                                     typename Lanes<T>::Values* __restrict__ pv, Ids* __restrict__ pi) {
+    typedef typename Lanes<T>::Values V;
+    V sum[kLanes] = {};  // NaN if a value read is NaN (or +inf and -inf are: checked again by the caller's scan)
+    const int64_t chunks = (width + kLanes - 1) / kLanes, span = chunks * kLanes;
+    const Ids iota{0, 1, 2, 3, 4, 5, 6, 7};
+    for (int64_t i = 0, fresh = 0; i < n; ++i) {  // rows below `fresh` are checked
+        const int64_t h0 = rows[2 * i], h1 = rows[2 * i + 1];
+        for (int64_t k = 0, start = h0 * width; k < chunks; ++k, start += kLanes) {
+            V m[kLanes];
+            Ids id[kLanes];
+            for (int64_t l = 0; l < kLanes; ++l) {
+                m[l] = *reinterpret_cast<const typename Lanes<T>::Unaligned*>(planes[l] + start);
+                if (Index) id[l] = iota + int32_t(start);
+                if (Check && h0 >= fresh) sum[l] += m[l];
+            }
+            for (int64_t h = h0 + 1, at = start + width; h < h1; ++h, at += width) {
+                const Ids pixel = iota + int32_t(at);  // larger than any pixel of the rows above
+                for (int64_t l = 0; l < kLanes; ++l) {
+                    const V x = *reinterpret_cast<const typename Lanes<T>::Unaligned*>(planes[l] + at);
+                    if (Check && h >= fresh) sum[l] += x;
+                    // take x where greater: the pixel, as the larger of the two (no blends)
+                    if (Index) {
+                        const Ids taken = pixel & __builtin_convertvector(x > m[l], Ids);
+                        id[l] = taken > id[l] ? taken : id[l];
+                    }
+                    m[l] = x > m[l] ? x : m[l];
+                }
+            }
+            store_transposed(m, pv + i * span + k * kLanes);
+            if (Index) store_transposed(id, pi + i * span + k * kLanes);
+        }
+        fresh = std::max(fresh, h1);
+    }
+    typename Lanes<T>::Mask nan{};
+    for (int64_t l = 0; l < kLanes; ++l) nan |= sum[l] != sum[l];
+    bool any = false;
+    for (int64_t l = 0; l < kLanes; ++l) any |= nan[l] != 0;
+    return any;
+}
+
+// Along the columns of each row bin's results (pv, pi: n x span, interleaved): bin (i, j) of a
+// level from its columns' maxima; its argmax (Index), the first of the columns' first maxima
+// that equal the maximum (the smallest pixel: the first in row-major order)
+template <typename T, bool Index>
+__attribute__((always_inline)) inline void across_columns(const typename Lanes<T>::Values* __restrict__ pv,
+                                                          const Ids* __restrict__ pi, int64_t width, const Level& level,
+                                                          typename Lanes<T>::Values* __restrict__ bv,
+                                                          Ids* __restrict__ bi) {
+    typedef typename Lanes<T>::Values V;
+    const int64_t n = level.n, *cols = level.cols, span = (width + kLanes - 1) / kLanes * kLanes;
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+            const int64_t w0 = i * span + cols[2 * j], w1 = i * span + cols[2 * j + 1];
+            V m = pv[w0];
+            for (int64_t w = w0 + 1; w < w1; ++w) m = pv[w] > m ? pv[w] : m;
+            bv[level.done + i * n + j] = m;
+            if (Index) {
+                Ids id = Ids{} + kNone;
+                for (int64_t w = w0; w < w1; ++w) first_pixel<T>(pv[w], pi[w], m, id);
+                bi[level.done + i * n + j] = id;
             }
         }
     }
@@ -146,19 +254,107 @@ __attribute__((always_inline)) inline bool interleave(const T* __restrict__ plan
     return any;
 }
 
+// Scratch memory of one thread of spp_max, for the plan's widest level
+template <typename T>
+struct SppScratch {
+    const int64_t lane;  // one plane's down_rows results (elements): widest x span
+    Buffer<T> across, best, copy, pixels, rows;  // copy: the input's last planes; the last two: blocks with NaN
+    Buffer<int32_t> across_at, at, where;
+    SppScratch(int64_t height, int64_t width, int64_t widest, int64_t bins, bool argmax)
+        : lane(widest * (width + kLanes - 1) / kLanes * kLanes),
+          across(kLanes * lane), best((bins + kLanes) * kLanes), copy(kLanes * (height * width + 1)), pixels(height * width * kLanes),
+          rows(height * widest * kLanes),
+          across_at(argmax ? kLanes * lane : 0), at(argmax ? (bins + kLanes) * kLanes : 0),
+          where(argmax ? height * widest * kLanes : 0) {}
+};
+
+// Every level of kLanes planes (`lanes` of them real; the others repeat the first; `limit`
+// elements from the first may be read, else they are copied) into
+// s.best (bins x kLanes, level after level in `plan`'s order of `done`) and, with Index, their
+// argmax into s.at.  A level that groups a finer one's bins is pooled from it; any other, down
+// the rows of each plane in its natural layout first (down_rows), then, interleaved, along the
+// columns (across_columns): the bin's maximum, and its first maximum in row-major order as the
+// smallest pixel among the columns' first maxima down the rows.  A block with NaN (found while
+// the first level goes down the rows) is computed by adaptive_max_pool2d's scan itself
+// (scanned_levels), for the NaN's propagation and argmax.
 template <typename T, bool Index>
-RFMAP_CLONES void spp_block(const T* __restrict__ planes, int64_t lanes, int64_t height, int64_t width, const Level* plan,
-                            int64_t count, T* pixels, T* rows, int32_t* where, T* best, int32_t* at) {
+RFMAP_CLONES void spp_block(const T* __restrict__ planes, int64_t lanes, int64_t limit, int64_t height,
+                            int64_t width, const Level* plan, int64_t count, SppScratch<T>& s) {
     typedef typename Lanes<T>::Values V;
-    V* px = reinterpret_cast<V*>(pixels);
-    V* rv = reinterpret_cast<V*>(rows);
-    V* bv = reinterpret_cast<V*>(best);
-    Ids* ri = reinterpret_cast<Ids*>(where);
-    Ids* bi = reinterpret_cast<Ids*>(at);
-    if (interleave<T>(planes, lanes, height * width, px)) {
-        spp_levels<T, Index, true>(px, width, height, plan, count, rv, ri, bv, bi);
-    } else {
-        spp_levels<T, Index, false>(px, width, height, plan, count, rv, ri, bv, bi);
+    V* bv = reinterpret_cast<V*>(s.best.data);
+    Ids* bi = reinterpret_cast<Ids*>(s.at.data);
+    const int64_t area = height * width;
+    const int64_t span = (width + kLanes - 1) / kLanes * kLanes;
+    if ((lanes - 1) * area + (height - 1) * width + span > limit) {  // the input's last chunk would be overread
+        std::memcpy(s.copy.data, planes, sizeof(T) * lanes * area);
+        planes = s.copy.data;
+    }
+    const T* source[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) source[l] = planes + (l < lanes ? l : 0) * area;
+    for (int64_t v = 0; v < count; ++v) {  // plan[0], the finest level, is never grouped
+        const Level& level = plan[v];
+        if (level.from >= 0) {
+            grouped_level<T, Index, false>(level, plan[level.from], bv, bi);
+            continue;
+        }
+        V* pv = reinterpret_cast<V*>(s.across.data);
+        Ids* pi = reinterpret_cast<Ids*>(s.across_at.data);
+        if (v > 0) {
+            down_rows<T, Index, false>(source, width, level.rows, level.n, pv, pi);
+        } else if (down_rows<T, Index, true>(source, width, level.rows, level.n, pv, pi)) {
+            V* px = reinterpret_cast<V*>(s.pixels.data);
+            interleave<T>(planes, lanes, area, px);
+            scanned_levels<T, Index, true>(px, width, height, plan, count, reinterpret_cast<V*>(s.rows.data),
+                                           reinterpret_cast<Ids*>(s.where.data), bv, bi);
+            return;
+        }
+        across_columns<T, Index>(pv, pi, width, level, bv, bi);
+    }
+}
+
+// out[l size + k] = U(results[k][l]): a level's `size` bins, kLanes lanes each, as the rows of
+// kLanes consecutive planes (32-bit lanes: 8 x 8 tiles transposed in registers; `results` is
+// readable kLanes rows past its last)
+template <typename U, typename V>
+__attribute__((always_inline)) inline void store_level(const V* __restrict__ results, int64_t size, U* __restrict__ out) {
+#ifdef RFMAP_SHUFFLES
+    if constexpr (sizeof(results[0][0]) == 4) {
+        typedef U Row __attribute__((vector_size(sizeof(U) * kLanes), aligned(sizeof(U))));
+        for (int64_t k0 = 0; k0 < size; k0 += kLanes) {
+            V r[kLanes];
+            for (int64_t k = 0; k < kLanes; ++k) r[k] = results[k0 + k];
+            transpose8(r);
+            if (k0 + kLanes <= size) {
+                for (int64_t l = 0; l < kLanes; ++l) *reinterpret_cast<Row*>(out + l * size + k0) = __builtin_convertvector(r[l], Row);
+            } else {
+                for (int64_t l = 0; l < kLanes; ++l) {
+                    for (int64_t k = 0; k < kLanes; ++k) {  // not a copy loop (no call to memcpy)
+                        if (k < size - k0) out[l * size + k0 + k] = U(r[l][k]);
+                    }
+                }
+            }
+        }
+        return;
+    }
+#endif
+    for (int64_t l = 0; l < kLanes; ++l) {
+        for (int64_t k = 0; k < size; ++k) out[l * size + k] = U(results[k][l]);
+    }
+}
+
+// A block's results (s.best, s.at) for kLanes consecutive planes of one image, from plane q, into
+// out (N, C * bins) and argmax (or null): level after level, each a (C, n, n) block
+template <typename T, typename I>
+RFMAP_CLONES void store_levels(const SppScratch<T>& s, const int64_t* levels, int64_t count, int64_t bins,
+                               int64_t channels, int64_t q, T* out, I* argmax) {
+    const typename Lanes<T>::Values* bv = reinterpret_cast<const typename Lanes<T>::Values*>(s.best.data);
+    const Ids* bi = reinterpret_cast<const Ids*>(s.at.data);
+    for (int64_t v = 0, o = q / channels * channels * bins, b = 0; v < count; ++v) {
+        const int64_t size = levels[v] * levels[v], at = o + q % channels * size;
+        store_level(bv + b, size, out + at);
+        if (argmax) store_level(bi + b, size, argmax + at);
+        o += channels * size;
+        b += size;
     }
 }
 
@@ -185,7 +381,7 @@ std::vector<Level> spp_plan(const int64_t* levels, int64_t count, int64_t height
     for (int64_t k = 0, e = 0; k < count; e += 4 * levels[order[k]], ++k) {
         const int64_t n = levels[order[k]];
         Level level{n, done[order[k]], edges.data() + e, edges.data() + e + 2 * n, -1, 0};
-        for (int64_t f = 0; f < k && level.from < 0; ++f) {
+        for (int64_t f = k - 1; f >= 0 && level.from < 0; --f) {  // the coarsest that groups: fewest bins to merge
             const Level& fine = plan[f];
             const int64_t g = fine.n / n;
             bool unions = fine.n % n == 0 && fine.n > n;
@@ -231,8 +427,7 @@ void spp_max(const T* input, Claims claims, int64_t channels, int64_t height, in
         widest = std::max(widest, levels[v]);
     }
     const int64_t area = height * width;
-    const Buffer<T> pixels(area * kLanes), rows(height * widest * kLanes), best(bins * kLanes);
-    const Buffer<int32_t> where(argmax ? height * widest * kLanes : 0), at(argmax ? bins * kLanes : 0);
+    SppScratch<T> scratch(height, width, widest, bins, argmax != nullptr);
     const int64_t stride = (bins + kLanes - 1) / kLanes * kLanes;  // one lane's results, padded
     const Buffer<T> values(stride * kLanes);
     const Buffer<int32_t> pixel(argmax ? stride * kLanes : 0);
@@ -240,14 +435,17 @@ void spp_max(const T* input, Claims claims, int64_t channels, int64_t height, in
         for (int64_t q = first; q < last; q += kLanes) {
             const int64_t lanes = std::min(last - q, kLanes);
             if (argmax) {
-                spp_block<T, true>(input + q * area, lanes, height, width, plan.data(), count, pixels.data, rows.data,
-                                   where.data, best.data, at.data);
-                transpose(at.data, bins, kLanes, pixel.data, stride);
+                spp_block<T, true>(input + q * area, lanes, (claims.end - q) * area, height, width, plan.data(), count, scratch);
             } else {
-                spp_block<T, false>(input + q * area, lanes, height, width, plan.data(), count, pixels.data, rows.data,
-                                    nullptr, best.data, nullptr);
+                spp_block<T, false>(input + q * area, lanes, (claims.end - q) * area, height, width, plan.data(), count, scratch);
             }
-            transpose(best.data, bins, kLanes, values.data, stride);
+            const int64_t c = q % channels;
+            if (lanes == kLanes && c + kLanes <= channels) {  // kLanes channels of one image: one block of out per level
+                store_levels(scratch, levels, count, bins, channels, q, out, argmax);
+                continue;
+            }
+            if (argmax) transpose(scratch.at.data, bins, kLanes, pixel.data, stride);
+            transpose(scratch.best.data, bins, kLanes, values.data, stride);
             for (int64_t l = 0; l < lanes; ++l) {
                 spp_store(values.data + l * stride, argmax ? pixel.data + l * stride : nullptr, q + l, channels, levels,
                           count, bins, out, argmax);

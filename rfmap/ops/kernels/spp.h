@@ -7,16 +7,20 @@ namespace rfmap {
 
 // Spatial pyramid max pooling of the planes of an (N, C, H, W) input that a thread claims
 // (common.h: Claims; whole blocks of kLanes planes but for the last), kLanes planes at a
-// time: the planes are interleaved (pixel-major, plane-minor) so that every step below works
-// on kLanes planes at once.  Per level n, bin (i, j) spans rows [i H / n, ceil((i + 1) H / n))
-// and columns [j W / n, ceil((j + 1) W / n)); its maximum is found along the rows of the bin
-// first, then down the bin's column of row results.  The scan of both passes is
-// adaptive_max_pool2d's: start at -inf with the bin's first pixel, take a value that is greater
-// or NaN, so the result is the last NaN if any, else the first maximum in row-major order.
-// A level whose bins are unions of g x g bins of a finer level (SPP-net's 3, 2, 1 on 6 for a
-// 13 x 13 map) is pooled from that level: the maximum of maxima, NaN propagating as in the
-// direct scan; its argmax, in a block without NaN, the first of the fine bins' first maxima
-// that equal it (with NaN in the block, the argmax levels are scanned directly).
+// time, each SIMD lane one plane.  Per level n, bin (i, j) spans rows [i H / n, ceil((i + 1)
+// H / n)) and columns [j W / n, ceil((j + 1) W / n)).  The result is adaptive_max_pool2d's
+// (start at -inf with the bin's first pixel, take a value that is greater or NaN): the last
+// NaN if any, else the first maximum in row-major order.
+// Without NaN in a block (the common case) a level's maxima are taken down the rows of each
+// plane in its natural layout first (a bin's rows, kLanes columns at a time), then the
+// reduced rows are transposed 8 x 8 in registers so that the maxima along the columns work
+// on kLanes planes at once; the bin's argmax is the smallest pixel among its columns' first
+// maxima that equal its maximum.  A level whose bins are unions of g x g bins of a finer
+// level (SPP-net's 3, 2, 1 on 6 for a 13 x 13 map) is pooled from the coarsest such level:
+// the maximum of maxima and, likewise, the smallest pixel among the equal ones.
+// A block with NaN is computed by the scan itself on interleaved planes (pixel-major,
+// plane-minor), along each bin's rows then down its column of row results; without an
+// argmax, grouped levels are still pooled from finer ones (NaN propagates through maxima).
 // out (N, C * sum(n^2)): level after level, each (C, n, n); argmax: the same layout, the pixel
 // h * W + w of each bin's winner in its plane (int16 or int32).
 

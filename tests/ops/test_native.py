@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rfmap.ops import _native, _rectmax, native_status, roi_pool, spp_pool
 from rfmap.ops import spp as spp_module
@@ -190,6 +192,34 @@ def test_spp_native_equals_pytorch(shape, levels, kind, dtype, threads, monkeypa
         pytorch = _run(lambda: _spp_results(x, levels, dtype), False, monkeypatch)
     finally:
         torch.set_num_threads(before)
+    _assert_same(native, pytorch)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 19), st.integers(1, 17), st.integers(1, 35)),
+    levels=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    kind=st.sampled_from(["random", "ties", "low", "infinities", "one nan"]),
+    seed=st.integers(0, 2**16),
+)
+def test_spp_native_equals_pytorch_on_random_shapes(shape, levels, kind, seed, monkeypatch):
+    """Any map size (rows of one chunk of 8 columns or several, a partial last one), channel
+    counts that do and do not fill blocks of 8 planes, levels that group or not; ties, -inf,
+    infinities of both signs without NaN (the NaN test of the natural-layout pass sums what it
+    reads: inf + -inf sends a block to the scan, which must agree), a single NaN."""
+    monkeypatch.setattr(spp_module, "_CLAIM", 1)
+    monkeypatch.setattr(spp_module, "_PARALLEL", 0)
+    g = torch.Generator().manual_seed(seed)
+    if kind == "infinities":
+        x = torch.randint(-3, 4, shape, generator=g).float()
+        x[x == 3] = float("inf")
+        x[x == -3] = float("-inf")
+    else:
+        x = _special_map(shape, seed, "random" if kind == "one nan" else kind)
+        if kind == "one nan":
+            x.view(-1)[int(torch.randint(0, x.numel(), (1,), generator=g))] = float("nan")
+    native = _run(lambda: _spp_results(x, tuple(levels), torch.float32), True, monkeypatch)
+    pytorch = _run(lambda: _spp_results(x, tuple(levels), torch.float32), False, monkeypatch)
     _assert_same(native, pytorch)
 
 

@@ -66,7 +66,7 @@ def _check_args(op: str, levels, mode: str, channels: int = 1) -> tuple[int, ...
     :data:`MAX_BINS`, checked before anything is allocated; ``mode`` one of :data:`MODES`.
     A list or tuple of plain ints is checked once per value (a call's checks cost as much as
     a small pyramid's pooling)."""
-    if type(levels) in (list, tuple) and all(type(n) is int for n in levels):
+    if type(levels) in (list, tuple) and all(type(n) is int for n in levels) and type(mode) is str:
         return _check_plain_args(op, tuple(levels), mode, channels)
     return _check_any_args(op, levels, mode, channels)
 
@@ -203,10 +203,17 @@ def _spp_pool_kernel(input, levels, mode, with_argmax):
     return _spp_compute(input, _check_args(op, levels, mode, int(input.shape[1])), mode, with_argmax)
 
 
-def _spp_output(input, levels: tuple[int, ...], mode: str) -> Tensor:
-    """The output alone, for checked arguments (eager calls that record no graph)."""
+def _prepared(input: Tensor, mode: str):
+    """``(x, native)``: the input in its compute dtype, and the native loops when max mode on
+    the CPU can run them (else ``None``)."""
     x = input if input.dtype in (torch.float32, torch.float64) else input.to(compute_dtype(input.dtype))
     native = kernels() if mode == "max" and x.device.type == "cpu" and x.shape[2] * x.shape[3] < 2**31 else None
+    return x, native
+
+
+def _spp_output(input, levels: tuple[int, ...], mode: str) -> Tensor:
+    """The output alone, for checked arguments (eager calls that record no graph)."""
+    x, native = _prepared(input, mode)
     if native is None:
         return _spp_compute(input, levels, mode, False)[0]
     out = _native_max(native, x.contiguous(), levels, False, threads())[0]
@@ -216,8 +223,7 @@ def _spp_output(input, levels: tuple[int, ...], mode: str) -> Tensor:
 def _spp_compute(input, levels: tuple[int, ...], mode: str, with_argmax: bool) -> tuple[Tensor, Tensor]:
     """``(output, argmax)`` for checked arguments: the native loop of max mode on the CPU
     (as few Python steps as can be: they cost a good part of a call), else PyTorch."""
-    x = input if input.dtype in (torch.float32, torch.float64) else input.to(compute_dtype(input.dtype))
-    native = kernels() if mode == "max" and x.device.type == "cpu" and x.shape[2] * x.shape[3] < 2**31 else None
+    x, native = _prepared(input, mode)
     if native is not None:
         out, argmax = _native_max(native, x.contiguous(), levels, with_argmax, threads())
         if argmax is None:
@@ -255,7 +261,7 @@ def _native_max(native, x: Tensor, levels, with_argmax: bool, count: int) -> tup
 
     native.spp_max(x.data_ptr(), int(x.dtype == torch.float64), planes, chunk, _threads_for(planes * height * width, count),
                    channels, height, width, sizes.data_ptr(), len(levels), out.data_ptr(),
-                   argmax.data_ptr() if argmax is not None else 0, 2 if argmax is None else argmax.element_size())  # fmt: skip
+                   0 if argmax is None else argmax.data_ptr(), 0 if argmax is None else argmax.element_size())  # fmt: skip
     return out, argmax
 
 

@@ -81,7 +81,9 @@ __attribute__((always_inline)) inline void grouped_level(const Level& level, con
             if (Index) {
                 Ids id = Ids{} + kNone;
                 for (int64_t a = 0; a < g; ++a) {
-                    for (int64_t b = 0; b < g; ++b) first_pixel<T>(bv[first + a * fine.n + b], bi[first + a * fine.n + b], m, id);
+                    for (int64_t b = 0; b < g; ++b) {
+                        first_pixel<T>(bv[first + a * fine.n + b], bi[first + a * fine.n + b], m, id);
+                    }
                 }
                 bi[level.done + i * n + j] = id;
             }
@@ -236,10 +238,9 @@ __attribute__((always_inline)) inline bool interleave(const T* __restrict__ plan
 #ifdef RFMAP_SHUFFLES
     if constexpr (sizeof(T) == 4) {
         for (; p + kLanes <= area; p += kLanes) {
-            typedef float Unaligned __attribute__((vector_size(32), aligned(4)));
             V r[kLanes];
             for (int64_t l = 0; l < kLanes; ++l) {
-                r[l] = *reinterpret_cast<const Unaligned*>(source[l] + p);
+                r[l] = *reinterpret_cast<const typename Lanes<T>::Unaligned*>(source[l] + p);
                 nan |= r[l] != r[l];
             }
             transpose8(r);
@@ -262,12 +263,13 @@ __attribute__((always_inline)) inline bool interleave(const T* __restrict__ plan
 template <typename T>
 struct SppScratch {
     const int64_t lane;  // one plane's down_rows results (elements): widest x span
-    Buffer<T> across, best, copy, pixels, rows;  // copy: the input's last planes; the last two: blocks with NaN
-    Buffer<int32_t> across_at, at, where;
+    // across: down_rows' results; best: all levels' bins (kLanes rows of padding for
+    // store_level); copy: the input's last planes (spp_block); pixels, rows: blocks with NaN
+    Buffer<T> across, best, copy, pixels, rows;
+    Buffer<int32_t> across_at, at, where;  // their argmax (with one)
     SppScratch(int64_t height, int64_t width, int64_t widest, int64_t bins, bool argmax)
-        : lane(widest * (width + kLanes - 1) / kLanes * kLanes),
-          across(kLanes * lane), best((bins + kLanes) * kLanes), copy(kLanes * (height * width + 1)), pixels(height * width * kLanes),
-          rows(height * widest * kLanes),
+        : lane(widest * (width + kLanes - 1) / kLanes * kLanes), across(kLanes * lane), best((bins + kLanes) * kLanes),
+          copy(kLanes * (height * width + 1)), pixels(height * width * kLanes), rows(height * widest * kLanes),
           across_at(argmax ? kLanes * lane : 0), at(argmax ? (bins + kLanes) * kLanes : 0),
           where(argmax ? height * widest * kLanes : 0) {}
 };
@@ -291,6 +293,7 @@ RFMAP_CLONES void spp_block(const T* __restrict__ planes, int64_t lanes, int64_t
     const int64_t span = (width + kLanes - 1) / kLanes * kLanes;
     if ((lanes - 1) * area + (height - 1) * width + span > limit) {  // the input's last chunk would be overread
         std::memcpy(s.copy.data, planes, sizeof(T) * lanes * area);
+        std::fill_n(s.copy.data + lanes * area, kLanes, T(0));  // what the last chunk reads past the planes
         planes = s.copy.data;
     }
     const T* source[kLanes];
@@ -329,7 +332,9 @@ __attribute__((always_inline)) inline void store_level(const V* __restrict__ res
             for (int64_t k = 0; k < kLanes; ++k) r[k] = results[k0 + k];
             transpose8(r);
             if (k0 + kLanes <= size) {
-                for (int64_t l = 0; l < kLanes; ++l) *reinterpret_cast<Row*>(out + l * size + k0) = __builtin_convertvector(r[l], Row);
+                for (int64_t l = 0; l < kLanes; ++l) {
+                    *reinterpret_cast<Row*>(out + l * size + k0) = __builtin_convertvector(r[l], Row);
+                }
             } else {
                 for (int64_t l = 0; l < kLanes; ++l) {
                     for (int64_t k = 0; k < kLanes; ++k) {  // not a copy loop (no call to memcpy)
@@ -438,10 +443,11 @@ void spp_max(const T* input, Claims claims, int64_t channels, int64_t height, in
     for (int64_t first, last; claims.next(first, last);) {
         for (int64_t q = first; q < last; q += kLanes) {
             const int64_t lanes = std::min(last - q, kLanes);
+            const int64_t limit = (claims.end - q) * area;  // elements readable from the block's first plane
             if (argmax) {
-                spp_block<T, true>(input + q * area, lanes, (claims.end - q) * area, height, width, plan.data(), count, scratch);
+                spp_block<T, true>(input + q * area, lanes, limit, height, width, plan.data(), count, scratch);
             } else {
-                spp_block<T, false>(input + q * area, lanes, (claims.end - q) * area, height, width, plan.data(), count, scratch);
+                spp_block<T, false>(input + q * area, lanes, limit, height, width, plan.data(), count, scratch);
             }
             const int64_t c = q % channels;
             if (lanes == kLanes && c + kLanes <= channels) {  // kLanes channels of one image: one block of out per level

@@ -18,6 +18,9 @@ Each condition runs every measurement: first idle (nothing started by the benchm
 load average is printed), then with ``--busy`` processes running ``while True: pass``
 started by the benchmark.  Both libraries get the same number of threads (``--threads``,
 default torch's).  Medians over three passes of repeated calls, each after a warm-up.
+onnxruntime runs in a process of its own, as a user runs one library or the other: its idle
+worker threads spin after each call (and rfmap's native ones for 0.5 ms), and in one process
+each library's spinning threads would take cores from the other's measurements.
 Printed ratios: onnxruntime time / rfmap time (target >= 1.5 in both conditions) and
 rfmap forward+backward time / forward time (target <= 2.5).
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -52,21 +56,74 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per pass (3 passes)")
     parser.add_argument("--busy", type=int, default=2, help="CPU-bound processes for the busy condition")
     parser.add_argument("--no-spin", action="store_true", help="idle worker threads sleep instead of spinning")
+    parser.add_argument("--serve-onnxruntime", action="store_true", help=argparse.SUPPRESS)  # the peer process
     return parser.parse_args()
 
 
-def median_ms(fns: dict, repeats: int, passes: int = 3) -> dict:
-    """Median milliseconds of each function over ``passes`` passes of ``repeats`` calls, the
-    functions interleaved pass by pass so that a burst of load spreads over all of them."""
-    times = {name: [] for name in fns}
-    for _ in range(passes):
-        for name, fn in fns.items():
+def timed(fn):
+    """``sample(repeats)``: one warm-up call of ``fn``, then the seconds of ``repeats`` calls."""
+
+    def sample(repeats: int) -> list[float]:
+        fn()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
             fn()
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
+            seconds.append(time.perf_counter() - start)
+        return seconds
+
+    return sample
+
+
+def median_ms(samplers: dict, repeats: int, passes: int = 3) -> dict:
+    """Median milliseconds of each measurement (:func:`timed`, or :class:`PeerProcess`'s) over
+    ``passes`` passes of ``repeats`` calls, the measurements interleaved pass by pass so that a
+    burst of load spreads over all of them."""
+    times: dict = {name: [] for name in samplers}
+    for _ in range(passes):
+        for name, sample in samplers.items():
+            times[name] += sample(repeats)
     return {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+
+
+class PeerProcess:
+    """The onnxruntime sessions in a process of their own (this script with
+    ``--serve-onnxruntime``), timed there on request, one line of JSON each way."""
+
+    def __init__(self, args):
+        command = [sys.executable, __file__, "--serve-onnxruntime", "--threads", str(args.threads)]
+        self.proc = subprocess.Popen(command + (["--no-spin"] if args.no_spin else []), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self.names = json.loads(self._reply())
+
+    def _reply(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the onnxruntime process stopped (its error output is above)")
+        return line
+
+    def sampler(self, name: str):
+        def sample(repeats: int) -> list[float]:
+            self.proc.stdin.write(json.dumps([name, repeats]) + "\n")
+            self.proc.stdin.flush()
+            return json.loads(self._reply())
+
+        return sample
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def serve_onnxruntime(args: argparse.Namespace) -> None:
+    """The peer process: build the sessions (checked against rfmap's results), say their
+    names, then time what is asked until the input ends."""
+    peers = Suite(args, onnxruntime_here=True).peers
+    samplers = {name: timed(fn) for (name, library), fn in peers.items() if library == "onnxruntime"}
+    print(json.dumps(list(samplers)), flush=True)
+    for line in sys.stdin:
+        name, repeats = json.loads(line)
+        print(json.dumps(samplers[name](repeats)), flush=True)
 
 
 @contextlib.contextmanager
@@ -84,9 +141,10 @@ def busy(processes: int):
 
 
 class Suite:
-    """The inputs, the onnxruntime sessions and the timed functions."""
+    """The inputs, the peers and the timed functions; onnxruntime's sessions in a
+    :class:`PeerProcess` unless ``onnxruntime_here``."""
 
-    def __init__(self, args):
+    def __init__(self, args, onnxruntime_here: bool = False):
         import numpy as np
         import onnxruntime as ort
         import torch
@@ -112,8 +170,12 @@ class Suite:
         }
         self.inputs = {"roi_align": self.x, "roi_pool": self.x, "spp_pool": self.spp_x}
         self.inputs.update(ps_roi_align=self.ps_x, ps_roi_pool=self.ps_x)
-        self.peers = self._onnxruntime_peers()
-        self.peers.update(self._torchvision_peers())
+        self.process = None if onnxruntime_here else PeerProcess(args)
+        if self.process is None:
+            self.peers = self._onnxruntime_peers()
+        else:
+            self.peers = {(name, "onnxruntime"): self.process.sampler(name) for name in self.process.names}
+            self.peers.update({key: timed(fn) for key, fn in self._torchvision_peers().items()})
 
     def _session(self, model):
         options = self.ort.SessionOptions()
@@ -200,8 +262,8 @@ class Suite:
                 xg.grad = None
                 op(xg).backward(grad)
 
-            fns[(name, "rfmap")] = forward
-            fns[(name, "rfmap fwd+bwd")] = forward_backward
+            fns[(name, "rfmap")] = timed(forward)
+            fns[(name, "rfmap fwd+bwd")] = timed(forward_backward)
         fns.update(self.peers)
         return fns
 
@@ -228,6 +290,9 @@ def main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()
+    if args.serve_onnxruntime:
+        serve_onnxruntime(args)
+        return
     suite = Suite(args)
     from rfmap.ops import native_status
     print(
@@ -241,15 +306,19 @@ def main(args: argparse.Namespace) -> None:
     )
     fns = suite.functions()
     results = {}
-    for condition in ("idle", "busy"):
-        context = busy(args.busy) if condition == "busy" else contextlib.nullcontext()
-        with context:
-            load = os.getloadavg()[0]
-            results[condition] = median_ms(fns, args.repeats)
-        label = "idle" if condition == "idle" else f"busy ({args.busy} CPU-bound processes started)"
-        print(f"\n{label}; load average {load:.1f} at the start")
-        for row in report(results[condition], suite.ops):
-            print("  " + row)
+    try:
+        for condition in ("idle", "busy"):
+            context = busy(args.busy) if condition == "busy" else contextlib.nullcontext()
+            with context:
+                load = os.getloadavg()[0]
+                results[condition] = median_ms(fns, args.repeats)
+            label = "idle" if condition == "idle" else f"busy ({args.busy} CPU-bound processes started)"
+            print(f"\n{label}; load average {load:.1f} at the start")
+            for row in report(results[condition], suite.ops):
+                print("  " + row)
+    finally:
+        if suite.process is not None:
+            suite.process.close()
     print("\nratios (onnxruntime / rfmap forward, target >= 1.5; rfmap fwd+bwd / fwd, target <= 2.5):")
     for name in suite.ops:
         cells = []

@@ -1,6 +1,8 @@
 // Spatial pyramid max pooling (the loop of rfmap/ops/spp.py).
 #pragma once
 
+#include <memory>
+
 #include "common.h"
 
 namespace rfmap {
@@ -259,19 +261,32 @@ __attribute__((always_inline)) inline bool interleave(const T* __restrict__ plan
     return any;
 }
 
-// Scratch memory of one thread of spp_max, for the plan's widest level
+// Scratch memory of one thread of spp_max, for the plan's widest level; what only some blocks
+// need (the copy of the input's last planes, the buffers of the scan of blocks with NaN: kLanes
+// planes' worth each) is allocated on first use.
 template <typename T>
 struct SppScratch {
-    const int64_t lane;  // one plane's down_rows results (elements): widest x span
-    // across: down_rows' results; best: all levels' bins (kLanes rows of padding for
-    // store_level); copy: the input's last planes (spp_block); pixels, rows: blocks with NaN
-    Buffer<T> across, best, copy, pixels, rows;
-    Buffer<int32_t> across_at, at, where;  // their argmax (with one)
+    const int64_t lane, area, height, widest;  // lane: one plane's down_rows results (widest x span)
+    Buffer<T> across, best;                    // down_rows' results; all levels' bins (kLanes rows of padding)
+    Buffer<int32_t> across_at, at;             // their argmax (with one)
     SppScratch(int64_t height, int64_t width, int64_t widest, int64_t bins, bool argmax)
-        : lane(widest * (width + kLanes - 1) / kLanes * kLanes), across(kLanes * lane), best((bins + kLanes) * kLanes),
-          copy(kLanes * (height * width + 1)), pixels(height * width * kLanes), rows(height * widest * kLanes),
-          across_at(argmax ? kLanes * lane : 0), at(argmax ? (bins + kLanes) * kLanes : 0),
-          where(argmax ? height * widest * kLanes : 0) {}
+        : lane(widest * (width + kLanes - 1) / kLanes * kLanes), area(height * width), height(height), widest(widest),
+          across(kLanes * lane), best((bins + kLanes) * kLanes), across_at(argmax ? kLanes * lane : 0),
+          at(argmax ? (bins + kLanes) * kLanes : 0) {}
+
+    T* copy() { return get(copy_, kLanes * (area + 1)); }  // kLanes planes and a chunk past them
+    T* pixels() { return get(pixels_, area * kLanes); }
+    T* rows() { return get(rows_, height * widest * kLanes); }
+    int32_t* where() { return get(where_, height * widest * kLanes); }
+
+  private:
+    template <typename U>
+    static U* get(std::unique_ptr<Buffer<U>>& buffer, int64_t n) {
+        if (!buffer) buffer.reset(new Buffer<U>(n));
+        return buffer->data;
+    }
+    std::unique_ptr<Buffer<T>> copy_, pixels_, rows_;
+    std::unique_ptr<Buffer<int32_t>> where_;
 };
 
 // Every level of kLanes planes (`lanes` of them real; the others repeat the first; `limit`
@@ -292,9 +307,10 @@ RFMAP_CLONES void spp_block(const T* __restrict__ planes, int64_t lanes, int64_t
     const int64_t area = height * width;
     const int64_t span = (width + kLanes - 1) / kLanes * kLanes;
     if ((lanes - 1) * area + (height - 1) * width + span > limit) {  // the input's last chunk would be overread
-        std::memcpy(s.copy.data, planes, sizeof(T) * lanes * area);
-        std::fill_n(s.copy.data + lanes * area, kLanes, T(0));  // what the last chunk reads past the planes
-        planes = s.copy.data;
+        T* copy = s.copy();
+        std::memcpy(copy, planes, sizeof(T) * lanes * area);
+        std::fill_n(copy + lanes * area, kLanes, T(0));  // what the last chunk reads past the planes
+        planes = copy;
     }
     const T* source[kLanes];
     for (int64_t l = 0; l < kLanes; ++l) source[l] = planes + (l < lanes ? l : 0) * area;
@@ -309,10 +325,10 @@ RFMAP_CLONES void spp_block(const T* __restrict__ planes, int64_t lanes, int64_t
         if (v > 0) {
             down_rows<T, Index, false>(source, width, level.rows, level.n, pv, pi);
         } else if (down_rows<T, Index, true>(source, width, level.rows, level.n, pv, pi)) {
-            V* px = reinterpret_cast<V*>(s.pixels.data);
+            V* px = reinterpret_cast<V*>(s.pixels());
             interleave<T>(planes, lanes, area, px);
-            scanned_levels<T, Index, true>(px, width, height, plan, count, reinterpret_cast<V*>(s.rows.data),
-                                           reinterpret_cast<Ids*>(s.where.data), bv, bi);
+            scanned_levels<T, Index, true>(px, width, height, plan, count, reinterpret_cast<V*>(s.rows()),
+                                           reinterpret_cast<Ids*>(s.where()), bv, bi);
             return;
         }
         across_columns<T, Index>(pv, pi, width, level, bv, bi);

@@ -118,7 +118,7 @@ def _spp_pool(input, levels, mode) -> Tensor:
     with_argmax = mode == "max" and recording
     if eager(input, recording=True):  # the kernels themselves, under an autograd node of their own
         if not recording:
-            return _spp_output(input, levels, mode)
+            return _spp_compute(input, levels, mode, False)[0]
         return _EagerSPP.apply(input, levels, mode, with_argmax)[0]
     if torch.onnx.is_in_onnx_export():  # (an export traces: never eager)
         return spp_standard_ops(input, levels, mode)
@@ -163,10 +163,10 @@ def _split_levels(grad: Tensor, levels, channels: int) -> list[Tensor]:
     return [p.reshape(grad.shape[0], channels, n, n) for p, n in zip(parts, levels)]
 
 
-def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor]:
-    """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax,
-    the pixel ``h * W + w`` in its plane (:func:`pixel_dtype`), ``(N, C * sum(n * n))`` in the
-    output's order.  Without the argmax, a level whose
+def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Tensor | None]:
+    """``adaptive_max_pool2d`` per level (its bins are the module docstring's) and the argmax
+    (``None`` unless ``with_argmax``), the pixel ``h * W + w`` in its plane (:func:`pixel_dtype`),
+    ``(N, C * sum(n * n))`` in the output's order.  Without the argmax, a level whose
     bins are unions of a finer level's bins (SPP-net's 6, 3, 2, 1 on 13 x 13) is pooled from
     that level's result: the maximum of maxima, NaN propagating as in the direct pooling."""
     x = x.contiguous(memory_format=torch.channels_last)  # torch's vectorized kernel (many times faster)
@@ -180,7 +180,7 @@ def _max_levels(x: Tensor, levels, with_argmax: bool) -> tuple[list[Tensor], Ten
                 done[n] = F.max_pool2d(done[f], (_grouping(f, n, height) or 1, _grouping(f, n, width) or 1))  # both group
             else:
                 done[n] = F.adaptive_max_pool2d(x, n)
-        return [done[n] for n in levels], x.new_empty(0, dtype=pixel_dtype(height * width))
+        return [done[n] for n in levels], None
     pooled, where = zip(*(F.adaptive_max_pool2d(x, n, return_indices=True) for n in levels))
     index = pixel_dtype(x.shape[2] * x.shape[3])
     return list(pooled), _flatten_levels([w.to(index) for w in where])
@@ -197,43 +197,33 @@ def _avg_levels(x: Tensor, levels) -> list[Tensor]:
 
 
 def _spp_pool_kernel(input, levels, mode, with_argmax):
-    """The kernel of ``rfmap::spp_pool``: its checks, then :func:`_spp_compute`."""
+    """The kernel of ``rfmap::spp_pool``: its checks, then :func:`_spp_outputs`."""
     op = "spp_pool"
     check_input(op, input)
-    return _spp_compute(input, _check_args(op, levels, mode, int(input.shape[1])), mode, with_argmax)
+    return _spp_outputs(input, _check_args(op, levels, mode, int(input.shape[1])), mode, with_argmax)
 
 
-def _prepared(input: Tensor, mode: str):
-    """``(x, native)``: the input in its compute dtype, and the native loops when max mode on
-    the CPU can run them (else ``None``)."""
+def _spp_outputs(input, levels: tuple[int, ...], mode: str, with_argmax: bool) -> tuple[Tensor, Tensor]:
+    """The op's two outputs for checked arguments: :func:`_spp_compute`'s, with an empty argmax
+    where none is computed."""
+    out, argmax = _spp_compute(input, levels, mode, with_argmax)
+    return out, argmax if argmax is not None else input.new_empty(0, dtype=pixel_dtype(input.shape[2] * input.shape[3]))
+
+
+def _spp_compute(input, levels: tuple[int, ...], mode: str, with_argmax: bool) -> tuple[Tensor, Tensor | None]:
+    """``(output, argmax)`` for checked arguments, ``argmax`` ``None`` unless ``with_argmax``:
+    the native loop of max mode on the CPU (as few Python steps as can be: they cost a good
+    part of a call), else PyTorch."""
     x = input if input.dtype in (torch.float32, torch.float64) else input.to(compute_dtype(input.dtype))
     native = kernels() if mode == "max" and x.device.type == "cpu" and x.shape[2] * x.shape[3] < 2**31 else None
-    return x, native
-
-
-def _spp_output(input, levels: tuple[int, ...], mode: str) -> Tensor:
-    """The output alone, for checked arguments (eager calls that record no graph)."""
-    x, native = _prepared(input, mode)
-    if native is None:
-        return _spp_compute(input, levels, mode, False)[0]
-    out = _native_max(native, x.contiguous(), levels, False, threads())[0]
-    return out if x is input else out.to(input.dtype)
-
-
-def _spp_compute(input, levels: tuple[int, ...], mode: str, with_argmax: bool) -> tuple[Tensor, Tensor]:
-    """``(output, argmax)`` for checked arguments: the native loop of max mode on the CPU
-    (as few Python steps as can be: they cost a good part of a call), else PyTorch."""
-    x, native = _prepared(input, mode)
     if native is not None:
         out, argmax = _native_max(native, x.contiguous(), levels, with_argmax, threads())
-        if argmax is None:
-            argmax = x.new_empty(0, dtype=pixel_dtype(x.shape[2] * x.shape[3]))
         return (out if x is input else out.to(input.dtype)), argmax
     with single_threaded():
         if mode == "max":
             parts, argmax = _max_levels(x, levels, with_argmax)
         else:
-            parts, argmax = _avg_levels(x, levels), x.new_empty(0, dtype=pixel_dtype(x.shape[2] * x.shape[3]))
+            parts, argmax = _avg_levels(x, levels), None
         return _flatten_levels(parts).to(input.dtype), argmax
 
 
@@ -360,7 +350,7 @@ class _EagerSPP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, levels, mode, with_argmax):
-        output = _spp_compute(input, levels, mode, with_argmax)  # arguments checked by spp_pool
+        output = _spp_outputs(input, levels, mode, with_argmax)  # arguments checked by spp_pool
         ctx.mark_non_differentiable(output[1])
         _spp_setup(ctx, (input, levels, mode, with_argmax), output)
         return output

@@ -134,14 +134,21 @@ def run_tasks(fn: Callable[[_Task], None], tasks: Sequence[_Task], count: int, d
     for _ in range(count - 1):
         _jobs.put(run.work)
     run.work()
-    run.wait()
+    run.finish()
 
 
 class _Run:
-    """The shared state of one :func:`run_tasks` call: the next task, how many are running."""
+    """The shared state of one :func:`run_tasks` call: the next task, how many are running.
+
+    A worker may come to a call (and drop its reference to it) after the caller has returned,
+    possibly while the interpreter shuts down.  Only the caller lets go of the function and
+    the tasks, so their tensors are never freed on a worker: freeing a tensor there lets go
+    of the GIL, and a daemon thread that asks for the GIL back during shutdown is ended in
+    the middle of torch's C++ code, which aborts the process."""
 
     def __init__(self, fn: Callable[[_Task], None], tasks: list):
-        self.fn, self.tasks = fn, tasks
+        self.fn: Callable[[_Task], None] | None = fn
+        self.tasks = tasks
         self.next = self.running = 0
         self.errors: list[BaseException] = []
         self.lock = threading.Lock()
@@ -153,25 +160,27 @@ class _Run:
                 with self.lock:
                     if self.errors or self.next >= len(self.tasks):
                         return
-                    task = self.tasks[self.next]
+                    fn, task = self.fn, self.tasks[self.next]
                     self.next += 1
                     self.running += 1
                 try:
-                    self.fn(task)
+                    fn(task)  # type: ignore[misc]
                 except BaseException as error:  # noqa: BLE001 - re-raised in the caller
                     with self.lock:
                         self.errors.append(error)
                 finally:
+                    fn = task = None  # before the caller may return
                     with self.lock:
                         self.running -= 1
                         if not self.running:
                             self.idle.notify_all()
 
-    def wait(self) -> None:
+    def finish(self) -> None:
         """Once the caller's own :meth:`work` has returned (no task is left to start): wait for
-        the running ones, then raise the first error."""
+        the running ones, let go of the function and the tasks, then raise the first error."""
         with self.lock:
             while self.running:
                 self.idle.wait()
-        if self.errors:
-            raise self.errors[0]
+            self.fn, self.tasks, errors, self.errors = None, [], self.errors, []
+        if errors:
+            raise errors[0]

@@ -1,7 +1,10 @@
-"""rfmap.ops._threads.run_tasks: every task once, errors raised in the caller, and no wait
-for a pool worker that has not started a task."""
+"""rfmap.ops._threads.run_tasks: every task once, errors raised in the caller, no wait for a
+pool worker that has not started a task, and nothing of a call freed on a worker."""
 
+import functools
+import gc
 import threading
+import weakref
 
 import pytest
 import torch
@@ -63,3 +66,34 @@ def test_the_caller_does_not_wait_for_a_worker_that_never_started():
     more = []
     _threads.run_tasks(more.append, range(3), 2)  # the pool works afterwards
     assert sorted(more) == [0, 1, 2]
+
+
+def test_a_late_worker_holds_nothing_of_the_call():
+    # A worker that comes to a call after the caller has returned must not be the one to free
+    # the call's tensors: at interpreter shutdown that aborted the process ("terminate called
+    # without an active exception", when torch re-took the GIL in a tensor's destructor).
+    _threads._ensure_workers(1)
+    release, held = threading.Event(), threading.Semaphore(0)
+
+    def hold():
+        held.release()
+        release.wait(30)
+
+    for _ in _threads._workers:
+        _threads._jobs.put(hold)
+    try:
+        assert all(held.acquire(timeout=10) for _ in _threads._workers)
+
+        class Data:  # what a call's function and tasks hold (tensors, in the ops)
+            pass
+
+        held_by_fn, tasks, seen = Data(), [Data(), Data()], []
+        alive = [weakref.ref(held_by_fn), *map(weakref.ref, tasks)]
+        _threads.run_tasks(functools.partial(lambda data, task: seen.append(id(task)), held_by_fn), tasks, 2)
+        assert sorted(seen) == sorted(map(id, tasks))
+        del held_by_fn, tasks
+        gc.collect()
+        # the call's work is still queued for the held worker, and yet
+        assert [ref() for ref in alive] == [None, None, None]
+    finally:
+        release.set()

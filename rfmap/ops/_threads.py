@@ -18,11 +18,13 @@ SPP's loops, whose calls take well under a millisecond, use native worker thread
 The number of threads is torch's (``torch.get_num_threads()`` in the calling thread), so
 ``torch.set_num_threads`` governs the ops as it governs torch.  Tensors not on the CPU run
 their tasks in order on the calling thread.  Tasks run without autograd (they are the inside
-of the registered ops, whose autograd is registered separately).
+of the registered ops, whose autograd is registered separately).  The workers end at
+interpreter exit; calls made after that run their tasks on the calling thread.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import queue
@@ -36,6 +38,10 @@ _lock = threading.Lock()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
 _workers: list[threading.Thread] = []
 _state = threading.local()
+#: set at interpreter exit (:func:`_stop_workers`): calls then run their tasks on the caller
+_stopped = False
+#: seconds the exit waits for each worker to finish the task it is on
+_JOIN = 30.0
 #: Elements of the largest buffer :func:`scratch` keeps for reuse.
 _KEPT = 1 << 23
 #: what :func:`run_tasks` hands its function
@@ -55,8 +61,22 @@ if hasattr(os, "register_at_fork"):
 def _worker(ready: threading.Event, jobs: queue.SimpleQueue) -> None:
     torch.set_num_threads(1)  # this thread's OpenMP and MKL setting (they are per thread)
     ready.set()
-    while True:
-        jobs.get()()
+    while (job := jobs.get()) is not None:  # None: the interpreter exits (_stop_workers)
+        job()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """End the workers at interpreter exit, before Python cuts daemon threads off: one cut off
+    while it frees a tensor (torch lets go of the GIL there) aborts the process."""
+    global _stopped
+    with _lock:
+        _stopped, workers = True, list(_workers)
+        _workers.clear()
+        for _ in workers:
+            _jobs.put(None)
+    for thread in workers:
+        thread.join(_JOIN)
 
 
 def scratch(rows: int, columns: int, dtype: torch.dtype, device: torch.device, name: str = "") -> torch.Tensor:
@@ -78,6 +98,8 @@ def _ensure_workers(count: int) -> None:
     if len(_workers) >= count:
         return
     with _lock:
+        if _stopped:
+            return
         jobs = _jobs
         before = torch.get_num_threads()
         started = []
@@ -125,7 +147,7 @@ def run_tasks(fn: Callable[[_Task], None], tasks: Sequence[_Task], count: int, d
     task starts after it."""
     tasks = list(tasks)
     count = min(count, len(tasks))
-    if count <= 1 or torch.device(device).type != "cpu":
+    if count <= 1 or _stopped or torch.device(device).type != "cpu":
         for task in tasks:
             fn(task)
         return

@@ -3,6 +3,8 @@ pool worker that has not started a task, and nothing of a call freed on a worker
 
 import functools
 import gc
+import subprocess
+import sys
 import threading
 import weakref
 
@@ -97,3 +99,30 @@ def test_a_late_worker_holds_nothing_of_the_call():
         assert [ref() for ref in alive] == [None, None, None]
     finally:
         release.set()
+
+
+EXIT = """
+import atexit, threading
+
+def after_rfmap():  # registered first, so it runs after rfmap.ops' own exit handler
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("rfmap-ops")]
+    seen = []
+    _threads.run_tasks(seen.append, range(4), 2)  # still works: on the calling thread
+    print("alive", alive, sorted(seen), flush=True)
+
+atexit.register(after_rfmap)
+import torch
+from rfmap.ops import _threads
+torch.set_num_threads(2)
+seen = []
+_threads.run_tasks(seen.append, range(4), 2)
+print("workers", len(_threads._workers), sorted(seen), flush=True)
+"""
+
+
+def test_the_workers_end_before_the_interpreter_exits():
+    # a daemon thread that is still running at shutdown is cut off when it next asks for the
+    # GIL; in torch's C++ code (a tensor's destructor) that aborted the process
+    proc = subprocess.run([sys.executable, "-c", EXIT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    assert proc.stdout.splitlines() == ["workers 1 [0, 1, 2, 3]", "alive [] [0, 1, 2, 3]"], proc.stdout

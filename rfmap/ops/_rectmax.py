@@ -352,24 +352,25 @@ def argmax_backward(grad: Tensor, argmax: Tensor, batch: Tensor, shape: tuple, c
     n_img, channels, height, width = shape
     total, area = n_img * channels * height * width, height * width
     dtype = compute_dtype(grad.dtype)
-    gx = grad.new_zeros(total + 1, dtype=dtype)  # a spare element takes the bins without a winner (PyTorch)
     values = grad.to(dtype).contiguous()
     rois = grad.shape[0]
     native = kernels() if grad.device.type == "cpu" else None
     if native is not None:
+        gx = grad.new_empty(total, dtype=dtype)  # each task zeroes its channels' planes first
         index, batch = argmax.contiguous(), batch.contiguous()
         step = max(1, -(-channels // (4 * count)))
 
         def span(c0: int) -> None:
-            native.scatter_planes(values.data_ptr(), index.data_ptr(), batch.data_ptr(), gx.data_ptr(), rois, channels,
-                                  grad.shape[2] * grad.shape[3], area, c0, min(channels, c0 + step),
+            native.scatter_planes(values.data_ptr(), index.data_ptr(), batch.data_ptr(), gx.data_ptr(), n_img, rois,
+                                  channels, grad.shape[2] * grad.shape[3], area, c0, min(channels, c0 + step),
                                   values.element_size(), index.element_size())  # fmt: skip
 
         run_tasks(span, range(0, channels, step), count, grad.device)
     else:
+        gx = grad.new_zeros(total + 1, dtype=dtype)  # a spare element takes the bins without a winner
         plane = batch.view(-1, 1) * channels + torch.arange(channels, device=grad.device).view(1, -1)
         flat = plane.view(rois, channels, 1) * area + argmax.reshape(rois, channels, -1)
         flat = flat.masked_fill_(argmax.reshape(rois, channels, -1) < 0, total)
-        gx.scatter_add_(0, flat.flatten(), values.flatten())
-    return gx[:total].view(shape).to(grad.dtype)
+        gx = gx.scatter_add_(0, flat.flatten(), values.flatten())[:total]
+    return gx.view(shape).to(grad.dtype)
 

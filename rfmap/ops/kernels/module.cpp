@@ -82,26 +82,27 @@ PyObject* py_build(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
-// scatter_planes(grad, argmax, batch, gx, rois, channels, bins, area, c0, c1, value_bytes, index_bytes)
+// scatter_planes(grad, argmax, batch, gx, images, rois, channels, bins, area, c0, c1, value_bytes,
+//                index_bytes)
 PyObject* py_scatter_planes(PyObject*, PyObject* args) {
     unsigned long long grad, argmax, batch, gx;
-    long long rois, channels, bins, area, c0, c1, value_bytes, index_bytes;
-    if (!PyArg_ParseTuple(args, "KKKKLLLLLLLL", &grad, &argmax, &batch, &gx, &rois, &channels, &bins, &area, &c0, &c1,
-                          &value_bytes, &index_bytes))
+    long long images, rois, channels, bins, area, c0, c1, value_bytes, index_bytes;
+    if (!PyArg_ParseTuple(args, "KKKKLLLLLLLLL", &grad, &argmax, &batch, &gx, &images, &rois, &channels, &bins, &area,
+                          &c0, &c1, &value_bytes, &index_bytes))
         return nullptr;
     const int64_t* b = ptr<const int64_t>(batch);
     Py_BEGIN_ALLOW_THREADS;
     if (value_bytes == 4 && index_bytes == 2) {
-        scatter_planes(ptr<const float>(grad), ptr<const int16_t>(argmax), b, ptr<float>(gx), rois, channels, bins,
+        scatter_planes(ptr<const float>(grad), ptr<const int16_t>(argmax), b, ptr<float>(gx), images, rois, channels, bins,
                        area, c0, c1);
     } else if (value_bytes == 4) {
-        scatter_planes(ptr<const float>(grad), ptr<const int32_t>(argmax), b, ptr<float>(gx), rois, channels, bins,
+        scatter_planes(ptr<const float>(grad), ptr<const int32_t>(argmax), b, ptr<float>(gx), images, rois, channels, bins,
                        area, c0, c1);
     } else if (index_bytes == 2) {
-        scatter_planes(ptr<const double>(grad), ptr<const int16_t>(argmax), b, ptr<double>(gx), rois, channels, bins,
+        scatter_planes(ptr<const double>(grad), ptr<const int16_t>(argmax), b, ptr<double>(gx), images, rois, channels, bins,
                        area, c0, c1);
     } else {
-        scatter_planes(ptr<const double>(grad), ptr<const int32_t>(argmax), b, ptr<double>(gx), rois, channels, bins,
+        scatter_planes(ptr<const double>(grad), ptr<const int32_t>(argmax), b, ptr<double>(gx), images, rois, channels, bins,
                        area, c0, c1);
     }
     Py_END_ALLOW_THREADS;

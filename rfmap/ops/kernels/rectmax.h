@@ -161,12 +161,13 @@ void query(const T* table, const Windows& w, int64_t group, int64_t k0, int64_t 
 }
 
 // The input gradient of RoI max pooling, channels c0 .. c1 - 1 of a (K, C, bins) gradient:
-// grad[k, c, i] added at pixel argmax[k, c, i] of plane (batch[k], c) of gx (N, C, H * W),
-// nothing for -1 (no winner), in (k, i) order; tasks over disjoint channels write disjoint
-// planes.
+// the planes (n, c) of gx (N, C, H * W) zeroed, then grad[k, c, i] added at pixel
+// argmax[k, c, i] of plane (batch[k], c), nothing for -1 (no winner), in (k, i) order; tasks
+// over disjoint channels write disjoint planes.
 template <typename T, typename I>
-void scatter_planes(const T* grad, const I* argmax, const int64_t* batch, T* gx, int64_t rois, int64_t channels,
-                    int64_t bins, int64_t area, int64_t c0, int64_t c1) {
+void scatter_planes(const T* grad, const I* argmax, const int64_t* batch, T* gx, int64_t images, int64_t rois,
+                    int64_t channels, int64_t bins, int64_t area, int64_t c0, int64_t c1) {
+    for (int64_t n = 0; n < images; ++n) std::fill_n(gx + (n * channels + c0) * area, (c1 - c0) * area, T(0));
     for (int64_t k = 0; k < rois; ++k) {
         for (int64_t c = c0; c < c1; ++c) {
             const int64_t at = (k * channels + c) * bins;

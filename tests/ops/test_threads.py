@@ -1,6 +1,7 @@
 """rfmap.ops._threads.run_tasks: every task once, errors raised in the caller, no wait for a
 pool worker that has not started a task, and nothing of a call freed on a worker."""
 
+import contextlib
 import functools
 import gc
 import subprocess
@@ -39,41 +40,9 @@ def test_the_first_error_is_raised_in_the_caller_and_the_pool_stays_usable():
     assert sorted(seen) == [0, 1, 2, 3]
 
 
-def test_the_caller_does_not_wait_for_a_worker_that_never_started():
-    # every pool worker is held up before it can look at the call: the caller runs every task
-    # itself and returns (it used to wait until each worker had come and gone)
-    _threads._ensure_workers(1)
-    release, held = threading.Event(), threading.Semaphore(0)
-
-    def hold():
-        held.release()
-        release.wait(30)
-
-    for _ in _threads._workers:
-        _threads._jobs.put(hold)
-    assert all(held.acquire(timeout=10) for _ in _threads._workers)
-    seen, done = [], threading.Event()
-
-    def call():
-        _threads.run_tasks(seen.append, range(6), 2)
-        done.set()
-
-    caller = threading.Thread(target=call, daemon=True)
-    with torch.no_grad():
-        caller.start()
-        finished = done.wait(10)
-    release.set()  # the worker comes back, finds nothing left, and returns
-    caller.join(10)
-    assert finished and sorted(seen) == list(range(6))
-    more = []
-    _threads.run_tasks(more.append, range(3), 2)  # the pool works afterwards
-    assert sorted(more) == [0, 1, 2]
-
-
-def test_a_late_worker_holds_nothing_of_the_call():
-    # A worker that comes to a call after the caller has returned must not be the one to free
-    # the call's tensors: at interpreter shutdown that aborted the process ("terminate called
-    # without an active exception", when torch re-took the GIL in a tensor's destructor).
+@contextlib.contextmanager
+def _workers_held():
+    """Every pool worker held up (on a job that waits) until the block ends."""
     _threads._ensure_workers(1)
     release, held = threading.Event(), threading.Semaphore(0)
 
@@ -85,10 +54,40 @@ def test_a_late_worker_holds_nothing_of_the_call():
         _threads._jobs.put(hold)
     try:
         assert all(held.acquire(timeout=10) for _ in _threads._workers)
+        yield
+    finally:
+        release.set()
 
-        class Data:  # what a call's function and tasks hold (tensors, in the ops)
-            pass
 
+def test_the_caller_does_not_wait_for_a_worker_that_never_started():
+    # every pool worker is held up before it can look at the call: the caller runs every task
+    # itself and returns (it used to wait until each worker had come and gone)
+    seen, done = [], threading.Event()
+
+    def call():
+        _threads.run_tasks(seen.append, range(6), 2)
+        done.set()
+
+    caller = threading.Thread(target=call, daemon=True)
+    with _workers_held(), torch.no_grad():
+        caller.start()
+        finished = done.wait(10)
+    # released: the worker comes back, finds nothing left, and returns
+    caller.join(10)
+    assert finished and sorted(seen) == list(range(6))
+    more = []
+    _threads.run_tasks(more.append, range(3), 2)  # the pool works afterwards
+    assert sorted(more) == [0, 1, 2]
+
+
+def test_a_late_worker_holds_nothing_of_the_call():
+    # A worker that comes to a call after the caller has returned must not be the one to free
+    # the call's tensors: at interpreter shutdown that aborted the process ("terminate called
+    # without an active exception", when torch re-took the GIL in a tensor's destructor).
+    class Data:  # what a call's function and tasks hold (tensors, in the ops)
+        pass
+
+    with _workers_held():
         held_by_fn, tasks, seen = Data(), [Data(), Data()], []
         alive = [weakref.ref(held_by_fn), *map(weakref.ref, tasks)]
         _threads.run_tasks(functools.partial(lambda data, task: seen.append(id(task)), held_by_fn), tasks, 2)
@@ -97,8 +96,6 @@ def test_a_late_worker_holds_nothing_of_the_call():
         gc.collect()
         # the call's work is still queued for the held worker, and yet
         assert [ref() for ref in alive] == [None, None, None]
-    finally:
-        release.set()
 
 
 EXIT = """

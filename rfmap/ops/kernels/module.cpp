@@ -93,17 +93,17 @@ PyObject* py_scatter_planes(PyObject*, PyObject* args) {
     const int64_t* b = ptr<const int64_t>(batch);
     Py_BEGIN_ALLOW_THREADS;
     if (value_bytes == 4 && index_bytes == 2) {
-        scatter_planes(ptr<const float>(grad), ptr<const int16_t>(argmax), b, ptr<float>(gx), images, rois, channels, bins,
-                       area, c0, c1);
+        scatter_planes(ptr<const float>(grad), ptr<const int16_t>(argmax), b, ptr<float>(gx), images, rois,
+                       channels, bins, area, c0, c1);
     } else if (value_bytes == 4) {
-        scatter_planes(ptr<const float>(grad), ptr<const int32_t>(argmax), b, ptr<float>(gx), images, rois, channels, bins,
-                       area, c0, c1);
+        scatter_planes(ptr<const float>(grad), ptr<const int32_t>(argmax), b, ptr<float>(gx), images, rois,
+                       channels, bins, area, c0, c1);
     } else if (index_bytes == 2) {
-        scatter_planes(ptr<const double>(grad), ptr<const int16_t>(argmax), b, ptr<double>(gx), images, rois, channels, bins,
-                       area, c0, c1);
+        scatter_planes(ptr<const double>(grad), ptr<const int16_t>(argmax), b, ptr<double>(gx), images, rois,
+                       channels, bins, area, c0, c1);
     } else {
-        scatter_planes(ptr<const double>(grad), ptr<const int32_t>(argmax), b, ptr<double>(gx), images, rois, channels, bins,
-                       area, c0, c1);
+        scatter_planes(ptr<const double>(grad), ptr<const int32_t>(argmax), b, ptr<double>(gx), images, rois,
+                       channels, bins, area, c0, c1);
     }
     Py_END_ALLOW_THREADS;
     Py_RETURN_NONE;

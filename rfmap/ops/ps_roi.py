@@ -132,7 +132,7 @@ def _check_kernel(op: str, input: Tensor, rois: Tensor, spatial_scale: float, po
 # -- ps_roi_align ------------------------------------------------------------------------
 
 
-def _nonfinite_reads(xs: Tensor, batch: Tensor, geometry, shape, pooled: tuple[int, int], count: int) -> Tensor:
+def _nonfinite_reads(xs: Tensor, batch: Tensor, geometry, shape, pooled: tuple[int, int]) -> Tensor:
     """``(K, C_out, bins)``: NaN where a bin reads an inf or NaN with weight 0, else 0."""
     start, bins, grid = geometry
     height, width = shape[2:]
@@ -140,7 +140,7 @@ def _nonfinite_reads(xs: Tensor, batch: Tensor, geometry, shape, pooled: tuple[i
     rx = axis_reads(start[:, 0], bins[:, 0], grid[:, 0], pooled[1], width)
     term: Tensor | int = 0
     for wy, wx in ((ry.zero, rx.touched), (ry.touched, rx.zero)):
-        term = term + ps_pool_forward(xs * 0, PoolingMatrix.separable(wy, wx, batch, height, width, bin_major=True), count)
+        term = term + ps_pool_forward(xs * 0, PoolingMatrix.separable(wy, wx, batch, height, width, bin_major=True))
     return cast(Tensor, term)  # a sum of two tensors
 
 
@@ -169,16 +169,16 @@ _ALIGN_MEMO, _POOL_MEMO = MatrixMemo(), MatrixMemo()
 )
 def _ps_roi_align_op(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio):
     pooled = (pooled_height, pooled_width)
-    with single_threaded() as count:  # the box arithmetic too: small ops pay a thread wake-up each
+    with single_threaded():  # the box arithmetic too: small ops pay a thread wake-up each
         batch, boxes = _check_kernel("ps_roi_align", input, rois, spatial_scale, pooled)
         geometry = _align_geometry(boxes, spatial_scale, pooled, sampling_ratio)
         matrix = _align_matrix(input.shape, batch, geometry, pooled)
         args = (input.shape, rois, spatial_scale, pooled, sampling_ratio, compute_dtype(input.dtype))
         _ALIGN_MEMO.keep(args, input.requires_grad, matrix)
         xs = ps_inputs(input, matrix.images, matrix.bins)
-        out = ps_pool_forward(xs, matrix, count)
+        out = ps_pool_forward(xs, matrix)
         if not bool(torch.isfinite(xs.sum())):  # reads with weight 0 of an inf or NaN give NaN
-            out = out + _nonfinite_reads(xs, batch, geometry, input.shape, pooled, count)
+            out = out + _nonfinite_reads(xs, batch, geometry, input.shape, pooled)
     no_samples = (geometry[2][:, 0] * geometry[2][:, 1] == 0).view(-1, 1, 1)  # 0 / 0 in torchvision
     out = out.masked_fill(no_samples, float("nan"))
     return out.view(out.shape[0], out.shape[1], pooled_height, pooled_width).to(input.dtype)
@@ -203,10 +203,10 @@ def _ps_roi_align_backward_op(grad, rois, spatial_scale, pooled_height, pooled_w
         batch, boxes = check_rois("ps_roi_align", rois, shape[0], spatial_scale, dtype)
         return _align_matrix(shape, batch, _align_geometry(boxes, spatial_scale, pooled, sampling_ratio), pooled)
 
-    with single_threaded() as count:
+    with single_threaded():
         matrix = _ALIGN_MEMO.take((torch.Size(shape), rois, spatial_scale, pooled, sampling_ratio, dtype), make)
         g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
-        return ps_pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
+        return ps_pool_backward(g, matrix, torch.Size(shape)).contiguous().to(grad.dtype)
 
 
 @_ps_roi_align_backward_op.register_fake
@@ -246,12 +246,12 @@ def _pool_matrix(shape, rois, spatial_scale, pooled, dtype) -> PoolingMatrix:
 )
 def _ps_roi_pool_op(input, rois, spatial_scale, pooled_height, pooled_width):
     pooled = (pooled_height, pooled_width)
-    with single_threaded() as count:  # the box arithmetic too: small ops pay a thread wake-up each
+    with single_threaded():  # the box arithmetic too: small ops pay a thread wake-up each
         _check_kernel("ps_roi_pool", input, rois, spatial_scale, pooled)
         args = (input.shape, rois, spatial_scale, pooled, compute_dtype(input.dtype))
         matrix = _pool_matrix(*args)
         _POOL_MEMO.keep(args, input.requires_grad, matrix)
-        out = ps_pool_forward(ps_inputs(input, matrix.images, matrix.bins), matrix, count)
+        out = ps_pool_forward(ps_inputs(input, matrix.images, matrix.bins), matrix)
     return out.view(out.shape[0], out.shape[1], pooled_height, pooled_width).to(input.dtype)
 
 
@@ -268,11 +268,11 @@ def _(input, rois, spatial_scale, pooled_height, pooled_width):
 )
 def _ps_roi_pool_backward_op(grad, rois, spatial_scale, pooled_height, pooled_width, *shape):
     dtype = compute_dtype(grad.dtype)
-    with single_threaded() as count:
+    with single_threaded():
         args = (torch.Size(shape), rois, spatial_scale, (pooled_height, pooled_width), dtype)
         matrix = _POOL_MEMO.take(args, lambda: _pool_matrix(*args))
         g = grad.to(dtype).reshape(grad.shape[0], grad.shape[1], pooled_height * pooled_width)
-        return ps_pool_backward(g, matrix, torch.Size(shape), count).contiguous().to(grad.dtype)
+        return ps_pool_backward(g, matrix, torch.Size(shape)).contiguous().to(grad.dtype)
 
 
 @_ps_roi_pool_backward_op.register_fake

@@ -219,6 +219,21 @@ def test_backward_is_the_transpose():
     assert torch.allclose((out * g).sum(), (x * x.grad).sum(), rtol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:Sparse")  # torch's notes on its sparse tensors (beta, checks)
+@pytest.mark.parametrize("cols", [7, 40_000, 70_000])  # radix-sorted keys, past 2^15, past 2^16
+def test_the_sparse_transpose_keeps_each_columns_rows_in_order(cols):
+    # the backward's products run in this order, which makes them deterministic
+    g = torch.Generator().manual_seed(3)
+    keys = torch.randint(max(0, cols - 9), cols, (500,), generator=g)  # many ties
+    assert torch.equal(_sparse._stable_order(keys, cols), torch.argsort(keys, stable=True))
+    index = torch.stack([torch.randint(0, 30, (400,), generator=g), torch.randint(max(0, cols - 50), cols, (400,), generator=g)])
+    s = torch.sparse_coo_tensor(index, torch.randn(400, dtype=torch.float64, generator=g), (30, cols)).coalesce()
+    t = _sparse.transpose(s.to_sparse_csr())
+    assert torch.equal(t.to_dense(), s.to_dense().T)
+    crow, col = t.crow_indices(), t.col_indices()
+    assert all(bool((col[a:b].diff() > 0).all()) for a, b in zip(crow[:-1].tolist(), crow[1:].tolist()))
+
+
 def test_no_boxes():
     x = torch.randn(2, 3, 5, 5, requires_grad=True)
     out = roi_align(x, torch.zeros(0, 5), (2, 4))

@@ -2,7 +2,8 @@
 pyramid pooling, position-sensitive RoIAlign / RoI pooling (R-FCN) and the multi-scale
 RoIAlign of FPN detectors, with the exact semantics of the reference implementations
 (Caffe / torchvision / detectron2 / SPP-net), in PyTorch.  On the CPU, the max-pooling
-loops of :func:`roi_pool` and :func:`spp_pool` run natively when a C++ compiler is at hand
+loops of :func:`roi_pool` and :func:`spp_pool`, and the building and transposing of the
+sparse pooling matrices of the linear ops, run natively when a C++ compiler is at hand
 (built on first use and cached, :mod:`rfmap.ops._native`), with the same results bit for bit
 as their pure-PyTorch paths; :func:`native_status` says which runs.
 

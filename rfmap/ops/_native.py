@@ -121,6 +121,7 @@ def kernels() -> ModuleType | None:
 
 
 def status() -> str:
-    """``"native"`` or ``"pytorch (<reason>)"``: which loops the max-pooling ops run on the
-    CPU (building the native ones if that has not been tried yet in this process)."""
+    """``"native"`` or ``"pytorch (<reason>)"``: which loops the ops run on the CPU (the
+    max-pooling ops' loops, the linear ops' sparse matrices), building the native ones if that
+    has not been tried yet in this process."""
     return "native" if kernels() is not None else f"pytorch ({_state['why']})"

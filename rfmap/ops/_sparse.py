@@ -8,11 +8,15 @@ the images in use), built from per-axis weights when they factor (``w[k, p, y, x
 wy[k, ph, y] * wx[k, pw, x]``, which holds for all the ops here).  The forward pass is
 ``S @ X`` with ``X`` the ``(pixels, C)`` channel-last view of the input, the backward pass
 ``S^T @ G`` with ``S^T`` built by a stable sort.  Both are CSR products, which compute each
-output row in a fixed order, so the backward pass is deterministic.  Pure torch on the
-input's device; indices are int64 throughout (inputs beyond 2^31 elements are fine).
+output row in a fixed order, so the backward pass is deterministic.  Indices are int32 where
+they fit (what MKL takes without a conversion), int64 beyond.  On the CPU, native loops
+(``kernels/sparse.h``, :mod:`rfmap.ops._native`) write ``S``'s entries and transpose it,
+with the entries of the PyTorch code, in its order; elsewhere that code runs on the input's
+device.
 
 Position-sensitive pooling (R-FCN) reads, for bin ``p``, only the channels ``c * bins + p``:
-there the rows are ordered bin-major and each bin is one product with its own channel slice.
+there the matrix is block diagonal, rows ordered bin-major and bin ``p``'s columns in block
+``p``, the pixels of its channel slice, so that one product computes every bin.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ import torch
 from torch import Tensor
 
 from ._boxes import compute_dtype
+from ._native import kernels
 from ._threads import run_tasks, scratch
 
 #: Elements of the largest temporary a helper allocates at once (memory bound for huge grids).
 _CHUNK = 1 << 22
 #: Elements of a result block that stays in cache while it is transposed into the output.
 _CACHE = 1 << 20
+#: Weight dtypes the native loops take (``kernels/sparse.h``; 16-bit inputs are computed in float32).
+_NATIVE_VALUES = (torch.float32, torch.float64)
 
 
 def nonzeros(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -57,6 +64,10 @@ class PoolingMatrix:
     ``row(k, p) = k * bins + p`` (RoI-major) or ``p * rois + k`` (``bin_major``).  Column
     ``j = slot * H * W + y * W + x`` is pixel ``(y, x)`` of image ``images[slot]`` (only the
     images some RoI uses take columns).  Only non-zero weights are stored.
+
+    A ``bin_major`` matrix (position-sensitive pooling) is block diagonal: bin ``p``'s rows
+    read column block ``p``, columns ``p * pixels + j``, which stand for the pixels of bin
+    ``p``'s own channel slice (:func:`ps_inputs`), so that one product computes every bin.
     """
 
     crow: Tensor
@@ -76,60 +87,42 @@ class PoolingMatrix:
         """Rows ``(k, ph, pw)`` with weight ``wy[k, ph, y] * wx[k, pw, x]`` on image ``batch[k]``.
 
         Each row is the outer product of the non-zeros of ``wy[k, ph]`` and ``wx[k, pw]``
-        (padded to the longest, then the zero products dropped), so its columns come out
-        sorted.  Built in chunks of RoIs (of bins, when ``bin_major``) to bound memory.
+        (products of two non-zeros, even one that underflows to 0, are kept), so its columns
+        come out sorted.  ``bin_major``: rows ``(p, k)``, columns in block ``p`` (see the class).
+        On the CPU the native loop writes the rows (``kernels/sparse.h``), else
+        :func:`_separable_entries`: the same entries.
         """
         rois, ph_, _ = wy.shape
         pw_ = wx.shape[1]
         images, slot = torch.unique(batch, return_inverse=True)
-        ycol, yval = nonzeros(wy)
-        xcol, xval = nonzeros(wx)
-        # int32 indices where they fit: what MKL takes without a conversion at every product
-        index = torch.int32 if images.numel() * height * width < 2**31 else torch.int64
-        yoff = ((slot * (height * width)).view(-1, 1, 1) + ycol * width).to(index)  # [K, PH, My]
-        xcol = xcol.to(index)
-        entries = max(1, ycol.shape[-1] * xcol.shape[-1])
-        parts: Iterator[tuple[slice, int | slice]]  # (RoIs, bins) of each block of rows
-        if bin_major:  # rows (p, k): loop over the bins, then chunks of RoIs
-            step = max(1, _CHUNK // entries)
-            parts = ((slice(k, k + step), p) for p in range(ph_ * pw_) for k in range(0, rois, step))
-        elif ph_ * pw_ * entries <= _CHUNK:
-            step = _CHUNK // (ph_ * pw_ * entries)
-            parts = ((slice(k, k + step), slice(None)) for k in range(0, rois, step))
-        else:  # one RoI is too big: rows of bins at a time
-            step = max(1, _CHUNK // (pw_ * entries))
-            parts = ((slice(k, k + 1), slice(p, p + step)) for k in range(rois) for p in range(0, ph_, step))
         # entries per row: the products of the two axes' non-zeros, known before any is made
-        ykeep, xkeep = yval != 0, xval != 0
-        count = ykeep.sum(-1).unsqueeze(2) * xkeep.sum(-1).unsqueeze(1)  # [K, PH, PW]
+        count = (wy != 0).sum(-1).unsqueeze(2) * (wx != 0).sum(-1).unsqueeze(1)  # [K, PH, PW]
         count = count.permute(1, 2, 0) if bin_major else count
         crow = torch.cat([count.new_zeros(1), count.flatten().cumsum(0)])
         total = int(crow[-1])
-        if total >= 2**31:
-            index = torch.int64
+        pixels = images.numel() * height * width
+        # int32 indices where they fit: what MKL takes without a conversion at every product
+        index = torch.int32 if pixels * (ph_ * pw_ if bin_major else 1) < 2**31 and total < 2**31 else torch.int64
         col = torch.empty(total, dtype=index, device=wy.device)
         val = wy.new_empty(total)
-        start = 0
-        for part, p in parts:
-            if isinstance(p, slice):  # [k, ph, pw, My, Mx]
-                keep = ykeep[part, p, None, :, None] & xkeep[part, None, :, None, :]
-                entries_ = yoff[part, p, None, :, None] + xcol[part, None, :, None, :]
-                weights = yval[part, p, None, :, None] * xval[part, None, :, None, :]
-            else:  # [k, My, Mx] of bin p
-                ph, pw = divmod(p, pw_)
-                keep = ykeep[part, ph, :, None] & xkeep[part, pw, None, :]
-                entries_ = yoff[part, ph, :, None] + xcol[part, pw, None, :]
-                weights = yval[part, ph, :, None] * xval[part, pw, None, :]
-            end = start + int(keep.count_nonzero())
-            torch.masked_select(entries_.to(index), keep, out=col[start:end])
-            torch.masked_select(weights, keep, out=val[start:end])
-            start = end
+        native = kernels() if wy.device.type == "cpu" and wy.dtype in _NATIVE_VALUES else None
+        if native is not None:
+            wy, wx = wy.contiguous(), wx.to(wy.dtype).contiguous()
+            native.separable(wy.data_ptr(), wx.data_ptr(), int(wy.dtype == torch.float64), slot.contiguous().data_ptr(),
+                             rois, ph_, pw_, height, width, int(bin_major), pixels if bin_major else 0,
+                             col.data_ptr(), col.element_size(), val.data_ptr())  # fmt: skip
+        else:
+            _separable_entries(wy, wx, slot, height, width, pixels if bin_major else 0, col, val)
         return cls(crow.to(index), col, val, images, rois, ph_ * pw_, height, width, bin_major)
 
     @property
     def pixels(self) -> int:
-        """Columns: the pixels of the images in use."""
+        """The pixels of the images in use (the columns, or a block's, ``bin_major``)."""
         return self.images.numel() * self.height * self.width
+
+    @property
+    def columns(self) -> int:
+        return self.pixels * (self.bins if self.bin_major else 1)
 
     def row_blocks(self, step: int) -> list[tuple[int, int, int, int]]:
         """``(r0, r1, a, b)``: rows ``r0 .. r1 - 1`` in blocks of ``step`` rows, their entries
@@ -141,12 +134,11 @@ class PoolingMatrix:
 
     def block(self, r0: int, r1: int, a: int, b: int) -> Tensor:
         """Rows ``r0 .. r1 - 1`` (entries ``a .. b - 1``) as a CSR tensor."""
-        return _csr(self.crow[r0 : r1 + 1] - a, self.col[a:b], self.val[a:b], (r1 - r0, self.pixels))
+        return _csr(self.crow[r0 : r1 + 1] - a, self.col[a:b], self.val[a:b], (r1 - r0, self.columns))
 
-    def rows(self, r0: int, r1: int) -> Tensor:
-        """Rows ``r0 .. r1 - 1`` as a CSR tensor."""
-        a, b = self.crow[[r0, r1]].tolist()
-        return self.block(r0, r1, a, b)
+    def csr(self) -> Tensor:
+        """The whole matrix as a CSR tensor."""
+        return _csr(self.crow, self.col, self.val, (self.crow.numel() - 1, self.columns))
 
 
 class MatrixMemo:
@@ -185,6 +177,48 @@ class MatrixMemo:
         return make()
 
 
+def _separable_entries(wy: Tensor, wx: Tensor, slot: Tensor, height: int, width: int, block: int, col: Tensor, val: Tensor) -> None:
+    """:meth:`PoolingMatrix.separable`'s entries in PyTorch, into ``col`` and ``val``: each
+    row the outer product of the two axes' non-zeros (:func:`nonzeros`, padded to the longest,
+    the products of a padding slot dropped), built in chunks of RoIs to bound memory; with
+    ``block`` (``bin_major``: columns per bin) bin after bin, bin ``p``'s columns from
+    ``p * block``."""
+    rois, ph_, _ = wy.shape
+    pw_ = wx.shape[1]
+    index = col.dtype
+    ycol, yval = nonzeros(wy)
+    xcol, xval = nonzeros(wx)
+    yoff = ((slot * (height * width)).view(-1, 1, 1) + ycol * width).to(index)  # [K, PH, My]
+    xcol = xcol.to(index)
+    entries = max(1, ycol.shape[-1] * xcol.shape[-1])
+    parts: Iterator[tuple[slice, int | slice]]  # (RoIs, bins) of each block of rows
+    if block:  # bin_major, rows (p, k): loop over the bins, then chunks of RoIs
+        step = max(1, _CHUNK // entries)
+        parts = ((slice(k, k + step), p) for p in range(ph_ * pw_) for k in range(0, rois, step))
+    elif ph_ * pw_ * entries <= _CHUNK:
+        step = _CHUNK // (ph_ * pw_ * entries)
+        parts = ((slice(k, k + step), slice(None)) for k in range(0, rois, step))
+    else:  # one RoI is too big: rows of bins at a time
+        step = max(1, _CHUNK // (pw_ * entries))
+        parts = ((slice(k, k + 1), slice(p, p + step)) for k in range(rois) for p in range(0, ph_, step))
+    ykeep, xkeep = yval != 0, xval != 0
+    start = 0
+    for part, p in parts:
+        if isinstance(p, slice):  # [k, ph, pw, My, Mx]
+            keep = ykeep[part, p, None, :, None] & xkeep[part, None, :, None, :]
+            entries_ = yoff[part, p, None, :, None] + xcol[part, None, :, None, :]
+            weights = yval[part, p, None, :, None] * xval[part, None, :, None, :]
+        else:  # [k, My, Mx] of bin p
+            ph, pw = divmod(p, pw_)
+            keep = ykeep[part, ph, :, None] & xkeep[part, pw, None, :]
+            entries_ = yoff[part, ph, :, None] + xcol[part, pw, None, :] + p * block
+            weights = yval[part, ph, :, None] * xval[part, pw, None, :]
+        end = start + int(keep.count_nonzero())
+        torch.masked_select(entries_.to(index), keep, out=col[start:end])
+        torch.masked_select(weights, keep, out=val[start:end])
+        start = end
+
+
 def _csr(crow: Tensor, col: Tensor, val: Tensor, shape: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
         warnings.simplefilter("ignore", UserWarning)
@@ -195,12 +229,20 @@ def transpose(s: Tensor) -> Tensor:
     """``s^T`` as a CSR tensor, its entries stably sorted by column: each row of ``s^T``
     keeps the order of ``s``'s rows, so products with it are deterministic."""
     rows, cols = s.shape
-    crow, col = s.crow_indices(), s.col_indices()
+    crow, col, values = s.crow_indices(), s.col_indices(), s.values()
+    if col.device.type == "cpu" and rows < 2**31 and crow.dtype == col.dtype and values.dtype in _NATIVE_VALUES:
+        native = kernels()
+        if native is not None:  # a counting sort (kernels/sparse.h): the same entries in the same order
+            crow, col, values = crow.contiguous(), col.contiguous(), values.contiguous()
+            crow_t, row, val = crow.new_empty(cols + 1), col.new_empty(col.numel()), values.new_empty(values.numel())
+            native.transpose(crow.data_ptr(), col.data_ptr(), values.data_ptr(), int(values.dtype == torch.float64),
+                             col.element_size(), rows, cols, crow_t.data_ptr(), row.data_ptr(), val.data_ptr())  # fmt: skip
+            return _csr(crow_t, row, val, (cols, rows))
     order = _stable_order(col, cols)
     index = crow.dtype if rows < 2**31 else torch.int64
     row = torch.repeat_interleave(torch.arange(rows, device=col.device, dtype=index), crow.diff(), output_size=col.numel())
     crow_t = torch.cat([crow.new_zeros(1), torch.bincount(col, minlength=cols).cumsum(0).to(crow.dtype)])
-    return _csr(crow_t, row[order], s.values()[order], (cols, rows))
+    return _csr(crow_t, row[order], values[order], (cols, rows))
 
 
 def _stable_order(keys: Tensor, bound: int) -> Tensor:
@@ -299,25 +341,27 @@ def ps_inputs(input: Tensor, images: Tensor, bins: int) -> Tensor:
 
 def ps_pool_forward(xs: Tensor, matrix: PoolingMatrix) -> Tensor:
     """Position-sensitive ``S @ X``: ``(K, C / bins, bins)``, bin ``p`` from channels ``c * bins + p``,
-    for ``xs`` :func:`ps_inputs` (bin-major matrix), bin after bin on the calling thread.
-
-    A bin's product is a few small torch calls; run as tasks on two threads, which take turns
-    with the GIL between them, they were slower than on one (``benchmarks/bench_roi_ops.py``'s
-    head: ps_roi_pool's forward 23-26 against 20-23 ms, its backward 21-24 against 14-18 ms)."""
+    for ``xs`` :func:`ps_inputs`: one product of the block-diagonal ``bin_major`` matrix with
+    the bins' channel slices one above the other (on the calling thread)."""
     bins, rois = matrix.bins, matrix.rois
-    out = xs.new_empty(rois, xs.shape[2], bins)
-    for p in range(bins):
-        out[:, :, p] = torch.sparse.mm(matrix.rows(p * rois, (p + 1) * rois), xs[p])
-    return out
+    out = torch.sparse.mm(matrix.csr(), xs.view(bins * xs.shape[1], xs.shape[2]))  # rows (p, k)
+    return out.view(bins, rois, xs.shape[2]).permute(1, 2, 0).contiguous()
 
 
 def ps_pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size) -> Tensor:
-    """``S^T @ G`` of :func:`ps_pool_forward`: the input gradient, ``shape``, in ``grad``'s dtype
-    (bin after bin on the calling thread, as the forward)."""
+    """``S^T @ G`` of :func:`ps_pool_forward` for ``grad (K, C / bins, bins)``: the input
+    gradient, ``shape``, in ``grad``'s dtype (one product, on the calling thread)."""
     n, channels, height, width = shape
-    bins, rois, used = matrix.bins, matrix.rois, matrix.images.numel()
-    gx = grad.new_empty(used, channels // bins, bins, height, width)
-    for p in range(bins):
-        part = torch.sparse.mm(transpose(matrix.rows(p * rois, (p + 1) * rois)), grad[:, :, p].contiguous())
-        gx[:, :, p] = part.view(used, height, width, channels // bins).permute(0, 3, 1, 2)
-    return scatter_images(gx.view(used, channels, height, width), matrix.images, shape)
+    bins, used = matrix.bins, matrix.images.numel()
+    g = grad.permute(2, 0, 1).reshape(bins * matrix.rois, channels // bins)  # rows (p, k)
+    part = torch.sparse.mm(transpose(matrix.csr()), g)  # rows (p, slot, y, x)
+    area, cp = height * width, channels // bins
+    native = kernels() if part.device.type == "cpu" and part.element_size() in (4, 8) else None
+    if native is None:
+        gx = part.view(bins, used, height, width, cp).permute(1, 4, 0, 2, 3).reshape(used, channels, height, width)
+    else:  # the same moves, a few times faster (kernels/sparse.h: transpose_blocks)
+        gx = part.new_empty(used, channels, height, width)
+        for i in range(used):  # image i: for each bin p, (area x cp) rows -> channels c * bins + p
+            native.transpose_blocks(part[i * area :].data_ptr(), gx[i].data_ptr(), part.element_size(), bins, area, cp,
+                                    used * area * cp, cp, area, bins * area)  # fmt: skip
+    return scatter_images(gx, matrix.images, shape)

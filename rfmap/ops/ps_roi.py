@@ -24,8 +24,8 @@ map reads nothing (no pixel ``(0, 0)`` read with weight 0).
 torchvision's backward kernel clips the bins to ``[0, W]`` instead, so near the right and
 bottom border its gradient is not the gradient of its forward; here the backward pass is
 the exact adjoint of the forward (gradcheck-tested).  Both ops are linear, computed with the
-sparse pooling matrices of :mod:`rfmap.ops._sparse` (rows ordered bin-major, one product per
-bin with its channel slice), deterministic in backward, registered as
+sparse pooling matrices of :mod:`rfmap.ops._sparse` (block diagonal, a block per bin and its
+channel slice: one product for all bins), deterministic in backward, registered as
 ``torch.ops.rfmap.ps_roi_align`` / ``ps_roi_pool``.  ONNX has no position-sensitive pooling
 op: exporting them raises :class:`rfmap.RFMapError`.
 """

@@ -14,10 +14,16 @@
 //   spp_max    spatial pyramid max pooling (spp.h; rfmap/ops/spp.py) with adaptive_max_pool2d's bins
 //              and scan (NaN wins, the last one; else the first maximum), optionally its argmax,
 //              and its input gradient plane by plane
+//   separable  the rows of a separable pooling matrix (sparse.h; rfmap/ops/_sparse.py)
+//   transpose  a CSR matrix's transpose, each column's entries in row order
+//   transpose_blocks  batched strided transposes: position-sensitive pooling's channel slices
 #include <Python.h>
+
+#include <new>
 
 #include "pool.h"
 #include "rectmax.h"
+#include "sparse.h"
 #include "spp.h"
 
 namespace {
@@ -204,12 +210,94 @@ PyObject* py_spp_max_backward(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
+// separable(wy, wx, dtype, slot, rois, ph, pw, height, width, bin_major, block, col, index_bytes, val)
+// dtype: 0 float32, 1 float64; col: int32 (index_bytes 4) or int64 (8); slot: int64[rois]
+PyObject* py_separable(PyObject*, PyObject* args) {
+    unsigned long long wy, wx, slot, col, val;
+    long long dtype, rois, ph, pw, height, width, bin_major, block, index_bytes;
+    if (!PyArg_ParseTuple(args, "KKLKLLLLLLLKLK", &wy, &wx, &dtype, &slot, &rois, &ph, &pw, &height, &width,
+                          &bin_major, &block, &col, &index_bytes, &val))
+        return nullptr;
+    bool ok = true;
+    Py_BEGIN_ALLOW_THREADS;
+    try {
+        const int64_t* s = ptr<const int64_t>(slot);
+        if (dtype == 0 && index_bytes == 4) {
+            separable_rows(ptr<const float>(wy), ptr<const float>(wx), s, rois, ph, pw, height, width, bin_major != 0, block,
+                           ptr<int32_t>(col), ptr<float>(val));
+        } else if (dtype == 0) {
+            separable_rows(ptr<const float>(wy), ptr<const float>(wx), s, rois, ph, pw, height, width, bin_major != 0, block,
+                           ptr<int64_t>(col), ptr<float>(val));
+        } else if (index_bytes == 4) {
+            separable_rows(ptr<const double>(wy), ptr<const double>(wx), s, rois, ph, pw, height, width, bin_major != 0, block,
+                           ptr<int32_t>(col), ptr<double>(val));
+        } else {
+            separable_rows(ptr<const double>(wy), ptr<const double>(wx), s, rois, ph, pw, height, width, bin_major != 0, block,
+                           ptr<int64_t>(col), ptr<double>(val));
+        }
+    } catch (const std::bad_alloc&) {
+        ok = false;
+    }
+    Py_END_ALLOW_THREADS;
+    if (!ok) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+// transpose(crow, col, val, dtype, index_bytes, rows, cols, crow_t, row_t, val_t): dtype and
+// index_bytes as in separable (crow, col, crow_t and row_t all of that index type)
+PyObject* py_transpose(PyObject*, PyObject* args) {
+    unsigned long long crow, col, val, crow_t, row_t, val_t;
+    long long dtype, index_bytes, rows, cols;
+    if (!PyArg_ParseTuple(args, "KKKLLLLKKK", &crow, &col, &val, &dtype, &index_bytes, &rows, &cols, &crow_t, &row_t,
+                          &val_t))
+        return nullptr;
+    Py_BEGIN_ALLOW_THREADS;
+    if (dtype == 0 && index_bytes == 4) {
+        csr_transpose(ptr<const int32_t>(crow), ptr<const int32_t>(col), ptr<const float>(val), rows, cols,
+                      ptr<int32_t>(crow_t), ptr<int32_t>(row_t), ptr<float>(val_t));
+    } else if (dtype == 0) {
+        csr_transpose(ptr<const int64_t>(crow), ptr<const int64_t>(col), ptr<const float>(val), rows, cols,
+                      ptr<int64_t>(crow_t), ptr<int64_t>(row_t), ptr<float>(val_t));
+    } else if (index_bytes == 4) {
+        csr_transpose(ptr<const int32_t>(crow), ptr<const int32_t>(col), ptr<const double>(val), rows, cols,
+                      ptr<int32_t>(crow_t), ptr<int32_t>(row_t), ptr<double>(val_t));
+    } else {
+        csr_transpose(ptr<const int64_t>(crow), ptr<const int64_t>(col), ptr<const double>(val), rows, cols,
+                      ptr<int64_t>(crow_t), ptr<int64_t>(row_t), ptr<double>(val_t));
+    }
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
+}
+
+// transpose_blocks(src, dst, value_bytes, blocks, rows, cols, src_step, src_stride, dst_step,
+//                  dst_stride): sparse.h's, for 4- or 8-byte elements
+PyObject* py_transpose_blocks(PyObject*, PyObject* args) {
+    unsigned long long src, dst;
+    long long value_bytes, blocks, rows, cols, src_step, src_stride, dst_step, dst_stride;
+    if (!PyArg_ParseTuple(args, "KKLLLLLLLL", &src, &dst, &value_bytes, &blocks, &rows, &cols, &src_step, &src_stride,
+                          &dst_step, &dst_stride))
+        return nullptr;
+    Py_BEGIN_ALLOW_THREADS;
+    if (value_bytes == 4) {
+        transpose_blocks(ptr<const uint32_t>(src), ptr<uint32_t>(dst), blocks, rows, cols, src_step, src_stride, dst_step,
+                         dst_stride);
+    } else {
+        transpose_blocks(ptr<const uint64_t>(src), ptr<uint64_t>(dst), blocks, rows, cols, src_step, src_stride, dst_step,
+                         dst_stride);
+    }
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {
     {"query", py_query, METH_VARARGS, "maxima of sparse-table windows (see rfmap/ops/_rectmax.py)"},
     {"build", py_build, METH_VARARGS, "the levels of a sparse table with first-maximum pixels"},
     {"scatter_planes", py_scatter_planes, METH_VARARGS, "gradient of RoI max pooling: grad added at its argmax pixels"},
     {"spp_max", py_spp_max, METH_VARARGS, "spatial pyramid max pooling (see rfmap/ops/spp.py)"},
     {"spp_max_backward", py_spp_max_backward, METH_VARARGS, "the input gradient of spp_max"},
+    {"separable", py_separable, METH_VARARGS, "the rows of a separable pooling matrix (see rfmap/ops/_sparse.py)"},
+    {"transpose", py_transpose, METH_VARARGS, "a CSR matrix's transpose, each column's entries in row order"},
+    {"transpose_blocks", py_transpose_blocks, METH_VARARGS, "batched strided transposes (position-sensitive layouts)"},
     {nullptr, nullptr, 0, nullptr},
 };
 

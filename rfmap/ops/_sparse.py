@@ -122,6 +122,7 @@ class PoolingMatrix:
 
     @property
     def columns(self) -> int:
+        """The matrix's columns: :attr:`pixels`, once per bin when ``bin_major``."""
         return self.pixels * (self.bins if self.bin_major else 1)
 
     def row_blocks(self, step: int) -> list[tuple[int, int, int, int]]:

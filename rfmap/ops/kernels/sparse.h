@@ -1,5 +1,6 @@
 // The sparse pooling matrices of the linear RoI ops (rfmap/ops/_sparse.py): a separable matrix's
-// rows, and a CSR matrix's transpose.  Both give exactly the PyTorch path's entries, in its order.
+// rows and a CSR matrix's transpose, both exactly the PyTorch path's entries in its order; and
+// the strided transposes that put a position-sensitive gradient in the input's channel order.
 #pragma once
 
 #include <vector>

@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -37,8 +38,12 @@ from ._threads import run_tasks, scratch
 _CHUNK = 1 << 22
 #: Elements of a result block that stays in cache while it is transposed into the output.
 _CACHE = 1 << 20
-#: Weight dtypes the native loops take (``kernels/sparse.h``; 16-bit inputs are computed in float32).
-_NATIVE_VALUES = (torch.float32, torch.float64)
+
+
+def _native_for(t: Tensor) -> ModuleType | None:
+    """The native loops (``kernels/sparse.h``) for values like ``t``'s: on the CPU, float32 or
+    float64 (16-bit inputs are computed in float32); ``None`` where the PyTorch code runs."""
+    return kernels() if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) else None
 
 
 def nonzeros(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -105,7 +110,7 @@ class PoolingMatrix:
         index = torch.int32 if pixels * (ph_ * pw_ if bin_major else 1) < 2**31 and total < 2**31 else torch.int64
         col = torch.empty(total, dtype=index, device=wy.device)
         val = wy.new_empty(total)
-        native = kernels() if wy.device.type == "cpu" and wy.dtype in _NATIVE_VALUES else None
+        native = _native_for(wy)
         if native is not None:
             wy, wx = wy.contiguous(), wx.to(wy.dtype).contiguous()
             native.separable(wy.data_ptr(), wx.data_ptr(), int(wy.dtype == torch.float64), slot.contiguous().data_ptr(),
@@ -231,14 +236,13 @@ def transpose(s: Tensor) -> Tensor:
     keeps the order of ``s``'s rows, so products with it are deterministic."""
     rows, cols = s.shape
     crow, col, values = s.crow_indices(), s.col_indices(), s.values()
-    if col.device.type == "cpu" and rows < 2**31 and crow.dtype == col.dtype and values.dtype in _NATIVE_VALUES:
-        native = kernels()
-        if native is not None:  # a counting sort (kernels/sparse.h): the same entries in the same order
-            crow, col, values = crow.contiguous(), col.contiguous(), values.contiguous()
-            crow_t, row, val = crow.new_empty(cols + 1), col.new_empty(col.numel()), values.new_empty(values.numel())
-            native.transpose(crow.data_ptr(), col.data_ptr(), values.data_ptr(), int(values.dtype == torch.float64),
-                             col.element_size(), rows, cols, crow_t.data_ptr(), row.data_ptr(), val.data_ptr())  # fmt: skip
-            return _csr(crow_t, row, val, (cols, rows))
+    native = _native_for(values) if rows < 2**31 and crow.dtype == col.dtype else None
+    if native is not None:  # a counting sort (kernels/sparse.h): the same entries in the same order
+        crow, col, values = crow.contiguous(), col.contiguous(), values.contiguous()
+        crow_t, row, val = crow.new_empty(cols + 1), col.new_empty(col.numel()), values.new_empty(values.numel())
+        native.transpose(crow.data_ptr(), col.data_ptr(), values.data_ptr(), int(values.dtype == torch.float64),
+                         col.element_size(), rows, cols, crow_t.data_ptr(), row.data_ptr(), val.data_ptr())  # fmt: skip
+        return _csr(crow_t, row, val, (cols, rows))
     order = _stable_order(col, cols)
     index = crow.dtype if rows < 2**31 else torch.int64
     row = torch.repeat_interleave(torch.arange(rows, device=col.device, dtype=index), crow.diff(), output_size=col.numel())
@@ -357,7 +361,7 @@ def ps_pool_backward(grad: Tensor, matrix: PoolingMatrix, shape: torch.Size) -> 
     g = grad.permute(2, 0, 1).reshape(bins * matrix.rois, channels // bins)  # rows (p, k)
     part = torch.sparse.mm(transpose(matrix.csr()), g)  # rows (p, slot, y, x)
     area, cp = height * width, channels // bins
-    native = kernels() if part.device.type == "cpu" and part.element_size() in (4, 8) else None
+    native = _native_for(part)
     if native is None:
         gx = part.view(bins, used, height, width, cp).permute(1, 4, 0, 2, 3).reshape(used, channels, height, width)
     else:  # the same moves, a few times faster (kernels/sparse.h: transpose_blocks)

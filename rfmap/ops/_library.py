@@ -5,9 +5,15 @@ Each op (``torch.ops.rfmap.roi_align``, ``roi_pool``, ``spp_pool``, ``ps_roi_ali
 run native loops where they could be built, :mod:`rfmap.ops._native`), a fake kernel (shapes and dtypes
 only, for ``torch.compile``, ``torch.export`` and FakeTensor tracing) and a registered
 autograd formula that calls a private backward op (``rfmap::_roi_align_backward`` ...),
-itself a custom op with a fake kernel.  The backward ops of the linear ops register their
-own autograd (the adjoint of the adjoint is the forward op), so double backward works for
-them.  ``torch.library.opcheck`` passes for every op (tests/ops/test_library.py).
+itself a custom op with a fake kernel and an autograd formula of its own: every backward op
+is linear in the gradient, and its adjoint is the forward op (linear ops) or the forward's
+gather at the saved argmax (max pooling), so double backward works for every op.
+``torch.library.opcheck`` passes for every op (tests/ops/test_library.py).
+
+Functorch transforms (``torch.func.grad``, ``vjp``, ``jacrev``, ``vmap`` of them) do not
+run custom ops' own autograd yet (pytorch/pytorch#168393): under a transform, :func:`call`
+runs an op through an ``autograd.Function`` with the same setup and backward
+(:func:`register_autograd`), which they do run.
 
 The kernels check their data (:func:`rfmap.ops._boxes.check_rois`) when they run, so those
 checks hold in compiled and exported graphs too; the fake kernels check only shapes.
@@ -15,15 +21,21 @@ checks hold in compiled and exported graphs too; the fake kernels check only sha
 ``spp_pool``, whose calls take well under a millisecond, skips the dispatcher in plain eager
 mode (:func:`eager`): the same kernel runs under an autograd node of its own with the same
 setup and backward; traced, compiled and exported calls, and calls under a dispatch mode or a
-functorch transform, go through ``torch.ops.rfmap.spp_pool``.
+functorch transform, go through ``torch.ops.rfmap.spp_pool`` (:func:`call`).
+
+``vmap`` runs each op once for all samples (:func:`register_vmap`): the samples' images are
+stacked into one batch, and each sample's boxes point into its own images.
 """
 
 from __future__ import annotations
 
-from typing import List, Union
+from typing import Callable, List, Union
 
 import torch
 from torch import Tensor
+
+#: per op (``"rfmap::roi_align"`` ...), its autograd as an ``autograd.Function`` for functorch
+_transformable: dict[str, type[torch.autograd.Function]] = {}
 
 
 def custom_op(name: str, schema: str):
@@ -46,7 +58,83 @@ def eager(*tensors: Tensor, recording: bool = False) -> bool:
         return False
     if torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack():
         return False
-    return all(type(t) is Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+    return not torch._C._are_functorch_transforms_active() and all(type(t) is Tensor for t in tensors)
+
+
+def needs_grad(input: Tensor) -> bool:
+    """Whether autograd may differentiate through ``input``: it requires grad in grad mode, or a
+    functorch transform is active (whose wrappers do not always say that they require grad)."""
+    return torch.is_grad_enabled() and (input.requires_grad or torch._C._are_functorch_transforms_active())
+
+
+def _packet(op) -> torch._ops.OpOverloadPacket:
+    """``torch.ops.rfmap.<name>`` of a custom op made by :func:`custom_op`."""
+    return getattr(torch.ops.rfmap, op._qualname.split("::")[1])
+
+
+def register_autograd(op, backward: Callable, setup_context: Callable) -> None:
+    """``op.register_autograd(backward, setup_context=setup_context)``, and the same formula
+    as an ``autograd.Function`` that :func:`call` runs under functorch transforms (with
+    ``generate_vmap_rule``: ``vmap`` of ``grad`` works too)."""
+    op.register_autograd(backward, setup_context=setup_context)
+    packet = _packet(op)
+
+    def forward(*args):
+        return packet.default(*args)
+
+    name = packet._qualified_op_name.split("::")[1].title().replace("_", "")
+    body = {"generate_vmap_rule": True, "forward": staticmethod(forward),
+            "setup_context": staticmethod(setup_context), "backward": staticmethod(backward)}  # fmt: skip
+    _transformable[op._qualname] = type(f"{name}Function", (torch.autograd.Function,), body)
+
+
+def register_vmap(op, args: tuple) -> None:
+    """A ``vmap`` rule for ``op`` that folds the mapped dimension into the image batch: one call
+    for all samples, sample ``b``'s image ``i`` as image ``b * N + i``.  ``args`` gives each
+    argument's role: ``"images"``, a tensor over the images (dim 0); ``"boxes"``, one over the
+    boxes (dim 0: the gradient of a RoI op, its argmax); ``"rois"``, the ``Tensor[K, 5]`` rows,
+    whose batch indices move with their images; ``"count"``, the int ``N``; ``None``, the same
+    for every sample.  Every output runs over images or boxes (dim 0) and is unfolded alike,
+    but for an empty 1-D one (an argmax not computed), which stays unbatched."""
+    packet = _packet(op)
+
+    def rule(info, in_dims, *values):
+        size = info.batch_size
+        count = next((v for v, role in zip(values, args) if role == "count"), None)
+        if count is None:
+            image, dim = next((v, d) for v, d, role in zip(values, in_dims, args) if role == "images")
+            count = image.shape[1 if dim is not None else 0]
+        folded = []
+        for value, dim, role in zip(values, in_dims, args):
+            if role is None:
+                if isinstance(value, Tensor) and dim is not None:
+                    raise RuntimeError(f"{op._qualname}: vmap over an argument that is the same for every sample")
+                folded.append(value)
+            elif role == "count":
+                folded.append(value * size)
+            else:
+                stacked = value.movedim(dim, 0) if dim is not None else value.expand(size, *value.shape)
+                if role == "rois":
+                    offset = (torch.arange(size, device=value.device) * count).to(value.dtype).view(size, 1, 1)
+                    stacked = torch.cat([stacked[..., :1] + offset, stacked[..., 1:]], dim=-1)
+                folded.append(stacked.reshape(size * stacked.shape[1], *stacked.shape[2:]))
+        result = packet(*folded)
+        results = result if isinstance(result, tuple) else (result,)
+        unfolded = [r if r.dim() == 1 and r.numel() == 0 else r.view(size, r.shape[0] // size, *r.shape[1:]) for r in results]
+        dims = [None if r is u else 0 for r, u in zip(results, unfolded)]
+        if isinstance(result, tuple):
+            return tuple(unfolded), tuple(dims)
+        return unfolded[0], dims[0]
+
+    torch.library.register_vmap(op._qualname, rule)
+
+
+def call(op, *args):
+    """``op(*args)`` for an op of ``torch.ops.rfmap``; under a functorch transform, through
+    its ``autograd.Function`` (:func:`register_autograd`), which the transforms can differentiate."""
+    if torch._C._are_functorch_transforms_active():
+        return _transformable[op._qualified_op_name].apply(*args)
+    return op(*args)
 
 
 def roi_rows(input: Tensor, rois: Tensor):
@@ -65,9 +153,11 @@ def register_backward(op, backward_op, params: int) -> None:
         ctx.params = inputs[2 : 2 + params]
         ctx.shape = tuple(inputs[0].shape)
 
+    forward_packet, backward_packet = _packet(op), _packet(backward_op)
+
     def backward(ctx, grad):
         (rois,) = ctx.saved_tensors
-        grad_input = backward_op(grad.contiguous(), rois, *ctx.params, *ctx.shape)
+        grad_input = call(backward_packet, grad.contiguous(), rois, *ctx.params, *ctx.shape)
         return (grad_input, None) + (None,) * params
 
     def setup_adjoint(ctx, inputs, output):
@@ -76,10 +166,12 @@ def register_backward(op, backward_op, params: int) -> None:
 
     def adjoint_backward(ctx, grad):
         (rois,) = ctx.saved_tensors
-        return (op(grad.contiguous(), rois, *ctx.params), None) + (None,) * (params + 4)
+        return (call(forward_packet, grad.contiguous(), rois, *ctx.params), None) + (None,) * (params + 4)
 
-    op.register_autograd(backward, setup_context=setup_context)
-    backward_op.register_autograd(adjoint_backward, setup_context=setup_adjoint)
+    register_autograd(op, backward, setup_context)
+    register_autograd(backward_op, adjoint_backward, setup_adjoint)
+    register_vmap(op, ("images", "rois") + (None,) * params)
+    register_vmap(backward_op, ("boxes", "rois") + (None,) * params + ("count", None, None, None))
 
 
 def script_rois(boxes: Union[Tensor, List[Tensor]]) -> Tensor:

@@ -374,3 +374,12 @@ def argmax_backward(grad: Tensor, argmax: Tensor, batch: Tensor, shape: tuple, c
         gx = gx.scatter_add_(0, flat.flatten(), values.flatten())[:total]
     return gx.view(shape).to(grad.dtype)
 
+
+def gather_argmax(grad_input: Tensor, argmax: Tensor, batch: Tensor) -> Tensor:
+    """The adjoint of :func:`argmax_backward`, ``(K, C, PH, PW)``: ``grad_input (N, C, H, W)``
+    at each bin's argmax in plane ``(batch[k], c)``, 0 for a bin without one (-1)."""
+    rois, channels = argmax.shape[:2]
+    planes = grad_input.flatten(2).index_select(0, batch)  # (K, C, H * W)
+    index = argmax.reshape(rois, channels, -1).long()
+    found = planes.gather(2, index.clamp(min=0))
+    return found.masked_fill(index < 0, 0).view(argmax.shape)

@@ -50,7 +50,7 @@ from ._boxes import (
     prepare,
     roi_pool_cells,
 )
-from ._library import custom_op, register_backward, roi_rows, script_rois
+from ._library import call, custom_op, register_backward, roi_rows, script_rois
 from ._samples import axis_reads, axis_weights, sample_grid
 from ._sparse import MatrixMemo, PoolingMatrix, ps_inputs, ps_pool_backward, ps_pool_forward
 from ._threads import single_threaded
@@ -113,13 +113,13 @@ def _ps_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio) -> T
     op = "ps_roi_align"
     sampling_ratio = check_sampling(op, sampling_ratio)
     (ph, pw), rois, spatial_scale = _check_ps(op, input, output_size, spatial_scale, boxes)
-    return torch.ops.rfmap.ps_roi_align(input, rois, spatial_scale, ph, pw, sampling_ratio)
+    return call(torch.ops.rfmap.ps_roi_align, input, rois, spatial_scale, ph, pw, sampling_ratio)
 
 
 @torch.jit.unused
 def _ps_roi_pool(input, boxes, output_size, spatial_scale) -> Tensor:
     (ph, pw), rois, spatial_scale = _check_ps("ps_roi_pool", input, output_size, spatial_scale, boxes)
-    return torch.ops.rfmap.ps_roi_pool(input, rois, spatial_scale, ph, pw)
+    return call(torch.ops.rfmap.ps_roi_pool, input, rois, spatial_scale, ph, pw)
 
 
 def _check_kernel(op: str, input: Tensor, rois: Tensor, spatial_scale: float, pooled: tuple[int, int]):

@@ -52,7 +52,7 @@ from ._boxes import (
     compute_dtype,
     prepare,
 )
-from ._library import custom_op, register_backward, roi_rows, script_rois
+from ._library import call, custom_op, register_backward, roi_rows, script_rois
 from ._samples import axis_reads, axis_weights, sample_grid
 from ._sparse import MatrixMemo, PoolingMatrix, channels_last, pool_backward, pool_forward
 from ._threads import single_threaded
@@ -99,7 +99,7 @@ def _roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned
         from ._onnx import roi_align_symbolic  # the dynamo-based exporter: a plain ONNX node
 
         return roi_align_symbolic(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
-    return torch.ops.rfmap.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
+    return call(torch.ops.rfmap.roi_align, input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
 
 
 def _geometry(boxes: Tensor, spatial_scale: float, pooled: tuple[int, int], sampling_ratio: int, aligned: bool):

@@ -46,8 +46,8 @@ from ._boxes import (
     prepare,
     roi_pool_cells,
 )
-from ._library import custom_op, roi_rows, script_rois
-from ._rectmax import argmax_backward, pixel_dtype, rect_max
+from ._library import call, custom_op, needs_grad, register_autograd, register_vmap, roi_rows, script_rois
+from ._rectmax import argmax_backward, gather_argmax, pixel_dtype, rect_max
 from ._threads import single_threaded
 
 
@@ -86,8 +86,7 @@ def _roi_pool(input, boxes, output_size, spatial_scale) -> Tensor:
         from ._onnx import roi_pool_symbolic  # the dynamo-based exporter: a plain ONNX node
 
         return roi_pool_symbolic(input, rois, spatial_scale, pooled_h, pooled_w)
-    with_argmax = input.requires_grad and torch.is_grad_enabled()
-    return torch.ops.rfmap.roi_pool(input, rois, spatial_scale, pooled_h, pooled_w, with_argmax)[0]
+    return call(torch.ops.rfmap.roi_pool, input, rois, spatial_scale, pooled_h, pooled_w, needs_grad(input))[0]
 
 
 def bin_edges(start: Tensor, end: Tensor, pooled: int, length: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -164,11 +163,23 @@ def _roi_pool_backward(ctx, grad, _grad_argmax):
         return None, None, None, None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::roi_pool ran with with_argmax=False: no gradient (call rfmap.ops.roi_pool)")
-    grad_input = torch.ops.rfmap._roi_pool_backward(grad.contiguous(), argmax, rois, *ctx.shape)
+    grad_input = call(torch.ops.rfmap._roi_pool_backward, grad.contiguous(), argmax, rois, *ctx.shape)
     return grad_input, None, None, None, None, None
 
 
-_roi_pool_op.register_autograd(_roi_pool_backward, setup_context=_roi_pool_setup)
+def _roi_pool_backward_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1], inputs[2])
+
+
+def _roi_pool_double_backward(ctx, grad):  # the backward is linear in its gradient
+    argmax, rois = ctx.saved_tensors
+    return (gather_argmax(grad, argmax, rois[:, 0].long()),) + (None,) * 6
+
+
+register_autograd(_roi_pool_op, _roi_pool_backward, _roi_pool_setup)
+register_autograd(_roi_pool_backward_op, _roi_pool_double_backward, _roi_pool_backward_setup)
+register_vmap(_roi_pool_op, ("images", "rois", None, None, None, None))
+register_vmap(_roi_pool_backward_op, ("boxes", "boxes", "rois", "count", None, None, None))
 
 
 class RoIPool(nn.Module):

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from ..errors import RFMapError
 from ._boxes import check_input, compute_dtype
-from ._library import custom_op, eager
+from ._library import call, custom_op, eager, needs_grad, register_autograd, register_vmap
 from ._native import kernels
 from ._rectmax import pixel_dtype
 from ._threads import single_threaded, threads
@@ -114,15 +114,15 @@ def _spp_pool(input, levels, mode) -> Tensor:
     op = "spp_pool"
     check_input(op, input)
     levels = _check_args(op, levels, mode, int(input.shape[1]))
-    recording = input.requires_grad and torch.is_grad_enabled()
-    with_argmax = mode == "max" and recording
+    grad = needs_grad(input)
+    with_argmax = mode == "max" and grad
     if eager(input, recording=True):  # the kernels themselves, under an autograd node of their own
-        if not recording:
+        if not grad:
             return _spp_compute(input, levels, mode, False)[0]
         return _EagerSPP.apply(input, levels, mode, with_argmax)[0]
     if torch.onnx.is_in_onnx_export():  # (an export traces: never eager)
         return spp_standard_ops(input, levels, mode)
-    return torch.ops.rfmap.spp_pool(input, list(levels), mode, with_argmax)[0]
+    return call(torch.ops.rfmap.spp_pool, input, list(levels), mode, with_argmax)[0]
 
 
 def _mean_weights(n: int, length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -289,6 +289,18 @@ def _(grad, levels, *shape):
     return grad.new_empty(shape)
 
 
+def _spp_avg_backward_setup(ctx, inputs, output):
+    ctx.levels = inputs[1]
+
+
+def _spp_avg_double_backward(ctx, grad):  # the adjoint of the adjoint: the pooling itself
+    return (call(torch.ops.rfmap.spp_pool, grad.contiguous(), ctx.levels, "avg", False)[0],) + (None,) * 5
+
+
+register_autograd(_spp_avg_backward_op, _spp_avg_double_backward, _spp_avg_backward_setup)
+register_vmap(_spp_avg_backward_op, ("images", None, "count", None, None, None))
+
+
 def _spp_max_backward(grad, argmax, levels, *shape):
     """The input gradient of max mode: each bin's gradient added at its argmax (the pixel in its
     plane, ``grad``'s shape), in the order of ``grad``'s elements (deterministic)."""
@@ -321,6 +333,29 @@ def _(grad, argmax, levels, *shape):
     return grad.new_empty(shape)
 
 
+def _gather_levels(grad_input: Tensor, argmax: Tensor, levels) -> Tensor:
+    """The adjoint of :func:`_spp_max_backward`, ``(N, C * sum(n * n))``: ``grad_input (N, C,
+    H, W)`` at each bin's argmax in its plane."""
+    n_img, channels = grad_input.shape[:2]
+    planes = grad_input.flatten(2)  # (N, C, H * W)
+    parts = [planes.gather(2, a.reshape(n_img, channels, -1).long()) for a in _split_levels(argmax, levels, channels)]
+    return torch.cat([part.reshape(n_img, -1) for part in parts], dim=1)
+
+
+def _spp_max_backward_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+    ctx.levels = inputs[2]
+
+
+def _spp_max_double_backward(ctx, grad):  # the backward is linear in its gradient
+    (argmax,) = ctx.saved_tensors
+    return (_gather_levels(grad, argmax, ctx.levels),) + (None,) * 6
+
+
+register_autograd(_spp_max_backward_op, _spp_max_double_backward, _spp_max_backward_setup)
+register_vmap(_spp_max_backward_op, ("images", "images", None, "count", None, None, None))
+
+
 def _spp_setup(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # no zeros for the argmax output
     ctx.save_for_backward(output[1])
@@ -333,15 +368,16 @@ def _spp_backward(ctx, grad, _grad_argmax):
         return None, None, None, None
     grad = grad.contiguous()
     if ctx.mode == "avg":
-        return torch.ops.rfmap._spp_avg_backward(grad, ctx.levels, *ctx.shape), None, None, None
+        return call(torch.ops.rfmap._spp_avg_backward, grad, ctx.levels, *ctx.shape), None, None, None
     if not ctx.with_argmax:
         raise RuntimeError("rfmap::spp_pool ran with with_argmax=False: no gradient (call rfmap.ops.spp_pool)")
-    # in eager mode the kernel itself (the op is for graphs: compile, export, double backward)
-    backward = _spp_max_backward if eager(grad, argmax) else torch.ops.rfmap._spp_max_backward
-    return backward(grad, argmax, ctx.levels, *ctx.shape), None, None, None
+    if eager(grad, argmax):  # the kernel itself (the op is for graphs: compile, export, double backward)
+        return _spp_max_backward(grad, argmax, ctx.levels, *ctx.shape), None, None, None
+    return call(torch.ops.rfmap._spp_max_backward, grad, argmax, ctx.levels, *ctx.shape), None, None, None
 
 
-_spp_pool_op.register_autograd(_spp_backward, setup_context=_spp_setup)
+register_autograd(_spp_pool_op, _spp_backward, _spp_setup)
+register_vmap(_spp_pool_op, ("images", None, None, None))
 
 
 class _EagerSPP(torch.autograd.Function):

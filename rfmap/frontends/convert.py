@@ -15,44 +15,16 @@ Coordinates: pixel-index convention, axes in (H, W) order.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Expand, GlobalOp, Layer, Merge, Pointwise, resolved_maps
-from rfmap.errors import RFMapBug, RFMapError, RFMapWarning
+from rfmap.errors import RFMapBug, RFMapError
+from rfmap.frontends.nodeinfo import NodeInfo
+from rfmap.frontends.outputs import build_graph
 from rfmap.rules.call import SAME, Bind, Call, LayoutError, PooledInput, distinct, first_tensor, is_tensor, leaves, right_aligned
 from rfmap.rules.common import broadcast_dims, flat_global
-from rfmap.rules.split_axes import as_map, dispatch, has_split
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """Where an rfmap node came from.
-
-    ``path``: the module path of a module call (``layer3.5.conv2``), or, for a function,
-    the module whose ``forward`` called it (``layer3.5``; ``""`` at the top); for ONNX the
-    node name.  ``kind``: ``module``, ``function``, ``method``, ``aten`` (torch.export),
-    ``onnx``, or ``helper`` for nodes a rule adds.  ``shape``: the full output shape (batch
-    1).  ``module_type``: the class name of a module call.  ``first_call``: false for a
-    module called again (its parameters are counted once).
-    """
-
-    name: str
-    path: str
-    kind: str
-    op: str
-    shape: tuple[int, ...] | None
-    module_type: str | None = None
-    params: int = 0
-    first_call: bool = True
-    owner: str = ""
-
-
-class NoSpatialOutput(RFMapError):
-    """No output of the captured graph depends on the input's spatial positions (a capture
-    that missed tensors stored by forward hooks, or a model that ignores its input)."""
+from rfmap.rules.split_axes import dispatch, has_split
 
 
 def has_bind(*structs) -> bool:
@@ -83,13 +55,6 @@ def one_line(exc: BaseException | None) -> str:
         return ""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _flattened(dims: tuple) -> bool:
-    """Two spatial axes held on one tensor dim (``x.flatten(2)``); axes on dims of their own
-    are in the tensor's order (:meth:`Call.in_order`)."""
-    held = [d for d in dims if d is not None]
-    return len(set(held)) != len(held)
 
 
 #: packages whose frames in a traceback are not a user's code
@@ -481,121 +446,11 @@ class Front:
     # the graph --------------------------------------------------------------------------
 
     def build(self, outputs: Any, values: Any, name: str, notes: list[str], *, warn_level: int = 4) -> tuple[Graph, tuple]:
-        """The graph of the nodes the outputs need, and the infos of its nodes.
-
-        ``outputs``/``values``: the framework's output structure of Binds and of tensors
-        (a tensor, a tuple or list, a dict).  Every output that depends on the input is an
-        output of the graph, in the model's return order, named by the dict key where the
-        model returns a dict (an alias of its node), else by its node's name.  The first
-        output's node is the graph's last (the table's last row).
-        """
-        named = [(key, self._settled(b), v) for key, b, v in _keyed(outputs, values) if isinstance(b, Bind)]
-        if not named:
-            raise NoSpatialOutput(f"{name}: the model's output does not depend on its input's spatial positions")
-        out_nodes = [self._materialize(b, v) for _, b, v in named]
-        main = out_nodes[0]
-        keep: set[str] = set()
-        by_name = {n.name: n for n in self.nodes}
-        stack = list(out_nodes)
-        while stack:
-            n = stack.pop()
-            if n in keep:
-                continue
-            keep.add(n)
-            stack.extend(by_name[n].inputs)
-        nodes = [n for n in self.nodes if n.name in keep]
-        idx = next(i for i, n in enumerate(nodes) if n.name == main)
-        if idx != len(nodes) - 1:
-            if any(main in n.inputs for n in nodes[idx + 1:]):
-                alias = self.reserve("output")
-                nodes.append(Node(alias, Pointwise(op="output"), (main,)))
-                self.infos[alias] = NodeInfo(alias, "", "helper", "output", self.infos[main].shape if main in self.infos else None)
-                out_nodes[0] = alias
-            else:
-                nodes.append(nodes.pop(idx))
-        names = {n.name for n in nodes}
-        aliases: list[tuple[str, str]] = []
-        out_names: list[str] = []
-        for (key, _, _), node in zip(named, out_nodes):
-            if key is not None and key not in names and key not in dict(aliases):
-                aliases.append((key, node))
-                out_names.append(key)
-            else:
-                out_names.append(node)
-        flat = [f"'{key or node}' holds them at tensor dims {list(b.dims)}" for (key, b, _), node in zip(named, out_nodes)
-                if _flattened(b.dims)]
-        if flat:  # the engine keeps one axis per spatial axis: say so rather than answer for the flat dim
-            message = (f"{name}: the model flattens spatial axes into one tensor dim (output " + "; ".join(flat) + "): "
-                       "sizes and boxes are reported per axis, in the order of the map before the flatten")
-            if self.strict:
-                raise RFMapError(message)
-            self.notes.append(message)
-            warnings.warn(message, RFMapWarning, stacklevel=warn_level)
-        notes = list(notes) + self.notes + [f"unsupported: {u}" for u in self.unsupported]
-        if self.unsupported:
-            warnings.warn(
-                f"{name}: {len(self.unsupported)} op(s) without an rfmap rule: " + "; ".join(self.unsupported[:5])
-                + (" ..." if len(self.unsupported) > 5 else "") + " (see Graph.notes; strict=True raises)",
-                RFMapWarning,
-                stacklevel=warn_level,
-            )
-        outs = tuple(out_names) if len(out_names) > 1 or out_names[0] != nodes[-1].name else ()
-        graph = Graph(tuple(nodes), name, self.input_sizes, tuple(notes), tuple(aliases), outs)
-        infos = tuple(self.infos[n.name] for n in nodes[1:] if n.name in self.infos)
-        return graph, infos
-
-    def _settled(self, bind: Bind) -> Bind:
-        """An output whose axes are split or rolled becomes the map of the tensor's own grid
-        (see :func:`rfmap.rules.split_axes.as_map`)."""
-        call = Call(kind="function", target="output", name=bind.node, path="", module=None,
-                    args=(), kwargs={}, arg_binds=(), kwarg_binds={}, out=None, rank=self.rank, front=self,
-                    op_name="output")
-        if bind.layout is None:
-            return call.in_order(bind)  # a transposed output: its own axis order (see rfmap.core.permute)
-        return as_map(call, bind)
+        """The graph of the nodes the outputs need, and the infos of its nodes
+        (:func:`rfmap.frontends.outputs.build_graph`)."""
+        return build_graph(self, outputs, values, name, notes, warn_level=warn_level + 1)
 
     def const_value(self, value: Any):
         """The numpy value of a constant tensor the capture knows (see :meth:`Call.const`)."""
         hit = self.consts.get(id(value))
         return hit[1] if hit is not None and hit[0] is value else None
-
-    def _materialize(self, bind: Bind, value: Any) -> str:
-        """The output's node; axes reduced away that the output tensor still has (a map
-        rebuilt from a global vector) are broadcast back to their size."""
-        rank = self.rank
-        if not is_tensor(value) or value.dim() < rank + 2 or all(d is not None for d in bind.dims):
-            return bind.node
-        std = tuple(range(value.dim() - rank, value.dim()))
-        used = {d for d in bind.dims if d is not None}
-        size = list(self.sizes[bind.node])
-        for a, d in enumerate(bind.dims):
-            if d is None and std[a] not in used:
-                size[a] = int(value.shape[std[a]])
-        if tuple(size) == self.sizes[bind.node]:
-            return bind.node
-        name = self.reserve(f"{bind.node}.expand")
-        self.nodes.append(Node(name, Expand(tuple(size)), (bind.node,)))
-        self.node_names.add(name)
-        self.sizes[name] = tuple(size)
-        self.infos[name] = NodeInfo(name, self.infos[bind.node].path if bind.node in self.infos else "", "helper",
-                                    "expand", tuple(int(v) for v in value.shape), owner=bind.node)
-        return name
-
-
-def _keyed(outputs: Any, values: Any, prefix: str | None = None) -> list[tuple[str | None, Any, Any]]:
-    """Output leaves with their names: dict keys (``'0'``, ``'pool'``; nested ``'a.0'``), else
-    ``None`` (named by their node)."""
-    if isinstance(outputs, dict):
-        out = []
-        for k, b in outputs.items():
-            v = values.get(k) if isinstance(values, dict) else None
-            key = str(k) if prefix is None else f"{prefix}.{k}"
-            out.extend(_keyed(b, v, key))
-        return out
-    if isinstance(outputs, (list, tuple)):
-        vals = list(values) if isinstance(values, (list, tuple)) else [None] * len(outputs)
-        out = []
-        for i, (b, v) in enumerate(zip(outputs, vals)):
-            out.extend(_keyed(b, v, None if prefix is None else f"{prefix}.{i}"))
-        return out
-    return [(prefix, outputs, values)]

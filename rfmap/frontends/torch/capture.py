@@ -58,7 +58,8 @@ import torch.nn as nn
 
 from rfmap.core.graph import Graph
 from rfmap.errors import RFMapError
-from rfmap.frontends.convert import NodeInfo, NoSpatialOutput, one_line
+from rfmap.frontends.convert import one_line
+from rfmap.frontends.nodeinfo import NodeInfo, NoSpatialOutput
 from rfmap.frontends.torch import targets as T
 from rfmap.frontends.torch.run import TracedModel, _ExportRun, _fetch, _FxRun
 

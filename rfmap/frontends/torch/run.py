@@ -23,7 +23,8 @@ from torch.fx.node import map_arg
 
 from rfmap.core.graph import Graph
 from rfmap.errors import RFMapError
-from rfmap.frontends.convert import Front, NodeInfo, has_bind, one_line
+from rfmap.frontends.convert import Front, has_bind, one_line
+from rfmap.frontends.nodeinfo import NodeInfo
 from rfmap.frontends.torch import targets as T
 from rfmap.rules.call import Bind, leaves
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch.nn as nn
 
 from rfmap.errors import RFMapError
-from rfmap.frontends.convert import NodeInfo
+from rfmap.frontends.nodeinfo import NodeInfo
 from rfmap.frontends.torch.capture import trace_module
 
 

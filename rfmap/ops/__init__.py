@@ -24,8 +24,8 @@ export to standard ONNX with both ``torch.onnx.export`` exporters (:mod:`rfmap.o
 :func:`onnx_translation_table` for a ``torch.export`` program that holds the ops).
 The checks that need the boxes' values run inside the ops' kernels (:mod:`rfmap.ops._boxes`).
 Every op has a double backward, and works under ``torch.func`` transforms (``grad``, ``vjp``,
-``jacrev``, ``vmap`` and its per-sample gradients; one batched call per ``vmap``, not a loop;
-:mod:`rfmap.ops._library`).
+``jacrev``, forward mode: ``jvp``, ``jacfwd``, ``hessian``; ``vmap`` and its per-sample
+gradients, one batched call per ``vmap``, not a loop; :mod:`rfmap.ops._library`).
 
 This subpackage imports torch; nothing else in rfmap imports it eagerly.
 """

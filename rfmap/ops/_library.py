@@ -13,7 +13,8 @@ gather at the saved argmax (max pooling), so double backward works for every op.
 Functorch transforms (``torch.func.grad``, ``vjp``, ``jacrev``, ``vmap`` of them) do not
 run custom ops' own autograd yet (pytorch/pytorch#168393): under a transform, :func:`call`
 runs an op through an ``autograd.Function`` with the same setup and backward
-(:func:`register_autograd`), which they do run.
+(:func:`register_autograd`), which they do run, and a ``jvp`` for forward mode
+(``torch.func.jvp``, ``jacfwd``, ``hessian``), which custom ops cannot register.
 
 The kernels check their data (:func:`rfmap.ops._boxes.check_rois`) when they run, so those
 checks hold in compiled and exported graphs too; the fake kernels check only shapes.
@@ -72,20 +73,53 @@ def _packet(op) -> torch._ops.OpOverloadPacket:
     return getattr(torch.ops.rfmap, op._qualname.split("::")[1])
 
 
-def register_autograd(op, backward: Callable, setup_context: Callable) -> None:
-    """``op.register_autograd(backward, setup_context=setup_context)``, and the same formula
+def save(ctx, *tensors: Tensor) -> None:
+    """``ctx.save_for_backward(*tensors)`` and ``save_for_forward`` of the same tensors, for
+    the ops' ``jvp`` (functorch's generated ``vmap`` rules keep one set of batch dims for both)."""
+    ctx.save_for_backward(*tensors)
+    ctx.save_for_forward(*tensors)
+
+
+def register_autograd(op, backward: Callable, setup_context: Callable, jvp: Callable) -> None:
+    """``op.register_autograd(backward, setup_context=setup_context)``, and the same formulas
     as an ``autograd.Function`` that :func:`call` runs under functorch transforms (with
-    ``generate_vmap_rule``: ``vmap`` of ``grad`` works too)."""
+    ``generate_vmap_rule``: ``vmap`` of ``grad`` works too) and with ``jvp``, forward-mode AD
+    (``torch.func.jvp``, ``jacfwd``, ``hessian``).  Every op is linear in its first argument
+    (given the others and, for max pooling, its argmax), so ``jvp(ctx, t, ...)`` applies the
+    op, or its gather at the argmax, to the tangent ``t``: from what ``setup_context`` saved
+    (:func:`save`)."""
     op.register_autograd(backward, setup_context=setup_context)
     packet = _packet(op)
 
     def forward(*args):
-        return packet.default(*args)
+        return packet.default(*map(_plain, args))
+
+    def setup(ctx, inputs, output):
+        setup_context(ctx, tuple(map(_plain, inputs)), output)
 
     name = packet._qualified_op_name.split("::")[1].title().replace("_", "")
-    body = {"generate_vmap_rule": True, "forward": staticmethod(forward),
-            "setup_context": staticmethod(setup_context), "backward": staticmethod(backward)}  # fmt: skip
+    body = {"generate_vmap_rule": True, "forward": staticmethod(forward), "setup_context": staticmethod(setup),
+            "backward": staticmethod(backward), "jvp": staticmethod(jvp)}  # fmt: skip
     _transformable[op._qualname] = type(f"{name}Function", (torch.autograd.Function,), body)
+
+
+class _Opaque:
+    """A list argument (SPP's levels) handed to an ``autograd.Function`` as one value:
+    functorch's generated rules count a list's items as arguments of their own, and the
+    tangents of ``jvp`` under ``vmap`` (``jacfwd``, ``hessian``) then do not line up."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    @classmethod
+    def of(cls, value):
+        return cls(value) if isinstance(value, (list, tuple)) else value
+
+
+def _plain(value):
+    return value.value if isinstance(value, _Opaque) else value
 
 
 def register_vmap(op, args: tuple) -> None:
@@ -133,7 +167,7 @@ def call(op, *args):
     """``op(*args)`` for an op of ``torch.ops.rfmap``; under a functorch transform, through
     its ``autograd.Function`` (:func:`register_autograd`), which the transforms can differentiate."""
     if torch._C._are_functorch_transforms_active():
-        return _transformable[op._qualified_op_name].apply(*args)
+        return _transformable[op._qualified_op_name].apply(*map(_Opaque.of, args))
     return op(*args)
 
 
@@ -149,7 +183,7 @@ def register_backward(op, backward_op, params: int) -> None:
     rois, *params, N, C, H, W)``, and of ``backward_op`` through ``op`` (double backward)."""
 
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[1])
+        save(ctx, inputs[1])
         ctx.params = inputs[2 : 2 + params]
         ctx.shape = tuple(inputs[0].shape)
 
@@ -160,16 +194,25 @@ def register_backward(op, backward_op, params: int) -> None:
         grad_input = call(backward_packet, grad.contiguous(), rois, *ctx.params, *ctx.shape)
         return (grad_input, None) + (None,) * params
 
+    def jvp(ctx, tangent, *_):
+        (rois,) = ctx.saved_tensors
+        return call(forward_packet, tangent, rois, *ctx.params)
+
     def setup_adjoint(ctx, inputs, output):
-        ctx.save_for_backward(inputs[1])
+        save(ctx, inputs[1])
         ctx.params = inputs[2 : 2 + params]
+        ctx.shape = inputs[2 + params :]
 
     def adjoint_backward(ctx, grad):
         (rois,) = ctx.saved_tensors
         return (call(forward_packet, grad.contiguous(), rois, *ctx.params), None) + (None,) * (params + 4)
 
-    register_autograd(op, backward, setup_context)
-    register_autograd(backward_op, adjoint_backward, setup_adjoint)
+    def adjoint_jvp(ctx, tangent, *_):
+        (rois,) = ctx.saved_tensors
+        return call(backward_packet, tangent.contiguous(), rois, *ctx.params, *ctx.shape)
+
+    register_autograd(op, backward, setup_context, jvp)
+    register_autograd(backward_op, adjoint_backward, setup_adjoint, adjoint_jvp)
     register_vmap(op, ("images", "rois") + (None,) * params)
     register_vmap(backward_op, ("boxes", "rois") + (None,) * params + ("count", None, None, None))
 

@@ -46,7 +46,7 @@ from ._boxes import (
     prepare,
     roi_pool_cells,
 )
-from ._library import call, custom_op, needs_grad, register_autograd, register_vmap, roi_rows, script_rois
+from ._library import call, custom_op, needs_grad, register_autograd, register_vmap, roi_rows, save, script_rois
 from ._rectmax import argmax_backward, gather_argmax, pixel_dtype, rect_max
 from ._threads import single_threaded
 
@@ -152,7 +152,7 @@ def _(grad, argmax, rois, *shape):
 
 def _roi_pool_setup(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # no zeros for the argmax output
-    ctx.save_for_backward(output[1], inputs[1])
+    save(ctx, output[1], inputs[1])
     ctx.shape = tuple(inputs[0].shape)
     ctx.with_argmax = inputs[5]
 
@@ -167,8 +167,14 @@ def _roi_pool_backward(ctx, grad, _grad_argmax):
     return grad_input, None, None, None, None, None
 
 
+def _roi_pool_jvp(ctx, tangent, *_):  # the backward's adjoint: the tangent at the argmax
+    argmax, rois = ctx.saved_tensors
+    return gather_argmax(tangent, argmax, rois[:, 0].long()), None
+
+
 def _roi_pool_backward_setup(ctx, inputs, output):
-    ctx.save_for_backward(inputs[1], inputs[2])
+    save(ctx, inputs[1], inputs[2])
+    ctx.shape = inputs[3:]
 
 
 def _roi_pool_double_backward(ctx, grad):  # the backward is linear in its gradient
@@ -176,8 +182,13 @@ def _roi_pool_double_backward(ctx, grad):  # the backward is linear in its gradi
     return (gather_argmax(grad, argmax, rois[:, 0].long()),) + (None,) * 6
 
 
-register_autograd(_roi_pool_op, _roi_pool_backward, _roi_pool_setup)
-register_autograd(_roi_pool_backward_op, _roi_pool_double_backward, _roi_pool_backward_setup)
+def _roi_pool_backward_jvp(ctx, tangent, *_):  # linear in its gradient
+    argmax, rois = ctx.saved_tensors
+    return call(torch.ops.rfmap._roi_pool_backward, tangent.contiguous(), argmax, rois, *ctx.shape)
+
+
+register_autograd(_roi_pool_op, _roi_pool_backward, _roi_pool_setup, _roi_pool_jvp)
+register_autograd(_roi_pool_backward_op, _roi_pool_double_backward, _roi_pool_backward_setup, _roi_pool_backward_jvp)
 register_vmap(_roi_pool_op, ("images", "rois", None, None, None, None))
 register_vmap(_roi_pool_backward_op, ("boxes", "boxes", "rois", "count", None, None, None))
 

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from ..errors import RFMapError
 from ._boxes import check_input, compute_dtype
-from ._library import call, custom_op, eager, needs_grad, register_autograd, register_vmap
+from ._library import call, custom_op, eager, needs_grad, register_autograd, register_vmap, save
 from ._native import kernels
 from ._rectmax import pixel_dtype
 from ._threads import single_threaded, threads
@@ -290,14 +290,18 @@ def _(grad, levels, *shape):
 
 
 def _spp_avg_backward_setup(ctx, inputs, output):
-    ctx.levels = inputs[1]
+    ctx.levels, ctx.shape = inputs[1], inputs[2:]
 
 
 def _spp_avg_double_backward(ctx, grad):  # the adjoint of the adjoint: the pooling itself
     return (call(torch.ops.rfmap.spp_pool, grad.contiguous(), ctx.levels, "avg", False)[0],) + (None,) * 5
 
 
-register_autograd(_spp_avg_backward_op, _spp_avg_double_backward, _spp_avg_backward_setup)
+def _spp_avg_backward_jvp(ctx, tangent, *_):  # linear in its gradient
+    return call(torch.ops.rfmap._spp_avg_backward, tangent.contiguous(), ctx.levels, *ctx.shape)
+
+
+register_autograd(_spp_avg_backward_op, _spp_avg_double_backward, _spp_avg_backward_setup, _spp_avg_backward_jvp)
 register_vmap(_spp_avg_backward_op, ("images", None, "count", None, None, None))
 
 
@@ -343,8 +347,8 @@ def _gather_levels(grad_input: Tensor, argmax: Tensor, levels) -> Tensor:
 
 
 def _spp_max_backward_setup(ctx, inputs, output):
-    ctx.save_for_backward(inputs[1])
-    ctx.levels = inputs[2]
+    save(ctx, inputs[1])
+    ctx.levels, ctx.shape = inputs[2], inputs[3:]
 
 
 def _spp_max_double_backward(ctx, grad):  # the backward is linear in its gradient
@@ -352,13 +356,18 @@ def _spp_max_double_backward(ctx, grad):  # the backward is linear in its gradie
     return (_gather_levels(grad, argmax, ctx.levels),) + (None,) * 6
 
 
-register_autograd(_spp_max_backward_op, _spp_max_double_backward, _spp_max_backward_setup)
+def _spp_max_backward_jvp(ctx, tangent, *_):  # linear in its gradient
+    (argmax,) = ctx.saved_tensors
+    return call(torch.ops.rfmap._spp_max_backward, tangent.contiguous(), argmax, ctx.levels, *ctx.shape)
+
+
+register_autograd(_spp_max_backward_op, _spp_max_double_backward, _spp_max_backward_setup, _spp_max_backward_jvp)
 register_vmap(_spp_max_backward_op, ("images", "images", None, "count", None, None, None))
 
 
 def _spp_setup(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # no zeros for the argmax output
-    ctx.save_for_backward(output[1])
+    save(ctx, output[1])
     ctx.shape, ctx.levels, ctx.mode, ctx.with_argmax = tuple(inputs[0].shape), inputs[1], inputs[2], inputs[3]
 
 
@@ -376,7 +385,14 @@ def _spp_backward(ctx, grad, _grad_argmax):
     return call(torch.ops.rfmap._spp_max_backward, grad, argmax, ctx.levels, *ctx.shape), None, None, None
 
 
-register_autograd(_spp_pool_op, _spp_backward, _spp_setup)
+def _spp_jvp(ctx, tangent, *_):  # the pooling of the tangent, or its gather at the argmax
+    if ctx.mode == "avg":
+        return call(torch.ops.rfmap.spp_pool, tangent.contiguous(), ctx.levels, "avg", False)[0], None
+    (argmax,) = ctx.saved_tensors
+    return _gather_levels(tangent, argmax, ctx.levels), None
+
+
+register_autograd(_spp_pool_op, _spp_backward, _spp_setup, _spp_jvp)
 register_vmap(_spp_pool_op, ("images", None, None, None))
 
 

@@ -1,5 +1,5 @@
-"""The RoI ops under functorch transforms (torch.func.grad, vjp, jacrev, vmap of grad), and
-their double backward.
+"""The RoI ops under functorch transforms (torch.func.grad, vjp, jacrev, vmap, jvp, jacfwd,
+hessian), and their double backward.
 
 torch.library custom ops' own autograd does not run under these transforms yet
 (pytorch/pytorch#168393); rfmap.ops runs each op there through an autograd.Function with the
@@ -13,6 +13,9 @@ import pytest
 import torch
 
 from rfmap.ops import MultiScaleRoIAlign, ps_roi_align, ps_roi_pool, roi_align, roi_pool, spp_pool
+
+# torch's forward mode loads its decompositions through torch.jit.script, which warns
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 GEN = torch.Generator().manual_seed(0)
 X = torch.randn(2, 8, 11, 13, dtype=torch.float64, generator=GEN)
@@ -145,3 +148,34 @@ def test_double_backward_of_the_backward_ops_is_their_adjoint():
         (adjoint,) = torch.autograd.grad(backward, g, h)
         torch.testing.assert_close((backward * h).sum(), (g * adjoint).sum(), rtol=1e-12, atol=1e-12)
         assert adjoint.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_jvp_is_the_transpose_of_autograd(name, no_fallback):
+    # forward mode: <J v, u> == <v, J^T u>, J^T u from torch.autograd
+    op = OPS[name]
+    v = torch.randn(X.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    out, jv = torch.func.jvp(op, (X,), (v,))
+    u = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    x = X.clone().requires_grad_()
+    (vjp,) = torch.autograd.grad(op(x), x, u)
+    assert torch.equal(out, op(X))
+    torch.testing.assert_close((jv * u).sum(), (v * vjp).sum(), rtol=1e-12, atol=1e-12)
+    assert jv.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["roi_align aligned adaptive", "roi_pool", "spp_pool max", "spp_pool avg", "ps_roi_pool"])
+def test_jacfwd_and_hessian(name, no_fallback):
+    op = OPS[name]
+    small = X[:, :4, :5, :6].contiguous()
+    assert torch.equal(torch.func.jacfwd(op)(small), torch.func.jacrev(op)(small))
+
+    def f(t):
+        return op(t).pow(3).sum()
+
+    hessian = torch.func.hessian(f)(small)
+    x = small.clone().requires_grad_()
+    (g,) = torch.autograd.grad(f(x), x, create_graph=True)
+    rows = [torch.autograd.grad(g.flatten()[i], x, retain_graph=True)[0] for i in range(g.numel())]
+    torch.testing.assert_close(hessian, torch.stack(rows).view(hessian.shape), rtol=1e-10, atol=1e-12)
+    assert hessian.abs().sum() > 0

@@ -63,9 +63,10 @@ def eager(*tensors: Tensor, recording: bool = False) -> bool:
 
 
 def needs_grad(input: Tensor) -> bool:
-    """Whether autograd may differentiate through ``input``: it requires grad in grad mode, or a
-    functorch transform is active (whose wrappers do not always say that they require grad)."""
-    return torch.is_grad_enabled() and (input.requires_grad or torch._C._are_functorch_transforms_active())
+    """Whether an op may be differentiated through ``input``: it requires grad in grad mode, or a
+    functorch transform is active (forward mode needs no grad mode, and the transforms'
+    wrappers do not always say that they require grad)."""
+    return (torch.is_grad_enabled() and input.requires_grad) or torch._C._are_functorch_transforms_active()
 
 
 def _packet(op) -> torch._ops.OpOverloadPacket:

@@ -164,6 +164,17 @@ def test_jvp_is_the_transpose_of_autograd(name, no_fallback):
     assert jv.abs().sum() > 0
 
 
+@pytest.mark.parametrize("name", ["roi_pool", "spp_pool max"])
+def test_forward_mode_without_grad_mode(name):
+    # forward mode needs no grad mode: the max ops still keep their argmax for the tangent
+    op = OPS[name]
+    v = torch.randn(X.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    expected = torch.func.jvp(op, (X,), (v,))
+    with torch.no_grad():
+        out, tangent = torch.func.jvp(op, (X,), (v,))
+    assert torch.equal(out, expected[0]) and torch.equal(tangent, expected[1])
+
+
 @pytest.mark.parametrize("name", ["roi_align aligned adaptive", "roi_pool", "spp_pool max", "spp_pool avg", "ps_roi_pool"])
 def test_jacfwd_and_hessian(name, no_fallback):
     op = OPS[name]

@@ -1,4 +1,5 @@
-"""The one error type of rfmap and its warning category.
+"""The one error type of rfmap, its warning category, and :func:`warn`, which issues a
+warning at the user's line.
 
 Every problem with user input (a layer, a spec-file line, a box, a cell index) raises
 :class:`RFMapError`, a :class:`ValueError` whose message names the thing at fault, so
@@ -6,6 +7,10 @@ that the CLI can print it as one line and exit with status 2.
 """
 
 from __future__ import annotations
+
+import sys
+import warnings
+from types import FrameType
 
 
 class RFMapError(ValueError):
@@ -21,6 +26,16 @@ class RFMapBug(RuntimeError):
 class RFMapWarning(UserWarning):
     """Something rfmap computed exactly but that a user should know (misaligned paths,
     ops treated as pointwise)."""
+
+
+def warn(message: str, category: type[Warning] = RFMapWarning) -> None:
+    """``warnings.warn(message, category)`` at the first caller outside rfmap: the user's
+    line, however deep in rfmap the cause was found."""
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] == "rfmap":
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)
 
 
 def preview(value: object, limit: int = 60) -> str:

@@ -491,6 +491,24 @@ def test_unsupported_op_is_reported_and_treated_as_pointwise():
     assert a.output.rf == (5, 5)
 
 
+def test_front_end_warnings_name_the_callers_line(tmp_path):
+    # however deep in rfmap the cause is found, the warning points at the user's call
+    import inspect
+
+    import rfmap
+
+    with pytest.warns(RFMapWarning, match="without an rfmap rule") as record:
+        line = inspect.currentframe().f_lineno + 1
+        rfmap.analyze(CustomOpNet(), 16)
+    assert [(w.filename, w.lineno) for w in record if "without an rfmap rule" in str(w.message)] == [(__file__, line)]
+    path = tmp_path / "flat.onnx"
+    torch.onnx.export(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(2)), (torch.zeros(1, 3, 16, 16),), str(path), dynamo=False)
+    with pytest.warns(RFMapWarning, match="flattens spatial axes") as record:
+        line = inspect.currentframe().f_lineno + 1
+        rfmap.analyze(str(path))
+    assert [(w.filename, w.lineno) for w in record if "flattens" in str(w.message)] == [(__file__, line)]
+
+
 def test_strict_raises_naming_the_module_path():
     with pytest.raises(RFMapError, match=r"my_blur.*blocks\.0"):
         from_module(CustomOpNet(), 16, strict=True)

@@ -445,10 +445,10 @@ class Front:
 
     # the graph --------------------------------------------------------------------------
 
-    def build(self, outputs: Any, values: Any, name: str, notes: list[str], *, warn_level: int = 4) -> tuple[Graph, tuple]:
+    def build(self, outputs: Any, values: Any, name: str, notes: list[str]) -> tuple[Graph, tuple]:
         """The graph of the nodes the outputs need, and the infos of its nodes
         (:func:`rfmap.frontends.outputs.build_graph`)."""
-        return build_graph(self, outputs, values, name, notes, warn_level=warn_level + 1)
+        return build_graph(self, outputs, values, name, notes)
 
     def const_value(self, value: Any):
         """The numpy value of a constant tensor the capture knows (see :meth:`Call.const`)."""

@@ -7,12 +7,11 @@ Coordinates: pixel-index convention, axes in (H, W) order.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from rfmap.core.graph import Graph, Node
 from rfmap.core.layers import Expand, Pointwise
-from rfmap.errors import RFMapError, RFMapWarning
+from rfmap.errors import RFMapError, warn
 from rfmap.frontends.nodeinfo import NodeInfo, NoSpatialOutput
 from rfmap.rules.call import Bind, Call, is_tensor
 from rfmap.rules.split_axes import as_map
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from rfmap.frontends.convert import Front
 
 
-def build_graph(front: Front, outputs: Any, values: Any, name: str, notes: list[str], *, warn_level: int = 4) -> tuple[Graph, tuple]:
+def build_graph(front: Front, outputs: Any, values: Any, name: str, notes: list[str]) -> tuple[Graph, tuple]:
     """The graph of ``front``'s nodes that the outputs need, and the infos of its nodes.
 
     ``outputs``/``values``: the framework's output structure of Binds and of tensors
@@ -71,19 +70,18 @@ def build_graph(front: Front, outputs: Any, values: Any, name: str, notes: list[
         if front.strict:
             raise RFMapError(message)
         front.notes.append(message)
-        warnings.warn(message, RFMapWarning, stacklevel=warn_level)
+        warn(message)
     notes = list(notes) + front.notes + [f"unsupported: {u}" for u in front.unsupported]
     if front.unsupported:
-        warnings.warn(
+        warn(
             f"{name}: {len(front.unsupported)} op(s) without an rfmap rule: " + "; ".join(front.unsupported[:5])
             + (" ..." if len(front.unsupported) > 5 else "") + " (see Graph.notes; strict=True raises)",
-            RFMapWarning,
-            stacklevel=warn_level,
         )
     outs = tuple(out_names) if len(out_names) > 1 or out_names[0] != nodes[-1].name else ()
     graph = Graph(tuple(nodes), name, front.input_sizes, tuple(notes), tuple(aliases), outs)
     infos = tuple(front.infos[n.name] for n in nodes[1:] if n.name in front.infos)
     return graph, infos
+
 
 def _settled(front: Front, bind: Bind) -> Bind:
     """An output whose axes are split or rolled becomes the map of the tensor's own grid

@@ -227,8 +227,7 @@ class _Walk:
         values = [self._tensor(o.name) for o in g.output]
         keyed = {o.name: b for o, b in zip(g.output, outputs)} if len(g.output) > 1 else outputs[0]
         keyed_values = {o.name: v for o, v in zip(g.output, values)} if len(g.output) > 1 else values[0]
-        graph, _ = self.front.build(keyed, keyed_values, self.name, [f"read from ONNX for input size {list(size)}"],
-                                    warn_level=5)
+        graph, _ = self.front.build(keyed, keyed_values, self.name, [f"read from ONNX for input size {list(size)}"])
         return graph
 
     def _tensor(self, name: str) -> Any:

@@ -92,7 +92,7 @@ class TracedModel:
 def finish(front: Front, spec, outputs, values, name: str, method: str) -> TracedModel:
     capture = "torch.fx.symbolic_trace" if method == "fx" else "torch.export"
     notes = [f"captured with {capture} for input shape {list(spec.shape)}"]
-    graph, infos = front.build(outputs, values, name, notes, warn_level=5)
+    graph, infos = front.build(outputs, values, name, notes)
     return TracedModel(graph, spec.shape, method, infos, tuple(front.unsupported))
 
 

@@ -138,7 +138,7 @@ def register_vmap(op, args: tuple) -> None:
         count = next((v for v, role in zip(values, args) if role == "count"), None)
         if count is None:
             image, dim = next((v, d) for v, d, role in zip(values, in_dims, args) if role == "images")
-            count = image.shape[1 if dim is not None else 0]
+            count = image.shape[1 if dim == 0 else 0]  # the images' dim, with the samples' dim anywhere
         folded = []
         for value, dim, role in zip(values, in_dims, args):
             if role is None:

@@ -66,6 +66,15 @@ def test_vmap(name, no_fallback):
     assert torch.equal(torch.func.vmap(op)(STACKED), torch.stack([op(x) for x in STACKED]))
 
 
+@pytest.mark.parametrize("name", ["roi_align", "roi_pool", "spp_pool max", "ps_roi_pool"])
+def test_vmap_over_another_dim(name, no_fallback):
+    # the samples stacked along dim 1 (after the images) and returned along dim 2
+    op = OPS[name]
+    moved = STACKED.movedim(0, 1)
+    expected = torch.stack([op(x) for x in STACKED], dim=2)
+    assert torch.equal(torch.func.vmap(op, in_dims=1, out_dims=2)(moved), expected)
+
+
 @pytest.mark.parametrize("name", list(OPS))
 def test_per_sample_grads(name, no_fallback):
     # vmap of grad: one gradient per stacked input, each the one autograd gives it alone

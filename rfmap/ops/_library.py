@@ -75,10 +75,12 @@ def _packet(op) -> torch._ops.OpOverloadPacket:
 
 
 def save(ctx, *tensors: Tensor) -> None:
-    """``ctx.save_for_backward(*tensors)`` and ``save_for_forward`` of the same tensors, for
-    the ops' ``jvp`` (functorch's generated ``vmap`` rules keep one set of batch dims for both)."""
+    """``ctx.save_for_backward(*tensors)``, and under a functorch transform (the only place an
+    op's ``jvp`` runs) ``save_for_forward`` of the same tensors (functorch's generated ``vmap``
+    rules keep one set of batch dims for both)."""
     ctx.save_for_backward(*tensors)
-    ctx.save_for_forward(*tensors)
+    if torch._C._are_functorch_transforms_active():
+        ctx.save_for_forward(*tensors)
 
 
 def register_autograd(op, backward: Callable, setup_context: Callable, jvp: Callable) -> None:

@@ -114,10 +114,10 @@ def _spp_pool(input, levels, mode) -> Tensor:
     op = "spp_pool"
     check_input(op, input)
     levels = _check_args(op, levels, mode, int(input.shape[1]))
-    grad = needs_grad(input)
-    with_argmax = mode == "max" and grad
+    recording = needs_grad(input)
+    with_argmax = mode == "max" and recording
     if eager(input, recording=True):  # the kernels themselves, under an autograd node of their own
-        if not grad:
+        if not recording:
             return _spp_compute(input, levels, mode, False)[0]
         return _EagerSPP.apply(input, levels, mode, with_argmax)[0]
     if torch.onnx.is_in_onnx_export():  # (an export traces: never eager)
